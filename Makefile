@@ -1,0 +1,50 @@
+# Edge Deploy Studio. On a fresh machine: `make demo` and `make test` (both create .venv first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RKNN_TOOLKIT := rknn-toolkit2==2.5.0
+export QT_QPA_PLATFORM ?= offscreen
+export YOLO_OFFLINE := 1
+
+.PHONY: venv sysdeps test test-fast demo studio lint clean
+
+venv: $(STAMP)  ## create .venv from the pinned recipe (idempotent)
+
+$(STAMP): constraints.txt requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip<26"
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt
+	$(BIN)/pip install -q --no-deps $(RKNN_TOOLKIT)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+sysdeps:  ## system packages the tests use (Xvfb for screenshots, OpenSSH for board tests)
+	@missing=""; \
+	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  echo "installing:$$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: venv sysdeps lint  ## the whole suite, slow tests included
+	$(BIN)/python -m pytest -q
+
+test-fast: venv  ## the suite without slow tests (RKNN builds, training)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: venv  ## synthetic data -> brief training -> ONNX + RKNN int8 for rk3588 with a report
+	$(BIN)/studio demo
+
+studio: venv  ## the desktop studio
+	$(BIN)/studio gui
+
+lint: venv  ## ruff (py39 syntax for deploy/runtime) and the import contracts
+	$(BIN)/ruff check studio deploy tests
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf out exports runs .pytest_cache
