@@ -1,0 +1,119 @@
+"""The model sidecar: one JSON file beside every exported model that says how to run it.
+
+Everything that consumes a model (runtime, evaluation, board agent, GUI) reads this
+instead of guessing. Plain dataclasses and json so the board can read it too.
+"""
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+SCHEMA_VERSION = 1
+LAYOUTS = ("rknn-split", "standard")
+
+
+@dataclass
+class Preprocess:
+    """How pixels become the model input; the defaults are what the studio exports."""
+
+    letterbox: bool = True  # keep aspect, pad with grey 114, centred
+    pad_value: int = 114
+    channel_order: str = "RGB"  # order the model expects
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # on 0..255 pixels
+    std: list[float] = field(default_factory=lambda: [255.0, 255.0, 255.0])
+
+
+@dataclass
+class OutputQuant:
+    """Quantization of one model output as the NPU produces it (real = (q - zero_point) * scale)."""
+
+    name: str
+    dtype: str  # "int8", "float16", "float32"
+    scale: float = 1.0
+    zero_point: int = 0
+
+
+@dataclass
+class BuildOptions:
+    """What was passed to rknn-toolkit2, enough to rebuild the same model."""
+
+    platform: str
+    quant: str  # int8 | fp16 | qdq
+    algorithm: Optional[str] = None  # normal | kl_divergence | mmse (int8 only)
+    calibration: list[str] = field(default_factory=list)  # source images, in order
+
+
+@dataclass
+class ModelMeta:
+    """The sidecar JSON of an exported model (schema SCHEMA_VERSION)."""
+
+    format: str  # onnx | rknn
+    names: list[str]
+    imgsz: int
+    layout: str  # rknn-split | standard
+    outputs: list[str]  # output names in order
+    strides: list[int] = field(default_factory=list)
+    reg_max: int = 16
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    build: Optional[BuildOptions] = None
+    quantization: list[OutputQuant] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelMeta":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"sidecar schema version {version!r} is not supported (this studio reads {SCHEMA_VERSION})"
+            )
+        data = dict(data)
+        data["preprocess"] = Preprocess(**data.get("preprocess", {}))
+        build = data.get("build")
+        data["build"] = BuildOptions(**build) if build else None
+        data["quantization"] = [OutputQuant(**q) for q in data.get("quantization", [])]
+        return cls(**data)
+
+
+def sidecar_path(model_path) -> Path:
+    """The sidecar of `model.rknn` is `model.rknn.json` (an export writes model.onnx and model.rknn side by side)."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def write_json_atomic(path, data: dict[str, Any]) -> None:
+    """Write JSON to a temp file beside `path`, then rename, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_meta(model_path, meta: ModelMeta) -> Path:
+    """Write the sidecar of `model_path` atomically and return its path."""
+    path = sidecar_path(model_path)
+    write_json_atomic(path, meta.to_dict())
+    return path
+
+
+def load_meta(model_path) -> ModelMeta:
+    """Read the sidecar of `model_path`; ValueError when it is missing or from another schema."""
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: every exported model needs its sidecar JSON")
+    with open(path) as fh:
+        return ModelMeta.from_dict(json.load(fh))

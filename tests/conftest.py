@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny detectors and images made on the spot (nothing is downloaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+NAMES = ["vehicle", "storage-tank", "plane", "ship"]
+
+
+def make_detector(nc: int = len(NAMES), seed: int = 0):
+    """An untrained yolov8n DetectionModel with `nc` named classes and a deterministic init."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False).eval()
+    model.names = {i: n for i, n in enumerate(NAMES[:nc])} if nc <= len(NAMES) else {i: f"c{i}" for i in range(nc)}
+    # Spread the head's biases: at initialisation every box output is 2.0 and every class score
+    # ~1e-4, and such constant tensors make quantization ranges (and tests of them) degenerate.
+    head = model.model[-1]
+    for seq in list(head.cv2) + list(head.cv3):
+        torch.nn.init.normal_(seq[-1].bias, 0.0, 2.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def detector_pt(tmp_path_factory) -> Path:
+    """A .pt checkpoint in ultralytics' layout ({'model': ..., 'ema': None, ...})."""
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    torch.save({"model": make_detector(), "ema": None, "epoch": -1}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory) -> Path:
+    """A few synthetic aerial images of mixed sizes for calibration and verification."""
+    from studio.core.data.synth import SynthConfig, render_image
+
+    folder = tmp_path_factory.mktemp("calib")
+    cfg = SynthConfig(folder, size=128)
+    for i in range(4):
+        image, _ = render_image(cfg, i)
+        if i % 2:  # a non-square one exercises the letterbox
+            image = cv2.resize(image, (128, 96))
+        cv2.imwrite(str(folder / f"img{i}.png"), image)
+    return folder
+
+
+@pytest.fixture
+def cli():
+    """Invoke `studio ...` in-process; returns click's Result (exit_code, stdout, stderr)."""
+    from studio.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+def rng_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
