@@ -1,0 +1,1 @@
+"""Host-only conversion: torch -> ONNX, ONNX -> RKNN, and verification of the result."""

@@ -1,0 +1,143 @@
+"""ONNX -> RKNN with rknn-toolkit2: int8 post-training quantization, fp16, or a QDQ model as is.
+
+The toolkit runs in a child process (see rknn_worker): its log goes to a file beside the
+output (and to stderr with `verbose`), and cancelling the job terminates the child.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploy.errors import UserError
+from deploy.runtime.metadata import Preprocess
+
+PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1106")
+QUANTS = ("int8", "fp16", "qdq")
+ALGORITHMS = ("normal", "kl_divergence", "mmse")
+
+
+@dataclass(frozen=True)
+class RknnOptions:
+    """How to build: target chip, quantization mode and (for int8) the calibration algorithm."""
+
+    platform: str = "rk3588"
+    quant: str = "int8"  # int8: PTQ with calibration images; fp16: no quantization; qdq: keep the ONNX's scales
+    algorithm: str = "normal"  # normal | kl_divergence | mmse (mmse is slow: minutes)
+
+    def validate(self) -> None:
+        """UserError for an unknown platform, quantization or algorithm (checked before any work)."""
+        for value, allowed, flag in (
+            (self.platform, PLATFORMS, "--platform"),
+            (self.quant, QUANTS, "--quant"),
+            (self.algorithm, ALGORITHMS, "--algorithm"),
+        ):
+            if value not in allowed:
+                raise UserError(f"{flag} {value!r} is not supported; choose one of: {', '.join(allowed)}")
+        if self.platform == "rv1106" and self.quant == "fp16":
+            raise UserError("--platform rv1106 runs int8 models only; use --quant int8 or --quant qdq")
+
+    def config(self) -> dict:
+        """rknn.config() arguments: the studio's pre-processing (RGB, 0..255 -> 0..1) and these options."""
+        preprocess = Preprocess()
+        kwargs = {"mean_values": [preprocess.mean], "std_values": [preprocess.std], "target_platform": self.platform}
+        if self.quant == "int8":
+            kwargs["quantized_algorithm"] = self.algorithm
+        return kwargs
+
+
+@dataclass
+class BuildOutcome:
+    """What the child process produced."""
+
+    quantization: list[dict] | None  # int8 grids per output (None for fp16 / qdq)
+    simulated: list[list[np.ndarray]]  # per simulated image, the float32 outputs
+
+
+def build_rknn(
+    onnx_path: Path,
+    rknn_out: Path,
+    options: RknnOptions,
+    outputs: list[str],
+    workdir: Path,
+    log_path: Path,
+    dataset: Path | None = None,
+    simulate: list[Path] = (),
+    verbose: bool = False,
+    poll: Callable[[int], None] | None = None,
+) -> BuildOutcome:
+    """Build `onnx_path` into `rknn_out`; simulate the given (1, 3, H, W) uint8 .npy inputs.
+
+    `poll(n_simulated)` is called a few times a second while the child works; raising
+    from it (a cancelled job) terminates the child.
+    """
+    options.validate()
+    if options.quant == "int8" and dataset is None:
+        raise UserError("--quant int8 needs calibration images: add --calib DIR")
+    sim_dir = workdir / "simulated"
+    sim_dir.mkdir(exist_ok=True)
+    request = {
+        "onnx": str(Path(onnx_path).resolve()),
+        "rknn_out": str(Path(rknn_out).resolve()),
+        "config": options.config(),
+        "quant": options.quant,
+        "dataset": str(Path(dataset).resolve()) if dataset else None,
+        "outputs": outputs,
+        "workdir": str(workdir.resolve()),
+        "simulate": [str(Path(p).resolve()) for p in simulate],
+        "sim_dir": str(sim_dir.resolve()),
+        "result": str((workdir / "result.json").resolve()),
+        "verbose": True,
+    }
+    request_path = workdir / "request.json"
+    request_path.write_text(json.dumps(request))
+    _run_child(request_path, log_path, verbose, sim_dir, poll)
+    result = json.loads((workdir / "result.json").read_text())
+    if not result["ok"]:
+        raise UserError(f"rknn-toolkit2 could not convert {Path(onnx_path).name}: {result['error']} (log: {log_path})")
+    simulated = []
+    for npz in result["simulated"]:
+        with np.load(npz) as data:
+            simulated.append([data[f"arr_{i}"] for i in range(len(data.files))])
+    return BuildOutcome(result.get("quantization"), simulated)
+
+
+def _run_child(request_path: Path, log_path: Path, verbose: bool, sim_dir: Path, poll) -> None:
+    """Run the worker, copying its output to the log (and stderr when verbose); terminate it on cancel."""
+    cmd = [sys.executable, "-m", "deploy.convert.rknn_worker", str(request_path)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, verbose), daemon=True)
+        pump.start()
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    if poll:
+                        poll(len(list(sim_dir.glob("sim_*.npz"))))
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            pump.join(timeout=5)
+    if not (request_path.parent / "result.json").exists():
+        raise UserError(f"rknn-toolkit2 stopped unexpectedly (exit code {proc.returncode}); log: {log_path}")
+
+
+def _pump(stream, log, verbose: bool) -> None:
+    """Copy the child's output to the log file as it comes (and to stderr when verbose)."""
+    for chunk in iter(lambda: stream.read1(4096), b""):
+        log.write(chunk)
+        log.flush()
+        if verbose:
+            sys.stderr.write(chunk.decode(errors="replace"))
+            sys.stderr.flush()

@@ -1,0 +1,98 @@
+"""RKNN conversion with the real rknn-toolkit2: int8 with calibration and report, fp16, and QDQ."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from deploy.convert.onnx_export import export_onnx
+from deploy.convert.onnx_graph import qdq_output_quant
+from tests.conftest import make_detector
+
+pytestmark = pytest.mark.slow
+
+
+def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib_dir, tmp_path):
+    out = tmp_path / "tiny.rknn"
+    result = cli("export", detector_pt, "--format", "rknn", "--platform", "rk3588", "--quant", "int8",
+                 "--imgsz", 128, "--calib", calib_dir, "--report", "--report-count", 3, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"onnx", "rknn", "metadata", "report", "min_cosine", "seconds"} <= data.keys()
+    for key in ("onnx", "rknn", "metadata", "report", "log"):
+        assert Path(data[key]).is_file(), key
+    assert Path(data["rknn"]).stat().st_size > 100_000
+    assert (tmp_path / "tiny.report.md").read_text().startswith("# Conversion report")
+
+    report = json.loads(Path(data["report"]).read_text())
+    assert [o["name"] for o in report["outputs"]] == ["box0", "cls0", "box1", "cls1", "box2", "cls2"]
+    assert len(report["images"]) == 3
+    assert report["min_cosine"] == data["min_cosine"] == min(o["min_cosine"] for o in report["outputs"])
+    box_cos = [o["min_cosine"] for o in report["outputs"] if o["name"].startswith("box")]
+    assert min(box_cos) > 0.95  # box distributions survive int8 even untrained
+
+    meta = json.loads(Path(data["metadata"]).read_text())
+    assert meta["format"] == "rknn" and meta["imgsz"] == 128
+    assert meta["build"]["platform"] == "rk3588" and meta["build"]["quant"] == "int8"
+    assert meta["build"]["algorithm"] == "normal" and len(meta["build"]["calibration"]) == 4
+    quant = meta["quantization"]
+    assert [q["name"] for q in quant] == meta["outputs"]
+    assert all(q["dtype"] == "int8" and q["scale"] > 0 and -128 <= q["zero_point"] <= 127 for q in quant)
+    cls_q = [q for q in quant if q["name"].startswith("cls")]
+    assert all(q["scale"] <= 1 / 255 + 1e-9 for q in cls_q)  # sigmoid outputs live in [0, 1]
+
+
+def test_fp16_export_records_float_outputs(cli, detector_pt, calib_dir, tmp_path):
+    out = tmp_path / "fp16.rknn"
+    result = cli("export", detector_pt, "--format", "rknn", "--quant", "fp16", "--imgsz", 128,
+                 "--calib", calib_dir, "--report", "--report-count", 2, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["min_cosine"] > 0.99  # fp16 keeps everything, class scores included
+    meta = json.loads(Path(data["metadata"]).read_text())
+    assert {q["dtype"] for q in meta["quantization"]} == {"float16"}
+    assert meta["build"]["calibration"] == []
+
+
+def _qdq_onnx(tmp_path: Path) -> Path:
+    """A QDQ ONNX made the way a user would: onnxruntime's quantize_static on the split export."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    float_path, qdq_path = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
+    export_onnx(make_detector(), float_path, 128, "rknn-split")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.batches = iter([{"images": rng.random((1, 3, 128, 128), dtype=np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(float_path), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return qdq_path
+
+
+def test_qdq_export_keeps_the_onnx_scales(cli, calib_dir, tmp_path):
+    qdq = _qdq_onnx(tmp_path)
+    expected = qdq_output_quant(onnx.load(str(qdq)))
+    assert all(e["dtype"] == "int8" for e in expected)
+    out = tmp_path / "qdq.rknn"
+    result = cli("export", qdq, "--format", "rknn", "--quant", "qdq", "--calib", calib_dir, "--report",
+                 "--report-count", 2, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["onnx"] == str(qdq) and Path(data["rknn"]).is_file()
+    meta = json.loads(Path(data["metadata"]).read_text())
+    assert meta["build"]["quant"] == "qdq" and meta["imgsz"] == 128
+    got = {q["name"]: q for q in meta["quantization"]}
+    for e in expected:
+        assert got[e["name"]]["scale"] == pytest.approx(e["scale"], rel=1e-7)
+        assert got[e["name"]]["zero_point"] == e["zero_point"]
+    # The toolkit kept the ONNX's grid rather than re-quantizing: the simulator tracks ONNX Runtime.
+    assert min(o["min_cosine"] for o in json.loads(Path(data["report"]).read_text())["outputs"]
+               if o["name"].startswith("box")) > 0.9
