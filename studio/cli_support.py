@@ -1,0 +1,97 @@
+"""What every `studio` command shares: one-line errors with exit codes, progress display, JSON output.
+
+Commands stay thin: parse options, call a core function inside `run_job`, print the result.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from deploy.errors import UnreachableError, UserError
+from studio.core.jobs import Cancelled, Job, ProgressEvent
+
+stderr = Console(stderr=True)
+EXIT_USER, EXIT_UNREACHABLE, EXIT_CANCELLED = 2, 3, 130
+
+
+def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
+    """Print one clear line on stderr and return the Exit to raise."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(command: Callable) -> Callable:
+    """Turn the user's mistakes into one line and exit code 2 (3 for an unreachable board), no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            raise fail(str(exc), EXIT_USER) from None
+        except UnreachableError as exc:
+            raise fail(str(exc), EXIT_UNREACHABLE) from None
+        except (Cancelled, KeyboardInterrupt):
+            raise fail("cancelled; earlier results are untouched", EXIT_CANCELLED) from None
+
+    return wrapper
+
+
+class ProgressView:
+    """Renders ProgressEvents: on a terminal, a bar when the total is known and a spinner otherwise.
+
+    Off a terminal (CI, pipes, a board's log) it prints one plain line per stage on stdout
+    (none with --json), so stderr carries only errors.
+    """
+
+    def __init__(self, plain_lines: bool = True) -> None:
+        self.live = stderr.is_terminal
+        self.plain_lines = plain_lines and not self.live
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=stderr, transient=False, disable=not self.live,
+        )
+        self.tasks: dict[str, int] = {}
+        self.current: str | None = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.stage != self.current:
+            self._finish_current()
+            self.current = event.stage
+            label = f"{event.stage} {event.message}".strip()
+            if self.plain_lines:
+                print(f"- {label}", flush=True)
+            self.tasks[event.stage] = self.progress.add_task(label, total=event.total)
+        self.progress.update(self.tasks[event.stage], completed=event.done, total=event.total)
+
+    def _finish_current(self) -> None:
+        if self.current is not None:
+            task = self.tasks[self.current]
+            total = self.progress.tasks[task].total
+            self.progress.update(task, completed=total if total else 1, total=total or 1)
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self._finish_current()
+        self.progress.stop()
+
+
+def run_job(work: Callable[[Job], object], json_out: bool = False):
+    """Run core work with a progress display; with --json, stdout stays a single JSON object."""
+    with ProgressView(plain_lines=not json_out) as view:
+        return work(Job(progress=view))
+
+
+def print_json(data: dict) -> None:
+    """One JSON object on stdout, for scripts and CI."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,58 @@
+"""Writing results without ever leaving a half-written or clobbered file behind.
+
+Work happens in a hidden staging folder beside the destination; only when everything
+succeeded are the files renamed into place (a rename is atomic on one filesystem).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from deploy.errors import UserError
+
+
+def ensure_writable_dir(folder: Path) -> None:
+    """Create `folder` if needed and prove we can write there, or a UserError naming it."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output folder {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"output folder {folder} is not writable ({exc.strerror})") from None
+
+
+def refuse_overwrite(paths: list[Path], force: bool) -> None:
+    """UserError if any destination exists and --force was not given."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise UserError(f"{', '.join(existing)} already exist(s); add --force to replace")
+
+
+class Staging:
+    """A temp folder beside the outputs; `commit()` renames staged files to their destinations."""
+
+    def __init__(self, out_dir: Path):
+        self.dir = Path(tempfile.mkdtemp(prefix=".studio-staging-", dir=out_dir))
+        self._moves: list[tuple[Path, Path]] = []
+
+    def path(self, destination: Path) -> Path:
+        """Where to write the file that will become `destination`."""
+        staged = self.dir / destination.name
+        self._moves.append((staged, destination))
+        return staged
+
+    def commit(self) -> None:
+        for staged, destination in self._moves:
+            if staged.exists():
+                os.replace(staged, destination)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,242 @@
+"""Export a detector: torch -> ONNX (rknn-split or standard) -> RKNN, with sidecars and a report.
+
+`studio export` and the GUI's export page both call `export_model`. Every check that can
+fail on bad input runs before the slow work starts; every file is staged and renamed
+into place only when the whole export succeeded.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from deploy.convert import onnx_graph
+from deploy.convert.calibration import list_images, prepare_calibration
+from deploy.convert.rknn_convert import RknnOptions, build_rknn
+from deploy.convert.verify import compare_outputs, write_report
+from deploy.errors import UserError
+from deploy.runtime.metadata import BuildOptions, ModelMeta, OutputQuant, sidecar_path, write_json_atomic
+from studio.core.artifacts import Staging, ensure_writable_dir, refuse_overwrite
+from studio.core.jobs import Job
+from studio.core.models import class_names, load_detector, resolve_model_path
+from studio.core.provenance import provenance
+
+FORMATS = ("onnx", "rknn")
+LAYOUTS = ("rknn-split", "standard")
+
+
+@dataclass
+class ExportRequest:
+    """Everything `studio export` takes; defaults are the RK3588 int8 path."""
+
+    model: str  # .pt checkpoint, .yaml architecture, or .onnx (for --format rknn)
+    format: str = "onnx"  # onnx | rknn
+    layout: str = "rknn-split"  # rknn-split | standard
+    imgsz: int = 512  # square input size, a multiple of 32
+    out: Path | None = None  # the .onnx or .rknn to write; default exports/<model stem>.<format>
+    rknn: RknnOptions = field(default_factory=RknnOptions)
+    calib: Path | None = None  # folder of calibration images (int8, and the report)
+    calib_count: int = 100  # how many calibration images to use (0: all)
+    report: bool = False  # compare ONNX Runtime and the simulator on report_count images
+    report_count: int = 8
+    force: bool = False  # replace existing outputs
+    verbose: bool = False  # show rknn-toolkit2's log live
+
+
+@dataclass
+class ExportResult:
+    """What was written; the keys of `studio export --json`."""
+
+    onnx: str | None
+    rknn: str | None
+    metadata: str
+    report: str | None
+    min_cosine: float | None
+    seconds: float
+    log: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Source:
+    """The model to export, once loaded: a torch model, or an existing ONNX file."""
+
+    path: Path
+    torch_model: object | None = None
+    onnx_layout: str | None = None
+    onnx_qdq: bool = False
+    names: list[str] = field(default_factory=list)
+    imgsz: int = 0
+
+
+def _validate(req: ExportRequest) -> None:
+    if req.format not in FORMATS:
+        raise UserError(f"--format {req.format!r} is not supported; choose one of: {', '.join(FORMATS)}")
+    if req.layout not in LAYOUTS:
+        raise UserError(f"--layout {req.layout!r} is not supported; choose one of: {', '.join(LAYOUTS)}")
+    if req.imgsz <= 0 or req.imgsz % 32:
+        raise UserError(f"--imgsz {req.imgsz} must be a positive multiple of 32 (the largest detection stride)")
+    if req.format == "rknn":
+        req.rknn.validate()
+        if req.layout == "standard":
+            raise UserError(
+                "the standard layout does not build in rknn-toolkit2 for Rockchip NPUs (its fused decode "
+                "breaks the converter); try: studio export MODEL --format rknn --layout rknn-split"
+            )
+
+
+def _load_source(req: ExportRequest) -> _Source:
+    path = resolve_model_path(req.model)
+    if path.suffix.lower() == ".onnx":
+        if req.format == "onnx":
+            raise UserError(f"{path} is already ONNX; to convert it use --format rknn")
+        model = onnx_graph.load_onnx(path)
+        shapes = onnx_graph.tensor_shapes(model.graph.output)
+        layout, nc, _ = onnx_graph.detector_layout(shapes)
+        if layout != "rknn-split":
+            raise UserError(f"{path} has the standard layout, which rknn-toolkit2 cannot build; re-export it "
+                            f"with: studio export MODEL.pt --format onnx --layout rknn-split")
+        qdq = onnx_graph.has_qdq(model)
+        inputs = onnx_graph.tensor_shapes(model.graph.input)
+        imgsz = next(iter(inputs.values()))[-1]
+        return _Source(path, onnx_layout=layout, onnx_qdq=qdq, names=_onnx_names(path, model, nc), imgsz=imgsz)
+    if req.rknn.quant == "qdq" and req.format == "rknn":
+        raise UserError("--quant qdq converts an ONNX that already holds QuantizeLinear/DequantizeLinear nodes "
+                        "(from quantization-aware training); give that .onnx as MODEL")
+    model, path = load_detector(req.model)
+    return _Source(path, torch_model=model, names=class_names(model), imgsz=req.imgsz)
+
+
+def _onnx_names(path: Path, model, nc: int) -> list[str]:
+    """Class names of an ONNX source: its sidecar if present, else its metadata_props."""
+    side = sidecar_path(path)
+    if side.is_file():
+        names = json.loads(side.read_text()).get("names", [])
+        if len(names) == nc:
+            return names
+    return onnx_graph.class_names(model, nc)
+
+
+def _check_quant_matches(req: ExportRequest, src: _Source) -> None:
+    if req.format != "rknn" or src.torch_model is not None:
+        return
+    if req.rknn.quant == "qdq" and not src.onnx_qdq:
+        raise UserError(f"{src.path} holds no QuantizeLinear/DequantizeLinear nodes, so --quant qdq has no "
+                        f"scales to keep; use --quant int8 --calib DIR for post-training quantization")
+    if req.rknn.quant != "qdq" and src.onnx_qdq:
+        raise UserError(f"{src.path} already holds QDQ quantization; convert it with --quant qdq")
+
+
+def _plan_paths(req: ExportRequest, src: _Source) -> dict[str, Path]:
+    out = Path(req.out) if req.out else Path("exports") / f"{src.path.stem}.{req.format}"
+    if out.suffix != f".{req.format}":
+        raise UserError(f"--out {out}: a --format {req.format} file must end in .{req.format}")
+    paths = {"main": out, "meta": sidecar_path(out)}
+    if req.format == "rknn":
+        paths["log"] = out.with_suffix(".rknn.log")
+        if src.torch_model is not None:
+            paths["onnx"] = out.with_suffix(".onnx")
+            paths["onnx_meta"] = sidecar_path(paths["onnx"])
+        if req.report:
+            paths["report"] = out.with_suffix(".report.json")
+            paths["report_md"] = out.with_suffix(".report.md")
+    return paths
+
+
+def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
+    """Run one export; see ExportRequest for the options. Raises UserError for bad input."""
+    job = job or Job()
+    started = time.monotonic()
+    _validate(req)
+    job.stage("load model")
+    src = _load_source(req)
+    _check_quant_matches(req, src)
+    paths = _plan_paths(req, src)
+    ensure_writable_dir(paths["main"].parent)
+    refuse_overwrite([p for k, p in paths.items() if k != "log"], req.force)
+    needs_images = req.format == "rknn" and (req.rknn.quant == "int8" or req.report)
+    if needs_images and req.calib is None:
+        raise UserError("--quant int8 and --report need images: add --calib DIR (training or validation images)")
+    images = list_images(req.calib, req.calib_count) if needs_images else []
+
+    with Staging(paths["main"].parent) as staging:
+        onnx_path = _stage_onnx(req, src, paths, staging, job)
+        final_onnx = paths.get("onnx") or (paths["main"] if req.format == "onnx" else src.path)
+        result = ExportResult(onnx=str(final_onnx),
+                              rknn=None, metadata=str(paths["meta"]), report=None, min_cosine=None, seconds=0.0)
+        if req.format == "rknn":
+            _stage_rknn(req, src, onnx_path, images, paths, staging, job, result)
+        job.stage("write")
+        staging.commit()
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def _meta(req: ExportRequest, src: _Source, fmt: str, outputs: list[str], imgsz: int) -> ModelMeta:
+    strides, reg_max = [], 16
+    if src.torch_model is not None:
+        head = src.torch_model.model[-1]
+        strides, reg_max = [int(s) for s in head.stride.tolist()], int(head.reg_max)
+    return ModelMeta(format=fmt, names=src.names, imgsz=imgsz, layout=src.onnx_layout or req.layout,
+                     outputs=outputs, strides=strides, reg_max=reg_max,
+                     provenance=provenance(src.path, imgsz=imgsz))
+
+
+def _stage_onnx(req: ExportRequest, src: _Source, paths: dict, staging: Staging, job: Job) -> Path:
+    """Export the torch model to a staged ONNX (with its sidecar); an ONNX source is used as is."""
+    if src.torch_model is None:
+        return src.path
+    from deploy.convert.onnx_export import export_onnx
+
+    dest = paths["onnx"] if req.format == "rknn" else paths["main"]
+    staged = staging.path(dest)
+    job.stage("export onnx")
+    outputs = export_onnx(src.torch_model, staged, req.imgsz, req.layout)
+    onnx_graph.set_metadata(staged, {onnx_graph.NAMES_KEY: json.dumps(src.names)})
+    meta = _meta(req, src, "onnx", outputs, req.imgsz)
+    write_json_atomic(staging.path(sidecar_path(dest)), meta.to_dict())
+    return staged
+
+
+def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Staging, job: Job, result) -> None:
+    """Build the RKNN from the staged ONNX in rknn-toolkit2; record its output quantization; verify it."""
+    opts = req.rknn
+    result.log = str(paths["log"])
+    outputs = [o.name for o in onnx_graph.load_onnx(onnx_path).graph.output]
+    with tempfile.TemporaryDirectory(prefix="studio-rknn-") as work:
+        work = Path(work)
+        dataset, inputs = None, []
+        if images:
+            job.stage("calibration images", len(images))
+            dataset, inputs = prepare_calibration(images, src.imgsz, work, job.stepper("calibration images"))
+        simulate = inputs[: min(req.report_count, len(inputs))] if req.report else []
+        job.stage("build rknn", None, f"{opts.platform} {opts.quant}")
+        outcome = build_rknn(
+            onnx_path, staging.path(paths["main"]), opts, outputs, work, paths["log"],
+            dataset=dataset if opts.quant == "int8" else None, simulate=simulate, verbose=req.verbose,
+            poll=lambda n: job.step("build rknn", 0, None),
+        )
+        if req.report:
+            job.stage("verify", len(simulate))
+            report = compare_outputs(onnx_path, simulate, outcome.simulated, job.stepper("verify"))
+            report.update(rknn=str(paths["main"]), imgsz=src.imgsz, images=[str(p) for p in images[: len(simulate)]],
+                          reference="onnxruntime fp32 (CPU)",
+                          converted=f"rknn-toolkit2 simulator, {opts.platform} {opts.quant}")
+            write_report(report, staging.path(paths["report"]), staging.path(paths["report_md"]))
+            result.report, result.min_cosine = str(paths["report"]), report["min_cosine"]
+    if opts.quant == "int8":
+        quant = outcome.quantization
+    elif opts.quant == "qdq":
+        quant = onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
+    else:
+        quant = [{"name": n, "dtype": "float16"} for n in outputs]
+    meta = _meta(req, src, "rknn", outputs, src.imgsz)
+    meta.build = BuildOptions(opts.platform, opts.quant, opts.algorithm if opts.quant == "int8" else None,
+                              [str(p) for p in images] if opts.quant == "int8" else [])
+    meta.quantization = [OutputQuant(**q) for q in quant]
+    write_json_atomic(staging.path(paths["meta"]), meta.to_dict())
+    result.rknn = str(paths["main"])

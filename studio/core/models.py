@@ -1,0 +1,167 @@
+"""Load and inspect detectors: ultralytics checkpoints (.pt), architectures (.yaml) and ONNX files.
+
+A .pt file is a pickle, which can run code when loaded: the studio loads only files the
+user named, and never fetches weights (this machine, a CI runner or a board may have no
+network, and silently downloading weights would hide where a model came from).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from deploy.errors import UserError
+
+TORCH_SUFFIXES = (".pt", ".pth")
+
+
+@dataclass
+class ModelInfo:
+    """What `studio models inspect` reports; field names are the JSON keys."""
+
+    path: str
+    kind: str  # checkpoint | architecture | onnx
+    task: str
+    names: list[str]
+    parameters: int
+    gflops: float | None
+    imgsz: int
+    inputs: dict[str, list] = field(default_factory=dict)
+    outputs: dict[str, list] = field(default_factory=dict)
+    layout: str | None = None  # for ONNX: rknn-split | standard
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file, streamed, for provenance."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_model_path(name: str) -> Path:
+    """A local model file, or the path of a bundled ultralytics architecture yaml; never a download."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") and path.parent == Path("."):
+        bundled = bundled_architecture(path.name)
+        if bundled is None:
+            raise UserError(f"{name}: no such architecture file here or among ultralytics' bundled ones")
+        return bundled
+    if path.suffix in TORCH_SUFFIXES:
+        raise UserError(
+            f"{name}: no such file. Weights cannot be downloaded here; use a bundled model from assets/, "
+            f"one you trained (studio train ...), or an architecture such as yolov8n.yaml"
+        )
+    raise UserError(f"{name}: no such file")
+
+
+def bundled_architecture(name: str) -> Path | None:
+    """The ultralytics yaml behind a name like yolov8n.yaml (scale letter dropped: yolov8.yaml), if bundled."""
+    import re
+
+    from ultralytics.utils.checks import check_yaml
+
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", name)
+    try:
+        return Path(check_yaml(unified, hard=True))
+    except FileNotFoundError:
+        return None
+
+
+def load_detector(name: str):
+    """Load a torch detection model from a .pt checkpoint or a .yaml architecture; returns (model, path)."""
+    path = resolve_model_path(name)
+    if path.suffix in (".yaml", ".yml"):
+        # a bundled name keeps its scale letter (yolov8n.yaml), which the unified file name lacks
+        return _build_from_yaml(name if not Path(name).is_file() else path), path
+    if path.suffix in TORCH_SUFFIXES:
+        return _load_checkpoint(path), path
+    raise UserError(f"{path}: expected an ultralytics checkpoint (.pt) or architecture (.yaml), got {path.suffix!r}")
+
+
+def _build_from_yaml(path):
+    from ultralytics.nn.tasks import DetectionModel
+
+    try:
+        return DetectionModel(str(path), verbose=False).eval()
+    except Exception as exc:
+        raise UserError(f"{path}: not a usable ultralytics detection architecture ({exc})") from None
+
+
+def _load_checkpoint(path: Path):
+    """Unpickle an ultralytics checkpoint (this runs code from the file; the user chose it)."""
+    import torch
+    import ultralytics.nn.tasks  # noqa: F401  (the pickle refers to its classes)
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"{path}: holds no model (expected an ultralytics checkpoint with 'model' or 'ema')")
+    model = model.float().eval()
+    if getattr(model, "task", "detect") != "detect" and model.__class__.__name__ != "DetectionModel":
+        raise UserError(f"{path}: a {getattr(model, 'task', '?')} model; the studio handles detection models")
+    return model
+
+
+def class_names(model) -> list[str]:
+    """Class names of a torch detection model, in class-id order."""
+    names = getattr(model, "names", None)
+    nc = model.model[-1].nc
+    if isinstance(names, dict):
+        return [str(names.get(i, f"class{i}")) for i in range(nc)]
+    if isinstance(names, (list, tuple)) and len(names) == nc:
+        return [str(n) for n in names]
+    return [f"class{i}" for i in range(nc)]
+
+
+def inspect_model(name: str, imgsz: int = 512) -> ModelInfo:
+    """Describe a detector: task, classes, parameters, GFLOPs at imgsz, input and output shapes."""
+    if imgsz % 32:
+        raise UserError(f"--imgsz {imgsz} is not a multiple of 32 (the largest detection stride)")
+    path = resolve_model_path(name)
+    if path.suffix == ".onnx":
+        from deploy.convert.onnx_graph import describe_onnx
+
+        return ModelInfo(**describe_onnx(path))
+    model, path = load_detector(name)
+    return _inspect_torch(model, path, imgsz)
+
+
+def _inspect_torch(model, path: Path, imgsz: int) -> ModelInfo:
+    import torch
+    from ultralytics.utils.torch_utils import get_flops
+
+    from deploy.convert.onnx_export import detect_head
+
+    detect_head(model)
+    dummy = torch.zeros(1, 3, imgsz, imgsz)
+    with torch.no_grad():
+        out = model(dummy)
+    pred = out[0] if isinstance(out, (tuple, list)) else out
+    gflops = get_flops(model, imgsz) or None
+    return ModelInfo(
+        path=str(path),
+        kind="architecture" if path.suffix in (".yaml", ".yml") else "checkpoint",
+        task="detect",
+        names=class_names(model),
+        parameters=sum(p.numel() for p in model.parameters()),
+        gflops=round(gflops, 3) if gflops else None,
+        imgsz=imgsz,
+        inputs={"images": [1, 3, imgsz, imgsz]},
+        outputs={"output0": list(pred.shape)},
+    )
+
+
+def names_json(names: list[str]) -> str:
+    """Class names as the JSON string stored in ONNX metadata_props."""
+    return json.dumps(names)

@@ -1,0 +1,51 @@
+"""`studio models inspect` describes .yaml, .pt and .onnx detectors consistently."""
+from __future__ import annotations
+
+import json
+
+from deploy.convert.onnx_export import export_onnx
+from tests.conftest import NAMES, make_detector
+
+
+def test_inspect_architecture_yaml(cli):
+    result = cli("models", "inspect", "yolov8n.yaml", "--imgsz", 320, "--json")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["kind"] == "architecture" and info["task"] == "detect"
+    assert len(info["names"]) == 80
+    assert 3.0e6 < info["parameters"] < 3.3e6  # yolov8n: 3.16 M
+    assert 2.0 < info["gflops"] < 2.5  # 8.7 GFLOPs at 640 scales to ~2.2 at 320
+    assert info["inputs"] == {"images": [1, 3, 320, 320]}
+    assert info["outputs"] == {"output0": [1, 84, 2100]}
+
+
+def test_inspect_checkpoint_and_its_onnx_agree(cli, detector_pt, tmp_path):
+    pt = json.loads(cli("models", "inspect", detector_pt, "--imgsz", 256, "--json").stdout)
+    assert pt["kind"] == "checkpoint" and pt["names"] == NAMES
+    onnx_path = tmp_path / "m.onnx"
+    assert cli("export", detector_pt, "--imgsz", 256, "--out", onnx_path).exit_code == 0
+    ox = json.loads(cli("models", "inspect", onnx_path, "--json").stdout)
+    assert ox["kind"] == "onnx" and ox["layout"] == "rknn-split" and ox["names"] == NAMES
+    assert ox["imgsz"] == 256 and ox["outputs"]["cls0"] == [1, 4, 32, 32]
+    # BN folding removes BN parameters; the conv arithmetic is the same model's.
+    assert abs(ox["gflops"] - pt["gflops"]) / pt["gflops"] < 0.1
+    assert ox["parameters"] < pt["parameters"]
+
+
+def test_inspect_standard_onnx(tmp_path, cli):
+    path = tmp_path / "std.onnx"
+    export_onnx(make_detector(), path, 128, "standard")
+    info = json.loads(cli("models", "inspect", path, "--json").stdout)
+    assert info["layout"] == "standard" and len(info["names"]) == 4
+
+
+def test_inspect_rejects_odd_imgsz(cli):
+    result = cli("models", "inspect", "yolov8n.yaml", "--imgsz", 100)
+    assert result.exit_code == 2 and "multiple of 32" in result.stderr
+
+
+def test_help_lists_the_commands(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("models", "export", "data", "train", "demo", "gui"):
+        assert command in result.stdout
