@@ -96,3 +96,16 @@ def test_qdq_export_keeps_the_onnx_scales(cli, calib_dir, tmp_path):
     # The toolkit kept the ONNX's grid rather than re-quantizing: the simulator tracks ONNX Runtime.
     assert min(o["min_cosine"] for o in json.loads(Path(data["report"]).read_text())["outputs"]
                if o["name"].startswith("box")) > 0.9
+
+
+def test_onnx_input_keeps_names_from_its_sidecar(cli, detector_pt, calib_dir, tmp_path):
+    onnx_path = tmp_path / "float.onnx"
+    assert cli("export", detector_pt, "--imgsz", 96, "--out", onnx_path).exit_code == 0
+    result = cli("export", onnx_path, "--format", "rknn", "--quant", "int8", "--algorithm", "kl_divergence",
+                 "--calib", calib_dir, "--calib-count", 2, "--out", tmp_path / "m.rknn", "--json")
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((tmp_path / "m.rknn.json").read_text())
+    assert meta["names"] == json.loads((tmp_path / "float.onnx.json").read_text())["names"]
+    assert meta["imgsz"] == 96 and meta["strides"] == [8, 16, 32] and meta["build"]["algorithm"] == "kl_divergence"
+    assert [Path(p).name for p in meta["build"]["calibration"]] == ["img0.png", "img1.png"]
+    assert json.loads(result.stdout)["report"] is None

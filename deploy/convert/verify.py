@@ -40,22 +40,40 @@ def compare_outputs(
     names = [o.name for o in session.get_outputs()]
     input_name = session.get_inputs()[0].name
     scores: list[list[float]] = [[] for _ in names]
+    peaks = [0.0] * len(names)  # largest |reference value| per output
     for i, (npy, outputs) in enumerate(zip(inputs, converted)):
         nchw = np.load(npy).astype(np.float32) / np.float32(255.0)
         reference = session.run(None, {input_name: nchw})
         for k, (ref, out) in enumerate(zip(reference, outputs)):
             scores[k].append(cosine(ref, out.reshape(ref.shape)))
+            peaks[k] = max(peaks[k], float(np.abs(ref).max()))
         if progress:
             progress(i + 1, len(inputs))
     outputs = [
-        {"name": n, "min_cosine": round(min(s), 6), "mean_cosine": round(float(np.mean(s)), 6)}
-        for n, s in zip(names, scores)
+        {"name": n, "min_cosine": round(min(s), 6), "mean_cosine": round(float(np.mean(s)), 6), "reference_max": peak}
+        for n, s, peak in zip(names, scores, peaks)
     ]
     return {
         "outputs": outputs,
         "min_cosine": min(o["min_cosine"] for o in outputs),
         "mean_cosine": round(float(np.mean([o["mean_cosine"] for o in outputs])), 6),
     }
+
+
+def mark_below_resolution(report: dict, quantization: list[dict]) -> None:
+    """Flag int8 outputs whose reference values all round to the zero point.
+
+    Such an output (typically the class scores of a pyramid level the model never uses)
+    has cosine 0 against the float model, yet changes no detection above one int8 step.
+    The report says so per output, and gives the minimum over the other outputs too.
+    """
+    steps = {q["name"]: q["scale"] for q in quantization if q.get("dtype") == "int8"}
+    for out in report["outputs"]:
+        step = steps.get(out["name"])
+        out["int8_step"] = step
+        out["below_int8_step"] = step is not None and out["reference_max"] < step / 2
+    active = [o["min_cosine"] for o in report["outputs"] if not o["below_int8_step"]]
+    report["min_cosine_active"] = min(active) if active else None
 
 
 def report_markdown(report: dict) -> str:
@@ -67,11 +85,26 @@ def report_markdown(report: dict) -> str:
         f"Converted: {report['converted']}  ",
         f"Images: {len(report['images'])}, letterboxed to {report['imgsz']}x{report['imgsz']}",
         "",
-        "| output | min cosine | mean cosine |",
-        "|---|---|---|",
+        "| output | min cosine | mean cosine | largest float value | int8 step |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {o['name']} | {o['min_cosine']:.4f} | {o['mean_cosine']:.4f} |" for o in report["outputs"]]
-    lines += ["", f"Minimum over all outputs: **{report['min_cosine']:.4f}**", ""]
+    for o in report["outputs"]:
+        step = f"{o['int8_step']:.3g}" if o.get("int8_step") else "-"
+        flag = " (below one step)" if o.get("below_int8_step") else ""
+        lines.append(f"| {o['name']} | {o['min_cosine']:.4f} | {o['mean_cosine']:.4f} | "
+                     f"{o['reference_max']:.3g}{flag} | {step} |")
+    lines += ["", f"Minimum over all outputs: **{report['min_cosine']:.4f}**"]
+    flagged = [o["name"] for o in report["outputs"] if o.get("below_int8_step")]
+    if flagged:
+        lines += [
+            f"Minimum over outputs with signal: **{report['min_cosine_active']:.4f}**",
+            "",
+            f"{', '.join(flagged)}: every float value is below half an int8 step, so the NPU outputs "
+            "its zero point and the cosine is 0. These outputs never reach a confidence threshold "
+            "above one step, so detections are unaffected; a model trained longer, or on objects "
+            "of every size, uses all pyramid levels.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 

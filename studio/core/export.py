@@ -15,7 +15,7 @@ from pathlib import Path
 from deploy.convert import onnx_graph
 from deploy.convert.calibration import list_images, prepare_calibration
 from deploy.convert.rknn_convert import RknnOptions, build_rknn
-from deploy.convert.verify import compare_outputs, write_report
+from deploy.convert.verify import compare_outputs, mark_below_resolution, write_report
 from deploy.errors import UserError
 from deploy.runtime.metadata import BuildOptions, ModelMeta, OutputQuant, sidecar_path, write_json_atomic
 from studio.core.artifacts import Staging, ensure_writable_dir, refuse_overwrite
@@ -71,6 +71,8 @@ class _Source:
     onnx_qdq: bool = False
     names: list[str] = field(default_factory=list)
     imgsz: int = 0
+    strides: list[int] = field(default_factory=list)
+    reg_max: int = 16
 
 
 def _validate(req: ExportRequest) -> None:
@@ -100,15 +102,19 @@ def _load_source(req: ExportRequest) -> _Source:
         if layout != "rknn-split":
             raise UserError(f"{path} has the standard layout, which rknn-toolkit2 cannot build; re-export it "
                             f"with: studio export MODEL.pt --format onnx --layout rknn-split")
-        qdq = onnx_graph.has_qdq(model)
         inputs = onnx_graph.tensor_shapes(model.graph.input)
         imgsz = next(iter(inputs.values()))[-1]
-        return _Source(path, onnx_layout=layout, onnx_qdq=qdq, names=_onnx_names(path, model, nc), imgsz=imgsz)
+        boxes = list(shapes.values())[::2]  # (1, 4*reg_max, h, w) per scale
+        return _Source(path, onnx_layout=layout, onnx_qdq=onnx_graph.has_qdq(model), imgsz=imgsz,
+                       names=_onnx_names(path, model, nc), strides=[imgsz // b[2] for b in boxes],
+                       reg_max=boxes[0][1] // 4)
     if req.rknn.quant == "qdq" and req.format == "rknn":
         raise UserError("--quant qdq converts an ONNX that already holds QuantizeLinear/DequantizeLinear nodes "
                         "(from quantization-aware training); give that .onnx as MODEL")
     model, path = load_detector(req.model)
-    return _Source(path, torch_model=model, names=class_names(model), imgsz=req.imgsz)
+    head = model.model[-1]
+    return _Source(path, torch_model=model, names=class_names(model), imgsz=req.imgsz,
+                   strides=[int(s) for s in head.stride.tolist()], reg_max=int(head.reg_max))
 
 
 def _onnx_names(path: Path, model, nc: int) -> list[str]:
@@ -176,14 +182,10 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
     return result
 
 
-def _meta(req: ExportRequest, src: _Source, fmt: str, outputs: list[str], imgsz: int) -> ModelMeta:
-    strides, reg_max = [], 16
-    if src.torch_model is not None:
-        head = src.torch_model.model[-1]
-        strides, reg_max = [int(s) for s in head.stride.tolist()], int(head.reg_max)
-    return ModelMeta(format=fmt, names=src.names, imgsz=imgsz, layout=src.onnx_layout or req.layout,
-                     outputs=outputs, strides=strides, reg_max=reg_max,
-                     provenance=provenance(src.path, imgsz=imgsz))
+def _meta(req: ExportRequest, src: _Source, fmt: str, outputs: list[str]) -> ModelMeta:
+    return ModelMeta(format=fmt, names=src.names, imgsz=src.imgsz, layout=src.onnx_layout or req.layout,
+                     outputs=outputs, strides=src.strides, reg_max=src.reg_max,
+                     provenance=provenance(src.path, imgsz=src.imgsz))
 
 
 def _stage_onnx(req: ExportRequest, src: _Source, paths: dict, staging: Staging, job: Job) -> Path:
@@ -197,7 +199,7 @@ def _stage_onnx(req: ExportRequest, src: _Source, paths: dict, staging: Staging,
     job.stage("export onnx")
     outputs = export_onnx(src.torch_model, staged, req.imgsz, req.layout)
     onnx_graph.set_metadata(staged, {onnx_graph.NAMES_KEY: json.dumps(src.names)})
-    meta = _meta(req, src, "onnx", outputs, req.imgsz)
+    meta = _meta(req, src, "onnx", outputs)
     write_json_atomic(staging.path(sidecar_path(dest)), meta.to_dict())
     return staged
 
@@ -220,23 +222,24 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             dataset=dataset if opts.quant == "int8" else None, simulate=simulate, verbose=req.verbose,
             poll=lambda n: job.step("build rknn", 0, None),
         )
+        if opts.quant == "int8":
+            quant = outcome.quantization
+        elif opts.quant == "qdq":
+            quant = onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
+        else:
+            quant = [{"name": n, "dtype": "float16"} for n in outputs]
         if req.report:
             job.stage("verify", len(simulate))
             report = compare_outputs(onnx_path, simulate, outcome.simulated, job.stepper("verify"))
             report.update(rknn=str(paths["main"]), imgsz=src.imgsz, images=[str(p) for p in images[: len(simulate)]],
                           reference="onnxruntime fp32 (CPU)",
                           converted=f"rknn-toolkit2 simulator, {opts.platform} {opts.quant}")
+            mark_below_resolution(report, quant)
             write_report(report, staging.path(paths["report"]), staging.path(paths["report_md"]))
             result.report, result.min_cosine = str(paths["report"]), report["min_cosine"]
-    if opts.quant == "int8":
-        quant = outcome.quantization
-    elif opts.quant == "qdq":
-        quant = onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
-    else:
-        quant = [{"name": n, "dtype": "float16"} for n in outputs]
-    meta = _meta(req, src, "rknn", outputs, src.imgsz)
+    meta = _meta(req, src, "rknn", outputs)
     meta.build = BuildOptions(opts.platform, opts.quant, opts.algorithm if opts.quant == "int8" else None,
-                              [str(p) for p in images] if opts.quant == "int8" else [])
+                              [str(p.resolve()) for p in images] if opts.quant == "int8" else [])
     meta.quantization = [OutputQuant(**q) for q in quant]
     write_json_atomic(staging.path(paths["meta"]), meta.to_dict())
     result.rknn = str(paths["main"])
