@@ -91,9 +91,10 @@ def export(
     if json_out:
         print_json(result.to_dict())
         return
-    for key, value in result.to_dict().items():
-        if value is not None:
-            stdout.print(f"[bold]{key:>10}[/] {value}", highlight=False)
+    fields = {k: v for k, v in result.to_dict().items() if v is not None}
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        stdout.print(f"[bold]{key:>{width}}[/] {value}", highlight=False)
 
 
 @data_app.command("synth")

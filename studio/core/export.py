@@ -55,6 +55,7 @@ class ExportResult:
     report: str | None
     min_cosine: float | None
     seconds: float
+    min_cosine_active: float | None = None  # over outputs not flagged as below one int8 step
     log: str | None = None
 
     def to_dict(self) -> dict:
@@ -237,6 +238,7 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             mark_below_resolution(report, quant)
             write_report(report, staging.path(paths["report"]), staging.path(paths["report_md"]))
             result.report, result.min_cosine = str(paths["report"]), report["min_cosine"]
+            result.min_cosine_active = report["min_cosine_active"]
     meta = _meta(req, src, "rknn", outputs)
     meta.build = BuildOptions(opts.platform, opts.quant, opts.algorithm if opts.quant == "int8" else None,
                               [str(p.resolve()) for p in images] if opts.quant == "int8" else [])
