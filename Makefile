@@ -43,7 +43,7 @@ studio: venv  ## the desktop studio
 	$(BIN)/studio gui
 
 lint: venv  ## ruff (py39 syntax for deploy/runtime) and the import contracts
-	$(BIN)/ruff check studio deploy tests
+	$(BIN)/ruff check --output-format concise studio deploy tests
 	$(BIN)/lint-imports
 
 clean:

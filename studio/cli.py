@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.errors import UserError
 from studio.cli_support import handles_errors, print_json, run_job
 
 app = typer.Typer(
@@ -25,8 +26,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Load and describe detectors (.pt, .yaml, .onnx).", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: generate synthetic remote-sensing data.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks, as ratios measured in one run (--json for scripts).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
 stdout = Console()
 
 
@@ -169,6 +172,44 @@ def demo(
         stdout.print(f"[bold]{key:<9}[/] {ex[key]}", highlight=False)
     md = Path(ex["report"]).with_suffix("").with_suffix(".report.md")
     stdout.print(md.read_text() if md.is_file() else "", highlight=False)
+
+
+@bench_app.command("postprocess")
+@handles_errors
+def bench_postprocess_cmd(
+    nc: int = typer.Option(80, help="Number of classes."),
+    imgsz: int = typer.Option(512, help="Input size (anchors: (imgsz/8)^2 + (imgsz/16)^2 + (imgsz/32)^2)."),
+    objects: int = typer.Option(30, help="Objects per frame in the synthetic heads."),
+    repeat: int = typer.Option(200, help="Timed runs of the batched version (the reference gets 1/20)."),
+    int8: bool = typer.Option(False, "--int8", help="Raw int8 outputs with scale and zero point, as the NPU gives."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Batched NumPy post-processing vs the straightforward reference: time per frame and agreement."""
+    from studio.core.bench import bench_postprocess
+
+    if imgsz % 32 or imgsz <= 0:
+        raise UserError(f"--imgsz {imgsz} must be a positive multiple of 32")
+    result = bench_postprocess(nc=nc, imgsz=imgsz, objects=objects, repeat=repeat, int8=int8)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout.print(f"batched {result.batched_ms:.3f} ms/frame, reference {result.reference_ms:.2f} ms/frame: "
+                     f"{result.speedup:.1f}x faster, identical detections: {result.identical} "
+                     f"({result.detections} detections)", highlight=False)
+
+
+@bench_app.command("import")
+@handles_errors
+def bench_import_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Time `import deploy.runtime` in a fresh interpreter, and list any heavy module it pulled in."""
+    from studio.core.bench import bench_import
+
+    result = bench_import()
+    if json_out:
+        print_json(result)
+    else:
+        stdout.print(f"import deploy.runtime: {result['seconds']:.3f} s; heavy modules loaded: "
+                     f"{result['heavy_modules'] or 'none'}", highlight=False)
 
 
 def _stage(job, name: str, total: int):

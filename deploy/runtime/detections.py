@@ -1,0 +1,35 @@
+"""The one detection result type used by evaluation, the live panel, JSON output and the board protocol."""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Detections of one frame, in original-image pixels, ordered by score (ties by anchor index)."""
+
+    boxes: np.ndarray  # (N, 4) float32 xyxy
+    scores: np.ndarray  # (N,) float32
+    classes: np.ndarray  # (N,) int32
+    timings: dict[str, float] = field(default_factory=dict)  # per stage, milliseconds
+    frame: int = 0  # index of the frame in its source
+    source: str = ""  # where the frame came from (file, camera:0, tile of a scene)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+
+    def to_dict(self, names: Optional[list[str]] = None) -> dict:
+        """JSON-ready: one entry per detection, plus timings."""
+        items = []
+        for box, score, cls in zip(self.boxes.tolist(), self.scores.tolist(), self.classes.tolist()):
+            item = {"box": [round(v, 2) for v in box], "score": round(score, 4), "class": cls}
+            if names is not None and 0 <= cls < len(names):
+                item["name"] = names[cls]
+            items.append(item)
+        return {"frame": self.frame, "source": self.source, "detections": items,
+                "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}}

@@ -1,0 +1,97 @@
+"""Benchmarks measured as ratios within one run (this machine is noisy; absolute ms vary)."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from deploy.runtime.postprocess import NmsConfig, postprocess_split
+from deploy.runtime.reference import reference_split
+from studio.core.heads import quantize_heads, synthetic_heads
+
+
+def median_ms(fn: Callable[[], object], repeat: int, warmup: int = 3) -> float:
+    """Median wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+@dataclass
+class PostprocessBench:
+    nc: int
+    imgsz: int
+    objects: int
+    int8: bool
+    detections: int
+    batched_ms: float  # median per frame
+    reference_ms: float  # median per frame
+    speedup: float
+    identical: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _same(a, b) -> bool:
+    return all(
+        np.array_equal(x.anchors, y.anchors) and np.array_equal(x.classes, y.classes)
+        and np.array_equal(x.scores, y.scores) and np.allclose(x.boxes, y.boxes, atol=1e-4, rtol=0)
+        for x, y in zip(a, b)
+    )
+
+
+def bench_postprocess(nc: int = 80, imgsz: int = 512, objects: int = 30, repeat: int = 200,
+                      int8: bool = False, seed: int = 0) -> PostprocessBench:
+    """Batched vs reference post-processing on synthetic heads with a known number of objects.
+
+    The reference is timed on fewer repeats (it is slow); both are medians per frame.
+    """
+    heads = synthetic_heads(nc=nc, imgsz=imgsz, objects=objects, seed=seed)
+    if int8:
+        heads = quantize_heads(heads)
+    cfg = NmsConfig()
+    batched = postprocess_split(heads.outputs, heads.strides, cfg, heads.quant)
+    reference = reference_split(heads.outputs, heads.strides, cfg, heads.quant)
+    fast = median_ms(lambda: postprocess_split(heads.outputs, heads.strides, cfg, heads.quant), repeat)
+    slow = median_ms(lambda: reference_split(heads.outputs, heads.strides, cfg, heads.quant),
+                     max(3, repeat // 20), warmup=1)
+    return PostprocessBench(nc, imgsz, objects, int8, len(batched[0]), round(fast, 4), round(slow, 3),
+                            round(slow / fast, 1), _same(batched, reference))
+
+
+HEAVY_MODULES = ("torch", "PySide6", "onnx", "onnxruntime", "rknn", "ultralytics", "cv2")
+IMPORT_PROBE = """
+import sys, time
+start = time.perf_counter()
+import deploy.runtime, deploy.runtime.postprocess, deploy.runtime.preprocess, deploy.runtime.metadata
+elapsed = time.perf_counter() - start
+heavy = sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1].split(',')))
+print(elapsed, ','.join(heavy))
+"""
+
+
+def bench_import(runs: int = 5) -> dict:
+    """Median time to import the board runtime in a fresh interpreter, and heavy modules it loaded.
+
+    cv2 is optional on the board and is imported when present, so it is reported but allowed.
+    """
+    import subprocess
+    import sys
+
+    times, heavy = [], set()
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, ",".join(HEAVY_MODULES)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        times.append(float(out[0]))
+        heavy |= set(out[1].split(",")) if len(out) > 1 else set()
+    return {"seconds": round(statistics.median(times), 4), "heavy_modules": sorted(heavy - {"cv2"}),
+            "cv2_loaded": "cv2" in heavy, "runs": runs}

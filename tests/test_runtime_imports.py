@@ -1,0 +1,23 @@
+"""The board runtime imports nothing heavy: no torch, Qt, onnx, onnxruntime, rknn or ultralytics."""
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import deploy.runtime
+from studio.core.bench import HEAVY_MODULES, bench_import
+
+
+def test_every_runtime_module_imports_without_heavy_packages():
+    modules = [f"deploy.runtime.{m.name}" for m in pkgutil.walk_packages(deploy.runtime.__path__)]
+    assert "deploy.runtime.postprocess" in modules
+    probe = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+             f"print(sorted({{n.split('.')[0] for n in sys.modules}} & {set(HEAVY_MODULES) - {'cv2'}!r}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_bench_import_reports_time_and_no_heavy_modules():
+    result = bench_import(runs=2)
+    assert result["heavy_modules"] == [] and 0 < result["seconds"] < 5
