@@ -37,6 +37,7 @@ def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib
     meta = json.loads(Path(data["metadata"]).read_text())
     assert meta["format"] == "rknn" and meta["imgsz"] == 128
     assert meta["build"]["platform"] == "rk3588" and meta["build"]["quant"] == "int8"
+    assert meta["build"]["onnx"] == "tiny.onnx"  # beside the model, so recorded by name
     assert meta["build"]["algorithm"] == "normal" and len(meta["build"]["calibration"]) == 4
     quant = meta["quantization"]
     assert [q["name"] for q in quant] == meta["outputs"]

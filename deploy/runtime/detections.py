@@ -14,7 +14,8 @@ class Detections:
     classes: np.ndarray  # (N,) int32
     timings: dict[str, float] = field(default_factory=dict)  # per stage, milliseconds
     frame: int = 0  # index of the frame in its source
-    source: str = ""  # where the frame came from (file, camera:0, tile of a scene)
+    source: str = ""  # where the frame came from (file, camera:0, a scene)
+    tile: Optional[dict] = None  # for a tile of a large scene: offset, tile index, tile count
 
     def __len__(self) -> int:
         return len(self.scores)

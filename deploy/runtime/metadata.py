@@ -43,6 +43,7 @@ class BuildOptions:
     quant: str  # int8 | fp16 | qdq
     algorithm: Optional[str] = None  # normal | kl_divergence | mmse (int8 only)
     calibration: list[str] = field(default_factory=list)  # source images, in order
+    onnx: str = ""  # the ONNX it was built from: a bare name when it lies beside the model
 
 
 @dataclass
@@ -108,6 +109,14 @@ def save_meta(model_path, meta: ModelMeta) -> Path:
     path = sidecar_path(model_path)
     write_json_atomic(path, meta.to_dict())
     return path
+
+
+def build_onnx_path(model_path, meta: ModelMeta) -> Path:
+    """Where the ONNX an RKNN model was built from lies (a bare name is relative to the model's folder)."""
+    if meta.build is None or not meta.build.onnx:
+        raise ValueError(f"{model_path}: its sidecar does not record the ONNX it was built from")
+    onnx = Path(meta.build.onnx)
+    return onnx if onnx.is_absolute() else Path(model_path).parent / onnx
 
 
 def load_meta(model_path) -> ModelMeta:

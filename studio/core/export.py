@@ -240,8 +240,11 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             result.report, result.min_cosine = str(paths["report"]), report["min_cosine"]
             result.min_cosine_active = report["min_cosine_active"]
     meta = _meta(req, src, "rknn", outputs)
+    final_onnx = Path(result.onnx)
+    recorded = final_onnx.name if final_onnx.parent.resolve() == paths["main"].parent.resolve() \
+        else str(final_onnx.resolve())
     meta.build = BuildOptions(opts.platform, opts.quant, opts.algorithm if opts.quant == "int8" else None,
-                              [str(p.resolve()) for p in images] if opts.quant == "int8" else [])
+                              [str(p.resolve()) for p in images] if opts.quant == "int8" else [], recorded)
     meta.quantization = [OutputQuant(**q) for q in quant]
     write_json_atomic(staging.path(paths["meta"]), meta.to_dict())
     result.rknn = str(paths["main"])

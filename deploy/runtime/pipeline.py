@@ -1,0 +1,214 @@
+"""Multithreaded inference: one reader, N workers (each with its own backend), results in frame order.
+
+    pipeline = Pipeline(lambda i: OrtBackend("m.onnx"), meta, workers=2)
+    for dets in pipeline.run(frames):
+        ...
+    print(pipeline.stats.fps)
+
+Why threads: the heavy parts (resize, ONNX Runtime, the NPU driver, most numpy) release
+the GIL, so N workers overlap; on the RK3588 worker i is pinned to NPU core i % 3.
+Queues are bounded; a live source (camera) drops the oldest waiting frame instead of
+falling behind, and counts it. A worker's exception stops the pipeline and is raised
+from run(); nothing waits forever.
+"""
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from deploy.runtime.backends import Backend
+from deploy.runtime.detections import Detections
+from deploy.runtime.metadata import ModelMeta
+from deploy.runtime.postprocess import NmsConfig, postprocess_split, postprocess_standard
+from deploy.runtime.preprocess import boxes_to_original, letterbox, to_nchw_float, to_nhwc_uint8
+
+STAGES = ("read", "preprocess", "infer", "postprocess", "total")
+_END = object()
+POLL_S = 0.05  # how often blocked threads look at the stop flag
+
+
+@dataclass
+class Frame:
+    """One image to run: (H, W, 3) uint8 RGB, plus where it came from."""
+
+    image: np.ndarray
+    index: int = 0
+    source: str = ""
+    read_ms: float = 0.0
+    extra: dict = field(default_factory=dict)  # tile offsets and counts, carried to Detections.tile
+
+
+class PipelineError(RuntimeError):
+    """A worker or the source failed; the message names which and on what frame."""
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)  # mean per frame
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "dropped": self.dropped, "seconds": round(self.seconds, 3),
+                "fps": round(self.fps, 2), "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}}
+
+
+def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig) -> Detections:
+    """Preprocess, infer and post-process one frame; boxes in the frame's own pixels."""
+    t0 = time.perf_counter()
+    canvas, info = letterbox(frame.image, meta.imgsz)
+    tensor = to_nhwc_uint8(canvas) if backend.layout == "nhwc-uint8" else to_nchw_float(canvas)
+    t1 = time.perf_counter()
+    outputs = backend.infer(tensor)
+    t2 = time.perf_counter()
+    if meta.layout == "rknn-split":
+        quant = [(q.scale, q.zero_point) for q in meta.quantization] if backend.int8_outputs else None
+        result = postprocess_split(outputs, meta.strides, cfg, quant)[0]
+    else:
+        result = postprocess_standard(outputs[0], cfg)[0]
+    boxes = boxes_to_original(result.boxes, info)
+    t3 = time.perf_counter()
+    timings = {"read": frame.read_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+               "postprocess": (t3 - t2) * 1e3}
+    timings["total"] = sum(timings.values())
+    return Detections(boxes, result.scores, result.classes, timings, frame.index, frame.source,
+                      frame.extra or None)
+
+
+class Pipeline:
+    """N workers over a bounded queue; `run(frames)` yields Detections in frame order."""
+
+    def __init__(self, backend_factory: Callable[[int], Backend], meta: ModelMeta, cfg: NmsConfig = NmsConfig(),
+                 workers: int = 1, live: bool = False, queue_size: Optional[int] = None):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.factory, self.meta, self.cfg, self.workers, self.live = backend_factory, meta, cfg, workers, live
+        self.queue_size = queue_size or (workers if live else 2 * workers)
+        self.stats = PipelineStats()
+
+    def run(self, frames: Iterable[Frame]) -> Iterator[Detections]:
+        """Yield Detections in the order frames were taken; raise PipelineError if anything failed."""
+        inbox: queue.Queue = queue.Queue(self.queue_size)
+        outbox: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        take_lock = threading.Lock()
+        counter = [0]
+        self.stats = PipelineStats()
+        stage_sums = dict.fromkeys(STAGES, 0.0)
+
+        def reader() -> None:
+            try:
+                for frame in frames:
+                    if stop.is_set():
+                        return
+                    self._enqueue(inbox, frame, stop)
+            except Exception as exc:  # a source failure ends the run with its message
+                outbox.put(("error", None, PipelineError(f"source failed: {type(exc).__name__}: {exc}"), exc))
+            finally:
+                for _ in range(self.workers):
+                    self._enqueue(inbox, _END, stop, never_drop=True)
+
+        def worker(index: int) -> None:
+            backend = None
+            try:
+                backend = self.factory(index)
+                while not stop.is_set():
+                    with take_lock:  # sequence numbers follow the queue order, so results can be re-ordered
+                        item = self._dequeue(inbox, stop)
+                        seq = counter[0]
+                        if item is not _END and item is not None:
+                            counter[0] += 1
+                    if item is _END or item is None:
+                        break
+                    try:
+                        dets = detect(backend, self.meta, item, self.cfg)
+                    except Exception as exc:
+                        raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
+                                            f"{type(exc).__name__}: {exc}") from exc
+                    outbox.put(("ok", seq, dets, None))
+            except PipelineError as exc:
+                outbox.put(("error", None, exc, exc.__cause__))
+            except Exception as exc:
+                outbox.put(("error", None, PipelineError(f"worker {index} failed: {type(exc).__name__}: {exc}"), exc))
+            finally:
+                if backend is not None:
+                    backend.close()
+                outbox.put(("done", None, None, None))
+
+        threads = [threading.Thread(target=reader, name="pipeline-reader", daemon=True)]
+        threads += [threading.Thread(target=worker, args=(i,), name=f"pipeline-worker-{i}", daemon=True)
+                    for i in range(self.workers)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        pending: dict[int, Detections] = {}
+        next_seq, finished = 0, 0
+        try:
+            while finished < self.workers:
+                try:
+                    kind, seq, payload, cause = outbox.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                if kind == "error":
+                    raise payload from cause
+                if kind == "done":
+                    finished += 1
+                    continue
+                pending[seq] = payload
+                while next_seq in pending:
+                    dets = pending.pop(next_seq)
+                    next_seq += 1
+                    self.stats.frames += 1
+                    for stage in STAGES:
+                        stage_sums[stage] += dets.timings.get(stage, 0.0)
+                    yield dets
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=5)
+            self.stats.seconds = time.perf_counter() - started
+            if self.stats.frames:
+                self.stats.stage_ms = {k: v / self.stats.frames for k, v in stage_sums.items()}
+
+    def _enqueue(self, inbox: "queue.Queue", item, stop: threading.Event, never_drop: bool = False) -> None:
+        """Put a frame; a live source drops the oldest waiting frame rather than wait."""
+        while not stop.is_set():
+            try:
+                if self.live and not never_drop:
+                    inbox.put_nowait(item)
+                else:
+                    inbox.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                if self.live and not never_drop:
+                    try:
+                        dropped = inbox.get_nowait()
+                        if dropped is _END:  # never drop an end marker
+                            inbox.put_nowait(dropped)
+                        else:
+                            self.stats.dropped += 1
+                    except (queue.Empty, queue.Full):
+                        pass
+
+    @staticmethod
+    def _dequeue(inbox: "queue.Queue", stop: threading.Event):
+        while not stop.is_set():
+            try:
+                return inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+
+def run_all(pipeline: Pipeline, frames: Iterable[Frame]) -> list[Detections]:
+    """Convenience: run to the end and return every result."""
+    return list(pipeline.run(frames))

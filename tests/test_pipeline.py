@@ -1,0 +1,111 @@
+"""The pipeline: frame order with several workers, drop-oldest for live sources, failures that never hang."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from deploy.runtime.backends import Backend
+from deploy.runtime.metadata import ModelMeta
+from deploy.runtime.pipeline import Frame, Pipeline, PipelineError
+from studio.core.heads import synthetic_heads
+
+
+class ScriptedBackend(Backend):
+    """Test double: returns synthetic heads whose single object encodes the frame index, after a delay."""
+
+    layout = "nchw-float"
+
+    def __init__(self, delays=(0.0,), fail_on: int | None = None):
+        self.delays, self.fail_on, self.calls = delays, fail_on, 0
+
+    def infer(self, tensor):
+        index = int(round(float(tensor[0, 0, 0, 0]) * 255))  # the frame index, painted into the pixel
+        time.sleep(self.delays[index % len(self.delays)])
+        if index == self.fail_on:
+            raise ValueError("boom")
+        self.calls += 1
+        return synthetic_heads(nc=4, imgsz=64, objects=index % 3, seed=index).outputs
+
+
+META = ModelMeta(format="onnx", names=["a", "b", "c", "d"], imgsz=64, layout="rknn-split",
+                 outputs=["box0", "cls0", "box1", "cls1", "box2", "cls2"], strides=[8, 16, 32])
+
+
+def frames(n: int, delay: float = 0.0):
+    for i in range(n):
+        image = np.zeros((64, 64, 3), np.uint8)
+        image[0, 0, 0] = i  # letterbox keeps a 64x64 image untouched, so the backend can read i back
+        if delay:
+            time.sleep(delay)
+        yield Frame(image, i, f"frame{i}")
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_results_come_out_in_frame_order(workers):
+    pipeline = Pipeline(lambda i: ScriptedBackend(delays=(0.02, 0.0, 0.01, 0.005)), META, workers=workers)
+    results = list(pipeline.run(frames(24)))
+    assert [d.frame for d in results] == list(range(24))
+    assert [len(d) > 0 for d in results] == [i % 3 > 0 for i in range(24)]
+    assert pipeline.stats.frames == 24 and pipeline.stats.dropped == 0
+    assert set(pipeline.stats.stage_ms) == {"read", "preprocess", "infer", "postprocess", "total"}
+    assert all(set(d.timings) >= {"preprocess", "infer", "postprocess", "total"} for d in results)
+
+
+def test_each_worker_gets_its_own_backend():
+    made = []
+    lock = threading.Lock()
+
+    def factory(i):
+        with lock:
+            made.append(i)
+        return ScriptedBackend()
+
+    list(Pipeline(factory, META, workers=3).run(frames(6)))
+    assert sorted(made) == [0, 1, 2]
+
+
+def test_live_source_drops_oldest_and_keeps_order():
+    pipeline = Pipeline(lambda i: ScriptedBackend(delays=(0.03,)), META, workers=1, live=True)
+    results = list(pipeline.run(frames(40, delay=0.002)))
+    indices = [d.frame for d in results]
+    assert pipeline.stats.dropped > 0
+    assert len(indices) + pipeline.stats.dropped == 40
+    assert indices == sorted(indices) and indices[-1] == 39  # the newest frames are the ones kept
+
+
+def test_worker_exception_is_raised_not_swallowed_and_does_not_hang():
+    pipeline = Pipeline(lambda i: ScriptedBackend(fail_on=5), META, workers=2)
+    started = time.monotonic()
+    with pytest.raises(PipelineError, match="frame5 #5: ValueError: boom") as info:
+        list(pipeline.run(frames(50)))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert time.monotonic() - started < 10
+
+
+def test_failing_backend_factory_is_reported():
+    def factory(i):
+        raise RuntimeError("no NPU")
+
+    with pytest.raises(PipelineError, match="worker 0 failed: RuntimeError: no NPU"):
+        list(Pipeline(factory, META, workers=1).run(frames(3)))
+
+
+def test_source_failure_is_reported():
+    def broken():
+        yield from frames(2)
+        raise OSError("camera unplugged")
+
+    with pytest.raises(PipelineError, match="source failed: OSError: camera unplugged"):
+        list(Pipeline(lambda i: ScriptedBackend(), META, workers=2).run(broken()))
+
+
+def test_consumer_stopping_early_shuts_workers_down():
+    pipeline = Pipeline(lambda i: ScriptedBackend(delays=(0.01,)), META, workers=2)
+    for d in pipeline.run(frames(1000)):
+        if d.frame == 3:
+            break
+    time.sleep(0.3)
+    assert not [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
