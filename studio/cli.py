@@ -198,6 +198,33 @@ def bench_postprocess_cmd(
                      f"({result.detections} detections)", highlight=False)
 
 
+@bench_app.command("pipeline")
+@handles_errors
+def bench_pipeline_cmd(
+    model: Path = typer.Argument(..., help="An exported model with its sidecar (.onnx for ort, .rknn otherwise)."),
+    workers: str = typer.Option("1,2", help="Worker counts to compare, comma-separated."),
+    frames: int = typer.Option(200, help="Frames per run."),
+    backend: str = typer.Option("ort", help="ort | rknn-sim | rknnlite"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Frames per second of the inference pipeline for each worker count, and the speedup over the first."""
+    from studio.core.bench import bench_pipeline
+
+    try:
+        counts = [int(w) for w in workers.split(",")]
+    except ValueError:
+        raise UserError(f"--workers {workers!r}: give comma-separated counts, e.g. 1,2,3") from None
+    if not counts or min(counts) < 1:
+        raise UserError("--workers counts must be at least 1")
+    result = bench_pipeline(str(model), counts, frames, backend)
+    if json_out:
+        print_json(result)
+        return
+    for run in result["runs"]:
+        stdout.print(f"{run['workers']} worker(s): {run['fps']:.1f} frames/s ({run['speedup']:.2f}x), "
+                     f"stages ms {run['stage_ms']}, in order: {run['in_order']}", highlight=False)
+
+
 @bench_app.command("import")
 @handles_errors
 def bench_import_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
@@ -216,6 +243,52 @@ def _stage(job, name: str, total: int):
     """Announce a counted stage and return its (done, total) callback."""
     job.stage(name, total)
     return job.stepper(name)
+
+
+@app.command("predict")
+@handles_errors
+def predict_cmd(
+    model: Path = typer.Argument(..., help="An exported model with its sidecar: .onnx (ort) or .rknn (rknn-sim)."),
+    source: str = typer.Argument(..., help="Image, folder, glob (quote it), video file, or camera:N."),
+    backend: str = typer.Option("ort", help="ort (host) | rknn-sim (host simulator) | rknnlite (board NPU)"),
+    workers: int = typer.Option(1, help="Inference workers (on the RK3588: one per NPU core, up to 3)."),
+    tile: int | None = typer.Option(None, help="Cut large images into tiles of this size (e.g. 512)."),
+    overlap: float = typer.Option(0.2, help="Tile overlap fraction."),
+    conf: float = typer.Option(0.25, help="Minimum class score."),
+    iou: float = typer.Option(0.45, help="NMS IoU threshold."),
+    max_det: int = typer.Option(300, help="Most detections per image."),
+    save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi)."),
+    max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
+):
+    """Detect objects in images, video or a camera with the multithreaded pipeline.
+
+    Examples:\n
+      studio predict exports/student.onnx data/images/val --save out/pred\n
+      studio predict exports/student.rknn scene.png --backend rknn-sim --tile 512 --overlap 0.2\n
+      studio predict student.rknn camera:0 --backend rknnlite --workers 3 --json
+    """
+    from studio.core.predict import PredictRequest, json_lines_printer, predict
+
+    req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
+                         conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames)
+    on_result = None
+    if json_out:
+        from deploy.runtime.metadata import load_meta
+
+        try:
+            on_result = json_lines_printer(load_meta(model).names)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    summary = run_job(lambda job: predict(req, on_result, job), json_out)
+    if json_out:
+        print_json({"summary": summary.to_dict()}, one_line=True)
+        return
+    stdout.print(f"{summary.frames} frame(s), {summary.detections} detections, {summary.fps:.1f} frames/s, "
+                 f"stages ms {summary.stage_ms}" + (f"; saved to {summary.saved}" if summary.saved else ""),
+                 highlight=False)
+    if summary.skipped:
+        stdout.print(f"skipped {len(summary.skipped)} unreadable file(s)", highlight=False)
 
 
 @app.command("gui")

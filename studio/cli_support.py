@@ -92,6 +92,6 @@ def run_job(work: Callable[[Job], object], json_out: bool = False):
         return work(Job(progress=view))
 
 
-def print_json(data: dict) -> None:
-    """One JSON object on stdout, for scripts and CI."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def print_json(data: dict, one_line: bool = False) -> None:
+    """One JSON object on stdout, for scripts and CI (one_line: as the last of a stream of JSON lines)."""
+    sys.stdout.write(json.dumps(data, indent=None if one_line else 2) + "\n")

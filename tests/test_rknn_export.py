@@ -31,6 +31,9 @@ def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib
     assert [o["name"] for o in report["outputs"]] == ["box0", "cls0", "box1", "cls1", "box2", "cls2"]
     assert len(report["images"]) == 3
     assert report["min_cosine"] == data["min_cosine"] == min(o["min_cosine"] for o in report["outputs"])
+    det = report["detections"]
+    assert det["matched"] <= min(det["reference"], det["converted"]) and 0 <= det["agreement"] <= 1
+    assert data["detection_agreement"] == det["agreement"]
     box_cos = [o["min_cosine"] for o in report["outputs"] if o["name"].startswith("box")]
     assert min(box_cos) > 0.95  # box distributions survive int8 even untrained
 
@@ -110,3 +113,30 @@ def test_onnx_input_keeps_names_from_its_sidecar(cli, detector_pt, calib_dir, tm
     assert meta["imgsz"] == 96 and meta["strides"] == [8, 16, 32] and meta["build"]["algorithm"] == "kl_divergence"
     assert [Path(p).name for p in meta["build"]["calibration"]] == ["img0.png", "img1.png"]
     assert json.loads(result.stdout)["report"] is None
+
+
+def test_simulator_backend_rebuild_reproduces_quantization(cli, detector_pt, calib_dir, tmp_path):
+    from deploy.convert.rknn_sim import RknnSimBackend
+    from deploy.convert.verify import cosine
+    from deploy.runtime.backends import OrtBackend
+    from deploy.runtime.preprocess import letterbox, to_nchw_float, to_nhwc_uint8
+
+    out = tmp_path / "m.rknn"
+    assert cli("export", detector_pt, "--format", "rknn", "--imgsz", 96, "--calib", calib_dir,
+               "--out", out).exit_code == 0
+    recorded = json.loads((tmp_path / "m.rknn.json").read_text())["quantization"]
+    sim = RknnSimBackend(out, verify=True)
+    try:
+        assert sim.rebuilt_quantization == recorded
+        image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+        canvas, _ = letterbox(image, 96)
+        got = sim.infer(to_nhwc_uint8(canvas))
+        want = OrtBackend(str(tmp_path / "m.onnx")).infer(to_nchw_float(canvas))
+        assert [g.shape for g in got] == [w.shape for w in want]
+        assert min(cosine(g, w) for g, w in zip(got[::2], want[::2])) > 0.95  # box outputs
+    finally:
+        sim.close()
+
+    result = cli("predict", out, calib_dir, "--backend", "rknn-sim", "--workers", 2, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["summary"]["frames"] == 4

@@ -51,3 +51,21 @@ def test_float_outputs_are_never_flagged():
     assert not any(o["below_int8_step"] for o in report["outputs"])
     assert report["min_cosine_active"] == 0.0
     assert "below half an int8 step" not in report_markdown(report)
+
+
+def _frame(boxes, classes):
+    from deploy.runtime.postprocess import FrameResult
+
+    n = len(boxes)
+    return FrameResult(np.array(boxes, np.float32).reshape(-1, 4), np.linspace(0.9, 0.5, n).astype(np.float32),
+                       np.array(classes, np.int32), np.arange(n))
+
+
+def test_detection_matching_needs_same_class_and_iou():
+    from deploy.convert.verify import agreement, match_detections
+
+    ref = _frame([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [0, 1, 2])
+    conv = _frame([[1, 0, 10, 10], [20, 20, 40, 40], [70, 70, 80, 80]], [0, 0, 2])
+    assert match_detections(ref, conv) == 1  # only the first: same class and IoU 0.9
+    assert agreement(3, 3, 1)["agreement"] == pytest.approx(1 / 3, abs=1e-4)
+    assert agreement(0, 0, 0)["agreement"] == 1.0

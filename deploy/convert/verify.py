@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.runtime.decode import box_areas, iou_one_to_many
 from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.postprocess import FrameResult, NmsConfig, postprocess_split
+
+AGREEMENT_CFG = NmsConfig(conf=0.25, iou=0.45)  # the defaults of studio predict
+MATCH_IOU = 0.5
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,12 +46,15 @@ def compare_outputs(
     input_name = session.get_inputs()[0].name
     scores: list[list[float]] = [[] for _ in names]
     peaks = [0.0] * len(names)  # largest |reference value| per output
+    counts = np.zeros(3, np.int64)  # reference detections, converted detections, matched
     for i, (npy, outputs) in enumerate(zip(inputs, converted)):
         nchw = np.load(npy).astype(np.float32) / np.float32(255.0)
         reference = session.run(None, {input_name: nchw})
+        outputs = [out.reshape(ref.shape) for ref, out in zip(reference, outputs)]
         for k, (ref, out) in enumerate(zip(reference, outputs)):
-            scores[k].append(cosine(ref, out.reshape(ref.shape)))
+            scores[k].append(cosine(ref, out))
             peaks[k] = max(peaks[k], float(np.abs(ref).max()))
+        counts += detection_counts(reference, outputs, imgsz=nchw.shape[-1])
         if progress:
             progress(i + 1, len(inputs))
     outputs = [
@@ -57,7 +65,41 @@ def compare_outputs(
         "outputs": outputs,
         "min_cosine": min(o["min_cosine"] for o in outputs),
         "mean_cosine": round(float(np.mean([o["mean_cosine"] for o in outputs])), 6),
+        "detections": agreement(*counts.tolist()),
     }
+
+
+def match_detections(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU) -> int:
+    """How many detections of b pair with one of a: same class, IoU >= min_iou, best scores first."""
+    used = np.zeros(len(a), bool)
+    a64 = a.boxes.astype(np.float64)
+    areas = box_areas(a64)
+    matched = 0
+    for box, cls in zip(b.boxes.astype(np.float64), b.classes):
+        free = np.flatnonzero(~used & (a.classes == cls))
+        if not free.size:
+            continue
+        ious = iou_one_to_many(box, float(box_areas(box[None])[0]), a64[free], areas[free])
+        best = int(np.argmax(ious))
+        if ious[best] >= min_iou:
+            used[free[best]] = True
+            matched += 1
+    return matched
+
+
+def detection_counts(reference: list[np.ndarray], converted: list[np.ndarray], imgsz: int) -> np.ndarray:
+    """(reference detections, converted detections, matched) for one image of the split layout."""
+    strides = [imgsz // o.shape[2] for o in reference[::2]]
+    ref = postprocess_split(reference, strides, AGREEMENT_CFG)[0]
+    conv = postprocess_split(converted, strides, AGREEMENT_CFG)[0]
+    return np.array([len(ref), len(conv), match_detections(ref, conv)])
+
+
+def agreement(reference: int, converted: int, matched: int) -> dict:
+    """Detection agreement after post-processing: matched pairs over the mean count (an F1)."""
+    total = reference + converted
+    return {"conf": AGREEMENT_CFG.conf, "match_iou": MATCH_IOU, "reference": reference, "converted": converted,
+            "matched": matched, "agreement": round(2 * matched / total, 4) if total else 1.0}
 
 
 def mark_below_resolution(report: dict, quantization: list[dict]) -> None:
@@ -104,6 +146,11 @@ def report_markdown(report: dict) -> str:
             "above one step, so detections are unaffected; a model trained longer, or on objects "
             "of every size, uses all pyramid levels.",
         ]
+    det = report.get("detections")
+    if det:
+        lines += ["", f"Detections after post-processing (conf {det['conf']}, matched at IoU >= {det['match_iou']}, "
+                      f"same class): reference {det['reference']}, converted {det['converted']}, matched "
+                      f"{det['matched']}: agreement **{det['agreement']:.3f}**"]
     lines.append("")
     return "\n".join(lines)
 

@@ -16,6 +16,7 @@ class Detections:
     frame: int = 0  # index of the frame in its source
     source: str = ""  # where the frame came from (file, camera:0, a scene)
     tile: Optional[dict] = None  # for a tile of a large scene: offset, tile index, tile count
+    image: Optional[np.ndarray] = None  # the frame (H, W, 3) RGB, kept only when a sink draws on it
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -62,7 +62,7 @@ class PipelineStats:
                 "fps": round(self.fps, 2), "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}}
 
 
-def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig) -> Detections:
+def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep_image: bool = False) -> Detections:
     """Preprocess, infer and post-process one frame; boxes in the frame's own pixels."""
     t0 = time.perf_counter()
     canvas, info = letterbox(frame.image, meta.imgsz)
@@ -81,18 +81,19 @@ def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig) -> D
                "postprocess": (t3 - t2) * 1e3}
     timings["total"] = sum(timings.values())
     return Detections(boxes, result.scores, result.classes, timings, frame.index, frame.source,
-                      frame.extra or None)
+                      frame.extra or None, frame.image if keep_image else None)
 
 
 class Pipeline:
     """N workers over a bounded queue; `run(frames)` yields Detections in frame order."""
 
     def __init__(self, backend_factory: Callable[[int], Backend], meta: ModelMeta, cfg: NmsConfig = NmsConfig(),
-                 workers: int = 1, live: bool = False, queue_size: Optional[int] = None):
+                 workers: int = 1, live: bool = False, queue_size: Optional[int] = None, keep_images: bool = False):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.factory, self.meta, self.cfg, self.workers, self.live = backend_factory, meta, cfg, workers, live
         self.queue_size = queue_size or (workers if live else 2 * workers)
+        self.keep_images = keep_images  # attach each frame to its Detections (for drawing sinks)
         self.stats = PipelineStats()
 
     def run(self, frames: Iterable[Frame]) -> Iterator[Detections]:
@@ -130,7 +131,7 @@ class Pipeline:
                     if item is _END or item is None:
                         break
                     try:
-                        dets = detect(backend, self.meta, item, self.cfg)
+                        dets = detect(backend, self.meta, item, self.cfg, self.keep_images)
                     except Exception as exc:
                         raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
                                             f"{type(exc).__name__}: {exc}") from exc

@@ -36,7 +36,8 @@ def tile_frames(frames: Iterable[Frame], tile: int, overlap: float) -> Iterator[
         for k, (y, x) in enumerate((y, x) for y in ys for x in xs):
             crop = frame.image[y : y + tile, x : x + tile]
             yield Frame(crop, frame.index, frame.source, frame.read_ms if k == 0 else 0.0,
-                        {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": (h, w), "size": tile})
+                        {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": (h, w), "size": tile,
+                         "scene": frame.image})
 
 
 def _cut_sides(boxes: np.ndarray, offset: tuple[int, int], size: int, scene_hw: tuple[int, int]) -> np.ndarray:
@@ -71,7 +72,8 @@ def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5) -
     boxes, scores, classes = _join_seams(boxes, scores, classes, tile_ids, cut, min_ios)
     order = np.argsort(-scores, kind="stable")[: cfg.max_det]
     first = tiles[0]
-    return Detections(boxes[order], scores[order], classes[order], timings, first.frame, first.source)
+    scene = first.tile["scene"] if first.image is not None else None
+    return Detections(boxes[order], scores[order], classes[order], timings, first.frame, first.source, None, scene)
 
 
 def _join_seams(boxes, scores, classes, tile_ids, cut, min_ios: float, min_extent_iou: float = 0.6):

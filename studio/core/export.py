@@ -56,6 +56,7 @@ class ExportResult:
     min_cosine: float | None
     seconds: float
     min_cosine_active: float | None = None  # over outputs not flagged as below one int8 step
+    detection_agreement: float | None = None  # float vs converted detections after post-processing
     log: str | None = None
 
     def to_dict(self) -> dict:
@@ -239,6 +240,7 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             write_report(report, staging.path(paths["report"]), staging.path(paths["report_md"]))
             result.report, result.min_cosine = str(paths["report"]), report["min_cosine"]
             result.min_cosine_active = report["min_cosine_active"]
+            result.detection_agreement = report["detections"]["agreement"]
     meta = _meta(req, src, "rknn", outputs)
     final_onnx = Path(result.onnx)
     recorded = final_onnx.name if final_onnx.parent.resolve() == paths["main"].parent.resolve() \

@@ -1,0 +1,30 @@
+"""Draw detections on a frame for people to look at (saved images, video, the live panel)."""
+from typing import Optional
+
+import numpy as np
+
+from deploy.runtime.detections import Detections
+
+
+def class_color(cls: int) -> tuple:
+    """A stable, distinct RGB colour per class."""
+    hue = (cls * 0.618034) % 1.0
+    i, f = int(hue * 6), hue * 6 - int(hue * 6)
+    q, t = int(255 * (1 - f)), int(255 * f)
+    return [(255, t, 0), (q, 255, 0), (0, 255, t), (0, q, 255), (t, 0, 255), (255, 0, q)][i % 6]
+
+
+def draw_detections(rgb: np.ndarray, dets: Detections, names: Optional[list[str]] = None) -> np.ndarray:
+    """A BGR copy of an RGB frame with each box and its class and score (needs OpenCV)."""
+    import cv2
+
+    canvas = np.ascontiguousarray(rgb[..., ::-1])
+    thickness = max(1, round(max(canvas.shape[:2]) / 600))
+    for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        r, g, b = class_color(int(cls))
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), (b, g, r), thickness)
+        label = f"{names[cls] if names and cls < len(names) else cls} {score:.2f}"
+        cv2.putText(canvas, label, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness,
+                    (b, g, r), thickness, cv2.LINE_AA)
+    return canvas
