@@ -21,3 +21,23 @@ def test_every_runtime_module_imports_without_heavy_packages():
 def test_bench_import_reports_time_and_no_heavy_modules():
     result = bench_import(runs=2)
     assert result["heavy_modules"] == [] and 0 < result["seconds"] < 5
+
+
+def test_runtime_keeps_to_python_39():
+    """The board may run Python 3.9: its grammar, and no `X | Y` in annotations evaluated at import."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(deploy.runtime.__path__[0]).glob("*.py"):
+        source = path.read_text()
+        tree = ast.parse(source, feature_version=(3, 9))
+        if "from __future__ import annotations" in source:
+            continue
+        for node in ast.walk(tree):
+            annotations = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                annotations = [a.annotation for a in node.args.args + node.args.kwonlyargs] + [node.returns]
+            elif isinstance(node, ast.AnnAssign):
+                annotations = [node.annotation]
+            for ann in filter(None, annotations):
+                assert not any(isinstance(n, ast.BinOp) for n in ast.walk(ann)), f"{path.name}:{ann.lineno}"
