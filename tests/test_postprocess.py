@@ -94,3 +94,25 @@ def test_standard_layout_matches_reference():
     output = np.concatenate([xy, wh, scores], axis=1).astype(np.float32)
     for cfg in (NmsConfig(), NmsConfig(agnostic=True), NmsConfig(max_det=10)):
         assert_identical(postprocess_standard(output, cfg), reference_standard(output, cfg))
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_multi_label_matches_reference_and_finds_more(int8):
+    heads = synthetic_heads(nc=15, imgsz=320, objects=30, seed=11)
+    if int8:
+        heads = quantize_heads(heads)
+    cfg = NmsConfig(conf=0.03, iou=0.7, max_det=100_000, multi_label=True)
+    got = postprocess_split(heads.outputs, heads.strides, cfg, heads.quant)
+    assert_identical(got, reference_split(heads.outputs, heads.strides, cfg, heads.quant))
+    single = postprocess_split(heads.outputs, heads.strides, NmsConfig(conf=0.03, iou=0.7, max_det=100_000),
+                               heads.quant)
+    assert len(got[0]) > len(single[0])
+    assert len(set(got[0].anchors.tolist())) < len(got[0])  # some anchors report several classes
+
+
+def test_multi_label_standard_layout_matches_reference():
+    rng = np.random.default_rng(4)
+    output = np.concatenate([rng.uniform(0, 320, (1, 2, 500)), rng.uniform(4, 60, (1, 2, 500)),
+                             rng.random((1, 6, 500)) * 0.2], axis=1).astype(np.float32)
+    cfg = NmsConfig(conf=0.05, iou=0.7, multi_label=True)
+    assert_identical(postprocess_standard(output, cfg), reference_standard(output, cfg))

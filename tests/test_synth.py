@@ -1,11 +1,12 @@
-"""The first synthetic generator: deterministic, valid YOLO labels, a data.yaml ultralytics reads."""
+"""The synthetic remote-sensing generator: deterministic, mostly small objects, clutter, valid labels."""
 from __future__ import annotations
 
 import hashlib
 
 import numpy as np
 
-from studio.core.data.synth import CLASSES, SynthConfig, generate, render_image
+from studio.core.data.aerial import CLASSES, render_scene
+from studio.core.data.synth import SynthConfig, generate, render_image, split_of
 
 
 def _digest(folder) -> str:
@@ -15,26 +16,40 @@ def _digest(folder) -> str:
     return h.hexdigest()
 
 
-def test_same_seed_same_label_bytes_and_other_seed_differs(tmp_path):
+def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     a = generate(SynthConfig(tmp_path / "a", images=6, size=128, seed=3))
     b = generate(SynthConfig(tmp_path / "b", images=6, size=128, seed=3))
     c = generate(SynthConfig(tmp_path / "c", images=6, size=128, seed=4))
     assert _digest(a.parent / "labels") == _digest(b.parent / "labels") != _digest(c.parent / "labels")
-    img_a = (a.parent / "images" / "train" / "000000.png").read_bytes()
-    assert img_a == (b.parent / "images" / "train" / "000000.png").read_bytes()
+    for split_file in ("train/000000.png", "val/000004.png"):
+        assert (a.parent / "images" / split_file).read_bytes() == (b.parent / "images" / split_file).read_bytes()
 
 
-def test_labels_are_valid_yolo_boxes(tmp_path):
-    data = generate(SynthConfig(tmp_path, images=10, size=128))
-    files = sorted((tmp_path / "labels").rglob("*.txt"))
-    assert len(files) == 10 and len(list((tmp_path / "labels" / "val").glob("*.txt"))) == 2
-    rows = np.array([list(map(float, line.split())) for f in files for line in f.read_text().splitlines()])
-    assert len(rows) >= 10
+def test_splits_scenes_and_data_yaml(tmp_path):
+    data = generate(SynthConfig(tmp_path, images=20, size=128, scenes=1, scene_size=512))
+    counts = {s: len(list((tmp_path / "labels" / s).glob("*.txt"))) for s in ("train", "val", "test", "scenes")}
+    assert counts == {"train": 14, "val": 4, "test": 2, "scenes": 1}
+    assert [split_of(i, SynthConfig(tmp_path, images=20)) for i in (13, 14, 17, 18)] == ["train", "val", "val", "test"]
+    text = data.read_text()
+    assert "train: images/train" in text and "test: images/test" in text and "3: ship" in text
+    rows = np.array([list(map(float, line.split())) for f in sorted((tmp_path / "labels").rglob("*.txt"))
+                     for line in f.read_text().splitlines()])
     assert set(rows[:, 0].astype(int)) <= set(range(len(CLASSES)))
     assert (rows[:, 1:] > 0).all() and (rows[:, 1:] <= 1).all()
     assert (rows[:, 1] - rows[:, 3] / 2 >= -1e-6).all() and (rows[:, 1] + rows[:, 3] / 2 <= 1 + 1e-6).all()
-    text = data.read_text()
-    assert "train: images/train" in text and "3: ship" in text
+
+
+def test_most_objects_small_clutter_in_most_images_every_class_present():
+    sizes, classes, cluttered = [], [], 0
+    for i in range(120):
+        _, labels, clutter = render_scene(np.random.default_rng([0, i]), 320, 320)
+        sizes += [(x1 - x0) * (y1 - y0) for _, x0, y0, x1, y1 in labels]
+        classes += [c for c, *_ in labels]
+        cluttered += clutter > 0
+    assert np.mean(np.array(sizes) < 32 * 32) >= 0.5
+    assert cluttered / 120 >= 0.6
+    assert set(classes) == set(range(len(CLASSES)))
+    assert len(sizes) / 120 >= 3  # several objects per image on average
 
 
 def test_an_image_does_not_depend_on_how_many_are_asked_for(tmp_path):

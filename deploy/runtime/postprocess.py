@@ -38,6 +38,7 @@ class NmsConfig:
     iou: float = 0.45  # a box is suppressed by a kept box of its class when IoU > iou
     max_det: int = 300  # most detections per frame
     agnostic: bool = False  # suppress across classes too
+    multi_label: bool = False  # every class above conf is a candidate, not only each anchor's best (for mAP)
 
 
 @dataclass
@@ -74,60 +75,70 @@ def postprocess_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: Nm
     """Post-process the rknn-split layout for B frames at once; one FrameResult per frame."""
     batch = outputs[0].shape[0]
     hw = tuple(level_shapes(outputs))
-    nc = outputs[1].shape[1]
-    sizes = [h * w for h, w in hw]
-    offsets = np.cumsum([0] + sizes)
-    masks, peaks = [], []
-    for level in range(len(hw)):
-        cls = outputs[2 * level + 1].reshape(batch, nc, -1)  # (B, nc, hw)
-        peak = cls.max(axis=1)  # (B, hw): best class score per anchor
-        if quant is None:
-            masks.append(peak >= np.float32(cfg.conf))
-        else:
-            masks.append(peak >= int8_threshold(cfg.conf, *quant[2 * level + 1]))
-        peaks.append(peak)
-    flat = np.flatnonzero(np.concatenate(masks, axis=1).ravel())  # candidates over (B, A)
-    if flat.size == 0:
+    offsets = np.cumsum([0] + [h * w for h, w in hw])
+    pick = _all_classes if cfg.multi_label else _best_class
+    found = [pick(outputs, level, offsets[level], cfg.conf, quant) for level in range(len(hw))]
+    frames, anchors, classes, scores, dist = (np.concatenate(parts) for parts in zip(*found))
+    if frames.size == 0:
         return [empty_result() for _ in range(batch)]
-    frames, anchors = np.divmod(flat, offsets[-1])
-    levels = np.searchsorted(offsets, anchors, side="right") - 1
-    scores = np.empty(flat.size, np.float32)
-    classes = np.empty(flat.size, np.int32)
-    dist = np.empty((flat.size, outputs[0].shape[1]), np.float32)
-    for level in np.unique(levels):
-        sel = np.flatnonzero(levels == level)
-        f, local = frames[sel], anchors[sel] - offsets[level]
-        cls = outputs[2 * level + 1].reshape(batch, nc, -1)[f, :, local]  # (k, nc)
-        box = outputs[2 * level].reshape(batch, -1, sizes[level])[f, :, local]  # (k, 4*reg_max)
-        classes[sel] = cls.argmax(axis=1)
-        best = peaks[level][f, local]
-        if quant is None:
-            scores[sel], dist[sel] = best, box
-        else:
-            scores[sel] = dequantize(best, *quant[2 * level + 1])
-            dist[sel] = dequantize(box, *quant[2 * level])
     centres, anchor_strides = _grid(hw, tuple(strides))
     boxes = decode_dfl(dist, centres[anchors], anchor_strides[anchors])
     return _per_frame(batch, frames, anchors, boxes, scores, classes, cfg)
 
 
+def _threshold(conf: float, quant: Quant, index: int):
+    return np.float32(conf) if quant is None else int8_threshold(conf, *quant[index])
+
+
+def _values(x: np.ndarray, quant: Quant, index: int) -> np.ndarray:
+    return x.astype(np.float32, copy=False) if quant is None else dequantize(x, *quant[index])
+
+
+def _best_class(outputs, level: int, offset: int, conf: float, quant: Quant):
+    """Candidates of one level: anchors whose best class passes conf (one 1-D mask search)."""
+    box, cls = outputs[2 * level], outputs[2 * level + 1]
+    batch, nc = cls.shape[:2]
+    cls = cls.reshape(batch, nc, -1)  # (B, nc, hw)
+    peak = cls.max(axis=1)  # (B, hw): best class score per anchor
+    frames, local = np.divmod(np.flatnonzero(peak >= _threshold(conf, quant, 2 * level + 1)), cls.shape[2])
+    classes = cls[frames, :, local].argmax(axis=1).astype(np.int32)
+    scores = _values(peak[frames, local], quant, 2 * level + 1)
+    dist = _values(box.reshape(batch, box.shape[1], -1)[frames, :, local], quant, 2 * level)
+    return frames, local + offset, classes, scores, dist
+
+
+def _all_classes(outputs, level: int, offset: int, conf: float, quant: Quant):
+    """Candidates of one level: every (anchor, class) pair that passes conf (evaluation's multi-label mode)."""
+    box, cls = outputs[2 * level], outputs[2 * level + 1]
+    batch, nc = cls.shape[:2]
+    cls = cls.reshape(batch, nc, -1)
+    frames, classes, local = np.nonzero(cls >= _threshold(conf, quant, 2 * level + 1))
+    scores = _values(cls[frames, classes, local], quant, 2 * level + 1)
+    dist = _values(box.reshape(batch, box.shape[1], -1)[frames, :, local], quant, 2 * level)
+    return frames, local + offset, classes.astype(np.int32), scores, dist
+
+
 def postprocess_standard(output: np.ndarray, cfg: NmsConfig = NmsConfig()) -> list[FrameResult]:
     """Post-process ultralytics' standard (B, 4 + nc, A) output (xywh pixels, sigmoid scores)."""
-    batch, channels, count = output.shape
+    batch, _, count = output.shape
     scores_all = output[:, 4:, :]  # (B, nc, A)
-    peak = scores_all.max(axis=1)  # (B, A)
-    flat = np.flatnonzero((peak >= np.float32(cfg.conf)).ravel())
-    if flat.size == 0:
+    if cfg.multi_label:
+        frames, classes, anchors = np.nonzero(scores_all >= np.float32(cfg.conf))
+        scores = scores_all[frames, classes, anchors]
+    else:
+        peak = scores_all.max(axis=1)  # (B, A)
+        frames, anchors = np.divmod(np.flatnonzero((peak >= np.float32(cfg.conf)).ravel()), count)
+        classes = scores_all[frames, :, anchors].argmax(axis=1)
+        scores = peak[frames, anchors]
+    if frames.size == 0:
         return [empty_result() for _ in range(batch)]
-    frames, anchors = np.divmod(flat, count)
-    classes = scores_all[frames, :, anchors].argmax(axis=1).astype(np.int32)
     boxes = xywh_to_xyxy(output[frames, :4, anchors])
-    return _per_frame(batch, frames, anchors, boxes, peak[frames, anchors], classes, cfg)
+    return _per_frame(batch, frames, anchors, boxes, scores, classes.astype(np.int32), cfg)
 
 
 def _per_frame(batch, frames, anchors, boxes, scores, classes, cfg: NmsConfig) -> list[FrameResult]:
-    """Sort candidates (frame, -score, anchor), then greedy NMS frame by frame."""
-    order = np.lexsort((anchors, -scores, frames))
+    """Sort candidates (frame, -score, anchor, class), then greedy NMS frame by frame."""
+    order = np.lexsort((classes, anchors, -scores, frames))
     frames, anchors, boxes, scores, classes = frames[order], anchors[order], boxes[order], scores[order], classes[order]
     bounds = np.searchsorted(frames, np.arange(batch + 1))
     results = []

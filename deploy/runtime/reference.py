@@ -47,23 +47,31 @@ def _iou(a, b) -> float:
 
 
 def _nms_per_class(boxes: np.ndarray, cls: np.ndarray, cfg: NmsConfig) -> FrameResult:
-    best_class = cls.argmax(axis=1)
-    best_score = cls.max(axis=1)
+    conf = np.float32(cfg.conf)
+    if cfg.multi_label:  # every (anchor, class) above conf
+        pairs = [(int(a), int(c)) for a, c in zip(*np.nonzero(cls >= conf))]
+    else:  # each anchor's best class, if above conf
+        best_class = cls.argmax(axis=1)
+        pairs = [(int(a), int(best_class[a])) for a in np.flatnonzero(cls.max(axis=1) >= conf)]
     kept = []  # (score, anchor, class)
-    above = [a for a in range(len(best_score)) if best_score[a] >= np.float32(cfg.conf)]
-    groups = range(1) if cfg.agnostic else range(cls.shape[1])
-    for c in groups:
-        members = [a for a in above if cfg.agnostic or best_class[a] == c]
-        members.sort(key=lambda a: (-float(best_score[a]), a))
-        as_floats = {a: [float(v) for v in boxes[a].astype(np.float64)] for a in members}
+    for c in range(cls.shape[1]):  # loop over classes
+        kept += [(float(cls[a, c]), a, c) for a, cc in pairs if cc == c]
+    groups = {0: kept} if cfg.agnostic else {}
+    if not cfg.agnostic:
+        for item in kept:
+            groups.setdefault(item[2], []).append(item)
+    survivors = []
+    for members in groups.values():  # greedy NMS within each class (or all together when agnostic)
+        members.sort(key=lambda t: (-t[0], t[1], t[2]))
+        as_floats = {t[1]: [float(v) for v in boxes[t[1]].astype(np.float64)] for t in members}
         while members:
             top = members.pop(0)
-            kept.append((float(best_score[top]), top, int(best_class[top])))
-            members = [a for a in members if _iou(as_floats[top], as_floats[a]) <= cfg.iou]
-    kept.sort(key=lambda t: (-t[0], t[1]))
-    kept = kept[: cfg.max_det]
-    if not kept:
+            survivors.append(top)
+            members = [t for t in members if _iou(as_floats[top[1]], as_floats[t[1]]) <= cfg.iou]
+    survivors.sort(key=lambda t: (-t[0], t[1], t[2]))
+    survivors = survivors[: cfg.max_det]
+    if not survivors:
         return empty_result()
-    anchors = np.array([k[1] for k in kept], np.int64)
-    return FrameResult(boxes[anchors].astype(np.float32), best_score[anchors].astype(np.float32),
-                       np.array([k[2] for k in kept], np.int32), anchors)
+    anchors = np.array([t[1] for t in survivors], np.int64)
+    return FrameResult(boxes[anchors].astype(np.float32), np.array([t[0] for t in survivors], np.float32),
+                       np.array([t[2] for t in survivors], np.int32), anchors)

@@ -1,0 +1,263 @@
+"""Import datasets into the studio's one internal form: YOLO layout on disk plus a data.yaml.
+
+    studio data import yolo  SRC/data.yaml          --out data/mine
+    studio data import coco  instances_val.json     --images val2017/  --split val --out data/mine
+    studio data import voc   VOC2012/Annotations    --images VOC2012/JPEGImages --out data/mine
+    studio data import dota  train/labelTxt         --images train/images --out data/mine
+
+Every reader yields (image path, [(class name, x0, y0, x1, y1, difficult)]) and one writer
+turns that into images/<split>/, labels/<split>/ and data.yaml. Difficult objects (VOC,
+DOTA) are kept in the labels and listed in difficult.json, so evaluation can ignore them.
+A malformed file is a UserError naming the file (and the line, where there is one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.errors import UserError
+
+FORMATS = ("yolo", "coco", "voc", "dota")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Sample:
+    """One image and its objects in pixels: (name, x0, y0, x1, y1, difficult)."""
+
+    image: Path
+    objects: list[tuple[str, float, float, float, float, bool]]
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:
+        raise UserError(f"{path}: not a readable image") from None
+
+
+def read_yaml(path: Path) -> dict:
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        data = YAML(typ="safe").load(path.read_text())
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with train/val folders and names")
+    return data
+
+
+def yaml_names(data: dict, path: Path) -> list[str]:
+    names = data.get("names")
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    raise UserError(f"{path}: has no class names (a 'names:' list or mapping)")
+
+
+def split_dirs(data: dict, path: Path) -> dict[str, Path]:
+    """{split: images folder} of a data.yaml, relative paths resolved like ultralytics (or beside it)."""
+    root = Path(data["path"]) if data.get("path") else path.parent
+    root = root if root.is_absolute() or not data.get("path") else path.parent / root
+    dirs = {}
+    for split in ("train", "val", "test"):
+        if data.get(split):
+            folder = root / str(data[split])
+            if not folder.is_dir():
+                raise UserError(f"{path}: the {split} folder {folder} does not exist")
+            dirs[split] = folder
+    if not dirs:
+        raise UserError(f"{path}: names no train, val or test folder")
+    return dirs
+
+
+def label_path(image: Path) -> Path:
+    """YOLO convention: .../images/<split>/x.png -> .../labels/<split>/x.txt."""
+    parts = list(image.parts)
+    idx = len(parts) - 1 - parts[::-1].index("images") if "images" in parts else None
+    if idx is None:
+        return image.with_suffix(".txt")
+    parts[idx] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_yolo_labels(path: Path, nc: int) -> list[tuple[int, float, float, float, float]]:
+    """Rows of a YOLO label file; a UserError names the file and line of a malformed row."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            cls, values = int(fields[0]), [float(v) for v in fields[1:5]]
+        except (ValueError, IndexError):
+            raise UserError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}") from None
+        if len(fields) < 5:
+            raise UserError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}")
+        if not 0 <= cls < nc:
+            raise UserError(f"{path}:{number}: class id {cls} is out of range (the dataset has {nc} classes)")
+        rows.append((cls, *values))
+    return rows
+
+
+def read_yolo(data_yaml: Path) -> tuple[list[str], dict[str, list[Sample]]]:
+    data = read_yaml(data_yaml)
+    names = yaml_names(data, data_yaml)
+    splits = {}
+    for split, folder in split_dirs(data, data_yaml).items():
+        samples = []
+        for image in images_in(folder):
+            lbl = label_path(image)
+            objects = []
+            if lbl.is_file():
+                w, h = image_size(image)
+                for cls, cx, cy, bw, bh in read_yolo_labels(lbl, len(names)):
+                    objects.append((names[cls], (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
+                                    (cy + bh / 2) * h, False))
+            samples.append(Sample(image, objects))
+        splits[split] = samples
+    return names, splits
+
+
+def read_coco(annotations: Path, images: Path) -> tuple[list[str], list[Sample]]:
+    try:
+        data = json.loads(annotations.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{annotations}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
+        raise UserError(f"{annotations}: a COCO file needs 'images', 'annotations' and 'categories'")
+    try:
+        categories = sorted(data["categories"], key=lambda c: c["id"])
+        names = [str(c["name"]) for c in categories]
+        by_id = {c["id"]: str(c["name"]) for c in categories}
+        objects: dict[int, list] = {img["id"]: [] for img in data["images"]}
+        for k, ann in enumerate(data["annotations"]):
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            if ann["category_id"] not in by_id or ann["image_id"] not in objects:
+                raise UserError(f"{annotations}: annotation #{k} refers to an unknown image or category")
+            objects[ann["image_id"]].append((by_id[ann["category_id"]], x, y, x + w, y + h, bool(ann.get("iscrowd"))))
+        samples = [Sample(images / img["file_name"], objects[img["id"]]) for img in data["images"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{annotations}: malformed COCO entry ({type(exc).__name__}: {exc})") from None
+    return names, samples
+
+
+def read_voc(annotations: Path, images: Path) -> tuple[list[str], list[Sample]]:
+    samples = []
+    for xml in sorted(annotations.glob("*.xml")):
+        try:
+            root = ET.parse(xml).getroot()
+            filename = root.findtext("filename") or f"{xml.stem}.jpg"
+            objects = []
+            for obj in root.iter("object"):
+                box = obj.find("bndbox")
+                coords = [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+                # VOC pixel indices are 1-based and inclusive: xmin=1 is the first column
+                objects.append((obj.findtext("name").strip(), coords[0] - 1, coords[1] - 1, coords[2], coords[3],
+                                obj.findtext("difficult", "0").strip() == "1"))
+        except ET.ParseError as exc:
+            raise UserError(f"{xml}:{exc.position[0]}: not valid XML ({exc})") from None
+        except (AttributeError, TypeError, ValueError):
+            raise UserError(f"{xml}: an <object> lacks a name or a numeric <bndbox>") from None
+        samples.append(Sample(images / filename, objects))
+    if not samples:
+        raise UserError(f"{annotations}: holds no .xml annotation files")
+    return sorted({o[0] for s in samples for o in s.objects}), samples
+
+
+def read_dota(annotations: Path, images: Path) -> tuple[list[str], list[Sample]]:
+    """DOTA labelTxt: 'x1 y1 ... x4 y4 category difficult' per object; polygons become their bounding boxes."""
+    samples = []
+    for txt in sorted(annotations.glob("*.txt")):
+        objects = []
+        for number, line in enumerate(txt.read_text().splitlines(), 1):
+            fields = line.split()
+            if not fields or line.startswith(("imagesource", "gsd")):
+                continue
+            try:
+                xy = [float(v) for v in fields[:8]]
+                name, difficult = fields[8], fields[9] == "1" if len(fields) > 9 else False
+            except (ValueError, IndexError):
+                raise UserError(f"{txt}:{number}: expected 'x1 y1 x2 y2 x3 y3 x4 y4 category difficult'") from None
+            xs, ys = xy[0::2], xy[1::2]
+            objects.append((name, min(xs), min(ys), max(xs), max(ys), difficult))
+        match = next((p for p in (images / f"{txt.stem}{s}" for s in (".png", ".jpg", ".tif", ".bmp")) if p.exists()),
+                     images / f"{txt.stem}.png")
+        samples.append(Sample(match, objects))
+    if not samples:
+        raise UserError(f"{annotations}: holds no DOTA .txt label files")
+    return sorted({o[0] for s in samples for o in s.objects}), samples
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]]) -> Path:
+    """Write the internal form (images linked or copied, labels clipped to the image) and data.yaml."""
+    from studio.core.data.synth import write_data_yaml
+
+    if not any(splits.values()):
+        raise UserError("the dataset is empty: no images were found")
+    index = {n: i for i, n in enumerate(names)}
+    difficult: dict[str, list[int]] = {}
+    for split, samples in splits.items():
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for sample in samples:
+            if not sample.image.is_file():
+                raise UserError(f"{sample.image}: image named by the annotations does not exist")
+            w, h = image_size(sample.image)
+            stem = sample.image.stem
+            _link_or_copy(sample.image, out / "images" / split / sample.image.name)
+            lines = []
+            for name, x0, y0, x1, y1, hard in sample.objects:
+                if name not in index:
+                    raise UserError(f"{sample.image}: class {name!r} is not among the names {names}")
+                x0, x1 = max(0.0, min(x0, w)), max(0.0, min(x1, w))
+                y0, y1 = max(0.0, min(y0, h)), max(0.0, min(y1, h))
+                if x1 - x0 < 1 or y1 - y0 < 1:
+                    continue
+                if hard:
+                    difficult.setdefault(f"{split}/{stem}", []).append(len(lines))
+                lines.append(f"{index[name]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
+                             f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}\n")
+            (out / "labels" / split / f"{stem}.txt").write_text("".join(lines))
+    if difficult:
+        (out / "difficult.json").write_text(json.dumps(difficult, indent=1))
+    return write_data_yaml(out, names, tuple(s for s in ("train", "val", "test", "scenes") if s in splits))
+
+
+def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None, split: str = "train") -> Path:
+    """Read `source` in `fmt` and write the internal form under `out`; returns its data.yaml."""
+    if fmt not in FORMATS:
+        raise UserError(f"format {fmt!r} is not one of: {', '.join(FORMATS)}")
+    if not source.exists():
+        raise UserError(f"{source}: no such file or folder")
+    if fmt == "yolo":
+        names, splits = read_yolo(source if source.is_file() else source / "data.yaml")
+        return write_yolo(out, names, splits)
+    if images is None or not images.is_dir():
+        raise UserError(f"--images: give the folder of images that {source.name} describes")
+    reader = {"coco": read_coco, "voc": read_voc, "dota": read_dota}[fmt]
+    names, samples = reader(source, images)
+    return write_yolo(out, names, {split: samples})

@@ -1,0 +1,173 @@
+"""`studio data stats`: check a YOLO dataset and describe it, with histograms people can look at.
+
+Problems it finds (each listed by file): label files without an image, images that cannot
+be read, empty label files, corrupt label lines, boxes outside the image or of zero size,
+and duplicate images (same bytes). It counts images per split, objects per class and
+object sizes in the COCO buckets (small < 32x32 px, medium < 96x96, large).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploy.errors import UserError
+from studio.core.data.formats import image_size, images_in, label_path, read_yaml, split_dirs, yaml_names
+
+SMALL, MEDIUM = 32**2, 96**2  # COCO area thresholds in pixels
+
+
+@dataclass
+class DatasetStats:
+    """The report; field names are the JSON keys."""
+
+    data: str
+    names: list[str]
+    images: dict[str, int] = field(default_factory=dict)  # per split
+    objects_per_class: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # small / medium / large
+    small_fraction: float = 0.0
+    objects_per_image: float = 0.0
+    missing_images: list[str] = field(default_factory=list)  # label files with no image
+    unreadable_images: list[str] = field(default_factory=list)
+    empty_labels: list[str] = field(default_factory=list)
+    images_without_labels: list[str] = field(default_factory=list)
+    corrupt_labels: list[str] = field(default_factory=list)  # file:line: reason
+    out_of_range: list[str] = field(default_factory=list)  # file:line
+    duplicates: list[list[str]] = field(default_factory=list)  # groups of identical images
+    plots: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> int:
+        return sum(len(v) for v in (self.missing_images, self.unreadable_images, self.corrupt_labels,
+                                    self.out_of_range, self.duplicates))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "problems": self.problems}
+
+
+def _check_label(path: Path, nc: int, stats: DatasetStats) -> list[tuple[int, float, float]]:
+    """Valid rows of a label file as (class, w, h) normalized; problems are recorded, not raised."""
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            cls, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:5])
+            if len(fields) < 5:
+                raise ValueError
+        except ValueError:
+            stats.corrupt_labels.append(f"{path}:{number}: expected 'class cx cy w h'")
+            continue
+        if not 0 <= cls < nc:
+            stats.corrupt_labels.append(f"{path}:{number}: class id {cls} out of range 0..{nc - 1}")
+            continue
+        if w <= 0 or h <= 0 or cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 \
+                or cy + h / 2 > 1 + 1e-3:
+            stats.out_of_range.append(f"{path}:{number}")
+            continue
+        rows.append((cls, w, h))
+    return rows
+
+
+def dataset_stats(data_yaml: Path, plots_dir: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DatasetStats:
+    """Scan every split of a data.yaml; write histogram PNGs into plots_dir when given."""
+    if not data_yaml.is_file():
+        raise UserError(f"{data_yaml}: no such data.yaml")
+    data = read_yaml(data_yaml)
+    names = yaml_names(data, data_yaml)
+    dirs = split_dirs(data, data_yaml)
+    stats = DatasetStats(str(data_yaml), names)
+    per_class, areas, per_image, hashes = Counter(), [], [], {}
+    all_images = {split: images_in(folder) for split, folder in dirs.items()}
+    total = sum(len(v) for v in all_images.values())
+    if total == 0:
+        raise UserError(f"{data_yaml}: the dataset is empty (no images in {', '.join(map(str, dirs.values()))})")
+    done = 0
+    for split, images in all_images.items():
+        stats.images[split] = len(images)
+        known = {label_path(p) for p in images}
+        label_dir = label_path(dirs[split] / "x.png").parent
+        stats.missing_images += [str(p) for p in sorted(label_dir.glob("*.txt")) if p not in known]
+        for image in images:
+            done += 1
+            if progress:
+                progress(done, total)
+            digest = hashlib.sha1(image.read_bytes()).hexdigest()
+            hashes.setdefault(digest, []).append(str(image))
+            try:
+                width, height = image_size(image)
+            except UserError:
+                stats.unreadable_images.append(str(image))
+                continue
+            lbl = label_path(image)
+            if not lbl.is_file():
+                stats.images_without_labels.append(str(image))
+                per_image.append(0)
+                continue
+            rows = _check_label(lbl, len(names), stats)
+            if not rows and not lbl.read_text().strip():
+                stats.empty_labels.append(str(lbl))
+            per_image.append(len(rows))
+            for cls, w, h in rows:
+                per_class[names[cls]] += 1
+                areas.append(w * width * h * height)
+    stats.duplicates = [group for group in hashes.values() if len(group) > 1]
+    stats.objects_per_class = {n: per_class.get(n, 0) for n in names}
+    a = np.array(areas)
+    stats.sizes = {"small": int((a < SMALL).sum()), "medium": int(((a >= SMALL) & (a < MEDIUM)).sum()),
+                   "large": int((a >= MEDIUM).sum())}
+    stats.small_fraction = round(float((a < SMALL).mean()), 4) if a.size else 0.0
+    stats.objects_per_image = round(float(np.mean(per_image)), 3) if per_image else 0.0
+    if plots_dir is not None:
+        stats.plots = write_plots(plots_dir, stats, a, np.array(per_image))
+    return stats
+
+
+def write_plots(folder: Path, stats: DatasetStats, areas: np.ndarray, per_image: np.ndarray) -> list[str]:
+    """Three PNGs: objects per class, object size (sqrt of area) with the COCO buckets, objects per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(fig, name: str) -> None:
+        path = folder / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(str(path))
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(list(stats.objects_per_class), list(stats.objects_per_class.values()), color="#3a7ca5")
+    ax.set_title("Objects per class")
+    ax.set_ylabel("objects")
+    save(fig, "objects_per_class.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    side = np.sqrt(areas) if areas.size else np.zeros(1)
+    ax.hist(side, bins=np.arange(0, max(130, side.max() + 4), 4), color="#81a864")
+    for edge, label in ((32, "small | medium"), (96, "medium | large")):
+        ax.axvline(edge, color="#c44", linestyle="--")
+        ax.text(edge + 1, ax.get_ylim()[1] * 0.9, label, color="#c44", fontsize=8)
+    ax.set_title(f"Object size: {stats.small_fraction:.0%} small (< 32x32 px)")
+    ax.set_xlabel("sqrt(box area) in pixels")
+    ax.set_ylabel("objects")
+    save(fig, "object_sizes.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(per_image, bins=np.arange(0, (per_image.max() if per_image.size else 0) + 2) - 0.5, color="#d9a441")
+    ax.set_title("Objects per image")
+    ax.set_xlabel("objects")
+    ax.set_ylabel("images")
+    save(fig, "objects_per_image.png")
+    return paths

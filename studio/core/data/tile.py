@@ -1,0 +1,80 @@
+"""`studio data tile`: cut the large images of a dataset into overlapping tiles with clipped labels.
+
+An object cut by a tile edge keeps its clipped box when at least `min_area` of its area
+lies inside the tile; smaller remnants are dropped (a sliver of a plane teaches nothing).
+Tiles use the same origins as tiled inference (deploy.runtime.tiling).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.errors import UserError
+from deploy.runtime.tiling import tile_origins
+from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
+from studio.core.data.synth import write_data_yaml
+
+
+@dataclass
+class TileRequest:
+    data: Path  # data.yaml of the source dataset
+    out: Path
+    split: str = "scenes"  # which split holds the large images
+    size: int = 512  # tile side in pixels
+    overlap: float = 0.2
+    min_area: float = 0.5  # keep a clipped object if this fraction of its area is inside the tile
+    out_split: str = "train"
+
+
+def clip_to_tile(box, x: int, y: int, size: int, min_area: float):
+    """A pixel xyxy box clipped to the tile at (x, y), in tile pixels, or None if too little remains."""
+    x0, y0, x1, y1 = box
+    cx0, cy0, cx1, cy1 = max(x0, x), max(y0, y), min(x1, x + size), min(y1, y + size)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    if (cx1 - cx0) * (cy1 - cy0) < min_area * (x1 - x0) * (y1 - y0):
+        return None
+    return cx0 - x, cy0 - y, cx1 - x, cy1 - y
+
+
+def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write tiles of req.split into req.out/{images,labels}/{out_split} and a data.yaml."""
+    import cv2
+
+    if not 0 <= req.overlap < 1 or not 0 < req.min_area <= 1 or req.size < 32:
+        raise UserError("need --size >= 32, 0 <= --overlap < 1 and 0 < --min-area <= 1")
+    data = read_yaml(req.data)
+    names = yaml_names(data, req.data)
+    dirs = split_dirs({**data, req.split: data.get(req.split) or f"images/{req.split}"}, req.data)
+    images = images_in(dirs[req.split])
+    if not images:
+        raise UserError(f"{dirs[req.split]}: no images to tile")
+    for sub in ("images", "labels"):
+        (req.out / sub / req.out_split).mkdir(parents=True, exist_ok=True)
+    for n, path in enumerate(images, 1):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"{path}: not a readable image")
+        h, w = image.shape[:2]
+        lbl = label_path(path)
+        rows = read_yolo_labels(lbl, len(names)) if lbl.is_file() else []
+        boxes = [(c, (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
+                 for c, cx, cy, bw, bh in rows]
+        for ty in tile_origins(h, req.size, req.overlap):
+            for tx in tile_origins(w, req.size, req.overlap):
+                crop = image[ty : ty + req.size, tx : tx + req.size]
+                th, tw = crop.shape[:2]
+                stem = f"{path.stem}_{tx}_{ty}"
+                cv2.imwrite(str(req.out / "images" / req.out_split / f"{stem}.png"), crop)
+                lines = []
+                for cls, *box in boxes:
+                    clipped = clip_to_tile(box, tx, ty, req.size, req.min_area)
+                    if clipped:
+                        x0, y0, x1, y1 = clipped
+                        lines.append(f"{cls} {(x0 + x1) / 2 / tw:.6f} {(y0 + y1) / 2 / th:.6f} "
+                                     f"{(x1 - x0) / tw:.6f} {(y1 - y0) / th:.6f}\n")
+                (req.out / "labels" / req.out_split / f"{stem}.txt").write_text("".join(lines))
+        if progress:
+            progress(n, len(images))
+    return write_data_yaml(req.out, names, (req.out_split,))
