@@ -325,6 +325,41 @@ def _stage(job, name: str, total: int):
     return job.stepper(name)
 
 
+@app.command("eval")
+@handles_errors
+def eval_cmd(
+    model: Path = typer.Argument(..., help=".pt (torch), .onnx (ort) or .rknn (rknn-sim, needs its sidecar)."),
+    data: Path = typer.Option(..., help="A data.yaml (YOLO layout)."),
+    backend: str = typer.Option("torch", help="torch | ort | rknn-sim"),
+    split: str = typer.Option("val", help="Which split to score."),
+    imgsz: int | None = typer.Option(None, help="torch only: input size (default: the size it was trained at)."),
+    conf: float = typer.Option(0.001, help="Minimum score kept (low, as for any mAP)."),
+    iou: float = typer.Option(0.7, help="NMS IoU threshold."),
+    workers: int = typer.Option(1, help="Pipeline workers."),
+    limit: int | None = typer.Option(None, help="Only the first N images."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """COCO mAP50-95 and mAP50 (faster-coco-eval), AP per class and per object size, latency per stage.
+
+    Examples:\n
+      studio eval assets/models/student.pt --data data/synth/data.yaml\n
+      studio eval exports/student.rknn --data data/synth/data.yaml --backend rknn-sim --json
+    """
+    from studio.core.evaluate import EvalRequest, evaluate
+
+    req = EvalRequest(model=model, data=data, backend=backend, split=split, imgsz=imgsz, conf=conf, iou=iou,
+                      workers=workers, limit=limit)
+    result = run_job(lambda job: evaluate(req, job), json_out)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    stdout.print(f"{result.backend} on {result.images} {result.split} images: mAP50-95 {result.map50_95:.4f}, "
+                 f"mAP50 {result.map50:.4f}", highlight=False)
+    stdout.print(f"per class: {result.per_class}", highlight=False)
+    stdout.print(f"per size:  {result.per_size}", highlight=False)
+    stdout.print(f"latency ms per image: {result.latency_ms}", highlight=False)
+
+
 @app.command("predict")
 @handles_errors
 def predict_cmd(

@@ -67,12 +67,12 @@ def yaml_names(data: dict, path: Path) -> list[str]:
     raise UserError(f"{path}: has no class names (a 'names:' list or mapping)")
 
 
-def split_dirs(data: dict, path: Path) -> dict[str, Path]:
+def split_dirs(data: dict, path: Path, splits=("train", "val", "test")) -> dict[str, Path]:
     """{split: images folder} of a data.yaml, relative paths resolved like ultralytics (or beside it)."""
     root = Path(data["path"]) if data.get("path") else path.parent
     root = root if root.is_absolute() or not data.get("path") else path.parent / root
     dirs = {}
-    for split in ("train", "val", "test"):
+    for split in splits:
         if data.get(split):
             folder = root / str(data[split])
             if not folder.is_dir():

@@ -89,4 +89,5 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
         _write(cfg.out, "scenes", f"scene_{k:03d}", image, labels)
         if progress:
             progress(cfg.images + k + 1, total)
-    return write_data_yaml(cfg.out, CLASSES)
+    written = [s for s in ("train", "val", "test") if any(split_of(i, cfg) == s for i in range(cfg.images))]
+    return write_data_yaml(cfg.out, CLASSES, tuple(written))

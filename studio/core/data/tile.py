@@ -46,7 +46,7 @@ def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None =
         raise UserError("need --size >= 32, 0 <= --overlap < 1 and 0 < --min-area <= 1")
     data = read_yaml(req.data)
     names = yaml_names(data, req.data)
-    dirs = split_dirs({**data, req.split: data.get(req.split) or f"images/{req.split}"}, req.data)
+    dirs = split_dirs({**data, req.split: data.get(req.split) or f"images/{req.split}"}, req.data, (req.split,))
     images = images_in(dirs[req.split])
     if not images:
         raise UserError(f"{dirs[req.split]}: no images to tile")

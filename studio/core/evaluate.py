@@ -1,0 +1,204 @@
+"""`studio eval`: COCO-style mAP of any backend on a YOLO dataset, per class and per object size.
+
+The same pipeline as `studio predict` produces the detections (torch, ONNX Runtime or the
+RKNN simulator), so evaluation measures what deployment runs. The metric comes from
+faster-coco-eval, not from code of ours. Defaults follow ultralytics' validator (conf
+0.001, IoU 0.7, 300 detections, every class above conf a candidate) so the torch backend
+agrees with `yolo val`.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploy.errors import UserError
+from deploy.runtime.backends import Backend
+from deploy.runtime.metadata import ModelMeta, load_meta
+from deploy.runtime.pipeline import Frame, Pipeline
+from deploy.runtime.postprocess import NmsConfig
+from studio.core.backends import BackendPool
+from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
+from studio.core.jobs import Job
+
+EVAL_BACKENDS = ("torch", "ort", "rknn-sim")
+SIZE_BUCKETS = ("small", "medium", "large")
+
+
+@dataclass
+class EvalRequest:
+    model: Path
+    data: Path
+    backend: str = "torch"
+    split: str = "val"
+    imgsz: int | None = None  # torch only: default is the size the checkpoint was trained at
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    workers: int = 1
+    limit: int | None = None  # evaluate only the first N images
+
+
+@dataclass
+class EvalResult:
+    """Field names are the JSON keys of `studio eval --json`."""
+
+    model: str
+    backend: str
+    split: str
+    images: int
+    map50_95: float
+    map50: float
+    per_class: dict[str, float] = field(default_factory=dict)  # AP50-95 per class
+    per_size: dict[str, float | None] = field(default_factory=dict)  # AP50-95 per COCO size bucket
+    latency_ms: dict[str, float] = field(default_factory=dict)  # mean per image and stage
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TorchBackend(Backend):
+    """An ultralytics model in torch (eval mode) behind the pipeline's backend interface."""
+
+    name = "torch"
+    layout = "nchw-float"
+
+    def __init__(self, model):
+        import torch
+
+        self.model, self.torch = model, torch
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(tensor))
+        return [(out[0] if isinstance(out, (tuple, list)) else out).numpy()]
+
+
+def _torch_setup(req: EvalRequest):
+    """(backend factory, meta, closer) for a .pt checkpoint, run as ultralytics' standard output."""
+    import torch
+
+    from studio.core.models import class_names, load_detector
+
+    model, _ = load_detector(str(req.model))
+    args = getattr(model, "args", None)  # ultralytics keeps the training arguments on the model
+    imgsz = req.imgsz or (int(args.get("imgsz", 640)) if isinstance(args, dict) else 640)
+    if imgsz % 32:
+        raise UserError(f"--imgsz {imgsz} must be a multiple of 32")
+    model = model.fuse() if hasattr(model, "fuse") else model
+    torch.set_num_threads(max(1, torch.get_num_threads() // max(1, req.workers)))
+    meta = ModelMeta(format="pt", names=class_names(model), imgsz=imgsz, layout="standard", outputs=["output0"])
+    return (lambda i: TorchBackend(model)), meta, (lambda: None)
+
+
+def ground_truth(data: Path, split: str, names_expected: list[str], limit: int | None) -> tuple[dict, list[Path]]:
+    """A COCO ground-truth dict of a YOLO split (difficult objects marked as ignored) and its images."""
+    from studio.core.data.formats import image_size
+
+    cfg = read_yaml(data)
+    names = yaml_names(cfg, data)
+    if names != names_expected:
+        raise UserError(f"the model's classes {names_expected} differ from the dataset's {names}")
+    dirs = split_dirs(cfg, data)
+    if split not in dirs:
+        raise UserError(f"{data}: has no '{split}' split (it has: {', '.join(dirs)})")
+    images = images_in(dirs[split])[:limit]
+    if not images:
+        raise UserError(f"{dirs[split]}: no images to evaluate")
+    difficult_file = data.parent / "difficult.json"
+    difficult = json.loads(difficult_file.read_text()) if difficult_file.is_file() else {}
+    gt = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
+    for image_id, path in enumerate(images):
+        w, h = image_size(path)
+        gt["images"].append({"id": image_id, "width": w, "height": h, "file_name": path.name})
+        lbl = label_path(path)
+        hard = set(difficult.get(f"{split}/{path.stem}", []))
+        rows = read_yolo_labels(lbl, len(names)) if lbl.is_file() else []
+        for k, (cls, cx, cy, bw, bh) in enumerate(rows):
+            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": image_id, "category_id": cls,
+                                      "bbox": box, "area": box[2] * box[3], "iscrowd": int(k in hard),
+                                      "ignore": int(k in hard)})
+    if not gt["annotations"]:
+        raise UserError(f"{data}: the {split} split has no labelled objects, so there is no mAP to compute")
+    return gt, images
+
+
+def coco_metrics(gt: dict, detections: list[dict], names: list[str], max_det: int) -> dict:
+    """mAP50-95, mAP50, AP per class and per size bucket with faster-coco-eval."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    coco_gt = COCO(gt)
+    coco_dt = coco_gt.loadRes(detections) if detections else None
+    if coco_dt is None:
+        return {"map50_95": 0.0, "map50": 0.0, "per_class": dict.fromkeys(names, 0.0),
+                "per_size": dict.fromkeys(SIZE_BUCKETS, 0.0)}
+    ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox")
+    ev.params.maxDets = [1, 10, max_det]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    precision = ev.eval["precision"]  # (iou thresholds, recall points, classes, areas, max dets)
+
+    def ap(values: np.ndarray) -> float | None:
+        values = values[values > -1]
+        return round(float(values.mean()), 4) if values.size else None
+
+    per_class = {n: ap(precision[:, :, k, 0, -1]) for k, n in enumerate(names)}
+    per_size = {b: ap(precision[:, :, :, a + 1, -1]) for a, b in enumerate(SIZE_BUCKETS)}
+    return {"map50_95": round(float(ev.stats[0]), 4), "map50": round(float(ev.stats[1]), 4),
+            "per_class": per_class, "per_size": per_size}
+
+
+def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
+    """Run the model over a split and score it; a UserError for a wrong backend, model or dataset."""
+    job = job or Job()
+    if req.backend not in EVAL_BACKENDS:
+        raise UserError(f"--backend {req.backend!r} is not one of: {', '.join(EVAL_BACKENDS)}")
+    if not Path(req.model).is_file():
+        raise UserError(f"{req.model}: no such model file")
+    if not Path(req.data).is_file():
+        raise UserError(f"--data {req.data}: no such data.yaml")
+    if req.backend == "torch":
+        factory, meta, close = _torch_setup(req)
+    else:
+        try:
+            meta = load_meta(req.model)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        pool = BackendPool(req.backend, Path(req.model), req.workers)
+        factory, close = pool.factory(), pool.close
+    gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)
+    cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det, multi_label=True)
+    pipeline = Pipeline(factory, meta, cfg, workers=req.workers)
+    detections = []
+    job.stage("evaluate", len(images), f"{req.backend}")
+    try:
+        for dets in pipeline.run(_frames(images)):
+            for box, score, cls in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist()):
+                detections.append({"image_id": dets.frame, "category_id": cls, "score": score,
+                                   "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+            job.step("evaluate", dets.frame + 1, len(images))
+    finally:
+        close()
+    metrics = coco_metrics(gt, detections, meta.names, req.max_det)
+    stats = pipeline.stats
+    return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(images),
+                      latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
+                      settings={"conf": req.conf, "iou": req.iou, "max_det": req.max_det, "imgsz": meta.imgsz,
+                                "multi_label": True}, **metrics)
+
+
+def _frames(images: list[Path]) -> Iterator[Frame]:
+    import time
+
+    from deploy.convert.calibration import read_rgb
+
+    for index, path in enumerate(images):
+        start = time.perf_counter()
+        rgb = read_rgb(path)
+        yield Frame(rgb, index, str(path), (time.perf_counter() - start) * 1e3)
