@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.runtime.metadata import write_json_atomic
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
+from studio.core.provenance import provenance
 
 
 @dataclass
@@ -57,13 +59,15 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     started = time.monotonic()
     if not Path(req.data).is_file():
         raise UserError(f"--data {req.data}: no such data.yaml")
-    last = Path(req.project) / req.name / "weights" / "last.pt"
+    run_dir = Path(req.project) / req.name
+    last = run_dir / "weights" / "last.pt"
     if req.resume and not last.is_file():
         raise UserError(f"nothing to resume: {last} does not exist")
-    source = str(last) if req.resume else str(resolve_model_path(req.model) if Path(req.model).is_file() else req.model)
+    if req.resume and is_finished(last):
+        raise UserError(f"{run_dir} already finished its epochs; nothing to resume")
     if not req.resume:
         resolve_model_path(req.model)  # fails early, with the no-download message, for a missing .pt
-    model = YOLO(source)
+    model = YOLO(str(last) if req.resume else req.model)
     job.stage("train", req.epochs)
 
     def on_batch_end(trainer) -> None:
@@ -86,9 +90,37 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
         LOGGER.setLevel(level)
     trainer = model.trainer
     metrics = trainer.metrics or {}
-    return TrainResult(
+    result = TrainResult(
         best=str(trainer.best), last=str(trainer.last), epochs=trainer.epochs,
         map50_95=round(float(metrics.get("metrics/mAP50-95(B)", 0.0)), 4),
         map50=round(float(metrics.get("metrics/mAP50(B)", 0.0)), 4),
         seconds=round(time.monotonic() - started, 1),
     )
+    write_json_atomic(run_dir / "provenance.json", provenance(Path(req.data), **{
+        "model": req.model, "epochs": trainer.epochs, "imgsz": req.imgsz, "batch": req.batch, "seed": req.seed,
+        "best": result.best, "val_map50_95": result.map50_95, "val_map50": result.map50,
+        "train_seconds": training_seconds(run_dir), "resumed": req.resume,
+        "command": f"studio train {req.model} --data {req.data} --epochs {req.epochs} --imgsz {req.imgsz} "
+                   f"--batch {req.batch} --project {req.project} --name {req.name}",
+    }))
+    return result
+
+
+def is_finished(checkpoint: Path) -> bool:
+    """ultralytics marks a checkpoint whose training completed with epoch -1."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return ckpt.get("epoch", -1) == -1
+
+
+def training_seconds(run_dir: Path) -> float | None:
+    """Wall time of all epochs, across resumes (ultralytics' results.csv keeps a running total)."""
+    import csv
+
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        return None
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    return round(float(rows[-1]["time"]), 1) if rows and "time" in rows[-1] else None

@@ -15,6 +15,8 @@ import numpy as np
 
 CLASSES = ("vehicle", "storage-tank", "plane", "ship")
 LENGTH_PX = {0: (10, 22), 1: (12, 40), 2: (20, 64), 3: (16, 60)}  # long side, per class
+LARGE_PX = {0: (24, 34), 1: (48, 84), 2: (72, 128), 3: (70, 150)}  # trucks, big tanks, airliners, cargo ships
+LARGE_ODDS = {0: 0.03, 1: 0.15, 2: 0.4, 3: 0.45}  # how often an object is of the large kind
 CAR_COLOURS = [(40, 40, 190), (230, 230, 230), (35, 35, 35), (170, 170, 175), (150, 80, 30), (40, 190, 220)]
 
 
@@ -158,10 +160,15 @@ def object_polygons(cls: int, length: float, rng: np.random.Generator) -> list[t
     return [(hull, 1.0), (_rect(length * 0.22, width * 0.6) - [length * 0.18, 0], 0.7)]
 
 
+def object_length(rng: np.random.Generator, cls: int) -> float:
+    """Mostly small, with a tail of large ones so every pyramid level of a detector has work."""
+    return rng.uniform(*(LARGE_PX if rng.random() < LARGE_ODDS[cls] else LENGTH_PX)[cls])
+
+
 def place_object(rng: np.random.Generator, canvas: Canvas, cls: int, centre, angle: float,
                  length: float | None = None, colour=None) -> bool:
     """Draw one labelled object if its box is free; returns whether it was placed."""
-    length = length if length is not None else rng.uniform(*LENGTH_PX[cls])
+    length = length if length is not None else object_length(rng, cls)
     parts = [(_rotated(p, angle, centre), k) for p, k in object_polygons(cls, length, rng)]
     pts = np.concatenate([p for p, _ in parts])
     box = np.concatenate([pts.min(0), pts.max(0)])
@@ -219,17 +226,17 @@ def place_objects(rng: np.random.Generator, canvas: Canvas) -> None:
         start = _random_point(rng, canvas, on_water=False)
         if start is None:
             continue
-        length = rng.uniform(*LENGTH_PX[1])
+        length = object_length(rng, 1)
         cols, rows = int(rng.integers(1, 4)), int(rng.integers(1, 3))
         for r in range(rows):
             for c in range(cols):
                 place_object(rng, canvas, 1, start + np.array([c, r]) * length * 1.35, 0.0, length)
-    for _ in range(rng.poisson(0.7 * area)):
+    for _ in range(rng.poisson(1.0 * area)):
         p = _random_point(rng, canvas, on_water=False)
         if p is not None:
             place_object(rng, canvas, 2, p, rng.uniform(0, 2 * math.pi))
     if canvas.water.any():
-        for _ in range(rng.poisson(2.0 * area * canvas.water.mean() + 0.5)):
+        for _ in range(rng.poisson(2.5 * area * canvas.water.mean() + 0.6)):
             p = _random_point(rng, canvas, on_water=True)
             if p is not None:
                 place_object(rng, canvas, 3, p, rng.uniform(0, 2 * math.pi))
