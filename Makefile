@@ -8,7 +8,7 @@ RKNN_TOOLKIT := rknn-toolkit2==2.5.0
 export QT_QPA_PLATFORM ?= offscreen
 export YOLO_OFFLINE := 1
 
-.PHONY: venv sysdeps test test-fast demo studio lint clean
+.PHONY: venv sysdeps test test-fast demo studio lint assets clean
 
 venv: $(STAMP)  ## create .venv from the pinned recipe (idempotent)
 
@@ -38,6 +38,9 @@ test-fast: venv  ## the suite without slow tests (RKNN builds, training)
 
 demo: venv  ## synthetic data -> brief training -> ONNX + RKNN int8 for rk3588 with a report
 	$(BIN)/studio demo
+
+assets: venv  ## rebuild assets/ (synthetic data, student ~70 min, teacher ~2 h on 2 cores; resumable)
+	$(BIN)/studio assets
 
 studio: venv  ## the desktop studio
 	$(BIN)/studio gui

@@ -229,29 +229,52 @@ def train_cmd(
 @app.command("demo")
 @handles_errors
 def demo(
-    out: Path = typer.Option(Path("out/demo"), help="Where data, runs and exports go."),
-    images: int = typer.Option(300, help="Synthetic images to generate."),
-    imgsz: int = typer.Option(320, help="Training and export size."),
-    epochs: int = typer.Option(12, help="Training epochs."),
-    fresh: bool = typer.Option(False, "--fresh", help="Retrain even if a finished run exists."),
+    out: Path = typer.Option(Path("out/demo"), help="Where data, exports and pictures go."),
+    model: Path | None = typer.Option(None, help="A .pt to demonstrate (default: assets/models/student.pt)."),
+    images: int = typer.Option(300, help="Synthetic images (calibration; training when nothing is bundled)."),
+    imgsz: int = typer.Option(320, help="Export size (the bundled models were trained at 320)."),
+    epochs: int = typer.Option(12, help="Training epochs when no model is bundled."),
+    fresh: bool = typer.Option(False, "--fresh", help="Retrain the fallback model even if a finished run exists."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """The main job on bundled defaults: data -> training -> ONNX + RKNN int8 (rk3588) -> report."""
+    """The main job on bundled defaults: student -> ONNX + RKNN int8 (rk3588) + report -> tiled scene."""
     from studio.core.demo import DemoRequest, run_demo
 
-    req = DemoRequest(out=out, images=images, imgsz=imgsz, epochs=epochs, fresh=fresh)
+    req = DemoRequest(out=out, model=model, images=images, imgsz=imgsz, epochs=epochs, fresh=fresh)
     result = run_job(lambda job: run_demo(req, job), json_out)
     if json_out:
         print_json(result.to_dict())
         return
-    ex, tr = result.export, result.training
+    ex, md = result.export, result.model
     stdout.print(f"[bold]data[/]      {result.data}", highlight=False)
-    stdout.print(f"[bold]trained[/]   {tr['best']}  (val mAP50-95 {tr['map50_95']:.3f}, mAP50 {tr['map50']:.3f})",
-                 highlight=False)
+    if "map50_95" in md:
+        stdout.print(f"[bold]model[/]     {md['best']}  (val mAP50-95 {md['map50_95']:.3f}, mAP50 {md['map50']:.3f})",
+                     highlight=False)
     for key in ("onnx", "rknn", "metadata", "report", "log"):
         stdout.print(f"[bold]{key:<9}[/] {ex[key]}", highlight=False)
-    md = Path(ex["report"]).with_suffix("").with_suffix(".report.md")
-    stdout.print(md.read_text() if md.is_file() else "", highlight=False)
+    if result.scene:
+        stdout.print(f"[bold]scene[/]     {result.scene['saved']} ({result.scene['detections']} detections, "
+                     f"tiled)", highlight=False)
+    report_md = Path(ex["report"]).with_name(Path(ex["rknn"]).stem + ".report.md")
+    stdout.print(report_md.read_text() if report_md.is_file() else "", highlight=False)
+
+
+@app.command("assets")
+@handles_errors
+def assets_cmd(
+    only: str | None = typer.Option(None, help="One step: data | student | teacher | bundle | samples"),
+    epochs: int = typer.Option(60, help="Training epochs of each model."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Rebuild the bundled demo models, samples and video (hours on a CPU; every step resumes)."""
+    from studio.core.assets import AssetsRequest, build_assets
+
+    done = run_job(lambda job: build_assets(AssetsRequest(epochs=epochs, only=only), job), json_out)
+    if json_out:
+        print_json(done)
+    else:
+        for step, what in done.items():
+            stdout.print(f"[bold]{step:<8}[/] {what}", highlight=False)
 
 
 @bench_app.command("postprocess")

@@ -1,0 +1,39 @@
+"""The assets builder's cheap steps: data, samples and the flight video (training is never rerun in tests)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from deploy.errors import UserError
+from studio.core.assets import AssetsRequest, build_assets, flight_video
+
+
+def test_flight_video_pans_over_the_scene(tmp_path):
+    scene = np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8)
+    path = flight_video(scene, tmp_path / "flight.avi", size=96, frames=20, fps=10)
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 20 and frames[0].shape == (96, 96, 3)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 20  # the camera moved
+
+
+def test_data_and_samples_steps(tmp_path):
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work", images=12, size=128, scenes=1)
+    assert build_assets(AssetsRequest(**{**req.__dict__, "only": "data"}))["data"].startswith("wrote")
+    assert build_assets(AssetsRequest(**{**req.__dict__, "only": "data"}))["data"].startswith("kept")
+    samples = build_assets(AssetsRequest(**{**req.__dict__, "only": "samples"}))["samples"]
+    names = sorted(p.rsplit("/", 1)[1] for p in samples)
+    assert "flight.avi" in names and "scene_000.jpg" in names and "scene_000.txt" in names
+    assert cv2.imread(str(tmp_path / "assets" / "samples" / "scene_000.jpg")).shape == (2048, 2048, 3)
+
+
+def test_bundle_refuses_unfinished_training(tmp_path):
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work", only="bundle")
+    with pytest.raises(UserError, match="has not finished training"):
+        build_assets(req)
