@@ -17,6 +17,7 @@ from deploy.errors import UnreachableError, UserError
 from studio.core.jobs import Cancelled, Job, ProgressEvent
 
 stderr = Console(stderr=True)
+stdout = Console()
 EXIT_USER, EXIT_UNREACHABLE, EXIT_CANCELLED = 2, 3, 130
 
 
@@ -90,6 +91,12 @@ def run_job(work: Callable[[Job], object], json_out: bool = False):
     """Run core work with a progress display; with --json, stdout stays a single JSON object."""
     with ProgressView(plain_lines=not json_out) as view:
         return work(Job(progress=view))
+
+
+def stage(job: Job, name: str, total: int) -> Callable[[int, int], None]:
+    """Announce a counted stage and return its (done, total) callback."""
+    job.stage(name, total)
+    return job.stepper(name)
 
 
 def print_json(data: dict, one_line: bool = False) -> None:

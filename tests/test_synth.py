@@ -56,3 +56,12 @@ def test_an_image_does_not_depend_on_how_many_are_asked_for(tmp_path):
     img, labels = render_image(SynthConfig(tmp_path, images=5, size=128, seed=1), 2)
     img2, labels2 = render_image(SynthConfig(tmp_path, images=500, size=128, seed=1), 2)
     assert np.array_equal(img, img2) and labels == labels2
+
+
+def test_one_split_alone_has_the_same_bytes(tmp_path):
+    full = generate(SynthConfig(tmp_path / "full", images=10, size=96)).parent
+    val = generate(SynthConfig(tmp_path / "val", images=10, size=96), splits=("val",)).parent
+    assert not (val / "images" / "train").exists()
+    assert "train:" not in (val / "data.yaml").read_text()
+    for image in (full / "images" / "val").iterdir():
+        assert (val / "images" / "val" / image.name).read_bytes() == image.read_bytes()

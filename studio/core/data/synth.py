@@ -71,8 +71,13 @@ def _write(out: Path, split: str, stem: str, image: np.ndarray, labels: list[lis
     (out / "labels" / split / f"{stem}.txt").write_text(text)
 
 
-def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Write images/ and labels/ for train, val, test (and scenes), plus data.yaml; return the yaml."""
+def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = None,
+             splits: tuple[str, ...] = ("train", "val", "test")) -> Path:
+    """Write images/ and labels/ for the splits (and scenes), plus data.yaml; return the yaml.
+
+    Asking for fewer splits (say, only "val" to evaluate a bundled model) writes exactly the
+    images a full run would have put there.
+    """
     if cfg.images < 3:
         raise UserError("--images must be at least 3 (train, val and test get one each)")
     if cfg.size < 64 or cfg.size % 32:
@@ -81,7 +86,8 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
         raise UserError(f"--scene-size {cfg.scene_size} must be at least --size {cfg.size}")
     total = cfg.images + cfg.scenes
     for i in range(cfg.images):
-        _write(cfg.out, split_of(i, cfg), f"{i:06d}", *render_image(cfg, i))
+        if split_of(i, cfg) in splits:
+            _write(cfg.out, split_of(i, cfg), f"{i:06d}", *render_image(cfg, i))
         if progress:
             progress(i + 1, total)
     for k in range(cfg.scenes):
@@ -89,5 +95,5 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
         _write(cfg.out, "scenes", f"scene_{k:03d}", image, labels)
         if progress:
             progress(cfg.images + k + 1, total)
-    written = [s for s in ("train", "val", "test") if any(split_of(i, cfg) == s for i in range(cfg.images))]
+    written = [s for s in splits if any(split_of(i, cfg) == s for i in range(cfg.images))]
     return write_data_yaml(cfg.out, CLASSES, tuple(written))

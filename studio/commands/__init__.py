@@ -1,0 +1,1 @@
+"""The `studio` subcommands, one module per area; studio/cli.py assembles them."""

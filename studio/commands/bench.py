@@ -1,0 +1,71 @@
+"""`studio bench`: speed measured as ratios within one run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from deploy.errors import UserError
+from studio.cli_support import handles_errors, print_json, stdout
+
+
+@handles_errors
+def bench_postprocess_cmd(
+    nc: int = typer.Option(80, help="Number of classes."),
+    imgsz: int = typer.Option(512, help="Input size (anchors: (imgsz/8)^2 + (imgsz/16)^2 + (imgsz/32)^2)."),
+    objects: int = typer.Option(30, help="Objects per frame in the synthetic heads."),
+    repeat: int = typer.Option(200, help="Timed runs of the batched version (the reference gets 1/20)."),
+    int8: bool = typer.Option(False, "--int8", help="Raw int8 outputs with scale and zero point, as the NPU gives."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Batched NumPy post-processing vs the straightforward reference: time per frame and agreement."""
+    from studio.core.bench import bench_postprocess
+
+    if imgsz % 32 or imgsz <= 0:
+        raise UserError(f"--imgsz {imgsz} must be a positive multiple of 32")
+    result = bench_postprocess(nc=nc, imgsz=imgsz, objects=objects, repeat=repeat, int8=int8)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout.print(f"batched {result.batched_ms:.3f} ms/frame, reference {result.reference_ms:.2f} ms/frame: "
+                     f"{result.speedup:.1f}x faster, identical detections: {result.identical} "
+                     f"({result.detections} detections)", highlight=False)
+
+
+@handles_errors
+def bench_pipeline_cmd(
+    model: Path = typer.Argument(..., help="An exported model with its sidecar (.onnx for ort, .rknn otherwise)."),
+    workers: str = typer.Option("1,2", help="Worker counts to compare, comma-separated."),
+    frames: int = typer.Option(200, help="Frames per run."),
+    backend: str = typer.Option("ort", help="ort | rknn-sim | rknnlite"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Frames per second of the inference pipeline for each worker count, and the speedup over the first."""
+    from studio.core.bench import bench_pipeline
+
+    try:
+        counts = [int(w) for w in workers.split(",")]
+    except ValueError:
+        raise UserError(f"--workers {workers!r}: give comma-separated counts, e.g. 1,2,3") from None
+    if not counts or min(counts) < 1:
+        raise UserError("--workers counts must be at least 1")
+    result = bench_pipeline(str(model), counts, frames, backend)
+    if json_out:
+        print_json(result)
+        return
+    for run in result["runs"]:
+        stdout.print(f"{run['workers']} worker(s): {run['fps']:.1f} frames/s ({run['speedup']:.2f}x), "
+                     f"stages ms {run['stage_ms']}, in order: {run['in_order']}", highlight=False)
+
+
+@handles_errors
+def bench_import_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Time `import deploy.runtime` in a fresh interpreter, and list any heavy module it pulled in."""
+    from studio.core.bench import bench_import
+
+    result = bench_import()
+    if json_out:
+        print_json(result)
+    else:
+        stdout.print(f"import deploy.runtime: {result['seconds']:.3f} s; heavy modules loaded: "
+                     f"{result['heavy_modules'] or 'none'}", highlight=False)

@@ -1,0 +1,88 @@
+"""`studio predict` and `studio eval`: run a model over sources and score it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from deploy.errors import UserError
+from studio.cli_support import handles_errors, print_json, run_job, stdout
+
+
+@handles_errors
+def eval_cmd(
+    model: Path = typer.Argument(..., help=".pt (torch), .onnx (ort) or .rknn (rknn-sim, needs its sidecar)."),
+    data: Path = typer.Option(..., help="A data.yaml (YOLO layout)."),
+    backend: str = typer.Option("torch", help="torch | ort | rknn-sim"),
+    split: str = typer.Option("val", help="Which split to score."),
+    imgsz: int | None = typer.Option(None, help="torch only: input size (default: the size it was trained at)."),
+    conf: float = typer.Option(0.001, help="Minimum score kept (low, as for any mAP)."),
+    iou: float = typer.Option(0.7, help="NMS IoU threshold."),
+    workers: int = typer.Option(1, help="Pipeline workers."),
+    limit: int | None = typer.Option(None, help="Only the first N images."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """COCO mAP50-95 and mAP50 (faster-coco-eval), AP per class and per object size, latency per stage.
+
+    Examples:\n
+      studio eval assets/models/student.pt --data data/synth/data.yaml\n
+      studio eval exports/student.rknn --data data/synth/data.yaml --backend rknn-sim --json
+    """
+    from studio.core.evaluate import EvalRequest, evaluate
+
+    req = EvalRequest(model=model, data=data, backend=backend, split=split, imgsz=imgsz, conf=conf, iou=iou,
+                      workers=workers, limit=limit)
+    result = run_job(lambda job: evaluate(req, job), json_out)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    stdout.print(f"{result.backend} on {result.images} {result.split} images: mAP50-95 {result.map50_95:.4f}, "
+                 f"mAP50 {result.map50:.4f}", highlight=False)
+    stdout.print(f"per class: {result.per_class}", highlight=False)
+    stdout.print(f"per size:  {result.per_size}", highlight=False)
+    stdout.print(f"latency ms per image: {result.latency_ms}", highlight=False)
+
+
+@handles_errors
+def predict_cmd(
+    model: Path = typer.Argument(..., help="An exported model with its sidecar: .onnx (ort) or .rknn (rknn-sim)."),
+    source: str = typer.Argument(..., help="Image, folder, glob (quote it), video file, or camera:N."),
+    backend: str = typer.Option("ort", help="ort (host) | rknn-sim (host simulator) | rknnlite (board NPU)"),
+    workers: int = typer.Option(1, help="Inference workers (on the RK3588: one per NPU core, up to 3)."),
+    tile: int | None = typer.Option(None, help="Cut large images into tiles of this size (e.g. 512)."),
+    overlap: float = typer.Option(0.2, help="Tile overlap fraction."),
+    conf: float = typer.Option(0.25, help="Minimum class score."),
+    iou: float = typer.Option(0.45, help="NMS IoU threshold."),
+    max_det: int = typer.Option(300, help="Most detections per image."),
+    save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi)."),
+    max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
+):
+    """Detect objects in images, video or a camera with the multithreaded pipeline.
+
+    Examples:\n
+      studio predict exports/student.onnx data/images/val --save out/pred\n
+      studio predict exports/student.rknn scene.png --backend rknn-sim --tile 512 --overlap 0.2\n
+      studio predict student.rknn camera:0 --backend rknnlite --workers 3 --json
+    """
+    from studio.core.predict import PredictRequest, json_lines_printer, predict
+
+    req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
+                         conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames)
+    on_result = None
+    if json_out:
+        from deploy.runtime.metadata import load_meta
+
+        try:
+            on_result = json_lines_printer(load_meta(model).names)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    summary = run_job(lambda job: predict(req, on_result, job), json_out)
+    if json_out:
+        print_json({"summary": summary.to_dict()}, one_line=True)
+        return
+    stdout.print(f"{summary.frames} frame(s), {summary.detections} detections, {summary.fps:.1f} frames/s, "
+                 f"stages ms {summary.stage_ms}" + (f"; saved to {summary.saved}" if summary.saved else ""),
+                 highlight=False)
+    if summary.skipped:
+        stdout.print(f"skipped {len(summary.skipped)} unreadable file(s)", highlight=False)

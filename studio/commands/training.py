@@ -1,0 +1,82 @@
+"""`studio train`, `studio demo` and `studio assets`: models that learn, and the main job."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from studio.cli_support import handles_errors, print_json, run_job, stdout
+
+
+@handles_errors
+def train_cmd(
+    model: str = typer.Argument(..., help="An architecture (yolov8n.yaml) to train from scratch, or a .pt checkpoint."),
+    data: Path = typer.Option(..., help="A data.yaml in YOLO layout (e.g. from studio data synth)."),
+    epochs: int = typer.Option(10, help="Passes over the training split."),
+    imgsz: int = typer.Option(320, help="Training image size."),
+    batch: int = typer.Option(16, help="Images per step."),
+    project: Path = typer.Option(Path("runs/train"), help="Folder for runs."),
+    name: str = typer.Option("exp", help="Run name; weights go to PROJECT/NAME/weights/."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last.pt."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show ultralytics' own log."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Train a detector on the CPU with ultralytics; checkpoints every epoch, resumable."""
+    from studio.core.train import TrainRequest, train
+
+    req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
+                       name=name, resume=resume, verbose=verbose)
+    result = run_job(lambda job: train(req, job), json_out)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout.print(f"best weights: {result.best}  mAP50-95 {result.map50_95:.3f}  mAP50 {result.map50:.3f}")
+
+
+@handles_errors
+def demo(
+    out: Path = typer.Option(Path("out/demo"), help="Where data, exports and pictures go."),
+    model: Path | None = typer.Option(None, help="A .pt to demonstrate (default: assets/models/student.pt)."),
+    images: int = typer.Option(300, help="Synthetic images (calibration; training when nothing is bundled)."),
+    imgsz: int = typer.Option(320, help="Export size (the bundled models were trained at 320)."),
+    epochs: int = typer.Option(12, help="Training epochs when no model is bundled."),
+    fresh: bool = typer.Option(False, "--fresh", help="Retrain the fallback model even if a finished run exists."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """The main job on bundled defaults: student -> ONNX + RKNN int8 (rk3588) + report -> tiled scene."""
+    from studio.core.demo import DemoRequest, run_demo
+
+    req = DemoRequest(out=out, model=model, images=images, imgsz=imgsz, epochs=epochs, fresh=fresh)
+    result = run_job(lambda job: run_demo(req, job), json_out)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    ex, md = result.export, result.model
+    stdout.print(f"[bold]data[/]      {result.data}", highlight=False)
+    if "map50_95" in md:
+        stdout.print(f"[bold]model[/]     {md['best']}  (val mAP50-95 {md['map50_95']:.3f}, mAP50 {md['map50']:.3f})",
+                     highlight=False)
+    for key in ("onnx", "rknn", "metadata", "report", "log"):
+        stdout.print(f"[bold]{key:<9}[/] {ex[key]}", highlight=False)
+    if result.scene:
+        stdout.print(f"[bold]scene[/]     {result.scene['saved']} ({result.scene['detections']} detections, "
+                     f"tiled)", highlight=False)
+    report_md = Path(ex["report"]).with_name(Path(ex["rknn"]).stem + ".report.md")
+    stdout.print(report_md.read_text() if report_md.is_file() else "", highlight=False)
+
+
+@handles_errors
+def assets_cmd(
+    only: str | None = typer.Option(None, help="One step: data | student | teacher | bundle | samples"),
+    epochs: int = typer.Option(60, help="Training epochs of each model."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Rebuild the bundled demo models, samples and video (hours on a CPU; every step resumes)."""
+    from studio.core.assets import AssetsRequest, build_assets
+
+    done = run_job(lambda job: build_assets(AssetsRequest(epochs=epochs, only=only), job), json_out)
+    if json_out:
+        print_json(done)
+    else:
+        for step, what in done.items():
+            stdout.print(f"[bold]{step:<8}[/] {what}", highlight=False)
