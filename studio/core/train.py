@@ -29,7 +29,7 @@ class TrainRequest:
     batch: int = 16
     project: Path = Path("runs/train")
     name: str = "exp"
-    workers: int = 2  # dataloader processes; the machine has 2 cores
+    workers: int = 2  # dataloader processes; the machine has 2 cores (0: load in the main process)
     seed: int = 0
     resume: bool = False  # continue from <project>/<name>/weights/last.pt
     verbose: bool = False  # show ultralytics' own log
