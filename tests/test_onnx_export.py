@@ -38,6 +38,20 @@ def test_split_layout_shapes_per_scale(tmp_path):
     assert scores.min() >= 0 and scores.max() <= 1  # sigmoid applied in the graph
 
 
+def test_logit_class_outputs_are_the_sigmoid_ones_before_the_sigmoid(tmp_path):
+    model = make_detector()
+    probs, logits = tmp_path / "p.onnx", tmp_path / "l.onnx"
+    export_onnx(model, probs, 96, "rknn-split", "sigmoid")
+    export_onnx(model, logits, 96, "rknn-split", "logits")
+    x = {"images": np.random.default_rng(0).random((1, 3, 96, 96), dtype=np.float32)}
+    p_out = ort.InferenceSession(str(probs), providers=["CPUExecutionProvider"]).run(None, x)
+    l_out = ort.InferenceSession(str(logits), providers=["CPUExecutionProvider"]).run(None, x)
+    for i in range(0, 6, 2):
+        np.testing.assert_array_equal(p_out[i], l_out[i])  # box outputs untouched
+        np.testing.assert_allclose(1 / (1 + np.exp(-l_out[i + 1])), p_out[i + 1], atol=1e-6)
+    assert l_out[1].min() < 0  # logits, not probabilities
+
+
 def test_standard_layout_single_output(tmp_path):
     path = tmp_path / "m.onnx"
     export_onnx(make_detector(), path, 160, "standard")
@@ -54,6 +68,7 @@ def test_cli_onnx_export_writes_sidecar(cli, detector_pt, tmp_path):
     meta = json.loads((tmp_path / "exports" / "tiny.onnx.json").read_text())
     assert meta["schema_version"] == 1
     assert meta["names"] == NAMES and meta["imgsz"] == 160 and meta["layout"] == "rknn-split"
+    assert meta["class_scores"] == "logits"  # the default: int8 keeps low class scores
     assert meta["outputs"] == ["box0", "cls0", "box1", "cls1", "box2", "cls2"]
     assert meta["strides"] == [8, 16, 32] and meta["reg_max"] == 16
     assert meta["preprocess"]["std"] == [255.0] * 3 and meta["preprocess"]["channel_order"] == "RGB"

@@ -116,3 +116,22 @@ def test_multi_label_standard_layout_matches_reference():
                              rng.random((1, 6, 500)) * 0.2], axis=1).astype(np.float32)
     cfg = NmsConfig(conf=0.05, iou=0.7, multi_label=True)
     assert_identical(postprocess_standard(output, cfg), reference_standard(output, cfg))
+
+
+@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_logit_class_outputs_match_reference_and_sigmoid_outputs(int8, multi_label):
+    from studio.core.heads import as_logits, quantize_logit_heads
+
+    heads = synthetic_heads(nc=15, imgsz=320, objects=30, seed=21)
+    logit_heads = as_logits(heads)
+    if int8:
+        logit_heads = quantize_logit_heads(logit_heads)
+    cfg = NmsConfig(conf=0.25, multi_label=multi_label)
+    got = postprocess_split(logit_heads.outputs, heads.strides, cfg, logit_heads.quant, logits=True)
+    assert_identical(got, reference_split(logit_heads.outputs, heads.strides, cfg, logit_heads.quant, logits=True))
+    assert got[0].scores.min() >= 0.25 and got[0].scores.max() <= 1
+    if not int8:  # the same detections as from sigmoid outputs, scores equal to float precision
+        probs = postprocess_split(heads.outputs, heads.strides, cfg)
+        np.testing.assert_array_equal(got[0].anchors, probs[0].anchors)
+        np.testing.assert_allclose(got[0].scores, probs[0].scores, rtol=1e-5)

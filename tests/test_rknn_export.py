@@ -45,7 +45,20 @@ def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib
     quant = meta["quantization"]
     assert [q["name"] for q in quant] == meta["outputs"]
     assert all(q["dtype"] == "int8" and q["scale"] > 0 and -128 <= q["zero_point"] <= 127 for q in quant)
+    assert meta["class_scores"] == "logits"
     cls_q = [q for q in quant if q["name"].startswith("cls")]
+    assert all(q["scale"] > 1 / 255 for q in cls_q)  # logits span more than [0, 1]
+    assert min(o["min_cosine"] for o in report["outputs"]) == report["min_cosine"] > 0.9
+
+
+def test_sigmoid_scores_quantize_within_zero_and_one(cli, detector_pt, calib_dir, tmp_path):
+    out = tmp_path / "sig.rknn"
+    result = cli("export", detector_pt, "--format", "rknn", "--scores", "sigmoid", "--imgsz", 96,
+                 "--calib", calib_dir, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((tmp_path / "sig.rknn.json").read_text())
+    assert meta["class_scores"] == "sigmoid"
+    cls_q = [q for q in meta["quantization"] if q["name"].startswith("cls")]
     assert all(q["scale"] <= 1 / 255 + 1e-9 for q in cls_q)  # sigmoid outputs live in [0, 1]
 
 

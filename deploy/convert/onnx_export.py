@@ -1,7 +1,8 @@
 """Export an ultralytics detector to ONNX, in the RKNN-friendly split layout or the standard one.
 
 rknn-split: per detection scale, the box-distribution conv output (1, 4*reg_max, h, w)
-and the sigmoid class scores (1, nc, h, w); DFL and box decoding move to the runtime's
+and the class scores (1, nc, h, w), as sigmoid probabilities or as logits; DFL, box
+decoding (and for logits the sigmoid of the few candidates) move to the runtime's
 post-processing, which keeps the NPU graph to convolutions and quantizes well.
 standard: ultralytics' own single output (1, 4 + nc, anchors), boxes as xywh pixels.
 """
@@ -18,11 +19,15 @@ from deploy.errors import UserError
 OPSET = 13  # what rknn-toolkit2 2.5 and onnxruntime's QDQ tools both accept
 
 
-class SplitHead(nn.Module):
-    """Runs a detection model and returns, per scale, the raw box distribution and sigmoid scores."""
+CLASS_SCORES = ("sigmoid", "logits")
 
-    def __init__(self, detection_model: nn.Module):
+
+class SplitHead(nn.Module):
+    """Runs a detection model and returns, per scale, the raw box distribution and the class scores."""
+
+    def __init__(self, detection_model: nn.Module, class_scores: str = "sigmoid"):
         super().__init__()
+        self.sigmoid = class_scores == "sigmoid"
         self.model = detection_model.model  # the nn.Sequential of ultralytics layers
         self.save = set(detection_model.save)
         self.detect = self.model[-1]
@@ -39,7 +44,8 @@ class SplitHead(nn.Module):
         outputs = []
         for i, feat in enumerate(feats):
             outputs.append(head.cv2[i](feat))  # (1, 4*reg_max, h, w)
-            outputs.append(head.cv3[i](feat).sigmoid())  # (1, nc, h, w)
+            scores = head.cv3[i](feat)  # (1, nc, h, w) logits
+            outputs.append(scores.sigmoid() if self.sigmoid else scores)
         return tuple(outputs)
 
 
@@ -71,13 +77,14 @@ def detect_head(detection_model: nn.Module) -> nn.Module:
     return head
 
 
-def export_onnx(detection_model: nn.Module, out_path: Path, imgsz: int, layout: str) -> list[str]:
+def export_onnx(detection_model: nn.Module, out_path: Path, imgsz: int, layout: str,
+                class_scores: str = "sigmoid") -> list[str]:
     """Write `out_path` as ONNX in `layout`; return the output names. The caller handles atomicity."""
     model = prepare_for_export(detection_model)
     head = detect_head(model)
     dummy = torch.zeros(1, 3, imgsz, imgsz)
     if layout == "rknn-split":
-        wrapper: nn.Module = SplitHead(model)
+        wrapper: nn.Module = SplitHead(model, class_scores)
         names = split_output_names(len(head.f))
     elif layout == "standard":
         head.export, head.format, head.dynamic = True, "onnx", False
@@ -100,12 +107,13 @@ def export_onnx(detection_model: nn.Module, out_path: Path, imgsz: int, layout: 
     return names
 
 
-def torch_outputs(detection_model: nn.Module, images: torch.Tensor, layout: str) -> list[torch.Tensor]:
+def torch_outputs(detection_model: nn.Module, images: torch.Tensor, layout: str,
+                  class_scores: str = "sigmoid") -> list[torch.Tensor]:
     """The outputs the exported ONNX should reproduce, computed in torch (for verification and tests)."""
     model = prepare_for_export(detection_model)
     head = detect_head(model)
     with torch.no_grad():
         if layout == "rknn-split":
-            return list(SplitHead(model)(images))
+            return list(SplitHead(model, class_scores)(images))
         head.export, head.format, head.dynamic = True, "onnx", False
         return [model(images)]

@@ -110,6 +110,18 @@ def conv_gflops(model: onnx.ModelProto) -> float:
     return total / 1e9
 
 
+def class_scores_kind(model: onnx.ModelProto) -> str:
+    """'sigmoid' when the split layout's class outputs come from a Sigmoid (through any Q/DQ), else 'logits'."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    for out in list(model.graph.output)[1::2]:
+        node = producer.get(out.name)
+        while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear", "Identity"):
+            node = producer.get(node.input[0])
+        if node is None or node.op_type != "Sigmoid":
+            return "logits"
+    return "sigmoid"
+
+
 def has_qdq(model: onnx.ModelProto) -> bool:
     """True when the graph holds QuantizeLinear/DequantizeLinear pairs (a QAT or PTQ-in-ONNX model)."""
     ops = {n.op_type for n in model.graph.node}

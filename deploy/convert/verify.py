@@ -34,6 +34,7 @@ def compare_outputs(
     inputs: list[Path],
     converted: list[list[np.ndarray]],
     progress: Callable[[int, int], None] | None = None,
+    logits: bool = False,
 ) -> dict:
     """Per output: min and mean cosine between ONNX Runtime and the converted model's outputs.
 
@@ -54,7 +55,7 @@ def compare_outputs(
         for k, (ref, out) in enumerate(zip(reference, outputs)):
             scores[k].append(cosine(ref, out))
             peaks[k] = max(peaks[k], float(np.abs(ref).max()))
-        counts += detection_counts(reference, outputs, imgsz=nchw.shape[-1])
+        counts += detection_counts(reference, outputs, imgsz=nchw.shape[-1], logits=logits)
         if progress:
             progress(i + 1, len(inputs))
     outputs = [
@@ -87,11 +88,12 @@ def match_detections(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU)
     return matched
 
 
-def detection_counts(reference: list[np.ndarray], converted: list[np.ndarray], imgsz: int) -> np.ndarray:
+def detection_counts(reference: list[np.ndarray], converted: list[np.ndarray], imgsz: int,
+                     logits: bool = False) -> np.ndarray:
     """(reference detections, converted detections, matched) for one image of the split layout."""
     strides = [imgsz // o.shape[2] for o in reference[::2]]
-    ref = postprocess_split(reference, strides, AGREEMENT_CFG)[0]
-    conv = postprocess_split(converted, strides, AGREEMENT_CFG)[0]
+    ref = postprocess_split(reference, strides, AGREEMENT_CFG, logits=logits)[0]
+    conv = postprocess_split(converted, strides, AGREEMENT_CFG, logits=logits)[0]
     return np.array([len(ref), len(conv), match_detections(ref, conv)])
 
 

@@ -74,3 +74,14 @@ def int8_threshold(conf: float, scale: float, zero_point: int) -> int:
 def level_shapes(outputs: list[np.ndarray]) -> list[tuple[int, int]]:
     """(h, w) of each level from the split outputs [box0, cls0, box1, cls1, ...]."""
     return [tuple(o.shape[2:]) for o in outputs[::2]]
+
+
+def logit(p: float) -> np.float32:
+    """The logit whose sigmoid is p: a confidence threshold moved to the logit domain."""
+    p = min(max(p, 1e-12), 1 - 1e-7)
+    return np.float32(np.log(p / (1 - p)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """float32 sigmoid of class logits (only candidates get here)."""
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)

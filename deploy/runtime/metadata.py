@@ -55,6 +55,7 @@ class ModelMeta:
     imgsz: int
     layout: str  # rknn-split | standard
     outputs: list[str]  # output names in order
+    class_scores: str = "sigmoid"  # rknn-split: what the class outputs hold, sigmoid | logits
     strides: list[int] = field(default_factory=list)
     reg_max: int = 16
     preprocess: Preprocess = field(default_factory=Preprocess)

@@ -72,7 +72,7 @@ def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep
     t2 = time.perf_counter()
     if meta.layout == "rknn-split":
         quant = [(q.scale, q.zero_point) for q in meta.quantization] if backend.int8_outputs else None
-        result = postprocess_split(outputs, meta.strides, cfg, quant)[0]
+        result = postprocess_split(outputs, meta.strides, cfg, quant, logits=meta.class_scores == "logits")[0]
     else:
         result = postprocess_standard(outputs[0], cfg)[0]
     boxes = boxes_to_original(result.boxes, info)

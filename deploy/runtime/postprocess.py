@@ -24,6 +24,8 @@ from deploy.runtime.decode import (
     int8_threshold,
     iou_one_to_many,
     level_shapes,
+    logit,
+    sigmoid,
     xywh_to_xyxy,
 )
 
@@ -71,16 +73,23 @@ def _grid(hw: tuple[tuple[int, int], ...], strides: tuple[int, ...]):
 
 
 def postprocess_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: NmsConfig = NmsConfig(),
-                      quant: Quant = None) -> list[FrameResult]:
-    """Post-process the rknn-split layout for B frames at once; one FrameResult per frame."""
+                      quant: Quant = None, logits: bool = False) -> list[FrameResult]:
+    """Post-process the rknn-split layout for B frames at once; one FrameResult per frame.
+
+    logits: the class outputs hold logits; the threshold moves to the logit domain and
+    only the candidates' scores go through the sigmoid.
+    """
     batch = outputs[0].shape[0]
     hw = tuple(level_shapes(outputs))
     offsets = np.cumsum([0] + [h * w for h, w in hw])
     pick = _all_classes if cfg.multi_label else _best_class
-    found = [pick(outputs, level, offsets[level], cfg.conf, quant) for level in range(len(hw))]
+    conf = logit(cfg.conf) if logits else cfg.conf
+    found = [pick(outputs, level, offsets[level], conf, quant) for level in range(len(hw))]
     frames, anchors, classes, scores, dist = (np.concatenate(parts) for parts in zip(*found))
     if frames.size == 0:
         return [empty_result() for _ in range(batch)]
+    if logits:
+        scores = sigmoid(scores)
     centres, anchor_strides = _grid(hw, tuple(strides))
     boxes = decode_dfl(dist, centres[anchors], anchor_strides[anchors])
     return _per_frame(batch, frames, anchors, boxes, scores, classes, cfg)

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deploy.runtime.decode import anchor_grid, decode_dfl, dequantize, level_shapes, xywh_to_xyxy
+from deploy.runtime.decode import anchor_grid, decode_dfl, dequantize, level_shapes, logit, sigmoid, xywh_to_xyxy
 from deploy.runtime.postprocess import FrameResult, NmsConfig, Quant, empty_result
 
 
 def reference_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: NmsConfig = NmsConfig(),
-                    quant: Quant = None) -> list[FrameResult]:
-    """Reference post-processing of the rknn-split layout, frame by frame."""
+                    quant: Quant = None, logits: bool = False) -> list[FrameResult]:
+    """Reference post-processing of the rknn-split layout, frame by frame (logits: class outputs are logits)."""
     if quant is not None:
         outputs = [dequantize(o, s, z) for o, (s, z) in zip(outputs, quant)]
     hw = level_shapes(outputs)
@@ -24,7 +24,7 @@ def reference_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: NmsC
         dist = np.concatenate([o[b].reshape(o.shape[1], -1).T for o in outputs[::2]])  # (A, 4*reg_max)
         cls = np.concatenate([o[b].reshape(o.shape[1], -1).T for o in outputs[1::2]])  # (A, nc)
         boxes = decode_dfl(dist, centres, anchor_strides)
-        results.append(_nms_per_class(boxes, cls, cfg))
+        results.append(_nms_per_class(boxes, cls, cfg, logit(cfg.conf) if logits else None))
     return results
 
 
@@ -46,13 +46,16 @@ def _iou(a, b) -> float:
     return inter / max(union, 1e-300)
 
 
-def _nms_per_class(boxes: np.ndarray, cls: np.ndarray, cfg: NmsConfig) -> FrameResult:
-    conf = np.float32(cfg.conf)
+def _nms_per_class(boxes: np.ndarray, cls: np.ndarray, cfg: NmsConfig, logit_conf=None) -> FrameResult:
+    """Threshold (on logits when logit_conf is given, then take their sigmoid), loop over classes, greedy NMS."""
+    conf = np.float32(cfg.conf) if logit_conf is None else logit_conf
     if cfg.multi_label:  # every (anchor, class) above conf
         pairs = [(int(a), int(c)) for a, c in zip(*np.nonzero(cls >= conf))]
     else:  # each anchor's best class, if above conf
         best_class = cls.argmax(axis=1)
         pairs = [(int(a), int(best_class[a])) for a in np.flatnonzero(cls.max(axis=1) >= conf)]
+    if logit_conf is not None:
+        cls = sigmoid(cls)
     kept = []  # (score, anchor, class)
     for c in range(cls.shape[1]):  # loop over classes
         kept += [(float(cls[a, c]), a, c) for a, cc in pairs if cc == c]

@@ -13,6 +13,7 @@ def export(
     model: str = typer.Argument(..., help="A .pt or .yaml detector; or, for --format rknn, an rknn-split .onnx."),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx | rknn"),
     layout: str = typer.Option("rknn-split", help="rknn-split (per-scale box + class outputs) | standard"),
+    scores: str = typer.Option("logits", help="rknn-split class outputs: logits (keeps low scores in int8) | sigmoid"),
     imgsz: int = typer.Option(512, help="Square input size, a multiple of 32."),
     out: Path | None = typer.Option(None, help="File to write (default exports/<model>.<format>)."),
     platform: str = typer.Option("rk3588", help="rk3588 | rk3576 | rk3568 | rk3566 | rk3562 | rv1106"),
@@ -37,7 +38,7 @@ def export(
     from studio.core.export import ExportRequest, export_model
 
     req = ExportRequest(
-        model=model, format=format, layout=layout, imgsz=imgsz, out=out,
+        model=model, format=format, layout=layout, class_scores=scores, imgsz=imgsz, out=out,
         rknn=RknnOptions(platform=platform, quant=quant, algorithm=algorithm),
         calib=calib, calib_count=calib_count, report=report, report_count=report_count,
         force=force, verbose=verbose,

@@ -85,11 +85,12 @@ def _torch_setup(req: EvalRequest):
     from studio.core.models import class_names, load_detector
 
     model, _ = load_detector(str(req.model))
-    args = getattr(model, "args", None)  # ultralytics keeps the training arguments on the model
-    imgsz = req.imgsz or (int(args.get("imgsz", 640)) if isinstance(args, dict) else 640)
+    args = getattr(model, "args", None)  # training arguments: a dict, or a namespace mid-training
+    trained = args.get("imgsz") if isinstance(args, dict) else getattr(args, "imgsz", None)
+    imgsz = req.imgsz or int(trained or 640)
     if imgsz % 32:
         raise UserError(f"--imgsz {imgsz} must be a multiple of 32")
-    model = model.fuse() if hasattr(model, "fuse") else model
+    model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
     torch.set_num_threads(max(1, torch.get_num_threads() // max(1, req.workers)))
     meta = ModelMeta(format="pt", names=class_names(model), imgsz=imgsz, layout="standard", outputs=["output0"])
     return (lambda i: TorchBackend(model)), meta, (lambda: None)

@@ -24,6 +24,7 @@ from studio.core.models import class_names, load_detector, resolve_model_path
 from studio.core.provenance import provenance
 
 FORMATS = ("onnx", "rknn")
+CLASS_SCORES = ("logits", "sigmoid")
 LAYOUTS = ("rknn-split", "standard")
 
 
@@ -34,6 +35,7 @@ class ExportRequest:
     model: str  # .pt checkpoint, .yaml architecture, or .onnx (for --format rknn)
     format: str = "onnx"  # onnx | rknn
     layout: str = "rknn-split"  # rknn-split | standard
+    class_scores: str = "logits"  # rknn-split class outputs: logits (int8 keeps low scores) | sigmoid
     imgsz: int = 512  # square input size, a multiple of 32
     out: Path | None = None  # the .onnx or .rknn to write; default exports/<model stem>.<format>
     rknn: RknnOptions = field(default_factory=RknnOptions)
@@ -75,6 +77,7 @@ class _Source:
     imgsz: int = 0
     strides: list[int] = field(default_factory=list)
     reg_max: int = 16
+    class_scores: str = "sigmoid"
 
 
 def _validate(req: ExportRequest) -> None:
@@ -82,6 +85,8 @@ def _validate(req: ExportRequest) -> None:
         raise UserError(f"--format {req.format!r} is not supported; choose one of: {', '.join(FORMATS)}")
     if req.layout not in LAYOUTS:
         raise UserError(f"--layout {req.layout!r} is not supported; choose one of: {', '.join(LAYOUTS)}")
+    if req.class_scores not in CLASS_SCORES:
+        raise UserError(f"--scores {req.class_scores!r} is not supported; choose one of: {', '.join(CLASS_SCORES)}")
     if req.imgsz <= 0 or req.imgsz % 32:
         raise UserError(f"--imgsz {req.imgsz} must be a positive multiple of 32 (the largest detection stride)")
     if req.format == "rknn":
@@ -109,14 +114,15 @@ def _load_source(req: ExportRequest) -> _Source:
         boxes = list(shapes.values())[::2]  # (1, 4*reg_max, h, w) per scale
         return _Source(path, onnx_layout=layout, onnx_qdq=onnx_graph.has_qdq(model), imgsz=imgsz,
                        names=_onnx_names(path, model, nc), strides=[imgsz // b[2] for b in boxes],
-                       reg_max=boxes[0][1] // 4)
+                       reg_max=boxes[0][1] // 4, class_scores=onnx_graph.class_scores_kind(model))
     if req.rknn.quant == "qdq" and req.format == "rknn":
         raise UserError("--quant qdq converts an ONNX that already holds QuantizeLinear/DequantizeLinear nodes "
                         "(from quantization-aware training); give that .onnx as MODEL")
     model, path = load_detector(req.model)
     head = model.model[-1]
     return _Source(path, torch_model=model, names=class_names(model), imgsz=req.imgsz,
-                   strides=[int(s) for s in head.stride.tolist()], reg_max=int(head.reg_max))
+                   strides=[int(s) for s in head.stride.tolist()], reg_max=int(head.reg_max),
+                   class_scores=req.class_scores if req.layout == "rknn-split" else "sigmoid")
 
 
 def _onnx_names(path: Path, model, nc: int) -> list[str]:
@@ -186,7 +192,7 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
 
 def _meta(req: ExportRequest, src: _Source, fmt: str, outputs: list[str]) -> ModelMeta:
     return ModelMeta(format=fmt, names=src.names, imgsz=src.imgsz, layout=src.onnx_layout or req.layout,
-                     outputs=outputs, strides=src.strides, reg_max=src.reg_max,
+                     outputs=outputs, strides=src.strides, reg_max=src.reg_max, class_scores=src.class_scores,
                      provenance=provenance(src.path, imgsz=src.imgsz))
 
 
@@ -199,7 +205,7 @@ def _stage_onnx(req: ExportRequest, src: _Source, paths: dict, staging: Staging,
     dest = paths["onnx"] if req.format == "rknn" else paths["main"]
     staged = staging.path(dest)
     job.stage("export onnx")
-    outputs = export_onnx(src.torch_model, staged, req.imgsz, req.layout)
+    outputs = export_onnx(src.torch_model, staged, req.imgsz, req.layout, src.class_scores)
     onnx_graph.set_metadata(staged, {onnx_graph.NAMES_KEY: json.dumps(src.names)})
     meta = _meta(req, src, "onnx", outputs)
     write_json_atomic(staging.path(sidecar_path(dest)), meta.to_dict())
@@ -232,7 +238,8 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             quant = [{"name": n, "dtype": "float16"} for n in outputs]
         if req.report:
             job.stage("verify", len(simulate))
-            report = compare_outputs(onnx_path, simulate, outcome.simulated, job.stepper("verify"))
+            report = compare_outputs(onnx_path, simulate, outcome.simulated, job.stepper("verify"),
+                                     logits=src.class_scores == "logits")
             report.update(rknn=str(paths["main"]), imgsz=src.imgsz, images=[str(p) for p in images[: len(simulate)]],
                           reference="onnxruntime fp32 (CPU)",
                           converted=f"rknn-toolkit2 simulator, {opts.platform} {opts.quant}")

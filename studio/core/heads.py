@@ -61,3 +61,25 @@ def quantize_heads(heads: Heads) -> Heads:
         outputs.append(np.clip(np.rint(out / scale) + zp, -128, 127).astype(np.int8))
         quant.append((scale, zp))
     return Heads(outputs, heads.strides, quant)
+
+
+LOGIT_SCALE, LOGIT_ZP = 24.0 / 255, 85  # int8 grid of class logits in [-20, 4]
+
+
+def as_logits(heads: Heads) -> Heads:
+    """The same float heads with class outputs as logits (what `--scores logits` exports)."""
+    outputs = list(heads.outputs)
+    for i in range(1, len(outputs), 2):
+        p = np.clip(outputs[i], 1e-7, 1 - 1e-7)
+        outputs[i] = np.log(p / (1 - p)).astype(np.float32)
+    return Heads(outputs, heads.strides)
+
+
+def quantize_logit_heads(heads: Heads) -> Heads:
+    """Logit heads on int8 grids (class logits on their own wider grid)."""
+    quant, outputs = [], []
+    for i, out in enumerate(heads.outputs):
+        scale, zp = (BOX_SCALE, BOX_ZP) if i % 2 == 0 else (LOGIT_SCALE, LOGIT_ZP)
+        outputs.append(np.clip(np.rint(out / scale) + zp, -128, 127).astype(np.int8))
+        quant.append((scale, zp))
+    return Heads(outputs, heads.strides, quant)
