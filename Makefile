@@ -20,10 +20,14 @@ $(STAMP): constraints.txt requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-sysdeps:  ## system packages the tests use (Xvfb for screenshots, OpenSSH for board tests)
+QT_XCB_LIBS := libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
+	libxcb-render-util0 libxcb-xinerama0 libxcb-shape0 libegl1 libgl1 fonts-dejavu-core
+
+sysdeps:  ## system packages: Xvfb and Qt's X11 libraries (screenshots), OpenSSH server (board tests)
 	@missing=""; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb xauth"; \
 	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	for lib in $(QT_XCB_LIBS); do dpkg -s $$lib >/dev/null 2>&1 || missing="$$missing $$lib"; done; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 	  echo "installing:$$missing"; \

@@ -42,6 +42,7 @@ app.command("assets")(training.assets_cmd)
 bench_app.command("postprocess")(bench.bench_postprocess_cmd)
 bench_app.command("pipeline")(bench.bench_pipeline_cmd)
 bench_app.command("import")(bench.bench_import_cmd)
+bench_app.command("gui-startup")(bench.bench_gui_startup_cmd)
 app.command("gui")(gui.gui)
 
 

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt widgets under test need no screen
 
 NAMES = ["vehicle", "storage-tank", "plane", "ship"]
 

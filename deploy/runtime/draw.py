@@ -14,8 +14,9 @@ def class_color(cls: int) -> tuple:
     return [(255, t, 0), (q, 255, 0), (0, 255, t), (0, q, 255), (t, 0, 255), (255, 0, q)][i % 6]
 
 
-def draw_detections(rgb: np.ndarray, dets: Detections, names: Optional[list[str]] = None) -> np.ndarray:
-    """A BGR copy of an RGB frame with each box and its class and score (needs OpenCV)."""
+def draw_detections(rgb: np.ndarray, dets: Detections, names: Optional[list[str]] = None,
+                    scores: bool = True) -> np.ndarray:
+    """A BGR copy of an RGB frame with each box and its class (and score) (needs OpenCV)."""
     import cv2
 
     canvas = np.ascontiguousarray(rgb[..., ::-1])
@@ -24,7 +25,7 @@ def draw_detections(rgb: np.ndarray, dets: Detections, names: Optional[list[str]
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         r, g, b = class_color(int(cls))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (b, g, r), thickness)
-        label = f"{names[cls] if names and cls < len(names) else cls} {score:.2f}"
+        label = f"{names[cls] if names and cls < len(names) else cls}" + (f" {score:.2f}" if scores else "")
         cv2.putText(canvas, label, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness,
                     (b, g, r), thickness, cv2.LINE_AA)
     return canvas

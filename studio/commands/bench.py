@@ -69,3 +69,15 @@ def bench_import_cmd(json_out: bool = typer.Option(False, "--json", help="Print 
     else:
         stdout.print(f"import deploy.runtime: {result['seconds']:.3f} s; heavy modules loaded: "
                      f"{result['heavy_modules'] or 'none'}", highlight=False)
+
+
+@handles_errors
+def bench_gui_startup_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Seconds from launching `studio gui` to the window being shown (goal: 2 s warm)."""
+    from studio.core.bench import bench_gui_startup
+
+    result = bench_gui_startup()
+    if json_out:
+        print_json(result)
+    else:
+        stdout.print(f"window shown after {result['seconds']:.2f} s (median of {result['runs']})", highlight=False)

@@ -1,9 +1,12 @@
 """`studio gui`: the desktop studio."""
 from __future__ import annotations
 
-from studio.cli_support import stdout
+import typer
 
 
-def gui():
-    """Open the desktop studio (not yet: it arrives with the GUI issue)."""
-    stdout.print("The desktop studio is not built yet; use the commands listed by `studio --help`.")
+def gui(exit_after_show: bool = typer.Option(False, "--exit-after-show", hidden=True,
+                                             help="Print seconds to the shown window, then quit (for benchmarks).")):
+    """Open the desktop studio: models, data, export and live pages, with a jobs dock."""
+    from studio.gui.app import run
+
+    raise typer.Exit(run(exit_after_show))

@@ -134,3 +134,29 @@ def bench_pipeline(model: str, workers: list[int], frames: int = 200, backend: s
     for run in runs:
         run["speedup"] = round(run["fps"] / base, 2)
     return {"model": model, "backend": backend, "frames": frames, "runs": runs}
+
+
+def bench_gui_startup(runs: int = 3) -> dict:
+    """Seconds from launching `studio gui` to its window being shown (offscreen), median of runs.
+
+    Measured from before the process starts, so interpreter and import time count.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+    times, inside = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "studio.cli", "gui", "--exit-after-show"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        shown = [line for line in out.stdout.splitlines() if line.startswith("shown ")]
+        if not shown:
+            raise RuntimeError(f"the GUI did not report being shown: {out.stderr.strip()[-500:]}")
+        times.append(time.perf_counter() - start)
+        inside.append(float(shown[-1].split()[1]))
+    return {"seconds": round(statistics.median(times), 3),
+            "after_interpreter_start": round(statistics.median(inside), 3), "runs": runs,
+            "platform": env["QT_QPA_PLATFORM"]}

@@ -129,12 +129,45 @@ def inspect_model(name: str, imgsz: int = 512) -> ModelInfo:
     if imgsz % 32:
         raise UserError(f"--imgsz {imgsz} is not a multiple of 32 (the largest detection stride)")
     path = resolve_model_path(name)
+    if path.suffix == ".rknn":
+        return _inspect_rknn(path)
     if path.suffix == ".onnx":
         from deploy.convert.onnx_graph import describe_onnx
 
         return ModelInfo(**describe_onnx(path))
     model, path = load_detector(name)
     return _inspect_torch(model, path, imgsz)
+
+
+def _inspect_rknn(path: Path) -> ModelInfo:
+    """An .rknn file is opaque here: describe it from its sidecar (and the ONNX it was built from)."""
+    from deploy.runtime.metadata import build_onnx_path, load_meta
+
+    try:
+        meta = load_meta(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    params, gflops = 0, None
+    try:
+        from deploy.convert.onnx_graph import describe_onnx
+
+        onnx_info = describe_onnx(build_onnx_path(path, meta))
+        params, gflops = onnx_info["parameters"], onnx_info["gflops"]
+    except (ValueError, UserError, FileNotFoundError):
+        pass
+    return ModelInfo(path=str(path), kind="rknn", task="detect", names=meta.names, parameters=params, gflops=gflops,
+                     imgsz=meta.imgsz, inputs={"images": [1, meta.imgsz, meta.imgsz, 3]},
+                     outputs={n: [] for n in meta.outputs}, layout=meta.layout)
+
+
+def layer_table(model) -> list[dict]:
+    """One row per ultralytics layer: index, inputs it reads, module type, parameters."""
+    rows = []
+    for i, layer in enumerate(getattr(model, "model", [])):
+        kind = str(getattr(layer, "type", type(layer).__name__)).rsplit(".", 1)[-1]  # Conv, not ...modules.conv.Conv
+        rows.append({"index": i, "from": getattr(layer, "f", -1), "type": kind,
+                     "parameters": sum(p.numel() for p in layer.parameters())})
+    return rows
 
 
 def _inspect_torch(model, path: Path, imgsz: int) -> ModelInfo:

@@ -1,0 +1,134 @@
+"""The desktop studio under pytest-qt (offscreen): pages, jobs, errors, export report, data page."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from studio.core.data.synth import SynthConfig, generate
+from studio.gui.main_window import MainWindow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.jobs.cancel_all()
+
+
+def test_every_page_opens_with_an_empty_state(window):
+    for i, name in enumerate(MainWindow.PAGES):
+        window.nav.setCurrentRow(i)
+        assert window.stack.currentWidget().objectName() == f"page-{name.lower()}"
+    assert window.page("Models").hint.text().startswith("Open a model")
+    assert "No report yet" in window.page("Export").summary.text()
+
+
+def test_bad_model_file_gives_an_error_dialog(window, qtbot, tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    window.page("Models").inspect(str(bad))
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=30000)
+    assert window.last_error.text().startswith(f"{bad}: not a readable PyTorch checkpoint")
+    assert window.last_error.isVisible()
+
+
+def test_models_page_inspects_a_checkpoint(window, qtbot, detector_pt):
+    page = window.page("Models")
+    page.inspect(str(detector_pt))
+    qtbot.waitUntil(lambda: page.layers.rowCount() > 20, timeout=60000)
+    assert page.fields["classes"].text().startswith("4: vehicle")
+    assert page.fields["kind"].text() == "checkpoint"
+
+
+def test_a_running_job_is_cancelled_from_its_row(window, qtbot):
+    def slow(job):
+        job.stage("waiting", 1000)
+        for i in range(1000):
+            job.step("waiting", i, 1000)
+            time.sleep(0.01)
+
+    thread = window.jobs.start("Slow job", slow)
+    row = window.jobs.rows[-1]
+    qtbot.waitUntil(lambda: row.bar.value() > 5, timeout=10000)
+    row.cancel.click()
+    qtbot.waitUntil(lambda: thread.outcome == "cancelled", timeout=10000)
+    qtbot.waitUntil(lambda: row.stage.text() == "cancelled", timeout=5000)
+    assert not row.cancel.isEnabled()
+
+
+def test_closing_during_a_job_asks_then_cancels(window, qtbot, monkeypatch):
+    asked = []
+    monkeypatch.setattr(window, "confirm_close", lambda: asked.append(True) or True)
+
+    def forever(job):
+        while True:
+            job.step("spinning", 0, None)
+            time.sleep(0.01)
+
+    thread = window.jobs.start("Forever", forever)
+    qtbot.waitUntil(thread.isRunning, timeout=5000)
+    window.close()
+    assert asked and thread.outcome == "cancelled" and not thread.isRunning()
+
+
+@pytest.mark.slow
+def test_export_page_runs_an_export_and_shows_its_report(window, qtbot, detector_pt, calib_dir, tmp_path):
+    page = window.page("Export")
+    page.model.setText(str(detector_pt))
+    page.imgsz.setValue(96)
+    page.calib.setText(str(calib_dir))
+    page.out.setText(str(tmp_path / "gui.rknn"))
+    page.run_button.click()
+    qtbot.waitUntil(lambda: page.table.rowCount() == 6, timeout=180000)
+    assert page.summary.text().startswith("Minimum cosine")
+    assert page.table.item(0, 0).text() == "box0"
+    assert (tmp_path / "gui.rknn").is_file() and page.run_button.isEnabled()
+
+
+def test_data_page_checks_a_dataset_and_draws_labels(window, qtbot, tmp_path):
+    data = generate(SynthConfig(tmp_path / "ds", images=6, size=96))
+    page = window.page("Data")
+    page.data.setText(str(data))
+    page.run_stats()
+    qtbot.waitUntil(lambda: page.plots.count() == 3, timeout=30000)
+    assert "6 images" in page.stats_text.text() and "No problems found" in page.stats_text.text()
+    assert page.samples.count() == 6
+    qtbot.waitUntil(lambda: page.viewer.pixmap() is not None and not page.viewer.pixmap().isNull(), timeout=5000)
+
+
+FLOOD = """
+import sys
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, sys.argv[1])
+app = QApplication([])
+from studio.gui.main_window import MainWindow
+window = MainWindow()
+window.show()
+def flood(job):
+    job.stage("flood", 20000)
+    for i in range(20000):
+        job.step("flood", i + 1, 20000)
+thread = window.jobs.start("Flood", flood)
+QTimer.singleShot(3000, lambda: (window.close(), app.quit()))
+app.exec()
+print("outcome", thread.outcome)
+"""
+
+
+def test_a_flood_of_progress_events_exits_cleanly(tmp_path):
+    """20,000 progress steps from a worker thread: the UI gets a throttled stream and the process exits cleanly."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", FLOOD, str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "outcome done" in out.stdout and "Fatal" not in out.stderr
