@@ -20,6 +20,26 @@ def window(qtbot, tmp_path):
     win.jobs.cancel_all()
 
 
+def test_signal_emission_keeps_refcounts():
+    """PySide6 6.12.0 decremented True's refcount on every emit and crashed the studio; constraints pin 6.11.3."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        bare = Signal()
+        carrying = Signal(object)
+
+    emitter = Emitter()
+    emitter.bare.connect(lambda: None)
+    emitter.carrying.connect(lambda value: None)
+    before = sys.getrefcount(True), sys.getrefcount(False), sys.getrefcount(None)
+    for i in range(200):
+        emitter.bare.emit()
+        emitter.carrying.emit(i)
+    assert (sys.getrefcount(True), sys.getrefcount(False), sys.getrefcount(None)) == before
+
+
 def test_every_page_opens_with_an_empty_state(window):
     for i, name in enumerate(MainWindow.PAGES):
         window.nav.setCurrentRow(i)
@@ -122,7 +142,9 @@ print("outcome", thread.outcome)
 
 
 def test_a_flood_of_progress_events_exits_cleanly(tmp_path):
-    """20,000 progress steps from a worker thread: the UI gets a throttled stream and the process exits cleanly."""
+    """20,000 progress steps from a worker thread: the UI gets a throttled stream and the process exits cleanly.
+
+    (With PySide6 6.12.0 this crashed at exit; see test_signal_emission_keeps_refcounts.)"""
     import os
     import subprocess
     import sys
@@ -132,3 +154,62 @@ def test_a_flood_of_progress_events_exits_cleanly(tmp_path):
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "outcome done" in out.stdout and "Fatal" not in out.stderr
+
+
+@pytest.fixture(scope="module")
+def live_onnx(tmp_path_factory, detector_pt):
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    out = tmp_path_factory.mktemp("live") / "tiny.onnx"
+    result = CliRunner().invoke(app, ["export", str(detector_pt), "--imgsz", "96", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def _start_live(window, qtbot, model, source, conf: int):
+    page = window.page("Live")
+    page.model.setText(str(model))
+    page.source.setText(str(source))
+    page.workers.setValue(2)
+    page.conf[0].setValue(conf)
+    page.start()
+    return page
+
+
+def test_live_panel_runs_frames_with_boxes_and_speed(window, qtbot, live_onnx, calib_dir):
+    page = _start_live(window, qtbot, live_onnx, calib_dir, conf=5)
+    qtbot.waitUntil(lambda: page.frames_shown >= 12, timeout=60000)
+    assert page.table.rowCount() > 0  # boxes of the current frame
+    assert page.view.pixmap() is not None and not page.view.pixmap().isNull()
+    assert float(page.numbers.text().split()[1]) > 0  # frames/s
+    assert set(page.lanes.frames) == {0, 1}  # both workers handled frames
+    page.toggle_pause()
+    qtbot.wait(300)
+    shown = page.frames_shown
+    qtbot.wait(500)
+    assert page.frames_shown <= shown + 1  # paused: at most the frame already in flight
+    page.step_button.click()
+    qtbot.waitUntil(lambda: page.frames_shown > shown, timeout=10000)
+    page.stop()
+    assert not page.runner.isRunning()
+
+
+def test_confidence_slider_changes_the_boxes_shown(window, qtbot, live_onnx, calib_dir):
+    image = calib_dir / "img0.png"
+    page = _start_live(window, qtbot, live_onnx, image, conf=5)
+    qtbot.waitUntil(lambda: page.frames_shown >= 5, timeout=60000)
+    low = page.table.rowCount()
+    page.conf[0].setValue(90)
+    seen = page.frames_shown
+    qtbot.waitUntil(lambda: page.frames_shown >= seen + 8, timeout=60000)
+    high = page.table.rowCount()
+    page.stop()
+    assert low > high
+
+
+def test_live_panel_bad_source_shows_the_error(window, qtbot, live_onnx, tmp_path):
+    _start_live(window, qtbot, live_onnx, tmp_path / "nothing-here.mp4", conf=25)
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=30000)
+    assert "no such file, folder or camera" in window.last_error.text()

@@ -17,6 +17,7 @@ class Detections:
     source: str = ""  # where the frame came from (file, camera:0, a scene)
     tile: Optional[dict] = None  # for a tile of a large scene: offset, tile index, tile count
     image: Optional[np.ndarray] = None  # the frame (H, W, 3) RGB, kept only when a sink draws on it
+    worker: int = -1  # which pipeline worker (on a board: which NPU core) produced it
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -33,5 +34,5 @@ class Detections:
             if names is not None and 0 <= cls < len(names):
                 item["name"] = names[cls]
             items.append(item)
-        return {"frame": self.frame, "source": self.source, "detections": items,
+        return {"frame": self.frame, "source": self.source, "worker": self.worker, "detections": items,
                 "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}}

@@ -131,10 +131,11 @@ class Pipeline:
                     if item is _END or item is None:
                         break
                     try:
-                        dets = detect(backend, self.meta, item, self.cfg, self.keep_images)
+                        dets = detect(backend, self.meta, item, self.cfg, self.keep_images)  # cfg may change live
                     except Exception as exc:
                         raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
                                             f"{type(exc).__name__}: {exc}") from exc
+                    dets.worker = index
                     outbox.put(("ok", seq, dets, None))
             except PipelineError as exc:
                 outbox.put(("error", None, exc, exc.__cause__))

@@ -54,7 +54,11 @@ class JobThread(QThread):
         self.token.cancel()
 
     def _throttled(self, event) -> None:
-        """Forward a new stage, the last step and at most ~20 steps a second: the UI needs no more."""
+        """Forward a new stage, the last step and at most ~20 steps a second: the UI needs no more.
+
+        (A job may report tens of thousands of steps; repainting a bar for each would only
+        slow the UI.)
+        """
         now = time.monotonic()
         last = getattr(self, "_last", None)
         if last is None or event.stage != last[0] or event.done == event.total or now - last[1] >= 0.05:

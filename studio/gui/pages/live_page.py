@@ -1,14 +1,256 @@
-"""Live page: the results panel (source, backend, workers, frames with boxes, speed)."""
+"""Live page: run a model over a folder, video, camera or tiled scene, and watch boxes, speed and workers.
+
+The session (studio.core.live) runs on a QThread; drawing the boxes happens there too, so
+the UI thread only shows the newest finished picture. When the UI is busy, frames are
+skipped for display (never for inference): only the latest result waits to be shown.
+"""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+import threading
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deploy.errors import UserError
+from studio.gui.common import PathField
+from studio.gui.image_view import ImageView
+from studio.gui.live_widgets import SpeedChart, WorkerLanes
+
+
+def draw_tile_grid(bgr: np.ndarray, grid) -> None:
+    import cv2
+
+    for x, y, size in grid:
+        cv2.rectangle(bgr, (x, y), (x + size - 1, y + size - 1), (200, 200, 200), 1, cv2.LINE_4)
+
+
+class LiveRunner(QThread):
+    """Runs a LiveSession; hands the newest drawn frame to the UI through `frame_ready`."""
+
+    frame_ready = Signal()
+    failed = Signal(str)
+
+    def __init__(self, request, parent=None):
+        super().__init__(parent)
+        self.request = request
+        self.session = None
+        self._lock = threading.Lock()
+        self._latest = None
+        self._waiting = False  # a frame_ready the UI has not collected yet
+
+    def run(self) -> None:
+        from studio.core.live import LiveSession
+
+        try:
+            self.session = LiveSession(self.request)
+            self.session.run(self._on_frame)
+        except UserError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 (shown as one line; the traceback stays in the log)
+            import traceback
+
+            traceback.print_exc()
+            self.failed.emit(f"live run stopped: {type(exc).__name__}: {exc}")
+
+    def _on_frame(self, dets, stats) -> None:
+        from deploy.runtime.draw import draw_detections
+
+        bgr = draw_detections(dets.image, dets, self.session.meta.names)
+        if self.session.tile_grid:
+            draw_tile_grid(bgr, self.session.tile_grid)
+        with self._lock:
+            self._latest = (np.ascontiguousarray(bgr[..., ::-1]), dets, stats)
+            notify = not self._waiting
+            self._waiting = True
+        if notify:
+            self.frame_ready.emit()
+
+    def take(self):
+        """The newest (rgb, detections, stats), collected by the UI thread."""
+        with self._lock:
+            latest, self._latest, self._waiting = self._latest, None, False
+        return latest
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
 
 
 class LivePage(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        label = QLabel("The live results panel lands in the next slice of the GUI issue.\n"
-                       "Meanwhile: studio predict MODEL SOURCE --workers 2 --save out/pred")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        QVBoxLayout(self).addWidget(label)
+        self.runner: LiveRunner | None = None
+        self.frames_shown = 0
+        self.names: list[str] = []
+
+        self.model = PathField("an exported model: .onnx (ort) or .rknn (rknn-sim, rknnlite)",
+                               name_filter="Models (*.onnx *.rknn)", key="live-model")
+        self.source = PathField("image folder, video file, large image, or camera:0", key="live-source")
+        self.backend = QComboBox()
+        self.backend.addItems(["ort", "rknn-sim", "rknnlite"])
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 6)
+        self.workers.setValue(2)
+        self.tile = QSpinBox()
+        self.tile.setRange(0, 2048)
+        self.tile.setSingleStep(64)
+        self.tile.setSpecialValueText("off")
+        self.record = QCheckBox("Record annotated video")
+        self.record_path = PathField("annotated.avi", save=True, name_filter="Video (*.avi)", key="live-record")
+        form = QFormLayout()
+        for label, widget in (("Model", self.model), ("Source", self.source), ("Backend", self.backend),
+                              ("Workers", self.workers), ("Tiles", self.tile), (self.record, self.record_path)):
+            form.addRow(label, widget)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.step_button = QPushButton("Step")
+        self.step_button.clicked.connect(lambda: self.runner and self.runner.session and self.runner.session.step())
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.step_button, self.stop_button):
+            buttons.addWidget(b)
+        self.conf = self._slider(25, "Confidence")
+        self.iou = self._slider(45, "IoU")
+        controls = QGroupBox("Run")
+        c_layout = QVBoxLayout(controls)
+        c_layout.addLayout(form)
+        c_layout.addLayout(buttons)
+        c_layout.addLayout(self.conf[2])
+        c_layout.addLayout(self.iou[2])
+
+        self.view = ImageView("Choose a model and a source, then press Start.\n"
+                              "Try: out/demo/exports/student.onnx with assets/samples (or scene_000.jpg, tiles 320).")
+        self.numbers = QLabel("frames/s –   dropped 0")
+        self.stage_labels = {k: QLabel("–") for k in ("read", "preprocess", "infer", "postprocess", "total")}
+        grid = QGridLayout()
+        for i, (k, label) in enumerate(self.stage_labels.items()):
+            grid.addWidget(QLabel(k), 0, i)
+            grid.addWidget(label, 1, i)
+        self.chart = SpeedChart()
+        self.lanes = WorkerLanes()
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["class", "score", "box (x1, y1, x2, y2)"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        side = QVBoxLayout()
+        side.addWidget(controls)
+        speed = QGroupBox("Speed (ms per frame)")
+        s_layout = QVBoxLayout(speed)
+        s_layout.addWidget(self.numbers)
+        s_layout.addLayout(grid)
+        s_layout.addWidget(self.chart)
+        side.addWidget(speed)
+        lanes = QGroupBox("Workers")
+        QVBoxLayout(lanes).addWidget(self.lanes)
+        side.addWidget(lanes)
+        right = QVBoxLayout()
+        right.addWidget(self.view, 3)
+        detections = QGroupBox("Detections in this frame")
+        QVBoxLayout(detections).addWidget(self.table)
+        right.addWidget(detections, 1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(side, 2)
+        layout.addLayout(right, 3)
+        self._set_running(False)
+
+    def _slider(self, value: int, name: str):
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(1, 95)
+        slider.setValue(value)
+        label = QLabel(f"{name} {value / 100:.2f}")
+        slider.valueChanged.connect(lambda v: (label.setText(f"{name} {v / 100:.2f}"), self.thresholds_changed()))
+        row = QHBoxLayout()
+        label.setMinimumWidth(110)
+        row.addWidget(label)
+        row.addWidget(slider, 1)
+        return slider, label, row
+
+    def thresholds_changed(self) -> None:
+        if self.runner and self.runner.session:
+            self.runner.session.set_thresholds(self.conf[0].value() / 100, self.iou[0].value() / 100)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        for b in (self.pause_button, self.step_button, self.stop_button):
+            b.setEnabled(running)
+        self.pause_button.setText("Pause")
+
+    def start(self) -> None:
+        from studio.core.live import LiveRequest
+
+        if not self.model.text() or not self.source.text():
+            self.window().show_error("choose a model and a source first")
+            return
+        record = Path(self.record_path.text() or "annotated.avi") if self.record.isChecked() else None
+        req = LiveRequest(model=Path(self.model.text()), source=self.source.text(), backend=self.backend.currentText(),
+                          workers=self.workers.value(), tile=self.tile.value() or None,
+                          conf=self.conf[0].value() / 100, iou=self.iou[0].value() / 100, record=record)
+        self.frames_shown = 0
+        self.chart.clear()
+        self.lanes.set_workers(req.workers)
+        self.runner = LiveRunner(req, self)
+        self.runner.frame_ready.connect(self.show_latest)
+        self.runner.failed.connect(self.window().show_error)
+        self.runner.finished.connect(lambda: self._set_running(False))
+        self._set_running(True)
+        self.runner.start()
+
+    def toggle_pause(self) -> None:
+        session = self.runner.session if self.runner else None
+        if session is None:
+            return
+        if session.paused:
+            session.resume()
+            self.pause_button.setText("Pause")
+        else:
+            session.pause()
+            self.pause_button.setText("Resume")
+
+    def stop(self) -> None:
+        if self.runner:
+            self.runner.stop()
+            self.runner.wait(15000)
+
+    def shutdown(self) -> None:
+        """Called when the window closes."""
+        self.stop()
+
+    def show_latest(self) -> None:
+        latest = self.runner.take() if self.runner else None
+        if latest is None:
+            return
+        rgb, dets, stats = latest
+        self.frames_shown += 1
+        self.names = self.runner.session.meta.names
+        self.view.show_rgb(rgb)
+        self.numbers.setText(f"frames/s {stats.fps:.1f}   frames {stats.frames}   dropped {stats.dropped}")
+        for key, label in self.stage_labels.items():
+            label.setText(f"{stats.stage_ms.get(key, 0.0):.1f}")
+        self.chart.add(stats.fps, stats.stage_ms.get("infer", 0.0))
+        self.lanes.add(dets.worker, stats.worker_busy)
+        self.table.setRowCount(len(dets))
+        for r, (box, score, cls) in enumerate(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist())):
+            name = self.names[cls] if cls < len(self.names) else str(cls)
+            for c, value in enumerate((name, f"{score:.2f}", ", ".join(f"{v:.0f}" for v in box))):
+                self.table.setItem(r, c, QTableWidgetItem(value))

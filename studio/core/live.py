@@ -1,0 +1,164 @@
+"""A live inference session: the pipeline over a source, pausable, steppable, with thresholds that change live.
+
+Qt-free, so the GUI's live panel is a thin view over it (and the board agent can reuse it).
+
+    session = LiveSession(LiveRequest(model, "camera:0", workers=2))
+    session.run(on_frame)   # blocks; call session.stop() / pause() / step() from another thread
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from deploy.errors import UserError
+from deploy.runtime.detections import Detections
+from deploy.runtime.metadata import load_meta
+from deploy.runtime.pipeline import Frame, Pipeline
+from deploy.runtime.postprocess import NmsConfig
+from deploy.runtime.sinks import VideoSink
+from deploy.runtime.sources import open_source
+from deploy.runtime.tiling import merge_tiles, tile_frames, tile_origins
+from studio.core.backends import BackendPool
+
+
+@dataclass
+class LiveRequest:
+    model: Path
+    source: str
+    backend: str = "ort"
+    workers: int = 1
+    tile: int | None = None
+    overlap: float = 0.2
+    conf: float = 0.25
+    iou: float = 0.45
+    loop: bool = True  # start a finished image folder or video again
+    record: Path | None = None  # an annotated .avi
+
+
+@dataclass
+class LiveStats:
+    """What the panel shows besides the frame."""
+
+    frames: int
+    fps: float  # over the last second or so
+    stage_ms: dict  # of the latest frame
+    dropped: int
+    worker_busy: dict  # worker -> fraction of the recent wall time spent on frames
+
+
+class LiveSession:
+    """Runs until the source ends (without loop) or stop(); pause()/resume()/step() gate the frames."""
+
+    def __init__(self, req: LiveRequest):
+        if not Path(req.model).is_file():
+            raise UserError(f"{req.model}: no such model file")
+        try:
+            self.meta = load_meta(req.model)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        self.req = req
+        self.source = open_source(req.source, warn=lambda m: None)
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._steps = threading.Semaphore(0)
+        self._recent: deque = deque(maxlen=120)  # (time, worker, busy seconds)
+        self.pipeline: Pipeline | None = None
+        self.tile_grid: list[tuple[int, int, int]] = []  # (x, y, size) of the tiles of the current scene
+
+    def set_thresholds(self, conf: float, iou: float) -> None:
+        """Takes effect from the next frame a worker starts."""
+        self.req = replace(self.req, conf=conf, iou=iou)
+        if self.pipeline is not None:
+            self.pipeline.cfg = NmsConfig(conf=conf, iou=iou)
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def step(self) -> None:
+        """While paused, let exactly one more frame through."""
+        self._steps.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()
+        self._steps.release()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def _gated(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in frames:
+            while not self._running.is_set() and not self._stop.is_set():
+                if self._steps.acquire(timeout=0.05):
+                    break
+            if self._stop.is_set():
+                return
+            yield frame
+
+    def _frames(self) -> Iterator[Frame]:
+        index = 0
+        while not self._stop.is_set():
+            produced = False
+            for frame in self.source:
+                produced = True
+                yield Frame(frame.image, index, frame.source, frame.read_ms)
+                index += 1
+                if self._stop.is_set():
+                    return
+            if not (self.req.loop and produced) or self.source.live:
+                return
+
+    def run(self, on_frame: Callable[[Detections, LiveStats], None]) -> LiveStats:
+        """Process frames until stopped; on_frame gets each result (in order) with fresh stats."""
+        pool = BackendPool(self.req.backend, Path(self.req.model), self.req.workers)
+        cfg = NmsConfig(conf=self.req.conf, iou=self.req.iou)
+        self.pipeline = Pipeline(pool.factory(), self.meta, cfg, workers=self.req.workers, live=self.source.live,
+                                 keep_images=True)
+        frames = self._gated(self._frames())
+        if self.req.tile:
+            frames = tile_frames(frames, self.req.tile, self.req.overlap)
+        sink = VideoSink(str(self.req.record), names=self.meta.names) if self.req.record else None
+        stats = LiveStats(0, 0.0, {}, 0, {})
+        try:
+            results = self.pipeline.run(frames)
+            for dets in merge_tiles(results, self.pipeline.cfg) if self.req.tile else results:
+                if self.req.tile:
+                    size = self.req.tile
+                    h, w = dets.image.shape[:2]
+                    self.tile_grid = [(x, y, size) for y in tile_origins(h, size, self.req.overlap)
+                                      for x in tile_origins(w, size, self.req.overlap)]
+                stats = self._stats(dets)
+                if sink:
+                    sink.write(dets)
+                on_frame(dets, stats)
+                if self._stop.is_set():
+                    break
+        finally:
+            self._stop.set()
+            if sink:
+                sink.close()
+            pool.close()
+        return stats
+
+    def _stats(self, dets: Detections) -> LiveStats:
+        now = time.perf_counter()
+        busy = sum(dets.timings.get(k, 0.0) for k in ("preprocess", "infer", "postprocess")) / 1e3
+        self._recent.append((now, dets.worker, busy))
+        window = [r for r in self._recent if now - r[0] <= 2.0]
+        span = max(now - window[0][0], 1e-3) if len(window) > 1 else 0.0
+        fps = (len(window) - 1) / span if len(window) >= 5 else 0.0  # a few frames before a rate means much
+        per_worker = {}
+        for _, worker, seconds in window:
+            per_worker[worker] = per_worker.get(worker, 0.0) + seconds
+        busy_frac = {w: min(1.0, s / span) if span else 0.0 for w, s in sorted(per_worker.items())}
+        return LiveStats(self.pipeline.stats.frames, round(fps, 1), dict(dets.timings), self.pipeline.stats.dropped,
+                         busy_frac)
