@@ -8,7 +8,7 @@ RKNN_TOOLKIT := rknn-toolkit2==2.5.0
 export QT_QPA_PLATFORM ?= offscreen
 export YOLO_OFFLINE := 1
 
-.PHONY: venv sysdeps test test-fast demo studio lint assets clean
+.PHONY: venv sysdeps test test-fast demo studio lint assets screenshots clean
 
 venv: $(STAMP)  ## create .venv from the pinned recipe (idempotent)
 
@@ -45,6 +45,12 @@ demo: venv  ## synthetic data -> brief training -> ONNX + RKNN int8 for rk3588 w
 
 assets: venv  ## rebuild assets/ (synthetic data, student ~70 min, teacher ~2 h on 2 cores; resumable)
 	$(BIN)/studio assets
+
+screenshots: venv sysdeps  ## docs/screenshots/*.png of every page, from a real window under Xvfb
+	@test -f out/demo/exports/student.onnx || $(BIN)/studio demo
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m studio.gui.screenshots \
+		--model assets/models/student.pt --data out/demo/data/data.yaml --onnx out/demo/exports/student.onnx \
+		--calib out/demo/data/images/train --scene assets/samples/scene_000.jpg
 
 studio: venv  ## the desktop studio
 	$(BIN)/studio gui

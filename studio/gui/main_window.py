@@ -39,9 +39,11 @@ class MainWindow(QMainWindow):
         self.last_error = None
         self._menus()
         self.statusBar().showMessage("Ready")
-        state = settings().value("window/geometry")
+        geometry, state = settings().value("window/geometry"), settings().value("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
-            self.restoreGeometry(state)
+            self.restoreState(state)
         self.nav.setCurrentRow(0)
 
     def _menus(self) -> None:
@@ -110,4 +112,5 @@ class MainWindow(QMainWindow):
             if hasattr(page, "shutdown"):
                 page.shutdown()
         settings().setValue("window/geometry", self.saveGeometry())
+        settings().setValue("window/state", self.saveState())
         event.accept()

@@ -66,6 +66,8 @@ class ExportPage(QWidget):
             form.addRow(label, widget)
         self.run_button = QPushButton("Export")
         self.run_button.setDefault(True)
+        self.run_button.setShortcut("Ctrl+Return")
+        self.run_button.setToolTip("Export (Ctrl+Enter)")
         self.run_button.clicked.connect(self.run)
         buttons = QHBoxLayout()
         buttons.addStretch(1)

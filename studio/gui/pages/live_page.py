@@ -128,7 +128,10 @@ class LivePage(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
         buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.step_button, self.stop_button):
+        for b, key in ((self.start_button, "Ctrl+R"), (self.pause_button, "Ctrl+P"), (self.step_button, "Ctrl+."),
+                       (self.stop_button, "Ctrl+Shift+R")):
+            b.setShortcut(key)
+            b.setToolTip(f"{b.text()} ({key})")
             buttons.addWidget(b)
         self.conf = self._slider(25, "Confidence")
         self.iou = self._slider(45, "IoU")
