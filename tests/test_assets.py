@@ -33,7 +33,12 @@ def test_data_and_samples_steps(tmp_path):
     assert cv2.imread(str(tmp_path / "assets" / "samples" / "scene_000.jpg")).shape == (2048, 2048, 3)
 
 
-def test_bundle_refuses_unfinished_training(tmp_path):
+def test_bundle_skips_models_still_in_training(tmp_path):
     req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work", only="bundle")
-    with pytest.raises(UserError, match="has not finished training"):
-        build_assets(req)
+    assert build_assets(req)["bundle"] == ["student: not trained yet", "teacher: not trained yet"]
+    assert not (tmp_path / "assets" / "models").exists()
+
+
+def test_unknown_step(tmp_path):
+    with pytest.raises(UserError, match="--only 'weights'"):
+        build_assets(AssetsRequest(out=tmp_path, work=tmp_path, only="weights"))

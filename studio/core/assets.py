@@ -68,7 +68,8 @@ def build_assets(req: AssetsRequest, job: Job | None = None) -> dict:
         elif step in MODELS:
             done[step] = _train(req, step, job)
         elif step == "bundle":
-            done[step] = [_bundle(req, role, job) for role in MODELS]
+            done[step] = [_bundle(req, role, job) if _finished(req, role) else f"{role}: not trained yet"
+                          for role in MODELS]
         else:
             done[step] = _samples(req, job)
     return done
@@ -93,13 +94,16 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
     return f"trained {result.best}: val mAP50-95 {result.map50_95}"
 
 
+def _finished(req: AssetsRequest, role: str) -> bool:
+    last = req.run_dir(role) / "weights" / "last.pt"
+    return last.is_file() and is_finished(last)
+
+
 def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
     """Copy the best weights into assets/models with a provenance JSON holding our own evaluation."""
     from studio.core.evaluate import EvalRequest, evaluate
 
     best = req.run_dir(role) / "weights" / "best.pt"
-    if not best.is_file() or not is_finished(req.run_dir(role) / "weights" / "last.pt"):
-        raise UserError(f"{role} has not finished training ({req.run_dir(role)}); run: studio assets --only {role}")
     models = req.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     dest = models / f"{role}.pt"
