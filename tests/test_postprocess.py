@@ -121,12 +121,12 @@ def test_multi_label_standard_layout_matches_reference():
 @pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_logit_class_outputs_match_reference_and_sigmoid_outputs(int8, multi_label):
-    from studio.core.heads import as_logits, quantize_logit_heads
+    from studio.core.heads import LOGIT_GRID, as_logits
 
     heads = synthetic_heads(nc=15, imgsz=320, objects=30, seed=21)
     logit_heads = as_logits(heads)
     if int8:
-        logit_heads = quantize_logit_heads(logit_heads)
+        logit_heads = quantize_heads(logit_heads, LOGIT_GRID)
     cfg = NmsConfig(conf=0.25, multi_label=multi_label)
     got = postprocess_split(logit_heads.outputs, heads.strides, cfg, logit_heads.quant, logits=True)
     assert_identical(got, reference_split(logit_heads.outputs, heads.strides, cfg, logit_heads.quant, logits=True))

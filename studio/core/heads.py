@@ -53,17 +53,17 @@ def synthetic_heads(nc: int = 80, imgsz: int = 512, objects: int = 30, batch: in
     return Heads(outputs)
 
 
-def quantize_heads(heads: Heads) -> Heads:
-    """The same heads on the int8 grids an NPU would output."""
+def quantize_heads(heads: Heads, cls_grid: tuple[float, int] = (CLS_SCALE, CLS_ZP)) -> Heads:
+    """The same heads on the int8 grids an NPU would output (cls_grid: LOGIT_GRID for logit heads)."""
     quant, outputs = [], []
     for i, out in enumerate(heads.outputs):
-        scale, zp = (BOX_SCALE, BOX_ZP) if i % 2 == 0 else (CLS_SCALE, CLS_ZP)
+        scale, zp = (BOX_SCALE, BOX_ZP) if i % 2 == 0 else cls_grid
         outputs.append(np.clip(np.rint(out / scale) + zp, -128, 127).astype(np.int8))
         quant.append((scale, zp))
     return Heads(outputs, heads.strides, quant)
 
 
-LOGIT_SCALE, LOGIT_ZP = 24.0 / 255, 85  # int8 grid of class logits in [-20, 4]
+LOGIT_GRID = (24.0 / 255, 85)  # int8 grid of class logits in [-20, 4]
 
 
 def as_logits(heads: Heads) -> Heads:
@@ -73,13 +73,3 @@ def as_logits(heads: Heads) -> Heads:
         p = np.clip(outputs[i], 1e-7, 1 - 1e-7)
         outputs[i] = np.log(p / (1 - p)).astype(np.float32)
     return Heads(outputs, heads.strides)
-
-
-def quantize_logit_heads(heads: Heads) -> Heads:
-    """Logit heads on int8 grids (class logits on their own wider grid)."""
-    quant, outputs = [], []
-    for i, out in enumerate(heads.outputs):
-        scale, zp = (BOX_SCALE, BOX_ZP) if i % 2 == 0 else (LOGIT_SCALE, LOGIT_ZP)
-        outputs.append(np.clip(np.rint(out / scale) + zp, -128, 127).astype(np.int8))
-        quant.append((scale, zp))
-    return Heads(outputs, heads.strides, quant)

@@ -116,6 +116,14 @@ def read_yolo_labels(path: Path, nc: int) -> list[tuple[int, float, float, float
     return rows
 
 
+def labels_in_pixels(image: Path, width: int, height: int, nc: int) -> list[tuple[int, float, float, float, float]]:
+    """The YOLO labels of an image as (class, x0, y0, x1, y1) pixels; none when it has no label file."""
+    lbl = label_path(image)
+    rows = read_yolo_labels(lbl, nc) if lbl.is_file() else []
+    return [(c, (cx - bw / 2) * width, (cy - bh / 2) * height, (cx + bw / 2) * width, (cy + bh / 2) * height)
+            for c, cx, cy, bw, bh in rows]
+
+
 def read_yolo(data_yaml: Path) -> tuple[list[str], dict[str, list[Sample]]]:
     data = read_yaml(data_yaml)
     names = yaml_names(data, data_yaml)
@@ -123,13 +131,10 @@ def read_yolo(data_yaml: Path) -> tuple[list[str], dict[str, list[Sample]]]:
     for split, folder in split_dirs(data, data_yaml).items():
         samples = []
         for image in images_in(folder):
-            lbl = label_path(image)
             objects = []
-            if lbl.is_file():
-                w, h = image_size(image)
-                for cls, cx, cy, bw, bh in read_yolo_labels(lbl, len(names)):
-                    objects.append((names[cls], (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
-                                    (cy + bh / 2) * h, False))
+            if label_path(image).is_file():
+                boxes = labels_in_pixels(image, *image_size(image), len(names))
+                objects = [(names[c], x0, y0, x1, y1, False) for c, x0, y0, x1, y1 in boxes]
             samples.append(Sample(image, objects))
         splits[split] = samples
     return names, splits

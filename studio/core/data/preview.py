@@ -7,7 +7,7 @@ import numpy as np
 
 from deploy.runtime.detections import Detections
 from deploy.runtime.draw import draw_detections
-from studio.core.data.formats import label_path, read_yolo_labels
+from studio.core.data.formats import labels_in_pixels
 
 
 def labelled_image(image: Path, names: list[str]) -> tuple[np.ndarray, int]:
@@ -18,10 +18,8 @@ def labelled_image(image: Path, names: list[str]) -> tuple[np.ndarray, int]:
     if bgr is None:
         raise ValueError(f"{image}: not a readable image")
     h, w = bgr.shape[:2]
-    lbl = label_path(image)
-    rows = read_yolo_labels(lbl, len(names)) if lbl.is_file() else []
-    boxes = np.array([[(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
-                      for _, cx, cy, bw, bh in rows], np.float32).reshape(-1, 4)
+    rows = labels_in_pixels(image, w, h, len(names))
+    boxes = np.array([r[1:] for r in rows], np.float32).reshape(-1, 4)
     dets = Detections(boxes, np.ones(len(rows), np.float32), np.array([r[0] for r in rows], np.int32))
     drawn = draw_detections(bgr[..., ::-1], dets, names, scores=False)
     return np.ascontiguousarray(drawn[..., ::-1]), len(rows)

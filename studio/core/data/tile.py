@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.tiling import tile_origins
-from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
+from studio.core.data.formats import images_in, labels_in_pixels, read_yaml, split_dirs, yaml_names
 from studio.core.data.synth import write_data_yaml
 
 
@@ -57,10 +57,7 @@ def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None =
         if image is None:
             raise UserError(f"{path}: not a readable image")
         h, w = image.shape[:2]
-        lbl = label_path(path)
-        rows = read_yolo_labels(lbl, len(names)) if lbl.is_file() else []
-        boxes = [(c, (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
-                 for c, cx, cy, bw, bh in rows]
+        boxes = labels_in_pixels(path, w, h, len(names))
         for ty in tile_origins(h, req.size, req.overlap):
             for tx in tile_origins(w, req.size, req.overlap):
                 crop = image[ty : ty + req.size, tx : tx + req.size]
