@@ -21,10 +21,13 @@ def draw_detections(rgb: np.ndarray, dets: Detections, names: Optional[list[str]
 
     canvas = np.ascontiguousarray(rgb[..., ::-1])
     thickness = max(1, round(max(canvas.shape[:2]) / 600))
+    text = len(dets) <= 80  # a crowded scene reads better with boxes alone (the table lists them)
     for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         r, g, b = class_color(int(cls))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (b, g, r), thickness)
+        if not text:
+            continue
         label = f"{names[cls] if names and cls < len(names) else cls}" + (f" {score:.2f}" if scores else "")
         cv2.putText(canvas, label, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness,
                     (b, g, r), thickness, cv2.LINE_AA)

@@ -41,13 +41,14 @@ class LiveRequest:
 
 @dataclass
 class LiveStats:
-    """What the panel shows besides the frame."""
+    """What the panel shows besides the frame (with tiles, the pipeline's unit is a tile)."""
 
-    frames: int
-    fps: float  # over the last second or so
-    stage_ms: dict  # of the latest frame
+    frames: int  # pipeline results so far (frames, or tiles)
+    fps: float  # pipeline results per second over the last two seconds
+    stage_ms: dict  # of the latest pipeline result
     dropped: int
     worker_busy: dict  # worker -> fraction of the recent wall time spent on frames
+    recent_workers: list  # which worker produced each of the latest results, oldest first
 
 
 class LiveSession:
@@ -127,16 +128,16 @@ class LiveSession:
         if self.req.tile:
             frames = tile_frames(frames, self.req.tile, self.req.overlap)
         sink = VideoSink(str(self.req.record), names=self.meta.names) if self.req.record else None
-        stats = LiveStats(0, 0.0, {}, 0, {})
+        stats = LiveStats(0, 0.0, {}, 0, {}, [])
         try:
-            results = self.pipeline.run(frames)
+            results = self._observe(self.pipeline.run(frames))
             for dets in merge_tiles(results, self.pipeline.cfg) if self.req.tile else results:
                 if self.req.tile:
                     size = self.req.tile
                     h, w = dets.image.shape[:2]
                     self.tile_grid = [(x, y, size) for y in tile_origins(h, size, self.req.overlap)
                                       for x in tile_origins(w, size, self.req.overlap)]
-                stats = self._stats(dets)
+                stats = self._stats()
                 if sink:
                     sink.write(dets)
                 on_frame(dets, stats)
@@ -149,16 +150,22 @@ class LiveSession:
             pool.close()
         return stats
 
-    def _stats(self, dets: Detections) -> LiveStats:
+    def _observe(self, results: Iterator[Detections]) -> Iterator[Detections]:
+        """Note when and by which worker each pipeline result (frame or tile) was produced."""
+        for dets in results:
+            busy = sum(dets.timings.get(k, 0.0) for k in ("preprocess", "infer", "postprocess")) / 1e3
+            self._recent.append((time.perf_counter(), dets.worker, busy, dict(dets.timings)))
+            yield dets
+
+    def _stats(self) -> LiveStats:
         now = time.perf_counter()
-        busy = sum(dets.timings.get(k, 0.0) for k in ("preprocess", "infer", "postprocess")) / 1e3
-        self._recent.append((now, dets.worker, busy))
         window = [r for r in self._recent if now - r[0] <= 2.0]
-        span = max(now - window[0][0], 1e-3) if len(window) > 1 else 0.0
-        fps = (len(window) - 1) / span if len(window) >= 5 else 0.0  # a few frames before a rate means much
-        per_worker = {}
-        for _, worker, seconds in window:
+        span = now - window[0][0] if len(window) > 1 else 0.0
+        fps = (len(window) - 1) / span if span > 0 else 0.0
+        per_worker: dict[int, float] = {}
+        for _, worker, seconds, _ in window:
             per_worker[worker] = per_worker.get(worker, 0.0) + seconds
-        busy_frac = {w: min(1.0, s / span) if span else 0.0 for w, s in sorted(per_worker.items())}
-        return LiveStats(self.pipeline.stats.frames, round(fps, 1), dict(dets.timings), self.pipeline.stats.dropped,
-                         busy_frac)
+        busy = {w: min(1.0, s / span) if span > 0 else 0.0 for w, s in sorted(per_worker.items())}
+        latest = self._recent[-1][3] if self._recent else {}
+        return LiveStats(self.pipeline.stats.frames, round(fps, 1), latest, self.pipeline.stats.dropped, busy,
+                         [r[1] for r in list(self._recent)[-48:]])

@@ -109,7 +109,14 @@ class JobsDock(QDockWidget):
         self.rows.append(row)
         self.threads.append(thread)
         thread.progress.connect(row.on_progress)
-        thread.progress.connect(lambda e: self._log(f"{title}: {e.stage} {e.message}".strip(), e))
+        stages: list[str] = []
+
+        def log_stage(event: ProgressEvent) -> None:  # one log line per stage, not per step
+            if not stages or stages[-1] != event.stage:
+                stages.append(event.stage)
+                self._log(f"{title}: {event.stage} {event.message}".strip())
+
+        thread.progress.connect(log_stage)
         thread.succeeded.connect(lambda _: (row.finish("done"), self._log(f"{title}: done")))
         thread.cancelled.connect(lambda: (row.finish("cancelled"), self._log(f"{title}: cancelled")))
         thread.failed.connect(lambda m: (row.finish("failed"), self._log(f"{title}: {m}")))
@@ -129,9 +136,7 @@ class JobsDock(QDockWidget):
         for thread in self.threads:
             thread.wait(wait_ms)
 
-    def _log(self, line: str, event: ProgressEvent | None = None) -> None:
-        if event is not None and event.done not in (0,):  # stage starts only, not every step
-            return
+    def _log(self, line: str) -> None:
         self.log.appendPlainText(line)
 
     def _tick(self) -> None:

@@ -30,8 +30,8 @@ class WorkerLanes(QWidget):
         self.setFixedHeight(22 * count + 8)
         self.update()
 
-    def add(self, worker: int, busy: dict[int, float]) -> None:
-        self.frames.append(worker)
+    def set_recent(self, recent_workers: list[int], busy: dict[int, float]) -> None:
+        self.frames = deque(recent_workers, maxlen=HISTORY)
         self.busy = busy
         self.update()
 

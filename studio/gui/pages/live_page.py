@@ -247,11 +247,12 @@ class LivePage(QWidget):
         self.frames_shown += 1
         self.names = self.runner.session.meta.names
         self.view.show_rgb(rgb)
-        self.numbers.setText(f"frames/s {stats.fps:.1f}   frames {stats.frames}   dropped {stats.dropped}")
+        unit = "tiles" if self.runner.request.tile else "frames"
+        self.numbers.setText(f"{unit}/s {stats.fps:.1f}   {unit} {stats.frames}   dropped {stats.dropped}")
         for key, label in self.stage_labels.items():
             label.setText(f"{stats.stage_ms.get(key, 0.0):.1f}")
         self.chart.add(stats.fps, stats.stage_ms.get("infer", 0.0))
-        self.lanes.add(dets.worker, stats.worker_busy)
+        self.lanes.set_recent(stats.recent_workers, stats.worker_busy)
         self.table.setRowCount(len(dets))
         for r, (box, score, cls) in enumerate(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist())):
             name = self.names[cls] if cls < len(self.names) else str(cls)

@@ -1,0 +1,63 @@
+"""The bundled student: its measured quality, parity with ultralytics' validator, and a faithful int8 RKNN.
+
+The val split is regenerated bit for bit from the generator settings in the model's JSON,
+so nothing large is committed and nothing is retrained.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.core.data.synth import SynthConfig, generate
+
+pytestmark = pytest.mark.slow
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
+STUDENT = ASSETS / "student.pt"
+
+
+@pytest.fixture(scope="module")
+def student_info() -> dict:
+    assert STUDENT.is_file(), "assets/models/student.pt is missing: run `make assets`"
+    return json.loads(STUDENT.with_suffix(".json").read_text())
+
+
+@pytest.fixture(scope="module")
+def val_data(tmp_path_factory, student_info) -> Path:
+    gen = student_info["generator"]
+    cfg = SynthConfig(tmp_path_factory.mktemp("val"), images=gen["images"], size=gen["size"], seed=gen["seed"])
+    data = generate(cfg, splits=("val",))
+    data.write_text("train: images/val\n" + data.read_text())  # ultralytics insists on a train key
+    return data
+
+
+@pytest.fixture(scope="module")
+def calib_images(tmp_path_factory) -> Path:
+    data = generate(SynthConfig(tmp_path_factory.mktemp("calib"), images=80, size=320, seed=7), splits=("train",))
+    return data.parent / "images" / "train"
+
+
+def test_student_quality_and_parity_with_ultralytics_val(cli, val_data, student_info):
+    from ultralytics import YOLO
+
+    ours = json.loads(cli("eval", STUDENT, "--data", val_data, "--json").stdout)
+    assert ours["images"] == 300 and ours["map50_95"] >= 0.40
+    assert ours["map50_95"] == pytest.approx(student_info["evaluation"]["val"]["map50_95"], abs=1e-4)
+    theirs = YOLO(str(STUDENT)).val(data=str(val_data), imgsz=320, batch=1, conf=0.001, iou=0.7, plots=False,
+                                     verbose=False, device="cpu", workers=0, split="val")
+    assert abs(ours["map50_95"] - theirs.box.map) <= 0.005  # within half a point
+    assert abs(ours["map50"] - theirs.box.map50) <= 0.005
+
+
+def test_student_int8_rknn_is_faithful(cli, val_data, calib_images, tmp_path):
+    out = tmp_path / "student.rknn"
+    exported = cli("export", STUDENT, "--format", "rknn", "--platform", "rk3588", "--quant", "int8", "--imgsz", 320,
+                   "--calib", calib_images, "--report", "--out", out, "--json")
+    assert exported.exit_code == 0, exported.stderr
+    report = json.loads(exported.stdout)
+    assert report["min_cosine"] >= 0.98 and report["detection_agreement"] >= 0.9
+    float_map = json.loads(cli("eval", STUDENT, "--data", val_data, "--json").stdout)["map50_95"]
+    sim = cli("eval", out, "--data", val_data, "--backend", "rknn-sim", "--json")
+    assert sim.exit_code == 0, sim.stderr
+    assert abs(json.loads(sim.stdout)["map50_95"] - float_map) <= 0.02
