@@ -67,6 +67,7 @@ class JobRow(QWidget):
 
     def finish(self, outcome: str) -> None:
         self.stage.setText(outcome)
+        self.times.setText(_clock(time.monotonic() - self.thread.started_at))
         self.bar.setRange(0, 1)
         self.bar.setValue(1 if outcome == "done" else 0)
         self.cancel.setEnabled(False)
