@@ -63,3 +63,14 @@ def test_adjacent_objects_of_one_class_are_not_merged():
     dets = [_tile_dets(t, objects, [0, 0], [0.9, 0.8]) for t in tiles]
     merged = list(merge_tiles(dets, NmsConfig()))[0]
     assert len(merged) == 2
+
+
+def test_a_dropped_tile_never_mixes_two_frames():
+    scenes = [Frame(np.zeros((512, 972, 3), np.uint8), k, f"frame{k}") for k in range(3)]
+    tiles = list(tile_frames(scenes, 512, 0.1))  # two tiles per frame
+    objects = [[100, 300, 140, 340]]
+    dets = [_tile_dets(t, objects, [0], [0.9]) for t in tiles]
+    del dets[1]  # a live source dropped the second tile of frame 0
+    merged = list(merge_tiles(dets, NmsConfig()))
+    assert [m.frame for m in merged] == [0, 1, 2]
+    assert [len(m) for m in merged] == [1, 1, 1]

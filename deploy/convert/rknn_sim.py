@@ -69,6 +69,7 @@ class RknnSimBackend(Backend):
         if not onnx_path.is_file():
             raise UserError(f"{onnx_path}: the ONNX that {model_path.name} was built from is missing")
         options = RknnOptions(meta.build.platform, meta.build.quant, meta.build.algorithm or "normal")
+        self._lock = threading.Lock()
         self._tmp = tempfile.TemporaryDirectory(prefix="studio-rknn-sim-")
         work = Path(self._tmp.name)
         dataset = None
@@ -97,23 +98,29 @@ class RknnSimBackend(Backend):
             raise UserError(f"the rknn-toolkit2 simulator could not rebuild {model_path.name}: {payload}")
         self.rebuilt_quantization = payload  # int8 grids of the rebuild (verify=True), else None
         self.meta = meta
-        self._lock = threading.Lock()
 
     def _receive(self):
         try:
             return self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return "error", f"the simulator process exited (code {self._proc.poll()}); log: {self.log_path}"
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         with self._lock:  # one frame at a time through the one simulator
-            self._conn.send(np.ascontiguousarray(tensor))
+            try:
+                self._conn.send(np.ascontiguousarray(tensor))
+            except OSError:
+                pass  # the child is gone; _receive reports it with its log
             status, payload = self._receive()
         if status != "ok":
             raise RuntimeError(f"rknn-toolkit2 simulator: {payload}")
         return payload
 
     def close(self) -> None:
+        with self._lock:  # never while a worker is between send and receive
+            self._shutdown()
+
+    def _shutdown(self) -> None:
         if self._proc.poll() is None:
             try:
                 self._conn.send(None)

@@ -119,10 +119,19 @@ def _join_seams(boxes, scores, classes, tile_ids, cut, min_ios: float, min_exten
 
 
 def merge_tiles(results: Iterable[Detections], cfg: NmsConfig) -> Iterator[Detections]:
-    """Group consecutive tiles of each scene (the pipeline keeps frame order) and merge each scene."""
+    """Group the tiles of each scene (consecutive, same frame index) and merge each scene.
+
+    A live source may drop single tiles; a scene then ends when the next frame's tiles
+    begin, and is merged from the tiles that arrived, never mixed with another frame's.
+    """
     scene: list[Detections] = []
     for dets in results:
+        if scene and dets.frame != scene[0].frame:
+            yield merge_scene(scene, cfg)
+            scene = []
         scene.append(dets)
         if len(scene) == dets.tile["tiles"]:
             yield merge_scene(scene, cfg)
             scene = []
+    if scene:
+        yield merge_scene(scene, cfg)

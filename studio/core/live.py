@@ -84,8 +84,9 @@ class LiveSession:
         self._running.set()
 
     def step(self) -> None:
-        """While paused, let exactly one more frame through."""
-        self._steps.release()
+        """While paused, let exactly one more frame through (ignored while running)."""
+        if self.paused:
+            self._steps.release()
 
     def stop(self) -> None:
         self._stop.set()
@@ -129,8 +130,9 @@ class LiveSession:
             frames = tile_frames(frames, self.req.tile, self.req.overlap)
         sink = VideoSink(str(self.req.record), names=self.meta.names) if self.req.record else None
         stats = LiveStats(0, 0.0, {}, 0, {}, [])
+        running = self.pipeline.run(frames)
         try:
-            results = self._observe(self.pipeline.run(frames))
+            results = self._observe(running)
             for dets in merge_tiles(results, self.pipeline.cfg) if self.req.tile else results:
                 if self.req.tile:
                     size = self.req.tile
@@ -145,6 +147,7 @@ class LiveSession:
                     break
         finally:
             self._stop.set()
+            running.close()  # stops the pipeline's threads before their backends go away
             if sink:
                 sink.close()
             pool.close()

@@ -89,8 +89,8 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     frames = tile_frames(source, req.tile, req.overlap) if req.tile else iter(source)
     count = detections = 0
     job.stage("predict", None, f"{req.backend} x{req.workers}")
+    results = pipeline.run(frames)
     try:
-        results = pipeline.run(frames)
         for dets in merge_tiles(results, cfg) if req.tile else results:
             for sink in sinks:
                 sink.write(dets)
@@ -103,6 +103,7 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
             raise UserError(str(cause)) from None
         raise
     finally:
+        results.close()  # stops the pipeline's threads before their backends go away
         for sink in sinks:
             sink.close()
         pool.close()
