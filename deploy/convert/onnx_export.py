@@ -19,7 +19,6 @@ from deploy.errors import UserError
 OPSET = 13  # what rknn-toolkit2 2.5 and onnxruntime's QDQ tools both accept
 
 
-CLASS_SCORES = ("sigmoid", "logits")
 
 
 class SplitHead(nn.Module):

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 SCHEMA_VERSION = 1
 LAYOUTS = ("rknn-split", "standard")
+CLASS_SCORES = ("logits", "sigmoid")  # what rknn-split class outputs hold; logits first: the default
 
 
 @dataclass

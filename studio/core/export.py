@@ -17,15 +17,21 @@ from deploy.convert.calibration import list_images, prepare_calibration
 from deploy.convert.rknn_convert import RknnOptions, build_rknn
 from deploy.convert.verify import compare_outputs, mark_below_resolution, write_report
 from deploy.errors import UserError
-from deploy.runtime.metadata import BuildOptions, ModelMeta, OutputQuant, sidecar_path, write_json_atomic
+from deploy.runtime.metadata import (
+    CLASS_SCORES,
+    LAYOUTS,
+    BuildOptions,
+    ModelMeta,
+    OutputQuant,
+    sidecar_path,
+    write_json_atomic,
+)
 from studio.core.artifacts import Staging, ensure_writable_dir, refuse_overwrite
 from studio.core.jobs import Job
 from studio.core.models import class_names, load_detector, resolve_model_path
 from studio.core.provenance import provenance
 
 FORMATS = ("onnx", "rknn")
-CLASS_SCORES = ("logits", "sigmoid")
-LAYOUTS = ("rknn-split", "standard")
 
 
 @dataclass
