@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 
 import typer
@@ -19,6 +20,7 @@ from studio.core.jobs import Cancelled, Job, ProgressEvent
 stderr = Console(stderr=True)
 stdout = Console()
 EXIT_USER, EXIT_UNREACHABLE, EXIT_CANCELLED = 2, 3, 130
+PLAIN_EVERY_S = 30  # off a terminal, a running stage's message is printed at most this often
 
 
 def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
@@ -60,6 +62,7 @@ class ProgressView:
         )
         self.tasks: dict[str, int] = {}
         self.current: str | None = None
+        self.last_line = time.monotonic()
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.stage != self.current:
@@ -69,7 +72,12 @@ class ProgressView:
             if self.plain_lines:
                 print(f"- {label}", flush=True)
             self.tasks[event.stage] = self.progress.add_task(label, total=event.total)
-        self.progress.update(self.tasks[event.stage], completed=event.done, total=event.total)
+        update = {"description": f"{event.stage} {event.message}"} if event.message else {}
+        self.progress.update(self.tasks[event.stage], completed=event.done, total=event.total, **update)
+        if self.plain_lines and event.message and (event.done == event.total
+                                                   or time.monotonic() - self.last_line > PLAIN_EVERY_S):
+            print(f"  {event.message}", flush=True)
+            self.last_line = time.monotonic()
 
     def _finish_current(self) -> None:
         if self.current is not None:

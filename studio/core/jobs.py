@@ -62,10 +62,10 @@ class Job:
         self.cancel.check()
         self.progress(ProgressEvent(name, 0, total, message))
 
-    def step(self, name: str, done: int, total: int | None) -> None:
-        """Report progress within a stage (checks for cancel first)."""
+    def step(self, name: str, done: int, total: int | None, message: str = "") -> None:
+        """Report progress within a stage (checks for cancel first); `message` says how it goes."""
         self.cancel.check()
-        self.progress(ProgressEvent(name, done, total))
+        self.progress(ProgressEvent(name, done, total, message))
 
     def stepper(self, name: str) -> Callable[[int, int], None]:
         """A (done, total) callback bound to a stage, for lower layers that know nothing of jobs."""

@@ -1,0 +1,1 @@
+"""Compression: structured pruning, knowledge distillation and (later) quantization-aware training."""

@@ -1,0 +1,106 @@
+"""The distillation term of a training step: a frozen teacher, adapters, and the weighted losses.
+
+A `Distiller` is the `extra_loss` of the training loop. Per batch it runs the teacher
+(eval mode, no gradients), takes the student's raw head outputs and neck features from
+the same forward pass the detection loss used, and adds the terms that are switched on:
+response (class scores and box distributions), feature (foreground/background with
+attention) and relation. 1x1 adapters map student channels to the teacher's where the
+widths differ; they train with the student and are dropped from the saved model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from deploy.errors import UserError
+from studio.core.compress import kd_losses
+from studio.core.compress.yolo import detect_head, neck_features
+
+KD_TERMS = ("response", "feature", "relation")
+
+
+@dataclass
+class KdConfig:
+    """Which terms, and their weights; the weights put each term near the detection loss at the start."""
+
+    terms: tuple[str, ...] = KD_TERMS
+    temperature: float = 2.0
+    cls: float = 1.0  # response: class scores
+    box: float = 0.5  # response: box distributions
+    foreground: float = 2.0
+    background: float = 0.5
+    relation: float = 1.0
+
+    def __post_init__(self):
+        unknown = [t for t in self.terms if t not in KD_TERMS]
+        if unknown:
+            raise UserError(f"--kd {','.join(unknown)}: unknown term; choose from {', '.join(KD_TERMS)}")
+        if self.temperature <= 0:
+            raise UserError(f"--temperature must be positive, got {self.temperature}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_pair(teacher: nn.Module, student: nn.Module) -> None:
+    from studio.core.models import class_names
+
+    if class_names(teacher) != class_names(student):
+        raise UserError(f"teacher classes {class_names(teacher)} differ from the student's {class_names(student)}")
+    t_head, s_head = detect_head(teacher), detect_head(student)
+    if t_head.stride.tolist() != s_head.stride.tolist() or t_head.reg_max != s_head.reg_max:
+        raise UserError("teacher and student heads differ in strides or box bins; distillation needs the same grid")
+
+
+class Distiller(nn.Module):
+    """Callable as the loop's extra_loss; its adapters are the trainable extra modules."""
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, config: KdConfig, imgsz: int):
+        super().__init__()
+        _check_pair(teacher, student)
+        self.config = config
+        self.teacher = teacher.float().eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        probe = torch.zeros(1, 3, imgsz, imgsz)
+        with torch.no_grad():
+            t_ch = [f.shape[1] for f in neck_features(self.teacher, probe)]
+            s_ch = [f.shape[1] for f in neck_features(student.eval(), probe)]
+        self.adapters = nn.ModuleList(nn.Identity() if s == t else nn.Conv2d(s, t, 1) for s, t in zip(s_ch, t_ch))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # the teacher's BatchNorm statistics stay as trained
+        return self
+
+    def forward(self, batch: dict, preds: dict, student: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, img = self.config, batch["img"]
+        with torch.no_grad():
+            teacher_preds = self.teacher(img)[1]
+        total, parts = img.new_zeros(()), {}
+        if "response" in cfg.terms:
+            cls = kd_losses.class_response_loss(preds["scores"], teacher_preds["scores"], cfg.temperature)
+            box = kd_losses.box_response_loss(preds["boxes"], teacher_preds["boxes"], teacher_preds["scores"],
+                                              detect_head(student).reg_max, cfg.temperature)
+            total = total + cfg.cls * cls + cfg.box * box
+            parts.update(kd_cls=float(cls.detach()), kd_box=float(box.detach()))
+        if "feature" in cfg.terms or "relation" in cfg.terms:
+            s_feats, t_feats = preds["feats"], teacher_preds["feats"]
+            shapes = [tuple(f.shape[-2:]) for f in t_feats]
+            masks = kd_losses.level_masks(batch["bboxes"].float(), batch["batch_idx"].long(), img.shape[0], shapes)
+            fg = bg = rel = img.new_zeros(())
+            for level, m in enumerate(masks):
+                if "feature" in cfg.terms:
+                    f, b = kd_losses.feature_loss(self.adapters[level](s_feats[level]), t_feats[level], m)
+                    fg, bg = fg + f, bg + b
+                if "relation" in cfg.terms:
+                    rel = rel + kd_losses.relation_loss(s_feats[level], t_feats[level], m)
+            if "feature" in cfg.terms:
+                total = total + cfg.foreground * fg + cfg.background * bg
+                parts.update(kd_fg=float(fg.detach()), kd_bg=float(bg.detach()))
+            if "relation" in cfg.terms:
+                total = total + cfg.relation * rel
+                parts["kd_rel"] = float(rel.detach())
+        return total, parts

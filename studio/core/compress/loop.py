@@ -1,0 +1,216 @@
+"""The training loop behind fine-tuning, distillation and quantization-aware training.
+
+Ultralytics' trainer rebuilds a model from its yaml before training, which would undo a
+pruned architecture, and it has no place for extra loss terms; so compression jobs train
+with this loop. It borrows ultralytics' data pipeline (augmentation, mosaic), its
+detection loss and its EMA, adds whatever `extra_loss` returns (distillation terms, a
+sparsity penalty), validates with `studio eval` after every epoch, and keeps a resumable
+state file next to the weights. The saved checkpoints are ordinary ultralytics ones.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deploy.errors import UserError
+from studio.core.jobs import Job
+
+ExtraLoss = Callable[[dict, dict, nn.Module], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+@dataclass
+class LoopConfig:
+    """How to train; defaults suit fine-tuning a trained detector on a CPU."""
+
+    data: Path
+    epochs: int
+    out: Path  # folder for best.pt, last.pt and state.pt
+    imgsz: int = 320
+    batch: int = 16
+    lr: float = 0.001  # AdamW, cosine to lr * final_lr
+    final_lr: float = 0.05
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    close_mosaic: int = 10  # train the last N epochs without mosaic
+    workers: int = 2
+    seed: int = 0
+    val_limit: int | None = None  # validate on the first N val images only
+    resume: bool = False
+    overrides: dict = field(default_factory=dict)  # any other ultralytics hyper-parameter
+
+
+@dataclass
+class LoopResult:
+    best: Path
+    last: Path
+    epochs: int
+    map50_95: float
+    map50: float
+    history: list[dict]
+    seconds: float
+
+
+def hyperparameters(cfg: LoopConfig):
+    """Ultralytics' hyper-parameter namespace (loss gains, augmentation) for this run."""
+    from ultralytics.cfg import get_cfg
+
+    return get_cfg(overrides={"imgsz": cfg.imgsz, "batch": cfg.batch, "workers": cfg.workers, "seed": cfg.seed,
+                              "data": str(cfg.data), "close_mosaic": cfg.close_mosaic, **cfg.overrides})
+
+
+def _dataloader(cfg: LoopConfig, hyp, model: nn.Module):
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel("WARNING")  # ultralytics reports every cache scan; the job's progress says enough
+    try:
+        data = check_det_dataset(str(cfg.data))
+        stride = max(int(model.stride.max()), 32)
+        dataset = build_yolo_dataset(hyp, data["train"], cfg.batch, data, mode="train", stride=stride)
+    except Exception as exc:
+        raise UserError(f"--data {cfg.data}: cannot load the training split ({exc})") from None
+    finally:
+        LOGGER.setLevel(level)
+    loader = build_dataloader(dataset, cfg.batch, cfg.workers, shuffle=True, pin_memory=False, device="cpu")
+    return dataset, loader
+
+
+def _optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on conv/linear weights only (not on BatchNorm or biases)."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+            (decay if name == "weight" and not is_norm else no_decay).append(param)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.937, 0.999))
+
+
+def _lr_at(cfg: LoopConfig, progress: float, warmup: float) -> float:
+    """Linear warm-up, then cosine from lr to lr * final_lr; `progress` counts epochs (fractional)."""
+    if progress < warmup:
+        return cfg.lr * (0.1 + 0.9 * progress / warmup)
+    t = (progress - warmup) / max(cfg.epochs - warmup, 1e-9)
+    return cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def save_checkpoint(model: nn.Module, path: Path, hyp, epoch: int, extra: dict | None = None) -> None:
+    """An ultralytics-style checkpoint (`ema` holds the model, in half precision), written atomically."""
+    from ultralytics import __version__
+
+    saved = copy.deepcopy(model).half().eval()
+    saved.args = {k: v for k, v in vars(hyp).items()}
+    for attr in ("criterion",):
+        if hasattr(saved, attr):
+            setattr(saved, attr, None)
+    ckpt = {"epoch": epoch, "model": None, "ema": saved, "train_args": dict(saved.args), "version": __version__,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+
+
+def validate(weights: Path, cfg: LoopConfig) -> dict:
+    """mAP of a checkpoint on the val split, through `studio eval`'s torch path."""
+    from studio.core.evaluate import EvalRequest, evaluate
+
+    result = evaluate(EvalRequest(model=weights, data=Path(cfg.data), imgsz=cfg.imgsz, limit=cfg.val_limit))
+    return {"map50_95": result.map50_95, "map50": result.map50, "small": result.per_size.get("small")}
+
+
+def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: ExtraLoss | None = None,
+        extra_modules: nn.Module | None = None, stage: str = "fine-tune", checkpoint_extra: dict | None = None
+        ) -> LoopResult:
+    """Train `model` in place for cfg.epochs (or resume), keeping best.pt by val mAP50-95.
+
+    `extra_loss(batch, preds, model)` returns a scalar added to the detection loss (per image,
+    like each detection term) and a dict of its parts for the log; `extra_modules` holds
+    trainable parameters it owns (distillation adapters), optimised with the model.
+    """
+    from ultralytics.utils.torch_utils import ModelEMA
+
+    job = job or Job()
+    started = time.monotonic()
+    torch.manual_seed(cfg.seed)
+    hyp = hyperparameters(cfg)
+    model.args = hyp  # the detection loss reads its gains from here
+    model.criterion = None  # rebuilt for the current (possibly pruned) head
+    for p in model.parameters():
+        p.requires_grad_(True)
+    trainable = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else []))
+    optimizer = _optimizer(trainable, cfg)
+    ema = ModelEMA(model)
+    state_path, best_path, last_path = cfg.out / "state.pt", cfg.out / "best.pt", cfg.out / "last.pt"
+    start_epoch, best_fitness, history = 0, -1.0, []
+    if cfg.resume:
+        if not state_path.is_file():
+            raise UserError(f"nothing to resume: {state_path} does not exist")
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.ema.load_state_dict(state["ema"])
+        ema.updates = state["updates"]
+        if extra_modules is not None and state.get("extra") is not None:
+            extra_modules.load_state_dict(state["extra"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_fitness, history = state["epoch"] + 1, state["best_fitness"], state["history"]
+        if start_epoch >= cfg.epochs:
+            raise UserError(f"{cfg.out} already finished its {cfg.epochs} epochs; nothing to resume")
+    dataset, loader = _dataloader(cfg, hyp, model)
+    batches = len(loader)
+    warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
+    job.stage(stage, cfg.epochs * batches)
+    for epoch in range(start_epoch, cfg.epochs):
+        if epoch >= cfg.epochs - cfg.close_mosaic:
+            dataset.close_mosaic(hyp)
+        model.train()
+        sums: dict[str, float] = {}
+        for i, batch in enumerate(loader):
+            job.cancel.check()
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, epoch + i / batches, warmup)
+            batch["img"] = batch["img"].float() / 255
+            preds = model(batch["img"])
+            loss, items = model.loss(batch, preds)
+            total = loss.sum()
+            parts = {k: float(v) for k, v in items.items()} if isinstance(items, dict) else {"det": float(loss.sum())}
+            if extra_loss is not None:
+                extra, extra_parts = extra_loss(batch, preds, model)
+                total = total + extra * batch["img"].shape[0]
+                parts.update(extra_parts)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(trainable.parameters(), max_norm=10.0)
+            optimizer.step()
+            ema.update(model)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            job.step(stage, epoch * batches + i + 1, cfg.epochs * batches,
+                     f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
+        save_checkpoint(ema.ema, last_path, hyp, epoch, checkpoint_extra)
+        metrics = validate(last_path, cfg)
+        history.append({"epoch": epoch + 1, **metrics, **{k: round(v / batches, 5) for k, v in sums.items()}})
+        job.step(stage, (epoch + 1) * batches, cfg.epochs * batches,
+                 f"epoch {epoch + 1}/{cfg.epochs}: val mAP50-95 {metrics['map50_95']:.4f}")
+        if metrics["map50_95"] > best_fitness:
+            best_fitness = metrics["map50_95"]
+            save_checkpoint(ema.ema, best_path, hyp, epoch, checkpoint_extra)
+        tmp = state_path.with_name("state.pt.tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(), "updates": ema.updates,
+                    "optimizer": optimizer.state_dict(), "extra": extra_modules.state_dict() if extra_modules else None,
+                    "epoch": epoch, "best_fitness": best_fitness, "history": history}, tmp)
+        tmp.replace(state_path)
+    best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}
+    return LoopResult(best=best_path, last=last_path, epochs=cfg.epochs, map50_95=best["map50_95"],
+                      map50=best["map50"], history=history, seconds=round(time.monotonic() - started, 1))

@@ -1,0 +1,39 @@
+"""What pruning and distillation need to know about an ultralytics YOLO detector's layout."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def detect_head(model: nn.Module) -> nn.Module:
+    """The Detect head: the last layer of an ultralytics DetectionModel."""
+    return model.model[-1]
+
+
+def neck_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The feature maps the Detect head reads (P3, P4, P5), computed layer by layer as ultralytics does."""
+    outputs, head = [], detect_head(model)
+    for layer in model.model[:-1]:
+        if layer.f != -1:
+            x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+        x = layer(x)
+        outputs.append(x)
+    return [outputs[j] for j in head.f]
+
+
+def raw_head_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per level, the box-distribution and class-logit maps, before any decoding.
+
+    This is the forward that DepGraph traces: the decoding of the inference head (anchors,
+    DFL, concatenation of all levels) would tie unrelated channels together.
+    """
+    head = detect_head(model)
+    feats = neck_features(model, x)
+    return [head.cv2[i](f) for i, f in enumerate(feats)] + [head.cv3[i](f) for i, f in enumerate(feats)]
+
+
+def head_output_convs(model: nn.Module) -> list[nn.Module]:
+    """The layers whose output channels are fixed by the task: the last conv of every box and class
+    branch (4 x reg_max bins, nc classes) and the DFL."""
+    head = detect_head(model)
+    return [branch[-1] for branch in list(head.cv2) + list(head.cv3)] + [head.dfl]
