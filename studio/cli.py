@@ -6,13 +6,14 @@
     studio export best.pt --format rknn --platform rk3588 --quant int8 --calib images/ --report
     studio predict student.onnx scene.png --tile 320
     studio eval best.pt --data data/synth/data.yaml
+    studio prune best.pt --data data/synth/data.yaml --target-flops 0.5 --finetune-epochs 5
     studio demo
 """
 from __future__ import annotations
 
 import typer
 
-from studio.commands import bench, data, export, gui, models, running, training
+from studio.commands import bench, compress, data, export, gui, models, running, training
 
 app = typer.Typer(
     help="Edge Deploy Studio: take a YOLO detector from training to a Rockchip NPU board.\n\n"
@@ -35,6 +36,7 @@ data_app.command("stats")(data.data_stats)
 data_app.command("tile")(data.data_tile)
 app.command("train")(training.train_cmd)
 app.command("export")(export.export)
+app.command("prune")(compress.prune_cmd)
 app.command("predict")(running.predict_cmd)
 app.command("eval")(running.eval_cmd)
 app.command("demo")(training.demo)

@@ -51,8 +51,27 @@ class EnergyImportance(tp.importance.GroupMagnitudeImportance):
         return self._normalize(self._reduce(scores, roots), self.normalizer)
 
 
+class Finite(tp.importance.Importance):
+    """Wraps a criterion so a group whose scores are all zero (normalised to 0/0) ranks lowest instead of NaN.
+
+    A NaN in the global ranking stops the pruner from removing anything; a group with no
+    gradient (Taylor) or silenced gammas (BN) is exactly the one that may go.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, group):
+        scores = self.inner(group)
+        return None if scores is None else torch.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def make_importance(criterion: str):
-    """The torch-pruning importance for a criterion name of CRITERIA."""
+    """The torch-pruning importance for a criterion name of CRITERIA (NaN-safe)."""
+    return Finite(_importance(criterion))
+
+
+def _importance(criterion: str):
     if criterion == "l1":
         return tp.importance.GroupMagnitudeImportance(p=1)
     if criterion == "l2":

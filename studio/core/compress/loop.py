@@ -84,6 +84,18 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module):
     return dataset, loader
 
 
+def training_batches(cfg: LoopConfig, hyp, model: nn.Module, count: int) -> list[dict]:
+    """The first `count` training batches, images scaled to 0..1 (for gradient-based channel ranking)."""
+    _, loader = _dataloader(cfg, hyp, model)
+    batches = []
+    for batch in loader:
+        batch["img"] = batch["img"].float() / 255
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches
+
+
 def _optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on conv/linear weights only (not on BatchNorm or biases)."""
     decay, no_decay = [], []

@@ -106,6 +106,8 @@ def prune_to(model: nn.Module, example: torch.Tensor, importance, target: PruneT
 
 def _prune_to(model, example, importance, target, ignored, scope, round_to, backward, forward, granularity):
     model.eval()  # tracing in train mode would update BatchNorm statistics with the dummy input
+    for p in model.parameters():
+        p.requires_grad_(True)  # DepGraph follows autograd; checkpoints saved from an EMA come frozen
     count = ConvFlops(model, example, forward)
     gflops0, params0 = count()
     one_shot = target.measure == "channels"
