@@ -67,3 +67,79 @@ def prune_cmd(
                  f"parameters {p['before']:,} -> {p['after']:,} ({p['ratio']:.0%})", highlight=False)
     if result.map50_95:
         stdout.print(f"val mAP50-95 {result.map50_95['before']:.4f} -> {result.map50_95['after']:.4f}")
+
+
+@handles_errors
+def distill_cmd(
+    student: str = typer.Option(..., help="Student: a .pt to fine-tune (e.g. a pruned model) or a .yaml to train."),
+    teacher: Path | None = typer.Option(None, help="Teacher .pt (same classes and strides; any width)."),
+    data: Path = typer.Option(..., help="data.yaml in YOLO layout."),
+    epochs: int = typer.Option(10, help="Training epochs."),
+    kd: str = typer.Option("response,feature,relation", help="Terms: response, feature, relation; 'none' for none."),
+    temperature: float = typer.Option(2.0, help="Softening temperature of the response terms."),
+    w_cls: float = typer.Option(1.0, "--w-cls", help="Weight of the class-score response term."),
+    w_box: float = typer.Option(0.5, "--w-box", help="Weight of the box-distribution response term."),
+    w_fg: float = typer.Option(2.0, "--w-fg", help="Weight of the foreground feature term."),
+    w_bg: float = typer.Option(0.5, "--w-bg", help="Weight of the background feature term."),
+    w_relation: float = typer.Option(1.0, "--w-relation", help="Weight of the relation term."),
+    imgsz: int = typer.Option(320, help="Training image size."),
+    batch: int = typer.Option(16, help="Images per step."),
+    lr: float = typer.Option(0.001, help="Peak learning rate (AdamW, cosine decay)."),
+    val_limit: int | None = typer.Option(None, help="Validate on the first N val images only (faster)."),
+    ablation: bool = typer.Option(False, "--ablation", help="Train none / response / +feature / +relation and "
+                                  "write ablation.json, .md and .png."),
+    out: Path = typer.Option(Path("out/distill"), help="Folder for best.pt, last.pt, state and reports."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Knowledge distillation teacher -> student: response, foreground/background features with attention,
+    and relations; 1x1 adapters where widths differ.
+
+    Example: studio distill --student out/prune/pruned.pt --teacher assets/models/teacher.pt
+    --data data.yaml --epochs 10 --kd response,feature,relation
+    """
+    from studio.core.compress.distill import DistillRequest, distill
+    from studio.core.compress.distill import ablation as run_ablation
+    from studio.core.compress.distiller import KdConfig
+
+    terms = () if kd.strip() == "none" else _terms(kd)
+    config = KdConfig(terms=terms, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
+                      relation=w_relation)
+    req = DistillRequest(teacher=teacher, student=student, data=data, out=out, epochs=epochs, kd=config, imgsz=imgsz,
+                         batch=batch, lr=lr, val_limit=val_limit, resume=resume)
+    if ablation:
+        summary = run_job(lambda job: run_ablation(req, job), json_out)
+        if json_out:
+            print_json(summary)
+        else:
+            stdout.print((out / "ablation.md").read_text(), highlight=False)
+        return
+    result = run_job(lambda job: distill(req, job), json_out)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        stdout.print(f"best weights: {result.model}  val mAP50-95 {result.map50_95:.4f}  mAP50 {result.map50:.4f}  "
+                     f"small {result.small if result.small is not None else '-'}", highlight=False)
+
+
+@handles_errors
+def compare_cmd(
+    models: list[Path] = typer.Argument(..., help="Checkpoints to compare; the first is the baseline."),
+    data: Path | None = typer.Option(None, help="data.yaml: adds val mAP (overall and small objects)."),
+    imgsz: int = typer.Option(320, help="Image size for GFLOPs, latency and mAP."),
+    val_limit: int | None = typer.Option(None, help="Evaluate on the first N val images only."),
+    out: Path = typer.Option(Path("out/compare"), help="Folder for compare.json, .md and .png."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Models side by side: parameters, GFLOPs, mAP, torch and ONNX Runtime CPU latency (measured in one run)."""
+    from deploy.errors import UserError
+    from studio.core.compress.report import compare
+
+    missing = [str(m) for m in models if not m.is_file()]
+    if missing:
+        raise UserError(f"no such model file: {', '.join(missing)}")
+    summary = run_job(lambda job: compare(models, data, imgsz, out, val_limit, job), json_out)
+    if json_out:
+        print_json(summary)
+    else:
+        stdout.print((out / "compare.md").read_text(), highlight=False)

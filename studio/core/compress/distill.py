@@ -1,0 +1,136 @@
+"""`studio distill`: train a student with a teacher's help, and the ablation that shows what each term buys.
+
+The student is a checkpoint (fine-tuning, e.g. after pruning) or an architecture yaml
+(training from scratch, e.g. a narrower model). The ablation trains the same student
+from the same start with the same budget four times, adding one family of terms at a
+time: none, response, + feature, + relation.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from deploy.errors import UserError
+from deploy.runtime.metadata import write_json_atomic
+from studio.core.compress.distiller import Distiller, KdConfig
+from studio.core.jobs import Job
+
+ABLATION = {"none": (), "response": ("response",), "+feature": ("response", "feature"),
+            "+relation": ("response", "feature", "relation")}
+
+
+@dataclass
+class DistillRequest:
+    teacher: Path | None
+    student: str  # .pt checkpoint or .yaml architecture
+    data: Path
+    out: Path
+    epochs: int = 10
+    kd: KdConfig = field(default_factory=KdConfig)
+    imgsz: int = 320
+    batch: int = 16
+    lr: float = 0.001
+    workers: int = 2
+    val_limit: int | None = None
+    resume: bool = False
+
+
+@dataclass
+class DistillResult:
+    """Field names are the JSON keys of `studio distill --json`."""
+
+    model: str
+    teacher: str | None
+    terms: list[str]
+    epochs: int
+    map50_95: float
+    map50: float
+    small: float | None
+    history: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
+    """Train the student (distilled when terms are on) and return its best val mAP."""
+    from studio.core.compress.loop import LoopConfig, fit
+    from studio.core.models import load_detector
+    from studio.core.provenance import provenance
+
+    job = job or Job()
+    if not Path(req.data).is_file():
+        raise UserError(f"--data {req.data}: no such data.yaml")
+    if req.kd.terms and req.teacher is None:
+        raise UserError("--teacher is needed for distillation (or pass --kd none to train without one)")
+    if req.teacher is not None and not Path(req.teacher).is_file():
+        raise UserError(f"--teacher {req.teacher}: no such file")
+    if req.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {req.epochs}")
+    student, _ = load_detector(req.student)
+    if str(req.student).endswith((".yaml", ".yml")):
+        _name_like_teacher(student, req)
+    distiller = None
+    if req.kd.terms:
+        teacher, _ = load_detector(str(req.teacher))
+        distiller = Distiller(teacher, student, req.kd, req.imgsz)
+    cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=Path(req.out), imgsz=req.imgsz, batch=req.batch,
+                     lr=req.lr, workers=req.workers, val_limit=req.val_limit, resume=req.resume)
+    extra = {"studio": {"operation": "distill", "teacher": str(req.teacher) if req.teacher else None,
+                        "kd": req.kd.to_dict(), **provenance(Path(req.teacher) if req.teacher else Path(req.data))}}
+    result = fit(student, cfg, job, extra_loss=distiller, extra_modules=distiller.adapters if distiller else None,
+                 stage="distill" if distiller else "train", checkpoint_extra=extra)
+    best = max(result.history, key=lambda h: h["map50_95"])
+    out = DistillResult(model=str(result.best), teacher=str(req.teacher) if req.teacher else None,
+                        terms=list(req.kd.terms), epochs=req.epochs, map50_95=best["map50_95"], map50=best["map50"],
+                        small=best.get("small"), history=result.history, seconds=result.seconds)
+    write_json_atomic(Path(req.out) / "distill_report.json", out.to_dict())
+    return out
+
+
+def _name_like_teacher(student, req: DistillRequest) -> None:
+    """A student built from a yaml has placeholder names; it learns the dataset's classes."""
+    from studio.core.data.formats import read_yaml, yaml_names
+
+    names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
+    if student.model[-1].nc != len(names):
+        raise UserError(f"{req.student}: built for {student.model[-1].nc} classes, the data has {len(names)}; "
+                        f"use a checkpoint trained on it")
+    student.names = dict(enumerate(names))
+
+
+def ablation(req: DistillRequest, job: Job | None = None) -> dict:
+    """Train the four variants of ABLATION at one budget; writes ablation.json, .md and .png in req.out."""
+    job = job or Job()
+    started = time.monotonic()
+    rows = []
+    for name, terms in ABLATION.items():
+        variant = replace(req, kd=replace(req.kd, terms=terms), out=Path(req.out) / name.lstrip("+"),
+                          resume=(Path(req.out) / name.lstrip("+") / "state.pt").is_file())
+        report = Path(variant.out) / "distill_report.json"  # written once a variant has finished
+        if report.is_file():
+            result = json.loads(report.read_text())
+        else:
+            result = distill(variant, job).to_dict()
+        rows.append({"variant": name, "terms": list(terms), "map50_95": result["map50_95"], "map50": result["map50"],
+                     "small": result["small"], "model": result["model"], "seconds": result["seconds"]})
+    summary = {"student": str(req.student), "teacher": str(req.teacher), "data": str(req.data),
+               "budget": {"epochs": req.epochs, "imgsz": req.imgsz, "batch": req.batch, "images": _train_images(req)},
+               "kd": {k: v for k, v in req.kd.to_dict().items() if k != "terms"}, "rows": rows,
+               "gain_map50_95": round(rows[-1]["map50_95"] - rows[0]["map50_95"], 4),
+               "seconds": round(time.monotonic() - started, 1)}
+    from studio.core.compress.report import write_ablation
+
+    write_ablation(summary, Path(req.out))
+    return summary
+
+
+def _train_images(req: DistillRequest) -> int:
+    from studio.core.data.formats import images_in, read_yaml, split_dirs
+
+    dirs = split_dirs(read_yaml(Path(req.data)), Path(req.data))
+    return len(images_in(dirs["train"])) if "train" in dirs else 0
+

@@ -1,0 +1,98 @@
+"""Distillation end to end on tiny models: different widths, ablation report, comparison report, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.core.data.synth import SynthConfig, generate
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """(data.yaml, teacher yolov8s .pt, student yolov8n .pt): untrained, 4 classes, tiny images."""
+    from conftest import NAMES, make_detector
+    from ultralytics.nn.tasks import DetectionModel
+
+    root = tmp_path_factory.mktemp("kd")
+    data = generate(SynthConfig(root / "data", images=16, size=160))
+    torch.manual_seed(1)
+    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
+    teacher.names = dict(enumerate(NAMES))
+    torch.save({"model": teacher, "ema": None}, root / "teacher.pt")
+    torch.save({"model": make_detector(), "ema": None}, root / "student.pt")
+    return data, root / "teacher.pt", root / "student.pt"
+
+
+def test_distiller_builds_adapters_only_where_widths_differ(tiny_pair):
+    from studio.core.compress.distiller import Distiller, KdConfig
+    from studio.core.models import load_detector
+
+    _, teacher_pt, student_pt = tiny_pair
+    teacher, student = load_detector(str(teacher_pt))[0], load_detector(str(student_pt))[0]
+    distiller = Distiller(teacher, student, KdConfig(), 64)
+    assert [(a.in_channels, a.out_channels) for a in distiller.adapters] == [(64, 128), (128, 256), (256, 512)]
+    same = Distiller(student, load_detector(str(student_pt))[0], KdConfig(), 64)
+    assert all(isinstance(a, torch.nn.Identity) for a in same.adapters)
+
+
+@pytest.mark.slow
+def test_distill_cli_trains_with_all_terms_and_saves_a_plain_student(cli, tiny_pair, tmp_path):
+    data, teacher, student = tiny_pair
+    out = tmp_path / "kd"
+    result = cli("distill", "--student", student, "--teacher", teacher, "--data", data, "--epochs", 2,
+                 "--imgsz", 64, "--batch", 4, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["terms"] == ["response", "feature", "relation"] and len(report["history"]) == 2
+    first = report["history"][0]
+    assert {"kd_cls", "kd_box", "kd_fg", "kd_bg", "kd_rel", "map50_95"} <= first.keys()
+    assert all(first[k] > 0 for k in ("kd_cls", "kd_box", "kd_fg", "kd_bg"))
+    saved = torch.load(report["model"], map_location="cpu", weights_only=False)
+    assert saved["studio"]["operation"] == "distill" and saved["studio"]["kd"]["temperature"] == 2.0
+    state_names = saved["ema"].state_dict().keys()
+    assert not any("adapter" in k or "teacher" in k for k in state_names)  # the student alone
+
+    again = cli("distill", "--student", student, "--teacher", teacher, "--data", data, "--epochs", 2,
+                "--imgsz", 64, "--batch", 4, "--out", out, "--resume")
+    assert again.exit_code == 2 and "nothing to resume" in again.stderr
+
+
+@pytest.mark.slow
+def test_ablation_and_compare_reports(cli, tiny_pair, tmp_path):
+    data, teacher, student = tiny_pair
+    out = tmp_path / "ablation"
+    result = cli("distill", "--student", student, "--teacher", teacher, "--data", data, "--epochs", 1,
+                 "--imgsz", 64, "--batch", 8, "--val-limit", 4, "--out", out, "--ablation", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [r["variant"] for r in summary["rows"]] == ["none", "response", "+feature", "+relation"]
+    assert summary["budget"] == {"epochs": 1, "imgsz": 64, "batch": 8, "images": len(list(
+        (Path(data).parent / "images" / "train").iterdir()))}
+    assert summary["gain_map50_95"] == pytest.approx(summary["rows"][-1]["map50_95"] - summary["rows"][0]["map50_95"],
+                                                     abs=1e-4)
+    table = (out / "ablation.md").read_text()
+    assert table.count("\n| ") == 5 and "+relation" in table
+    assert (out / "ablation.png").stat().st_size > 5000
+
+    models = [student, Path(summary["rows"][0]["model"])]
+    compared = cli("compare", *models, "--data", data, "--imgsz", 64, "--val-limit", 4, "--out", tmp_path / "cmp",
+                   "--json")
+    assert compared.exit_code == 0, compared.stderr
+    cards = json.loads(compared.stdout)["models"]
+    assert cards[0]["params"] == cards[1]["params"] and cards[0]["vs_first"]["gflops"] == 1.0
+    assert all(c["torch_ms"] > 0 and c["ort_ms"] > 0 and "small" in c for c in cards)
+    assert (tmp_path / "cmp" / "compare.png").is_file() and "| model |" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_distill_rejects_bad_requests(cli, tiny_pair, tmp_path):
+    data, teacher, student = tiny_pair
+    no_teacher = cli("distill", "--student", student, "--data", data, "--out", tmp_path / "a")
+    assert no_teacher.exit_code == 2 and "--teacher" in no_teacher.stderr
+    bad_term = cli("distill", "--student", student, "--teacher", teacher, "--data", data, "--kd", "logits",
+                   "--out", tmp_path / "b")
+    assert bad_term.exit_code == 2 and "unknown term" in bad_term.stderr
+    missing = cli("compare", student, tmp_path / "nope.pt")
+    assert missing.exit_code == 2 and "nope.pt" in missing.stderr
