@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from studio.cli_support import handles_errors, print_json, run_job, stdout
+from studio.core.compress.kd_config import KdConfig
 
 
 def _terms(kd: str) -> tuple[str, ...]:
@@ -76,12 +77,12 @@ def distill_cmd(
     data: Path = typer.Option(..., help="data.yaml in YOLO layout."),
     epochs: int = typer.Option(10, help="Training epochs."),
     kd: str = typer.Option("response,feature,relation", help="Terms: response, feature, relation; 'none' for none."),
-    temperature: float = typer.Option(2.0, help="Softening temperature of the response terms."),
-    w_cls: float = typer.Option(1.0, "--w-cls", help="Weight of the class-score response term."),
-    w_box: float = typer.Option(0.5, "--w-box", help="Weight of the box-distribution response term."),
-    w_fg: float = typer.Option(2.0, "--w-fg", help="Weight of the foreground feature term."),
-    w_bg: float = typer.Option(0.5, "--w-bg", help="Weight of the background feature term."),
-    w_relation: float = typer.Option(1.0, "--w-relation", help="Weight of the relation term."),
+    temperature: float = typer.Option(KdConfig.temperature, help="Softening temperature of the response terms."),
+    w_cls: float = typer.Option(KdConfig.cls, "--w-cls", help="Weight of the class-score response term."),
+    w_box: float = typer.Option(KdConfig.box, "--w-box", help="Weight of the box-distribution response term."),
+    w_fg: float = typer.Option(KdConfig.foreground, "--w-fg", help="Weight of the foreground feature term."),
+    w_bg: float = typer.Option(KdConfig.background, "--w-bg", help="Weight of the background feature term."),
+    w_relation: float = typer.Option(KdConfig.relation, "--w-relation", help="Weight of the relation term."),
     imgsz: int = typer.Option(320, help="Training image size."),
     batch: int = typer.Option(16, help="Images per step."),
     lr: float = typer.Option(0.001, help="Peak learning rate (AdamW, cosine decay)."),
@@ -100,7 +101,6 @@ def distill_cmd(
     """
     from studio.core.compress.distill import DistillRequest, distill
     from studio.core.compress.distill import ablation as run_ablation
-    from studio.core.compress.distiller import KdConfig
 
     terms = () if kd.strip() == "none" else _terms(kd)
     config = KdConfig(terms=terms, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.metadata import write_json_atomic
-from studio.core.compress.distiller import Distiller, KdConfig
+from studio.core.compress.distiller import Distiller
+from studio.core.compress.kd_config import KdConfig
 from studio.core.jobs import Job
 
 ABLATION = {"none": (), "response": ("response",), "+feature": ("response", "feature"),

@@ -9,39 +9,13 @@ widths differ; they train with the student and are dropped from the saved model.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
 from deploy.errors import UserError
 from studio.core.compress import kd_losses
+from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.yolo import detect_head, neck_features
-
-KD_TERMS = ("response", "feature", "relation")
-
-
-@dataclass
-class KdConfig:
-    """Which terms, and their weights; the weights put each term near the detection loss at the start."""
-
-    terms: tuple[str, ...] = KD_TERMS
-    temperature: float = 2.0
-    cls: float = 1.0  # response: class scores
-    box: float = 0.5  # response: box distributions
-    foreground: float = 2.0
-    background: float = 0.5
-    relation: float = 1.0
-
-    def __post_init__(self):
-        unknown = [t for t in self.terms if t not in KD_TERMS]
-        if unknown:
-            raise UserError(f"--kd {','.join(unknown)}: unknown term; choose from {', '.join(KD_TERMS)}")
-        if self.temperature <= 0:
-            raise UserError(f"--temperature must be positive, got {self.temperature}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check_pair(teacher: nn.Module, student: nn.Module) -> None:

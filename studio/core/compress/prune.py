@@ -19,6 +19,7 @@ import torch
 from deploy.errors import UserError
 from deploy.runtime.metadata import write_json_atomic
 from studio.core.compress.criteria import CRITERIA, NEEDS_GRADIENTS, make_importance
+from studio.core.compress.kd_config import KD_TERMS
 from studio.core.compress.pruner import PruneTarget, prune_to
 from studio.core.jobs import Job
 
@@ -43,7 +44,7 @@ class PruneRequest:
     sparsity_epochs: int = 0  # bn criterion: epochs of L1 penalty on BatchNorm gammas before pruning
     bn_l1: float = 1e-3
     teacher: Path | None = None  # distil from it while fine-tuning
-    kd: tuple[str, ...] = ("response", "feature", "relation")
+    kd: tuple[str, ...] = KD_TERMS
     imgsz: int | None = None  # default: the size the model was trained at
     batch: int = 16
     round_to: int | None = 8  # keep channel counts multiples of this (NPU-friendly)
@@ -256,7 +257,8 @@ def _sparse_train(model, req: PruneRequest, cfg, job: Job):
 def _distiller(req: PruneRequest, model, imgsz: int):
     if req.teacher is None:
         return None, None
-    from studio.core.compress.distiller import Distiller, KdConfig
+    from studio.core.compress.distiller import Distiller
+    from studio.core.compress.kd_config import KdConfig
     from studio.core.models import load_detector
 
     teacher, _ = load_detector(str(req.teacher))
