@@ -215,3 +215,24 @@ def test_prune_cli_rejects_bad_requests(cli, detector_pt, tmp_path):
     protect = cli("prune", detector_pt, "--target-flops", "0.5", "--protect", "99", "--out", tmp_path / "e")
     assert protect.exit_code == 2 and "--protect" in protect.stderr
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_sensitivity_scan_covers_every_layer_at_every_ratio(cli, tmp_path):
+    from conftest import make_detector
+
+    from studio.core.data.synth import SynthConfig, generate
+
+    data = generate(SynthConfig(tmp_path / "data", images=16, size=160))
+    model_pt = tmp_path / "tiny.pt"
+    torch.save({"model": make_detector(), "ema": None}, model_pt)
+    result = cli("prune", model_pt, "--data", data, "--scan", "--scan-ratios", "0.5", "--imgsz", 64,
+                 "--out", tmp_path / "scan", "--json")
+    assert result.exit_code == 0, result.stderr
+    scan = json.loads(result.stdout)
+    # yolov8n: every layer before the head that has convolutions (not Upsample 10, 13 or Concat 11, 14, 17, 20)
+    assert [row["layer"] for row in scan["layers"]] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 18, 19, 21]
+    assert all(len(row["map50_95"]) == 1 for row in scan["layers"]) and scan["ratios"] == [0.5]
+    assert {row["type"] for row in scan["layers"]} >= {"Conv", "C2fSplit", "SPPF"}
+    assert (tmp_path / "scan" / "sensitivity.png").stat().st_size > 5000
+    assert not (tmp_path / "scan" / "pruned.pt").exists()

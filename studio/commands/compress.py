@@ -44,6 +44,9 @@ def prune_cmd(
     val_limit: int | None = typer.Option(None, help="Validate on the first N val images only (faster)."),
     out: Path = typer.Option(Path("out/prune"), help="Folder for pruned.pt, each step and the report."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    scan: bool = typer.Option(False, "--scan", help="Instead of pruning, measure each layer's sensitivity "
+                              "(mAP vs share pruned, no fine-tuning): sensitivity.json and .png in --out."),
+    scan_ratios: str = typer.Option("0.25,0.5,0.75", help="Shares of channels tried per layer by --scan."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Structured pruning (DepGraph) to a GFLOPs or parameter target, optionally in steps with fine-tuning.
@@ -53,6 +56,8 @@ def prune_cmd(
     """
     from studio.core.compress.prune import PruneRequest, prune
 
+    if scan:
+        return _scan(model, data, out, criterion, scan_ratios, imgsz, val_limit, json_out)
     req = PruneRequest(model=model, out=out, data=data, target_flops=target_flops, target_params=target_params,
                        criterion=criterion, scope=scope, protect=_layers(protect), steps=steps, schedule_k=schedule_k,
                        finetune_epochs=finetune_epochs, sparsity_epochs=sparsity_epochs, bn_l1=bn_l1,
@@ -68,6 +73,28 @@ def prune_cmd(
                  f"parameters {p['before']:,} -> {p['after']:,} ({p['ratio']:.0%})", highlight=False)
     if result.map50_95:
         stdout.print(f"val mAP50-95 {result.map50_95['before']:.4f} -> {result.map50_95['after']:.4f}")
+
+
+def _scan(model: Path, data: Path | None, out: Path, criterion: str, ratios: str, imgsz: int | None,
+          val_limit: int | None, json_out: bool) -> None:
+    from deploy.errors import UserError
+    from studio.core.compress.sensitivity import scan
+
+    if data is None:
+        raise UserError("--scan needs --data (it measures mAP on the val split)")
+    try:
+        shares = tuple(float(r) for r in ratios.split(","))
+    except ValueError:
+        raise UserError(f"--scan-ratios {ratios!r}: expected numbers like 0.25,0.5") from None
+    result = run_job(lambda job: scan(model, data, out, criterion, shares, imgsz, val_limit or 100, job), json_out)
+    if json_out:
+        print_json(result)
+        return
+    stdout.print(f"baseline val mAP50-95 {result['baseline']:.4f}; most sensitive layers first "
+                 f"(drop at {shares[-1]:.0%} pruned):", highlight=False)
+    for row in sorted(result["layers"], key=lambda r: -r["drop_at_max"]):
+        stdout.print(f"  layer {row['layer']:>2} {row['type']:<10} {row['drop_at_max']:+.4f}", highlight=False)
+    stdout.print(f"plot: {out / 'sensitivity.png'}", highlight=False)
 
 
 @handles_errors

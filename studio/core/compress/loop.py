@@ -65,6 +65,13 @@ def hyperparameters(cfg: LoopConfig):
                               "data": str(cfg.data), "close_mosaic": cfg.close_mosaic, **cfg.overrides})
 
 
+def default_hyperparameters(imgsz: int):
+    """Ultralytics' default hyper-parameters at an image size, for checkpoints saved without training."""
+    from ultralytics.cfg import get_cfg
+
+    return get_cfg(overrides={"imgsz": imgsz})
+
+
 def _dataloader(cfg: LoopConfig, hyp, model: nn.Module):
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset

@@ -96,17 +96,11 @@ def _validate(req: PruneRequest) -> None:
         raise UserError(f"--teacher {req.teacher}: no such file")
 
 
-def _trained_imgsz(model) -> int:
-    args = getattr(model, "args", None)
-    size = args.get("imgsz") if isinstance(args, dict) else getattr(args, "imgsz", None)
-    return int(size or 640)
-
-
 def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     """Prune (and fine-tune) step by step; writes <out>/pruned.pt and <out>/prune_report.json."""
     from studio.core.compress.c2f import split_c2f
-    from studio.core.compress.loop import LoopConfig, fit, hyperparameters, save_checkpoint
-    from studio.core.compress.yolo import head_output_convs, raw_head_outputs
+    from studio.core.compress.loop import LoopConfig, default_hyperparameters, fit, hyperparameters, save_checkpoint
+    from studio.core.compress.yolo import head_output_convs, raw_head_outputs, trained_imgsz
     from studio.core.models import load_detector
     from studio.core.provenance import provenance
 
@@ -116,7 +110,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     _validate(req)
     out = Path(req.out)
     model, source = load_detector(str(req.model))
-    imgsz = req.imgsz or _trained_imgsz(model)
+    imgsz = req.imgsz or trained_imgsz(model)
     if imgsz % 32:
         raise UserError(f"--imgsz {imgsz} is not a multiple of 32")
     protect = _protected(model, req.protect)
@@ -153,7 +147,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
                          ignored=head_output_convs(model) + protect, scope=req.scope, round_to=req.round_to,
                          backward=backward, forward=raw_head_outputs)
             record = {"step": i, "share": round(share, 4), "pruned": str(step_dir / "pruned.pt")}
-            save_checkpoint(model, Path(record["pruned"]), hyp or _default_hyp(imgsz), -1)
+            save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz), -1)
             _save_progress(progress_file, done, record)
         gflops, params = _measure(model, example)
         record.update(gflops=round(gflops, 4), params=params)
@@ -167,7 +161,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     final = out / "pruned.pt"
     after = _measure(model, example)
     final_map = validate_model(model, hyp, loop_cfg, final) if req.data else None
-    save_checkpoint(model, final, hyp or _default_hyp(imgsz), -1, {"studio": provenance(
+    save_checkpoint(model, final, hyp or default_hyperparameters(imgsz), -1, {"studio": provenance(
         Path(req.model), operation="prune", criterion=req.criterion, target=asdict(target), steps=req.steps)})
     result = PruneResult(
         model=str(final), source=str(source), criterion=req.criterion, imgsz=imgsz,
@@ -189,12 +183,6 @@ def _measure(model, example) -> tuple[float, int]:
         return ConvFlops(model, example, raw_head_outputs)()
     finally:
         model.train(was)
-
-
-def _default_hyp(imgsz: int):
-    from ultralytics.cfg import get_cfg
-
-    return get_cfg(overrides={"imgsz": imgsz})
 
 
 def validate_model(model, hyp, cfg, path: Path) -> float:

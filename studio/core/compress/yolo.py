@@ -37,3 +37,10 @@ def head_output_convs(model: nn.Module) -> list[nn.Module]:
     branch (4 x reg_max bins, nc classes) and the DFL."""
     head = detect_head(model)
     return [branch[-1] for branch in list(head.cv2) + list(head.cv3)] + [head.dfl]
+
+
+def trained_imgsz(model: nn.Module) -> int:
+    """The image size a checkpoint was trained at (its saved training arguments), else 640."""
+    args = getattr(model, "args", None)
+    size = args.get("imgsz") if isinstance(args, dict) else getattr(args, "imgsz", None)
+    return int(size or 640)
