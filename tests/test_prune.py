@@ -134,7 +134,7 @@ def test_removing_silenced_channels_leaves_the_detector_outputs_unchanged():
 
 
 @pytest.mark.parametrize("criterion", CRITERIA)
-def test_each_criterion_meets_a_flops_target_on_yolov8n(criterion):
+def test_each_criterion_meets_a_flops_target_on_yolov8n_which_still_exports(criterion, tmp_path):
     from conftest import make_detector
 
     model = make_detector()
@@ -157,6 +157,16 @@ def test_each_criterion_meets_a_flops_target_on_yolov8n(criterion):
     assert all(c % 8 == 0 for c in channels), channels
     model.eval()
     assert model(torch.rand(1, 3, 64, 64))[0].shape == (1, 8, 84)
+
+    import onnxruntime as ort
+
+    from deploy.convert.onnx_export import export_onnx, torch_outputs
+
+    names = export_onnx(model, tmp_path / "pruned.onnx", 64, "rknn-split", "logits")
+    image = torch.rand(1, 3, 64, 64)
+    got = ort.InferenceSession(str(tmp_path / "pruned.onnx")).run(names, {"images": image.numpy()})
+    want = torch_outputs(model, image, "rknn-split", "logits")
+    assert all(abs(g - w.numpy()).max() < 1e-3 for g, w in zip(got, want))
 
 
 def test_parameter_target_and_layer_scope():
