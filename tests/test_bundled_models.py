@@ -1,4 +1,5 @@
-"""The bundled student: its measured quality, parity with ultralytics' validator, and a faithful int8 RKNN.
+"""The bundled models: the student's quality, parity with ultralytics' validator and a faithful int8 RKNN;
+the teacher's lead over the student.
 
 The val split is regenerated bit for bit from the generator settings in the model's JSON,
 so nothing large is committed and nothing is retrained.
@@ -15,6 +16,7 @@ from studio.core.data.synth import SynthConfig, generate
 pytestmark = pytest.mark.slow
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 STUDENT = ASSETS / "student.pt"
+TEACHER = ASSETS / "teacher.pt"
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +63,16 @@ def test_student_int8_rknn_is_faithful(cli, val_data, calib_images, tmp_path):
     sim = cli("eval", out, "--data", val_data, "--backend", "rknn-sim", "--json")
     assert sim.exit_code == 0, sim.stderr
     assert abs(json.loads(sim.stdout)["map50_95"] - float_map) <= 0.02
+
+
+def test_teacher_leads_the_student_by_three_points(cli, val_data, student_info):
+    assert TEACHER.is_file(), "assets/models/teacher.pt is missing: run `make assets`"
+    teacher_info = json.loads(TEACHER.with_suffix(".json").read_text())
+    assert teacher_info["generator"] == student_info["generator"]  # the same data, so the val split is shared
+    assert teacher_info["architecture"] == "yolov8s.yaml" and teacher_info["imgsz"] == student_info["imgsz"]
+    result = cli("eval", TEACHER, "--data", val_data, "--json")
+    assert result.exit_code == 0, result.stderr
+    teacher = json.loads(result.stdout)
+    assert teacher["map50_95"] == pytest.approx(teacher_info["evaluation"]["val"]["map50_95"], abs=1e-4)
+    student = student_info["evaluation"]["val"]["map50_95"]
+    assert teacher["map50_95"] >= student + 0.03
