@@ -240,8 +240,9 @@ def test_sensitivity_scan_covers_every_layer_at_every_ratio(cli, tmp_path):
                  "--out", tmp_path / "scan", "--json")
     assert result.exit_code == 0, result.stderr
     scan = json.loads(result.stdout)
-    # yolov8n: every layer before the head that has convolutions (not Upsample 10, 13 or Concat 11, 14, 17, 20)
-    assert [row["layer"] for row in scan["layers"]] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 18, 19, 21]
+    # yolov8n: every layer with convolutions (not Upsample 10, 13 or Concat 11, 14, 17, 20), the head last
+    assert [row["layer"] for row in scan["layers"]] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 18, 19, 21, 22]
+    assert scan["layers"][-1]["type"] == "Detect"
     assert all(len(row["map50_95"]) == 1 for row in scan["layers"]) and scan["ratios"] == [0.5]
     assert {row["type"] for row in scan["layers"]} >= {"Conv", "C2fSplit", "SPPF"}
     assert (tmp_path / "scan" / "sensitivity.png").stat().st_size > 5000

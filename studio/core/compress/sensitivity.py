@@ -20,8 +20,8 @@ RATIOS = (0.25, 0.5, 0.75)
 
 
 def prunable_layers(model) -> list[int]:
-    """Indices of ultralytics layers (head excluded) that own convolutions."""
-    return [i for i, layer in enumerate(model.model[:-1])
+    """Indices of ultralytics layers that own convolutions, the Detect head (its hidden convs) last."""
+    return [i for i, layer in enumerate(model.model)
             if any(isinstance(m, torch.nn.Conv2d) for m in layer.modules())]
 
 
@@ -64,7 +64,7 @@ def scan(model_path: Path, data: Path, out: Path, criterion: str = "l1", ratios:
         curve = []
         for ratio in ratios:
             model = copy.deepcopy(base)
-            others = [layer for i, layer in enumerate(model.model[:-1]) if i != index]
+            others = [layer for i, layer in enumerate(model.model) if i != index]  # the head too, unless scanned
             prune_to(model, example, make_importance(criterion), PruneTarget("channels", 1 - ratio),
                      ignored=head_output_convs(model) + others, scope="layer", forward=raw_head_outputs)
             curve.append(round(measure(model), 4))
