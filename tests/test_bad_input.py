@@ -114,7 +114,13 @@ def test_output_folder_is_a_file(cli, detector_pt, tmp_path):
 
 def test_qdq_requested_for_onnx_without_qdq(cli, float_onnx, tmp_path):
     result = cli("export", float_onnx, "--format", "rknn", "--quant", "qdq", "--out", tmp_path / "o" / "x.rknn")
-    assert_user_error(result, "no QuantizeLinear/DequantizeLinear", "--quant int8")
+    assert_user_error(result, "no int8 grids of its own", "--quant int8")
+    assert files_in(tmp_path / "o") == []
+
+
+def test_qdq_requested_for_a_float_checkpoint(cli, detector_pt, tmp_path):
+    result = cli("export", detector_pt, "--format", "rknn", "--quant", "qdq", "--out", tmp_path / "o" / "x.rknn")
+    assert_user_error(result, "studio qat", "--quant int8")
     assert files_in(tmp_path / "o") == []
 
 

@@ -19,8 +19,6 @@ from deploy.errors import UserError
 OPSET = 13  # what rknn-toolkit2 2.5 and onnxruntime's QDQ tools both accept
 
 
-
-
 class SplitHead(nn.Module):
     """Runs a detection model and returns, per scale, the raw box distribution and the class scores."""
 
@@ -80,6 +78,9 @@ def export_onnx(detection_model: nn.Module, out_path: Path, imgsz: int, layout: 
                 class_scores: str = "sigmoid") -> list[str]:
     """Write `out_path` as ONNX in `layout`; return the output names. The caller handles atomicity."""
     model = prepare_for_export(detection_model)
+    for module in model.modules():  # fake-quantized layers switch to ops the exporter writes as Q/DQ pairs
+        if callable(getattr(module, "prepare_export", None)):
+            module.prepare_export()
     head = detect_head(model)
     dummy = torch.zeros(1, 3, imgsz, imgsz)
     if layout == "rknn-split":

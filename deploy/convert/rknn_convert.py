@@ -56,7 +56,7 @@ class RknnOptions:
 class BuildOutcome:
     """What the child process produced."""
 
-    quantization: list[dict] | None  # int8 grids per output (None for fp16 / qdq)
+    quantization: list[dict] | None  # int8 grids per output: calibrated (int8), from the built file (qdq); fp16: None
     simulated: list[list[np.ndarray]]  # per simulated image, the float32 outputs
 
 

@@ -70,6 +70,10 @@ def run(req):
     rknn.release()
     if quantize:
         result["quantization"] = output_grids(req, req["outputs"])
+    elif req["quant"] == "qdq":  # the grids the toolkit took from the QDQ graph, as written into the file
+        from deploy.convert.rknn_file import output_grids as file_grids
+
+        result["quantization"] = file_grids(Path(req["rknn_out"]), req["outputs"])
     return result
 
 

@@ -78,7 +78,7 @@ class _Source:
     path: Path
     torch_model: object | None = None
     onnx_layout: str | None = None
-    onnx_qdq: bool = False
+    onnx_qdq: bool = False  # carries its own int8 grids: QDQ nodes, or a fake-quantized (QAT) torch model
     names: list[str] = field(default_factory=list)
     imgsz: int = 0
     strides: list[int] = field(default_factory=list)
@@ -121,12 +121,15 @@ def _load_source(req: ExportRequest) -> _Source:
         return _Source(path, onnx_layout=layout, onnx_qdq=onnx_graph.has_qdq(model), imgsz=imgsz,
                        names=_onnx_names(path, model, nc), strides=[imgsz // b[2] for b in boxes],
                        reg_max=boxes[0][1] // 4, class_scores=onnx_graph.class_scores_kind(model))
-    if req.rknn.quant == "qdq" and req.format == "rknn":
-        raise UserError("--quant qdq converts an ONNX that already holds QuantizeLinear/DequantizeLinear nodes "
-                        "(from quantization-aware training); give that .onnx as MODEL")
+    from studio.core.compress.fakequant import EXPORT_BITS, is_quantized, model_bits
+
     model, path = load_detector(req.model)
     head = model.model[-1]
-    return _Source(path, torch_model=model, names=class_names(model), imgsz=req.imgsz,
+    qat = is_quantized(model)
+    if qat and model_bits(model) != EXPORT_BITS:
+        raise UserError(f"{path} was trained at {model_bits(model)} bits; only int8 ({EXPORT_BITS} bits) "
+                        f"exports: finish its bit-width schedule at 8")
+    return _Source(path, torch_model=model, onnx_qdq=qat, names=class_names(model), imgsz=req.imgsz,
                    strides=[int(s) for s in head.stride.tolist()], reg_max=int(head.reg_max),
                    class_scores=req.class_scores if req.layout == "rknn-split" else "sigmoid")
 
@@ -142,13 +145,15 @@ def _onnx_names(path: Path, model, nc: int) -> list[str]:
 
 
 def _check_quant_matches(req: ExportRequest, src: _Source) -> None:
-    if req.format != "rknn" or src.torch_model is not None:
+    if req.format != "rknn":
         return
     if req.rknn.quant == "qdq" and not src.onnx_qdq:
-        raise UserError(f"{src.path} holds no QuantizeLinear/DequantizeLinear nodes, so --quant qdq has no "
-                        f"scales to keep; use --quant int8 --calib DIR for post-training quantization")
+        raise UserError(f"{src.path} holds no int8 grids of its own (QDQ nodes, or a `studio qat` checkpoint), so "
+                        f"--quant qdq has no scales to keep; use --quant int8 --calib DIR for post-training "
+                        f"quantization")
     if req.rknn.quant != "qdq" and src.onnx_qdq:
-        raise UserError(f"{src.path} already holds QDQ quantization; convert it with --quant qdq")
+        kind = "was trained for int8 (quantization-aware)" if src.torch_model is not None else "already holds QDQ nodes"
+        raise UserError(f"{src.path} {kind}; convert it with --quant qdq to keep its scales")
 
 
 def _plan_paths(req: ExportRequest, src: _Source) -> dict[str, Path]:
@@ -238,8 +243,8 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
         )
         if opts.quant == "int8":
             quant = outcome.quantization
-        elif opts.quant == "qdq":
-            quant = onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
+        elif opts.quant == "qdq":  # as the built file records them; else as the QDQ graph says
+            quant = outcome.quantization or onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
         else:
             quant = [{"name": n, "dtype": "float16"} for n in outputs]
         if req.report:

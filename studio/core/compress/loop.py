@@ -125,10 +125,18 @@ def _lr_at(cfg: LoopConfig, progress: float, warmup: float) -> float:
 
 
 def save_checkpoint(model: nn.Module, path: Path, hyp, epoch: int, extra: dict | None = None) -> None:
-    """An ultralytics-style checkpoint (`ema` holds the model, in half precision), written atomically."""
+    """An ultralytics-style checkpoint (`ema` holds the model, in half precision), written atomically.
+
+    A fake-quantized model stays in float32: its scales are the int8 grids it will export,
+    and half precision would move them.
+    """
     from ultralytics import __version__
 
-    saved = copy.deepcopy(model).half().eval()
+    from studio.core.compress.fakequant import is_quantized
+
+    saved = copy.deepcopy(model).eval()
+    if not is_quantized(saved):
+        saved = saved.half()
     saved.args = {k: v for k, v in vars(hyp).items()}
     for attr in ("criterion",):
         if hasattr(saved, attr):
