@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from studio.commands import bench, compress, data, export, gui, models, running, training
+from studio.commands import bench, compress, data, export, gui, models, quantize, running, training
 
 app = typer.Typer(
     help="Edge Deploy Studio: take a YOLO detector from training to a Rockchip NPU board.\n\n"
@@ -39,6 +39,7 @@ app.command("export")(export.export)
 app.command("prune")(compress.prune_cmd)
 app.command("distill")(compress.distill_cmd)
 app.command("compare")(compress.compare_cmd)
+app.command("qat")(quantize.qat_cmd)
 app.command("predict")(running.predict_cmd)
 app.command("eval")(running.eval_cmd)
 app.command("demo")(training.demo)

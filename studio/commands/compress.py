@@ -6,11 +6,7 @@ from pathlib import Path
 import typer
 
 from studio.cli_support import handles_errors, print_json, run_job, stdout
-from studio.core.compress.kd_config import KdConfig
-
-
-def _terms(kd: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in kd.split(",") if t.strip())
+from studio.core.compress.kd_config import KdConfig, parse_terms
 
 
 def _layers(protect: str) -> tuple[int, ...]:
@@ -61,7 +57,7 @@ def prune_cmd(
     req = PruneRequest(model=model, out=out, data=data, target_flops=target_flops, target_params=target_params,
                        criterion=criterion, scope=scope, protect=_layers(protect), steps=steps, schedule_k=schedule_k,
                        finetune_epochs=finetune_epochs, sparsity_epochs=sparsity_epochs, bn_l1=bn_l1,
-                       teacher=teacher, kd=_terms(kd), imgsz=imgsz, batch=batch, round_to=round_to or None,
+                       teacher=teacher, kd=parse_terms(kd), imgsz=imgsz, batch=batch, round_to=round_to or None,
                        val_limit=val_limit, resume=resume)
     result = run_job(lambda job: prune(req, job), json_out)
     if json_out:
@@ -129,7 +125,7 @@ def distill_cmd(
     from studio.core.compress.distill import DistillRequest, distill
     from studio.core.compress.distill import ablation as run_ablation
 
-    terms = () if kd.strip() == "none" else _terms(kd)
+    terms = parse_terms(kd)
     config = KdConfig(terms=terms, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                       relation=w_relation)
     req = DistillRequest(teacher=teacher, student=student, data=data, out=out, epochs=epochs, kd=config, imgsz=imgsz,

@@ -8,6 +8,13 @@ from deploy.errors import UserError
 KD_TERMS = ("response", "feature", "relation")
 
 
+def parse_terms(text: str) -> tuple[str, ...]:
+    """`--kd` as given on the command line: 'response,feature', or 'none' for no distillation."""
+    if text.strip() == "none":
+        return ()
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 @dataclass
 class KdConfig:
     """Which terms, and their weights.

@@ -103,7 +103,7 @@ def training_batches(cfg: LoopConfig, hyp, model: nn.Module, count: int) -> list
     return batches
 
 
-def _optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
+def optimizer_for(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on conv/linear weights only (not on BatchNorm or biases)."""
     decay, no_decay = [], []
     for module in model.modules():
@@ -157,6 +157,37 @@ def validate(weights: Path, cfg: LoopConfig) -> dict:
     return {"map50_95": result.map50_95, "map50": result.map50, "small": result.per_size.get("small")}
 
 
+def prepare_training(model: nn.Module, cfg: LoopConfig):
+    """Make `model` trainable for this run: hyper-parameters for its loss, a fresh criterion, gradients on."""
+    hyp = hyperparameters(cfg)
+    model.args = hyp  # the detection loss reads its gains from here
+    model.criterion = None  # rebuilt for the current (possibly pruned) head
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return hyp
+
+
+def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, extra_loss: ExtraLoss | None,
+               trainable: nn.Module) -> tuple[float, dict[str, float]]:
+    """One optimisation step on a batch (images already 0..1): detection loss plus the extra terms.
+
+    Returns the total loss (per batch, before the step) and its parts for the log.
+    """
+    preds = model(batch["img"])
+    loss, items = model.loss(batch, preds)
+    total = loss.sum()
+    parts = {k: float(v) for k, v in items.items()} if isinstance(items, dict) else {"det": float(loss.sum())}
+    if extra_loss is not None:
+        extra, extra_parts = extra_loss(batch, preds, model)
+        total = total + extra * batch["img"].shape[0]
+        parts.update(extra_parts)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(trainable.parameters(), max_norm=10.0)
+    optimizer.step()
+    return float(total.detach()), parts
+
+
 def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: ExtraLoss | None = None,
         extra_modules: nn.Module | None = None, stage: str = "fine-tune", checkpoint_extra: dict | None = None
         ) -> LoopResult:
@@ -171,13 +202,9 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     job = job or Job()
     started = time.monotonic()
     torch.manual_seed(cfg.seed)
-    hyp = hyperparameters(cfg)
-    model.args = hyp  # the detection loss reads its gains from here
-    model.criterion = None  # rebuilt for the current (possibly pruned) head
-    for p in model.parameters():
-        p.requires_grad_(True)
+    hyp = prepare_training(model, cfg)
     trainable = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else []))
-    optimizer = _optimizer(trainable, cfg)
+    optimizer = optimizer_for(trainable, cfg)
     ema = ModelEMA(model)
     state_path, best_path, last_path = cfg.out / "state.pt", cfg.out / "best.pt", cfg.out / "last.pt"
     start_epoch, best_fitness, history = 0, -1.0, []
@@ -208,18 +235,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, epoch + i / batches, warmup)
             batch["img"] = batch["img"].float() / 255
-            preds = model(batch["img"])
-            loss, items = model.loss(batch, preds)
-            total = loss.sum()
-            parts = {k: float(v) for k, v in items.items()} if isinstance(items, dict) else {"det": float(loss.sum())}
-            if extra_loss is not None:
-                extra, extra_parts = extra_loss(batch, preds, model)
-                total = total + extra * batch["img"].shape[0]
-                parts.update(extra_parts)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(trainable.parameters(), max_norm=10.0)
-            optimizer.step()
+            _, parts = train_step(model, batch, optimizer, extra_loss, trainable)
             ema.update(model)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -1,0 +1,175 @@
+"""`studio qat`: distillation-aware quantization-aware training, ending in an int8 model for the NPU.
+
+The student is the float model made into its RKNN int8 simulation (fakequant.py): BN
+folded, grids calibrated on training images, then trained with the rounding in place.
+Its teacher is a float model (by default the student's own float self) and it learns
+from it through the response and feature terms of `studio distill`. A bit-width
+schedule (e.g. 16,8) trains at each width in turn, keeping the learned ranges, so the
+step to int8 is small. Each stage is an ordinary resumable run of the training loop in
+its own folder; the result, `qat.pt`, has its weights baked onto their grids and
+exports with `studio export qat.pt --format rknn --quant qdq`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from deploy.errors import UserError
+from deploy.runtime.metadata import write_json_atomic
+from studio.core.compress.kd_config import KdConfig
+from studio.core.jobs import Job
+
+QAT_TERMS = ("response", "feature")
+
+
+@dataclass
+class QatRequest:
+    model: Path  # the float checkpoint to quantize (e.g. a pruned and distilled student)
+    data: Path
+    out: Path
+    teacher: Path | None = None  # None: the model's own float self
+    epochs: int = 5  # over all stages
+    bits: tuple[int, ...] = (8,)  # the bit-width schedule; ends at 8
+    kd: KdConfig = field(default_factory=lambda: KdConfig(terms=QAT_TERMS))
+    learn_scales: bool = True  # LSQ; False keeps the calibrated grids
+    calib_batches: int = 8
+    imgsz: int = 320
+    batch: int = 16
+    lr: float = 1e-4  # a trained model only needs nudging onto its grids
+    workers: int = 2
+    val_limit: int | None = None
+    resume: bool = False
+
+
+@dataclass
+class QatResult:
+    """Field names are the JSON keys of `studio qat --json`."""
+
+    model: str
+    float_map50_95: float
+    calibrated_map50_95: float  # fake-quantized before any training: what plain calibration gives
+    map50_95: float
+    map50: float
+    small: float | None
+    bits: list[int]
+    stages: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _validate(req: QatRequest) -> None:
+    if not Path(req.model).is_file():
+        raise UserError(f"{req.model}: no such checkpoint")
+    if not Path(req.data).is_file():
+        raise UserError(f"--data {req.data}: no such data.yaml")
+    if req.teacher is not None and not Path(req.teacher).is_file():
+        raise UserError(f"--teacher {req.teacher}: no such file")
+    if not req.bits or req.bits[-1] != 8 or any(not 2 <= b <= 16 for b in req.bits):
+        raise UserError(f"--bits {','.join(map(str, req.bits))}: a schedule of widths in 2..16 that ends at 8 "
+                        f"(the NPU's int8), e.g. 8 or 16,8")
+    if req.epochs < len(req.bits):
+        raise UserError(f"--epochs {req.epochs}: need at least one epoch per bit width ({len(req.bits)})")
+    if req.calib_batches < 1:
+        raise UserError(f"--calib-batches must be at least 1, got {req.calib_batches}")
+
+
+def stage_epochs(epochs: int, stages: int) -> list[int]:
+    """Epochs per stage: an even split, the remainder going to the last (int8) stage."""
+    base = epochs // stages
+    return [base] * (stages - 1) + [epochs - base * (stages - 1)]
+
+
+def _stage_dir(out: Path, index: int, bits: int) -> Path:
+    return Path(out) / f"stage{index + 1}-int{bits}"
+
+
+def qat(req: QatRequest, job: Job | None = None) -> QatResult:
+    """Quantize, calibrate, train through the bit-width schedule; write qat.pt and qat_report.json in req.out."""
+    from studio.core.compress import fakequant as fq
+    from studio.core.compress.loop import LoopConfig, hyperparameters, save_checkpoint, training_batches, validate
+    from studio.core.models import load_detector
+    from studio.core.provenance import provenance
+
+    job = job or Job()
+    started = time.monotonic()
+    _validate(req)
+    out = Path(req.out)
+    report_path = out / "qat_report.json"
+    if report_path.exists() and not req.resume:
+        raise UserError(f"{out} already holds a finished QAT run; choose another --out")
+    if out.exists() and any(out.iterdir()) and not req.resume:
+        raise UserError(f"{out} already holds a QAT run; add --resume to continue it, or choose another --out")
+    if req.resume and not (out / "calibrated.pt").is_file():
+        raise UserError(f"nothing to resume in {out}: it holds no calibrated.pt")
+    out.mkdir(parents=True, exist_ok=True)
+    float_model, _ = load_detector(str(req.model))
+    teacher = load_detector(str(req.teacher))[0] if req.teacher else float_model
+    base = LoopConfig(data=Path(req.data), epochs=1, out=out, imgsz=req.imgsz, batch=req.batch, lr=req.lr,
+                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5)
+    hyp = hyperparameters(base)
+    extra = {"studio": {"operation": "qat", "source": str(req.model), "bits": list(req.bits),
+                        "teacher": str(req.teacher) if req.teacher else "self (float)",
+                        "kd": req.kd.to_dict(), **provenance(Path(req.model))}}
+
+    calibrated = out / "calibrated.pt"
+    if not calibrated.is_file():
+        job.stage("float mAP")
+        save_checkpoint(float_model, out / "float.pt", hyp, -1)
+        float_metrics = validate(out / "float.pt", base)
+        (out / "float.pt").unlink()
+        job.stage("calibrate", req.calib_batches)
+        student = fq.quantize_model(float_model, req.bits[0], req.imgsz)
+        images = [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)]
+        fq.calibrate(student, images)
+        save_checkpoint(student, calibrated, hyp, -1, extra)
+        calib_metrics = validate(calibrated, base)
+        write_json_atomic(out / "calibration.json", {"float": float_metrics, "calibrated": calib_metrics,
+                                                     "bits": req.bits[0], "batches": req.calib_batches})
+    start = json.loads((out / "calibration.json").read_text())
+    student = load_detector(str(calibrated))[0]
+
+    stages = []
+    for index, (bits, epochs) in enumerate(zip(req.bits, stage_epochs(req.epochs, len(req.bits)))):
+        folder = _stage_dir(out, index, bits)
+        done = folder / "stage.json"
+        if done.is_file():
+            stages.append(json.loads(done.read_text()))
+            student = load_detector(stages[-1]["model"])[0]
+            continue
+        job.stage(f"int{bits}")
+        fq.set_bits(student, bits)
+        fq.set_mode(student, "learn" if req.learn_scales else "frozen")
+        stage = _train_stage(student, teacher, req, replace(base, epochs=epochs, out=folder,
+                                                            resume=(folder / "state.pt").is_file()), job, extra)
+        write_json_atomic(done, stage)
+        stages.append(stage)
+        student = load_detector(stage["model"])[0]
+
+    fq.bake(student)
+    final = out / "qat.pt"
+    save_checkpoint(student, final, hyp, req.epochs - 1, extra)
+    best = stages[-1]
+    result = QatResult(model=str(final), float_map50_95=start["float"]["map50_95"],
+                       calibrated_map50_95=start["calibrated"]["map50_95"], map50_95=best["map50_95"],
+                       map50=best["map50"], small=best.get("small"), bits=list(req.bits), stages=stages,
+                       seconds=round(time.monotonic() - started, 1))
+    write_json_atomic(report_path, result.to_dict())
+    return result
+
+
+def _train_stage(student, teacher, req: QatRequest, cfg, job: Job, extra: dict) -> dict:
+    """One bit width: the loop with the distillation terms; returns the stage's summary."""
+    from studio.core.compress.distiller import Distiller
+    from studio.core.compress.fakequant import model_bits
+    from studio.core.compress.loop import fit
+
+    distiller = Distiller(teacher, student, req.kd, req.imgsz) if req.kd.terms else None
+    result = fit(student, cfg, job, extra_loss=distiller, extra_modules=distiller.adapters if distiller else None,
+                 stage=f"qat int{model_bits(student)}", checkpoint_extra=extra)
+    best = max(result.history, key=lambda h: h["map50_95"])
+    return {"bits": model_bits(student), "epochs": cfg.epochs, "model": str(result.best), "map50_95": best["map50_95"],
+            "map50": best["map50"], "small": best.get("small"), "history": result.history, "seconds": result.seconds}

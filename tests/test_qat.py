@@ -1,0 +1,123 @@
+"""Quantization-aware training on tiny models: a step learns, the CLI runs a bit-width schedule and resumes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.core.compress import fakequant as fq
+from studio.core.data.synth import SynthConfig, generate
+from tests.conftest import make_detector
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(data.yaml, float student .pt): an untrained yolov8n and 16 synthetic images."""
+    root = tmp_path_factory.mktemp("qat")
+    data = generate(SynthConfig(root / "data", images=16, size=160))
+    torch.save({"model": make_detector(), "ema": None}, root / "student.pt")
+    return data, root / "student.pt"
+
+
+def test_two_qat_steps_with_distillation_lower_the_loss(tiny):
+    from studio.core.compress.distiller import Distiller
+    from studio.core.compress.kd_config import KdConfig
+    from studio.core.compress.loop import LoopConfig, optimizer_for, prepare_training, train_step, training_batches
+    from studio.core.compress.qat import QAT_TERMS
+    from studio.core.models import load_detector
+
+    data, student_pt = tiny
+    float_model = load_detector(str(student_pt))[0]
+    cfg = LoopConfig(data=Path(data), epochs=1, out=Path("unused"), imgsz=64, batch=4, lr=1e-3, workers=0)
+    student = fq.quantize_model(float_model, imgsz=64)
+    hyp = prepare_training(student, cfg)
+    batch = training_batches(cfg, hyp, student, 1)[0]
+    fq.calibrate(student, [batch["img"]])
+    distiller = Distiller(float_model, student, KdConfig(terms=QAT_TERMS), 64)
+    trainable = torch.nn.ModuleList([student, distiller.adapters])
+    optimizer = optimizer_for(trainable, cfg)
+    scales = [q.scale.item() for q in fq.activation_quantizers(student) if not q.fixed and not q.export_only]
+    student.train()
+    losses = [train_step(student, batch, optimizer, distiller, trainable) for _ in range(3)]
+    assert {"kd_cls", "kd_box", "kd_fg", "kd_bg"} <= losses[0][1].keys()
+    assert losses[2][0] < losses[0][0]  # after two steps, the same batch costs less
+    moved = [q.scale.item() for q in fq.activation_quantizers(student) if not q.fixed and not q.export_only]
+    assert sum(a != b for a, b in zip(scales, moved)) > len(scales) // 2  # LSQ trains the grids too
+
+
+def _cancel_after(event_text: str):
+    """A Job that cancels itself once a progress message contains `event_text` (an interruption)."""
+    from studio.core.jobs import Job
+
+    job = Job()
+
+    def progress(event):
+        if event_text in event.message:
+            job.cancel.cancel()
+
+    job.progress = progress
+    return job
+
+
+@pytest.mark.slow
+def test_qat_runs_a_bit_width_schedule_resumes_and_exports(cli, tiny, tmp_path):
+    from studio.core.compress.qat import QatRequest, qat
+    from studio.core.jobs import Cancelled
+    from studio.core.models import load_detector
+
+    data, student_pt = tiny
+    out = tmp_path / "qat"
+    req = QatRequest(model=student_pt, data=Path(data), out=out, epochs=3, bits=(16, 8), imgsz=64, batch=4,
+                     calib_batches=2, lr=1e-3)
+    with pytest.raises(Cancelled):  # interrupted in the int8 stage, after its first epoch
+        qat(req, _cancel_after("epoch 1/2: val"))
+    assert (out / "stage1-int16" / "stage.json").is_file() and not (out / "qat.pt").exists()
+    calibrated_at = (out / "calibrated.pt").stat().st_mtime
+
+    again = cli("qat", student_pt, "--data", data, "--out", out, "--epochs", 3, "--bits", "16,8", "--imgsz", 64)
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    result = cli("qat", student_pt, "--data", data, "--out", out, "--epochs", 3, "--bits", "16,8", "--imgsz", 64,
+                 "--batch", 4, "--calib-batches", 2, "--lr", 1e-3, "--resume", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (out / "calibrated.pt").stat().st_mtime == calibrated_at  # not calibrated again
+    assert [s["bits"] for s in report["stages"]] == [16, 8] and [s["epochs"] for s in report["stages"]] == [1, 2]
+    assert [h["epoch"] for h in report["stages"][1]["history"]] == [1, 2]  # the second epoch followed the first
+    assert {"kd_cls", "kd_fg"} <= report["stages"][1]["history"][0].keys()
+    assert json.loads((out / "qat_report.json").read_text()) == report
+
+    model = load_detector(report["model"])[0]
+    assert fq.is_quantized(model) and fq.model_bits(model) == 8
+    saved = torch.load(report["model"], map_location="cpu", weights_only=False)
+    assert saved["studio"]["operation"] == "qat" and saved["studio"]["bits"] == [16, 8]
+    for conv in fq.quant_convs(model):  # baked: weights on their int8 grids, float32 kept
+        assert conv.weight.dtype == torch.float32
+        steps = conv.weight / conv.weight_quant.scale.view(-1, 1, 1, 1)
+        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.abs().max() <= 127 + 1e-3
+
+    onnx_out = tmp_path / "qat.onnx"
+    exported = cli("export", report["model"], "--format", "onnx", "--imgsz", 64, "--out", onnx_out)
+    assert exported.exit_code == 0, exported.stderr
+    import onnx
+
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(onnx_out)).graph.node) > 60
+
+
+def test_bad_qat_requests_get_one_line(cli, tiny, tmp_path):
+    data, student_pt = tiny
+    cases = [
+        (("--bits", "16,6"), "ends at 8"),
+        (("--bits", "8,x"), "whole numbers"),
+        (("--epochs", 1, "--bits", "16,8"), "one epoch per bit width"),
+        (("--teacher", tmp_path / "none.pt"), "no such file"),
+        (("--kd", "response,magic"), "unknown term"),
+    ]
+    for extra, message in cases:
+        result = cli("qat", student_pt, "--data", data, "--out", tmp_path / "q", *extra)
+        assert result.exit_code == 2, (extra, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "q").exists()
+    missing = cli("qat", tmp_path / "nope.pt", "--data", data)
+    assert missing.exit_code == 2 and "no such checkpoint" in missing.stderr
