@@ -70,7 +70,7 @@ def test_qat_runs_a_bit_width_schedule_resumes_and_exports(cli, tiny, tmp_path):
     data, student_pt = tiny
     out = tmp_path / "qat"
     req = QatRequest(model=student_pt, data=Path(data), out=out, epochs=3, bits=(16, 8), imgsz=64, batch=4,
-                     calib_batches=2, lr=1e-3)
+                     calib_batches=2, lr=1e-3, tune_teacher=True, tune_every=2)
     with pytest.raises(Cancelled):  # interrupted in the int8 stage, after its first epoch
         qat(req, _cancel_after("epoch 1/2: val"))
     assert (out / "stage1-int16" / "stage.json").is_file() and not (out / "qat.pt").exists()
@@ -79,13 +79,15 @@ def test_qat_runs_a_bit_width_schedule_resumes_and_exports(cli, tiny, tmp_path):
     again = cli("qat", student_pt, "--data", data, "--out", out, "--epochs", 3, "--bits", "16,8", "--imgsz", 64)
     assert again.exit_code == 2 and "--resume" in again.stderr
     result = cli("qat", student_pt, "--data", data, "--out", out, "--epochs", 3, "--bits", "16,8", "--imgsz", 64,
-                 "--batch", 4, "--calib-batches", 2, "--lr", 1e-3, "--resume", "--json")
+                 "--batch", 4, "--calib-batches", 2, "--lr", 1e-3, "--tune-teacher", "--tune-every", 2, "--resume",
+                 "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert (out / "calibrated.pt").stat().st_mtime == calibrated_at  # not calibrated again
     assert [s["bits"] for s in report["stages"]] == [16, 8] and [s["epochs"] for s in report["stages"]] == [1, 2]
     assert [h["epoch"] for h in report["stages"][1]["history"]] == [1, 2]  # the second epoch followed the first
-    assert {"kd_cls", "kd_fg"} <= report["stages"][1]["history"][0].keys()
+    assert {"kd_cls", "kd_fg", "tune_query"} <= report["stages"][1]["history"][0].keys()
+    assert (out / "stage1-int16" / "teacher.pt").is_file()  # the adapted teacher carried into the int8 stage
     assert json.loads((out / "qat_report.json").read_text()) == report
 
     model = load_detector(report["model"])[0]
@@ -121,3 +123,30 @@ def test_bad_qat_requests_get_one_line(cli, tiny, tmp_path):
     assert not (tmp_path / "q").exists()
     missing = cli("qat", tmp_path / "nope.pt", "--data", data)
     assert missing.exit_code == 2 and "no such checkpoint" in missing.stderr
+
+
+@pytest.mark.slow
+def test_teacher_fine_tuning_changes_the_teacher_and_lowers_the_pseudo_students_query_loss(tiny):
+    from studio.core.compress.distiller import Distiller
+    from studio.core.compress.kd_config import KdConfig
+    from studio.core.compress.loop import LoopConfig, prepare_training, training_batches
+    from studio.core.compress.qat import QAT_TERMS
+    from studio.core.compress.teacher_tuning import TeacherTuner
+
+    data, _ = tiny
+    cfg = LoopConfig(data=Path(data), epochs=1, out=Path("unused"), imgsz=64, batch=8, workers=0)
+    student = fq.quantize_model(make_detector(), imgsz=64)
+    hyp = prepare_training(student, cfg)
+    batch = training_batches(cfg, hyp, student, 1)[0]
+    fq.calibrate(student, [batch["img"]])
+    teacher = make_detector(seed=1)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    # the meta-gradient alone (no task term): only through it can the teacher help the pseudo student
+    tuner = TeacherTuner(Distiller(teacher, student, KdConfig(terms=QAT_TERMS), 64), hyp, every=1, inner_lr=0.05,
+                         teacher_lr=1e-3, task_weight=0.0)
+    student_state = {k: v.clone() for k, v in student.state_dict().items()}
+    query = [tuner.adapt(batch, student)["tune_query"] for _ in range(5)]
+    assert query[-1] < query[0] and all(b <= a + 1e-3 for a, b in zip(query, query[1:]))
+    assert max((a - b).abs().max().item() for a, b in zip(before, teacher.parameters())) > 1e-3
+    after = student.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in student_state.items())  # the real student is untouched

@@ -31,6 +31,9 @@ def qat_cmd(
     temperature: float = typer.Option(KdConfig.temperature, help="Softening temperature of the response terms."),
     learn_scales: bool = typer.Option(True, "--learn-scales/--frozen-scales",
                                       help="Train the grids' scales (LSQ) or keep the calibrated ones."),
+    tune_teacher: bool = typer.Option(False, "--tune-teacher", help="Fine-tune the teacher toward what the int8 "
+                                      "student can learn (a MAML-style inner/outer loop; slower)."),
+    tune_every: int = typer.Option(10, help="With --tune-teacher: training steps between teacher updates."),
     calib_batches: int = typer.Option(8, help="Training batches whose ranges place the initial grids."),
     imgsz: int = typer.Option(320, help="Training image size."),
     batch: int = typer.Option(16, help="Images per step."),
@@ -51,6 +54,7 @@ def qat_cmd(
 
     req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=_ints(bits, "--bits"),
                      kd=KdConfig(terms=parse_terms(kd), temperature=temperature), learn_scales=learn_scales,
+                     tune_teacher=tune_teacher, tune_every=tune_every,
                      calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, resume=resume)
     result = run_job(lambda job: qat(req, job), json_out)
     if json_out:

@@ -50,9 +50,14 @@ class Distiller(nn.Module):
         return self
 
     def forward(self, batch: dict, preds: dict, student: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg, img = self.config, batch["img"]
         with torch.no_grad():
-            teacher_preds = self.teacher(img)[1]
+            teacher_preds = self.teacher(batch["img"])[1]
+        return self.loss(batch, preds, teacher_preds, student, self.adapters)
+
+    def loss(self, batch: dict, preds: dict, teacher_preds: dict, student: nn.Module, adapters: nn.ModuleList
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The switched-on terms between given student and teacher outputs (gradients reach both if they carry them)."""
+        cfg, img = self.config, batch["img"]
         total, parts = img.new_zeros(()), {}
         if "response" in cfg.terms:
             cls = kd_losses.class_response_loss(preds["scores"], teacher_preds["scores"], cfg.temperature)
@@ -67,7 +72,7 @@ class Distiller(nn.Module):
             fg = bg = rel = img.new_zeros(())
             for level, m in enumerate(masks):
                 if "feature" in cfg.terms:
-                    f, b = kd_losses.feature_loss(self.adapters[level](s_feats[level]), t_feats[level], m)
+                    f, b = kd_losses.feature_loss(adapters[level](s_feats[level]), t_feats[level], m)
                     fg, bg = fg + f, bg + b
                 if "relation" in cfg.terms:
                     rel = rel + kd_losses.relation_loss(s_feats[level], t_feats[level], m)

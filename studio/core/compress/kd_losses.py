@@ -6,7 +6,9 @@ size weighting and local attention, and relation distillation of cosine-similari
 matrices. Each loss is zero when the student's tensors equal the teacher's, and each
 returns a per-image value (the training loop scales it by the batch like the detection
 loss). Boxes arrive as ultralytics batches carry them: normalised (cx, cy, w, h) rows
-with the index of their image.
+with the index of their image. The teacher's targets are not detached: a frozen teacher
+runs without gradients anyway, and teacher fine-tuning (teacher_tuning.py) needs them;
+only the weightings taken from the teacher (attention, box confidence) are detached.
 """
 from __future__ import annotations
 
@@ -131,7 +133,7 @@ def relation_loss(student: torch.Tensor, teacher: torch.Tensor, masks: LevelMask
     if not masks.boxes:
         return student.sum() * 0.0
     s_obj, s_bg = relation_matrices(*pooled_objects(student, masks))
-    t_obj, t_bg = relation_matrices(*pooled_objects(teacher.detach(), masks))
+    t_obj, t_bg = relation_matrices(*pooled_objects(teacher, masks))
     return F.mse_loss(s_obj, t_obj) + F.mse_loss(s_bg, t_bg)
 
 
@@ -141,7 +143,7 @@ def class_response_loss(student_logits: torch.Tensor, teacher_logits: torch.Tens
     Detection class scores are independent sigmoids (multi-label), so each class is a
     two-way distribution rather than one softmax over classes.
     """
-    s, t = student_logits / temperature, teacher_logits.detach() / temperature
+    s, t = student_logits / temperature, teacher_logits / temperature
     s_log, s_log1m = F.logsigmoid(s), F.logsigmoid(-s)
     t_log, t_log1m = F.logsigmoid(t), F.logsigmoid(-t)
     t = t_log.exp()
@@ -158,7 +160,7 @@ def box_response_loss(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor, 
     """
     b, _, n = student_boxes.shape
     s = F.log_softmax(student_boxes.view(b, 4, reg_max, n) / temperature, dim=2)
-    t = F.log_softmax(teacher_boxes.detach().view(b, 4, reg_max, n) / temperature, dim=2)
+    t = F.log_softmax(teacher_boxes.view(b, 4, reg_max, n) / temperature, dim=2)
     kl = (t.exp() * (t - s)).sum(2).sum(1)  # (B, N)
     weight = torch.sigmoid(teacher_logits.detach()).amax(1)  # (B, N)
     return (kl * weight).sum() / weight.sum().clamp_min(1e-6) * temperature**2

@@ -7,7 +7,9 @@ from it through the response and feature terms of `studio distill`. A bit-width
 schedule (e.g. 16,8) trains at each width in turn, keeping the learned ranges, so the
 step to int8 is small. Each stage is an ordinary resumable run of the training loop in
 its own folder; the result, `qat.pt`, has its weights baked onto their grids and
-exports with `studio export qat.pt --format rknn --quant qdq`.
+exports with `studio export qat.pt --format rknn --quant qdq`. With `tune_teacher`, the
+teacher itself keeps adapting toward what the quantized student can learn
+(teacher_tuning.py), and the adapted teacher carries over from stage to stage.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class QatRequest:
     bits: tuple[int, ...] = (8,)  # the bit-width schedule; ends at 8
     kd: KdConfig = field(default_factory=lambda: KdConfig(terms=QAT_TERMS))
     learn_scales: bool = True  # LSQ; False keeps the calibrated grids
+    tune_teacher: bool = False  # adapt the teacher to the quantized student (teacher_tuning.py)
+    tune_every: int = 10  # training steps between teacher adaptations
     calib_batches: int = 8
     imgsz: int = 320
     batch: int = 16
@@ -73,6 +77,10 @@ def _validate(req: QatRequest) -> None:
                         f"(the NPU's int8), e.g. 8 or 16,8")
     if req.epochs < len(req.bits):
         raise UserError(f"--epochs {req.epochs}: need at least one epoch per bit width ({len(req.bits)})")
+    if req.tune_every < 1:
+        raise UserError(f"--tune-every must be at least 1, got {req.tune_every}")
+    if req.tune_teacher and not req.kd.terms:
+        raise UserError("--tune-teacher adapts the teacher the student distils from; it needs --kd terms")
     if req.calib_batches < 1:
         raise UserError(f"--calib-batches must be at least 1, got {req.calib_batches}")
 
@@ -139,6 +147,8 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         if done.is_file():
             stages.append(json.loads(done.read_text()))
             student = load_detector(stages[-1]["model"])[0]
+            if (folder / "teacher.pt").is_file():
+                teacher = load_detector(str(folder / "teacher.pt"))[0]
             continue
         job.stage(f"int{bits}")
         fq.set_bits(student, bits)
@@ -148,6 +158,8 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         write_json_atomic(done, stage)
         stages.append(stage)
         student = load_detector(stage["model"])[0]
+        if req.tune_teacher:  # the next stage starts from the teacher as adapted so far
+            save_checkpoint(teacher, folder / "teacher.pt", hyp, epochs - 1)
 
     fq.bake(student)
     final = out / "qat.pt"
@@ -163,12 +175,21 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
 
 def _train_stage(student, teacher, req: QatRequest, cfg, job: Job, extra: dict) -> dict:
     """One bit width: the loop with the distillation terms; returns the stage's summary."""
+    from torch import nn
+
     from studio.core.compress.distiller import Distiller
     from studio.core.compress.fakequant import model_bits
-    from studio.core.compress.loop import fit
+    from studio.core.compress.loop import fit, hyperparameters
+    from studio.core.compress.teacher_tuning import TeacherTuner
 
-    distiller = Distiller(teacher, student, req.kd, req.imgsz) if req.kd.terms else None
-    result = fit(student, cfg, job, extra_loss=distiller, extra_modules=distiller.adapters if distiller else None,
+    extra_loss, extra_modules = None, None
+    if req.kd.terms:
+        distiller = Distiller(teacher, student, req.kd, req.imgsz)
+        extra_loss, extra_modules = distiller, distiller.adapters
+        if req.tune_teacher:  # the adapted teacher is part of the resumable state
+            extra_loss = TeacherTuner(distiller, hyperparameters(cfg), every=req.tune_every)
+            extra_modules = nn.ModuleList([distiller.adapters, teacher])
+    result = fit(student, cfg, job, extra_loss=extra_loss, extra_modules=extra_modules,
                  stage=f"qat int{model_bits(student)}", checkpoint_extra=extra)
     best = max(result.history, key=lambda h: h["map50_95"])
     return {"bits": model_bits(student), "epochs": cfg.epochs, "model": str(result.best), "map50_95": best["map50_95"],
