@@ -215,8 +215,8 @@ def test_qat_checkpoint_builds_in_rknn_keeping_its_trained_scales(cli, trained_l
         assert grid["scale"] == pytest.approx(quant.scale.item(), rel=1e-6)
         assert grid["zero_point"] == int(quant.zero_point)
     # the convolutions run in int8 on the NPU; grids on conv inputs alone would leave 57 of 64 in float16.
-    # (At this size the toolkit rewrites the neck's two upsample-concat-conv spots into float16 partial
-    # convs; on the 320 px demo model every conv is int8.)
+    # (The toolkit's concat+conv fusion turns the neck's two upsample-concat-conv spots into float16
+    # partial convs for any QDQ input, onnxruntime's quantize_static output included.)
     layers = re.findall(r"^D RKNN: \[[^\]]+\]\s+\d+\s+(\w+)\s+(\w+)\s+NPU", Path(data["log"]).read_text(), re.M)
     convs = [dtype for op, dtype in layers if op.startswith("Conv")]
     assert len(convs) >= 60 and convs.count("INT8") >= 0.9 * len(convs)

@@ -19,7 +19,8 @@ from studio.core.jobs import Job
 LATENCY_RUNS = 30
 
 
-def _median_ms(fn, runs: int) -> float:
+def median_ms(fn, runs: int) -> float:
+    """Median wall time of fn() in ms over `runs` calls, after two warm-up calls."""
     fn()
     fn()  # warm-up: allocation, thread pools, ORT graph optimisation
     times = []
@@ -40,13 +41,13 @@ def latency(model, imgsz: int, runs: int = LATENCY_RUNS) -> dict[str, float]:
     fused = prepare_for_export(model)
     x = torch.rand(1, 3, imgsz, imgsz)
     with torch.inference_mode():
-        torch_ms = _median_ms(lambda: fused(x), runs)
+        torch_ms = median_ms(lambda: fused(x), runs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model, path, imgsz, "rknn-split", "logits")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feed = {session.get_inputs()[0].name: x.numpy()}
-        ort_ms = _median_ms(lambda: session.run(None, feed), runs)
+        ort_ms = median_ms(lambda: session.run(None, feed), runs)
     return {"torch_ms": torch_ms, "ort_ms": ort_ms}
 
 
@@ -88,18 +89,18 @@ def compare(paths: list[Path], data: Path | None, imgsz: int, out: Path, val_lim
     summary = {"imgsz": imgsz, "data": str(data) if data else None, "models": cards}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "compare.json", summary)
-    _write_text(out / "compare.md", _compare_markdown(summary))
+    write_text_atomic(out / "compare.md", _compare_markdown(summary))
     _compare_plot(summary, out / "compare.png")
     return summary
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
 
 
-def _fmt(value, digits: int = 4) -> str:
+def fmt(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
 
@@ -108,9 +109,9 @@ def _compare_markdown(summary: dict) -> str:
              "| model | params | GFLOPs | mAP50-95 | mAP50 | small | torch ms | ORT ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for c in summary["models"]:
-        lines.append(f"| {Path(c['model']).parent.name}/{Path(c['model']).name} | {_fmt(c['params'])} | "
-                     f"{_fmt(c['gflops'], 3)} | {_fmt(c.get('map50_95'))} | {_fmt(c.get('map50'))} | "
-                     f"{_fmt(c.get('small'))} | {_fmt(c['torch_ms'], 2)} | {_fmt(c['ort_ms'], 2)} |")
+        lines.append(f"| {Path(c['model']).parent.name}/{Path(c['model']).name} | {fmt(c['params'])} | "
+                     f"{fmt(c['gflops'], 3)} | {fmt(c.get('map50_95'))} | {fmt(c.get('map50'))} | "
+                     f"{fmt(c.get('small'))} | {fmt(c['torch_ms'], 2)} | {fmt(c['ort_ms'], 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,9 +151,9 @@ def write_ablation(summary: dict, out: Path) -> None:
              "| variant | mAP50-95 | mAP50 | small | Δ mAP50-95 (points) | minutes |", "|---|---:|---:|---:|---:|---:|"]
     base = summary["rows"][0]["map50_95"]
     for r in summary["rows"]:
-        lines.append(f"| {r['variant']} | {_fmt(r['map50_95'])} | {_fmt(r['map50'])} | {_fmt(r['small'])} | "
+        lines.append(f"| {r['variant']} | {fmt(r['map50_95'])} | {fmt(r['map50'])} | {fmt(r['small'])} | "
                      f"{100 * (r['map50_95'] - base):+.2f} | {r['seconds'] / 60:.1f} |")
-    _write_text(out / "ablation.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "ablation.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     names = [r["variant"] for r in summary["rows"]]
     xs = np.arange(len(names))

@@ -1,0 +1,77 @@
+"""The report of `studio compress`: float vs post-training int8 vs QAT int8, as JSON, Markdown and a plot.
+
+The plot puts accuracy against the toolkit's cycle estimate and against file size, the
+two axes a deployment trades accuracy for; every latency figure says where it came
+from (host ONNX Runtime on this machine, or rknn-toolkit2's static estimate).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.runtime.metadata import write_json_atomic
+from studio.core.compress.report import fmt, write_text_atomic
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f}"
+
+
+def _markdown(report: dict) -> str:
+    float_map = report["rows"][0]["map50_95"]
+    lines = [f"# Compression to {report['platform']} int8: {report['imgsz']} px, {report['val_images']} val images",
+             "", f"Recipe `{report['recipe']}`: {' -> '.join(report['stages'])}. "
+                 f"Float model `{report['float_model']}`.",
+             "RKNN rows are measured in rknn-toolkit2's simulator; `Mcycles` is the toolkit's static estimate for one "
+             "NPU core (not a board measurement); `host ORT ms` is ONNX Runtime on this machine's CPU.", "",
+             "| variant | mAP50-95 | Δ points | mAP50 | small | MB | int8 convs | Mcycles | host ORT ms | "
+             "min cosine |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        build = r.get("npu_build") or {}
+        convs = f"{build['int8_convs']}/{build['convs']}" if build else "–"
+        lines.append(f"| {r['variant']} | {fmt(r['map50_95'])} | {100 * (r['map50_95'] - float_map):+.2f} | "
+                     f"{fmt(r['map50'])} | {fmt(r['small'])} | {_mb(r['bytes'])} | {convs} | "
+                     f"{fmt(build.get('mcycles'), 3)} | {fmt(r.get('host_ort_ms'), 2)} | "
+                     f"{fmt(r.get('min_cosine'))} |")
+    if report.get("qat"):
+        q = report["qat"]
+        lines += ["", f"QAT ({'→'.join(map(str, q['bits']))} bits), fake-quantized in torch: float "
+                      f"{q['float_map50_95']:.4f}, calibrated before training {q['calibrated_map50_95']:.4f}, "
+                      f"after QAT {q['map50_95']:.4f}."]
+    if report.get("training_seconds"):
+        lines += ["", "Training time: " + ", ".join(f"{k} {v / 60:.1f} min"
+                                                   for k, v in report["training_seconds"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rknn = [r for r in report["rows"] if r.get("npu_build")]
+    panels = ((axes[0], rknn, lambda r: r["npu_build"]["mcycles"], "toolkit estimate, Mcycles (one NPU core)"),
+              (axes[1], report["rows"], lambda r: r["bytes"] / 1e6, "file size, MB"))
+    for ax, rows, x_of, label in panels:
+        for r in rows:
+            color = "#7f7f7f" if r["variant"] == "float" else "#d62728" if r["variant"] == "qat" else "#1f77b4"
+            ax.scatter(x_of(r), r["map50_95"], s=60, color=color)
+            ax.annotate(r["variant"], (x_of(r), r["map50_95"]), textcoords="offset points", xytext=(6, 4))
+        ax.set_xlabel(label)
+        ax.set_ylabel("val mAP50-95")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("accuracy vs compute (int8 variants)")
+    axes[1].set_title("accuracy vs size")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_int8_report(report: dict, out: Path) -> None:
+    """compress_report.json, .md and .png in `out`."""
+    write_json_atomic(out / "compress_report.json", report)
+    write_text_atomic(out / "compress_report.md", _markdown(report))
+    _plot(report, out / "compress_report.png")

@@ -1,0 +1,123 @@
+"""A compression recipe: which of prune -> distill -> QAT to run, with what settings, read from YAML.
+
+    model: assets/models/student.pt      # float checkpoint to start from
+    teacher: assets/models/teacher.pt    # for distillation (and QAT's, unless qat.teacher says)
+    data: out/demo/data/data.yaml
+    imgsz: 320
+    prune:   {target_flops: 0.5, criterion: taylor, round_to: 0}    # any `studio prune` option
+    distill: {epochs: 10, kd: response,feature,relation}           # any `studio distill` option
+    qat:     {epochs: 3, bits: [16, 8], tune_teacher: false}       # any `studio qat` option
+    export:  {platform: rk3588, ptq: [normal, kl_divergence], calib_count: 100}
+    verify:  {limit: 300}                                          # val images for the simulator's mAP
+
+A section left out is a stage skipped (export and verify always run). Keys are the
+option names of the matching command, with underscores; unknown keys are refused with
+the list of known ones, so a typo cannot silently fall back to a default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.convert.rknn_convert import ALGORITHMS, PLATFORMS
+from deploy.errors import UserError
+
+_TOP = ("model", "teacher", "data", "imgsz", "prune", "distill", "qat", "export", "verify")
+_PRUNE = ("target_flops", "target_params", "criterion", "scope", "protect", "steps", "schedule_k", "finetune_epochs",
+          "sparsity_epochs", "bn_l1", "kd", "batch", "round_to", "val_limit")
+_DISTILL = ("epochs", "kd", "temperature", "batch", "lr", "val_limit")
+_QAT = ("epochs", "bits", "kd", "teacher", "temperature", "learn_scales", "tune_teacher", "tune_every",
+        "calib_batches", "batch", "lr", "val_limit")
+_EXPORT = ("platform", "ptq", "calib_count")
+_VERIFY = ("limit",)
+
+
+@dataclass
+class Recipe:
+    path: Path
+    model: Path
+    data: Path
+    teacher: Path | None = None
+    imgsz: int = 320
+    prune: dict | None = None
+    distill: dict | None = None
+    qat: dict | None = None
+    export: dict = field(default_factory=lambda: {"platform": "rk3588", "ptq": ["normal", "kl_divergence"],
+                                                  "calib_count": 100})
+    verify: dict = field(default_factory=lambda: {"limit": None})
+
+    def stages(self) -> list[str]:
+        return [s for s in ("prune", "distill", "qat") if getattr(self, s) is not None] + ["export", "verify"]
+
+
+def _section(raw: dict, name: str, known: tuple[str, ...], path: Path) -> dict | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: '{name}' must be a mapping of options, e.g. {name}: {{{known[0]}: ...}}")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise UserError(f"{path}: unknown {name} option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return dict(value)
+
+
+def _file(value, key: str, path: Path, required: bool) -> Path | None:
+    if value is None:
+        if required:
+            raise UserError(f"{path}: '{key}' is required")
+        return None
+    file = Path(str(value))
+    if not file.is_file():
+        hint = " (the demo data: `studio assets --only data`)" if key == "data" else ""
+        raise UserError(f"{path}: {key} {file} does not exist{hint}")
+    return file
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and check a recipe; every problem is a one-line UserError naming the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--recipe {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping with model, data and stage sections")
+    unknown = sorted(set(raw) - set(_TOP))
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_TOP)}")
+    recipe = Recipe(path=path, model=_file(raw.get("model"), "model", path, True),
+                    data=_file(raw.get("data"), "data", path, True),
+                    teacher=_file(raw.get("teacher"), "teacher", path, False), imgsz=int(raw.get("imgsz", 320)),
+                    prune=_section(raw, "prune", _PRUNE, path), distill=_section(raw, "distill", _DISTILL, path),
+                    qat=_section(raw, "qat", _QAT, path))
+    export = _section(raw, "export", _EXPORT, path)
+    if export:
+        recipe.export.update(export)
+    verify = _section(raw, "verify", _VERIFY, path)
+    if verify:
+        recipe.verify.update(verify)
+    _check(recipe)
+    return recipe
+
+
+def _check(recipe: Recipe) -> None:
+    where = recipe.path
+    if recipe.imgsz <= 0 or recipe.imgsz % 32:
+        raise UserError(f"{where}: imgsz {recipe.imgsz} must be a positive multiple of 32")
+    if recipe.distill is not None and recipe.teacher is None:
+        raise UserError(f"{where}: the distill stage needs a teacher")
+    if recipe.export["platform"] not in PLATFORMS:
+        raise UserError(f"{where}: export platform {recipe.export['platform']!r} is not one of {', '.join(PLATFORMS)}")
+    ptq = recipe.export["ptq"]
+    if not isinstance(ptq, list) or any(a not in ALGORITHMS for a in ptq):
+        raise UserError(f"{where}: export ptq must be a list of {', '.join(ALGORITHMS)} (or [] for none)")
+    if recipe.qat is None and not ptq:
+        raise UserError(f"{where}: nothing to deploy: add a qat section or at least one export ptq algorithm")
+    if recipe.qat and recipe.qat.get("teacher") is not None:
+        recipe.qat["teacher"] = _file(recipe.qat["teacher"], "qat teacher", where, True)
+
