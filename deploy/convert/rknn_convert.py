@@ -58,6 +58,7 @@ class BuildOutcome:
 
     quantization: list[dict] | None  # int8 grids per output: calibrated (int8), from the built file (qdq); fp16: None
     simulated: list[list[np.ndarray]]  # per simulated image, the float32 outputs
+    doctor: dict | None = None  # per-layer errors, the layers kept in float16, and the hybrid model's outputs
 
 
 def build_rknn(
@@ -71,13 +72,18 @@ def build_rknn(
     simulate: list[Path] = (),
     verbose: bool = False,
     poll: Callable[[int], None] | None = None,
+    doctor: dict | None = None,
 ) -> BuildOutcome:
     """Build `onnx_path` into `rknn_out`; simulate the given (1, 3, H, W) uint8 .npy inputs.
 
     `poll(n_simulated)` is called a few times a second while the child works; raising
-    from it (a cancelled job) terminates the child.
+    from it (a cancelled job) terminates the child. `doctor` ({'inputs': .npy paths to
+    analyse, 'layers': how many to keep in float16, 'hybrid_out': .rknn path}) adds the
+    per-layer accuracy analysis and a hybrid build (int8 only).
     """
     options.validate()
+    if doctor and options.quant != "int8":
+        raise UserError("the int8 doctor analyses post-training quantization: use it with --quant int8")
     if options.quant == "int8" and dataset is None:
         raise UserError("--quant int8 needs calibration images: add --calib DIR")
     sim_dir = workdir / "simulated"
@@ -94,6 +100,8 @@ def build_rknn(
         "sim_dir": str(sim_dir.resolve()),
         "result": str((workdir / "result.json").resolve()),
         "verbose": True,
+        "doctor": {**doctor, "inputs": [str(Path(p).resolve()) for p in doctor["inputs"]],
+                   "hybrid_out": str(Path(doctor["hybrid_out"]).resolve())} if doctor else None,
     }
     request_path = workdir / "request.json"
     request_path.write_text(json.dumps(request))
@@ -101,11 +109,18 @@ def build_rknn(
     result = json.loads((workdir / "result.json").read_text())
     if not result["ok"]:
         raise UserError(f"rknn-toolkit2 could not convert {Path(onnx_path).name}: {result['error']} (log: {log_path})")
+    found = result.get("doctor")
+    if found:
+        found["simulated"] = _load_outputs(found["simulated"])
+    return BuildOutcome(result.get("quantization"), _load_outputs(result["simulated"]), found)
+
+
+def _load_outputs(files: list[str]) -> list[list[np.ndarray]]:
     simulated = []
-    for npz in result["simulated"]:
+    for npz in files:
         with np.load(npz) as data:
             simulated.append([data[f"arr_{i}"] for i in range(len(data.files))])
-    return BuildOutcome(result.get("quantization"), simulated)
+    return simulated
 
 
 def _run_child(request_path: Path, log_path: Path, verbose: bool, sim_dir: Path, poll) -> None:

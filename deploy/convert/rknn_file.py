@@ -57,6 +57,8 @@ def output_grids(path: Path, outputs: list[str]) -> list[dict] | None:
         if entry.get("qtype") not in ("asym", "sym"):
             grids.append({"name": name, "dtype": "float16"})
             continue
+        if not entry.get("scale") or not entry.get("zero_point"):  # a hybrid build records only min/max
+            return None
         grids.append({"name": name, "dtype": "int8", "scale": float(entry["scale"][0]),
                       "zero_point": int(entry["zero_point"][0])})
     return grids

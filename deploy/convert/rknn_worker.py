@@ -1,4 +1,4 @@
-"""Runs rknn-toolkit2 in a child process: build, export, read int8 output grids, simulate.
+"""Runs rknn-toolkit2 in a child process: build, export, read int8 output grids, simulate, and the doctor.
 
     python -m deploy.convert.rknn_worker REQUEST.json
 
@@ -51,22 +51,60 @@ def output_grids(req, outputs):
     return grids
 
 
+def simulate(rknn, req, prefix="sim"):
+    """Run the request's (1, 3, H, W) uint8 .npy inputs in the simulator; one .npz of outputs per image."""
+    _check(rknn.init_runtime(), "init_runtime (simulator)")
+    written = []
+    for i, npy in enumerate(req["simulate"]):
+        nchw = np.load(npy)  # letterboxed RGB
+        outputs = rknn.inference(inputs=[np.ascontiguousarray(nchw.transpose(0, 2, 3, 1))], data_format="nhwc")
+        if outputs is None:
+            raise RuntimeError("the simulator returned no outputs")
+        out = str(Path(req["sim_dir"]) / f"{prefix}_{i:05d}.npz")
+        np.savez(out, *[np.asarray(o, dtype=np.float32) for o in outputs])
+        written.append(out)
+    return written
+
+
+def doctor(req):
+    """A hybrid build with the layers that lose most in int8 (by run()'s per-layer analysis) in float16."""
+    from deploy.convert.doctor import layer_errors, mark_float16, worst_layers
+
+    spec = req["doctor"]
+    workdir = Path(req["workdir"])
+    errors = layer_errors(workdir / "snapshot" / "error_analysis.txt")  # written by run()
+    chosen = worst_layers(errors, spec["layers"])
+    rknn = _configured(req)
+    _check(rknn.hybrid_quantization_step1(dataset=req["dataset"]), "hybrid_quantization_step1")
+    rknn.release()
+    stem = Path(req["onnx"]).stem
+    mark_float16(workdir / f"{stem}.quantization.cfg", [e.tensor for e in chosen])
+    from rknn.api import RKNN
+
+    rknn = RKNN(verbose=True)
+    _check(rknn.hybrid_quantization_step2(model_input=str(workdir / f"{stem}.model"),
+                                          data_input=str(workdir / f"{stem}.data"),
+                                          model_quantization_cfg=str(workdir / f"{stem}.quantization.cfg")),
+           "hybrid_quantization_step2")
+    _check(rknn.export_rknn(spec["hybrid_out"]), "export_rknn (hybrid)")
+    simulated = simulate(rknn, req, "hybrid") if req.get("simulate") else []
+    rknn.release()
+    from deploy.convert.rknn_file import output_grids as file_grids
+
+    # None when the file records no scales (then the outputs keep the int8 build's grids: same calibration)
+    return {"errors": [e.to_dict() for e in errors], "chosen": [e.tensor for e in chosen], "simulated": simulated,
+            "quantization": file_grids(Path(spec["hybrid_out"]), req["outputs"])}
+
+
 def run(req):
     rknn = _configured(req)
     quantize = req["quant"] == "int8"
     _check(rknn.build(do_quantization=quantize, dataset=req["dataset"] if quantize else None), "build")
     _check(rknn.export_rknn(req["rknn_out"]), "export_rknn")
-    result = {"ok": True, "simulated": []}
-    if req.get("simulate"):
-        _check(rknn.init_runtime(), "init_runtime (simulator)")
-        for i, npy in enumerate(req["simulate"]):
-            nchw = np.load(npy)  # (1, 3, H, W) uint8 RGB, letterboxed
-            outputs = rknn.inference(inputs=[np.ascontiguousarray(nchw.transpose(0, 2, 3, 1))], data_format="nhwc")
-            if outputs is None:
-                raise RuntimeError("the simulator returned no outputs")
-            out = str(Path(req["sim_dir"]) / f"sim_{i:05d}.npz")
-            np.savez(out, *[np.asarray(o, dtype=np.float32) for o in outputs])
-            result["simulated"].append(out)
+    if req.get("doctor"):  # on the model just built, before the simulator takes it over
+        _check(rknn.accuracy_analysis(inputs=req["doctor"]["inputs"],
+                                      output_dir=str(Path(req["workdir"]) / "snapshot")), "accuracy_analysis")
+    result = {"ok": True, "simulated": simulate(rknn, req) if req.get("simulate") else []}
     rknn.release()
     if quantize:
         result["quantization"] = output_grids(req, req["outputs"])
@@ -74,6 +112,8 @@ def run(req):
         from deploy.convert.rknn_file import output_grids as file_grids
 
         result["quantization"] = file_grids(Path(req["rknn_out"]), req["outputs"])
+    if req.get("doctor"):
+        result["doctor"] = doctor(req)
     return result
 
 
@@ -83,7 +123,10 @@ def main(argv):
     os.chdir(req["workdir"])  # the toolkit writes check*.onnx and its quantization files into the cwd
     try:
         result = run(req)
-    except Exception as exc:  # reported to the parent, which shows it as one line
+    except Exception as exc:  # reported to the parent as one line; the traceback goes to the log
+        import traceback
+
+        traceback.print_exc(file=sys.stdout)
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     Path(req["result"]).write_text(json.dumps(result))
     return 0 if result["ok"] else 1

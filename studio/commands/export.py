@@ -23,6 +23,9 @@ def export(
     calib_count: int = typer.Option(100, help="How many calibration images to use (0: all)."),
     report: bool = typer.Option(False, "--report", help="Compare ONNX Runtime and the RKNN simulator per output."),
     report_count: int = typer.Option(8, help="Images used by --report."),
+    doctor: bool = typer.Option(False, "--doctor", help="int8 losing accuracy? Analyse each layer's int8 error, "
+                                "name the worst, and build <out>.hybrid.rknn with them in float16."),
+    doctor_layers: int = typer.Option(3, help="How many of the worst layers --doctor keeps in float16."),
     force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show rknn-toolkit2's log live."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the written paths."),
@@ -32,7 +35,8 @@ def export(
     Examples:\n
       studio export best.pt --format onnx --imgsz 512\n
       studio export best.pt --format rknn --platform rk3588 --quant int8 --calib data/images/val --report\n
-      studio export qat.onnx --format rknn --quant qdq
+      studio export best.pt --format rknn --calib data/images/val --doctor   (int8 lost accuracy: why, and a fix)\n
+      studio export qat.pt --format rknn --quant qdq --calib data/images/val   (keeps QAT's learned grids)
     """
     from deploy.convert.rknn_convert import RknnOptions
     from studio.core.export import ExportRequest, export_model
@@ -41,7 +45,7 @@ def export(
         model=model, format=format, layout=layout, class_scores=scores, imgsz=imgsz, out=out,
         rknn=RknnOptions(platform=platform, quant=quant, algorithm=algorithm),
         calib=calib, calib_count=calib_count, report=report, report_count=report_count,
-        force=force, verbose=verbose,
+        force=force, verbose=verbose, doctor=doctor, doctor_layers=doctor_layers,
     )
     result = run_job(lambda job: export_model(req, job), json_out)
     if json_out:

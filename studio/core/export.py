@@ -27,6 +27,7 @@ from deploy.runtime.metadata import (
     write_json_atomic,
 )
 from studio.core.artifacts import Staging, ensure_writable_dir, refuse_overwrite
+from studio.core.int8_doctor import DOCTOR_IMAGES, doctor_paths, write_doctor
 from studio.core.jobs import Job
 from studio.core.models import class_names, load_detector, resolve_model_path
 from studio.core.provenance import provenance
@@ -51,6 +52,8 @@ class ExportRequest:
     report_count: int = 8
     force: bool = False  # replace existing outputs
     verbose: bool = False  # show rknn-toolkit2's log live
+    doctor: bool = False  # int8: per-layer accuracy analysis and a hybrid build with the worst layers in float16
+    doctor_layers: int = 3  # how many layers the hybrid build keeps in float16
 
 
 @dataclass
@@ -66,6 +69,8 @@ class ExportResult:
     min_cosine_active: float | None = None  # over outputs not flagged as below one int8 step
     detection_agreement: float | None = None  # float vs converted detections after post-processing
     log: str | None = None
+    hybrid: str | None = None  # --doctor: the hybrid-quantized .rknn
+    doctor: str | None = None  # --doctor: its report (layers that lose most; int8 vs hybrid)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +100,10 @@ def _validate(req: ExportRequest) -> None:
         raise UserError(f"--scores {req.class_scores!r} is not supported; choose one of: {', '.join(CLASS_SCORES)}")
     if req.imgsz <= 0 or req.imgsz % 32:
         raise UserError(f"--imgsz {req.imgsz} must be a positive multiple of 32 (the largest detection stride)")
+    if req.doctor and (req.format != "rknn" or req.rknn.quant != "int8"):
+        raise UserError("--doctor analyses post-training int8: use it with --format rknn --quant int8")
+    if req.doctor and req.doctor_layers < 1:
+        raise UserError(f"--doctor-layers must be at least 1, got {req.doctor_layers}")
     if req.format == "rknn":
         req.rknn.validate()
         if req.layout == "standard":
@@ -166,9 +175,11 @@ def _plan_paths(req: ExportRequest, src: _Source) -> dict[str, Path]:
         if src.torch_model is not None:
             paths["onnx"] = out.with_suffix(".onnx")
             paths["onnx_meta"] = sidecar_path(paths["onnx"])
-        if req.report:
+        if req.report or req.doctor:
             paths["report"] = out.with_suffix(".report.json")
             paths["report_md"] = out.with_suffix(".report.md")
+        if req.doctor:
+            paths.update(doctor_paths(out))
     return paths
 
 
@@ -183,7 +194,7 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
     paths = _plan_paths(req, src)
     ensure_writable_dir(paths["main"].parent)
     refuse_overwrite([p for k, p in paths.items() if k != "log"], req.force)
-    needs_images = req.format == "rknn" and (req.rknn.quant == "int8" or req.report)
+    needs_images = req.format == "rknn" and (req.rknn.quant == "int8" or req.report or req.doctor)
     if needs_images and req.calib is None:
         raise UserError("--quant int8 and --report need images: add --calib DIR (training or validation images)")
     images = list_images(req.calib, req.calib_count) if needs_images else []
@@ -234,12 +245,14 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
         if images:
             job.stage("calibration images", len(images))
             dataset, inputs = prepare_calibration(images, src.imgsz, work, job.stepper("calibration images"))
-        simulate = inputs[: min(req.report_count, len(inputs))] if req.report else []
-        job.stage("build rknn", None, f"{opts.platform} {opts.quant}")
+        simulate = inputs[: min(req.report_count, len(inputs))] if req.report or req.doctor else []
+        job.stage("build rknn", None, f"{opts.platform} {opts.quant}" + (" + doctor" if req.doctor else ""))
         outcome = build_rknn(
             onnx_path, staging.path(paths["main"]), opts, outputs, work, paths["log"],
             dataset=dataset if opts.quant == "int8" else None, simulate=simulate, verbose=req.verbose,
             poll=lambda n: job.step("build rknn", 0, None),
+            doctor={"inputs": inputs[:DOCTOR_IMAGES], "layers": req.doctor_layers,
+                    "hybrid_out": staging.path(paths["hybrid"])} if req.doctor else None,
         )
         if opts.quant == "int8":
             quant = outcome.quantization
@@ -247,7 +260,7 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             quant = outcome.quantization or onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
         else:
             quant = [{"name": n, "dtype": "float16"} for n in outputs]
-        if req.report:
+        if req.report or req.doctor:
             job.stage("verify", len(simulate))
             report = compare_outputs(onnx_path, simulate, outcome.simulated, job.stepper("verify"),
                                      logits=src.class_scores == "logits")
@@ -259,6 +272,9 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             result.report, result.min_cosine = str(paths["report"]), report["min_cosine"]
             result.min_cosine_active = report["min_cosine_active"]
             result.detection_agreement = report["detections"]["agreement"]
+        if req.doctor:
+            write_doctor(outcome.doctor, report, onnx_path, simulate, src.class_scores == "logits", paths, staging)
+            result.hybrid, result.doctor = str(paths["hybrid"]), str(paths["doctor"])
     meta = _meta(req, src, "rknn", outputs)
     final_onnx = Path(result.onnx)
     recorded = final_onnx.name if final_onnx.parent.resolve() == paths["main"].parent.resolve() \
@@ -268,3 +284,6 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
     meta.quantization = [OutputQuant(**q) for q in quant]
     write_json_atomic(staging.path(paths["meta"]), meta.to_dict())
     result.rknn = str(paths["main"])
+    if req.doctor:  # the hybrid model's sidecar: the same model, its own output grids
+        meta.quantization = [OutputQuant(**q) for q in outcome.doctor["quantization"] or quant]
+        write_json_atomic(staging.path(sidecar_path(paths["hybrid"])), meta.to_dict())
