@@ -52,7 +52,21 @@ bench_app.command("gui-startup")(bench.bench_gui_startup_cmd)
 app.command("gui")(gui.gui)
 
 
+def _quiet_ultralytics_first_run() -> None:
+    """With --json, stdout must hold only the JSON: ultralytics announces, on stdout, the settings file
+    it creates the first time it is imported on a machine; import it now with stdout sent to stderr."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics.utils  # noqa: F401
+
+
 def main() -> None:
+    import sys
+
+    if "--json" in sys.argv[1:]:
+        _quiet_ultralytics_first_run()
     app()
 
 

@@ -49,3 +49,17 @@ def test_help_lists_the_commands(cli):
     assert result.exit_code == 0
     for command in ("models", "export", "data", "train", "demo", "gui"):
         assert command in result.stdout
+
+
+def test_json_stdout_stays_json_on_a_machine_where_ultralytics_never_ran(detector_pt, tmp_path):
+    """Ultralytics announces its new settings file on stdout the first time; --json output must not carry that."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "fresh")}
+    done = subprocess.run([sys.executable, "-m", "studio.cli", "models", "inspect", str(detector_pt), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "fresh" / "Ultralytics" / "settings.json").is_file()  # it was a first run
+    assert json.loads(done.stdout)["kind"] == "checkpoint"
