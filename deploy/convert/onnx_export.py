@@ -78,7 +78,7 @@ def export_onnx(detection_model: nn.Module, out_path: Path, imgsz: int, layout: 
                 class_scores: str = "sigmoid") -> list[str]:
     """Write `out_path` as ONNX in `layout`; return the output names. The caller handles atomicity."""
     model = prepare_for_export(detection_model)
-    for module in model.modules():  # fake-quantized layers switch to ops the exporter writes as Q/DQ pairs
+    for module in list(model.modules()):  # e.g. fake-quantized layers switch to ops written as Q/DQ pairs
         if callable(getattr(module, "prepare_export", None)):
             module.prepare_export()
     head = detect_head(model)
