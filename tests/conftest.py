@@ -40,6 +40,23 @@ def detector_pt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory):
+    """(data.yaml, teacher yolov8s .pt, student yolov8n .pt): untrained, 4 classes, 16 synthetic images."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from studio.core.data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("kd")
+    data = generate(SynthConfig(root / "data", images=16, size=160))
+    torch.manual_seed(1)
+    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
+    teacher.names = dict(enumerate(NAMES))
+    torch.save({"model": teacher, "ema": None}, root / "teacher.pt")
+    torch.save({"model": make_detector(), "ema": None}, root / "student.pt")
+    return Path(data), root / "teacher.pt", root / "student.pt"
+
+
+@pytest.fixture(scope="session")
 def calib_dir(tmp_path_factory) -> Path:
     """A few synthetic aerial images of mixed sizes for calibration and verification."""
     from studio.core.data.synth import SynthConfig, render_image

@@ -5,30 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from studio.core.data.synth import SynthConfig, generate
-from tests.conftest import NAMES, make_detector
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(data.yaml, teacher yolov8s .pt, student yolov8n .pt): untrained, 4 classes, 16 images."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    root = tmp_path_factory.mktemp("chain")
-    data = generate(SynthConfig(root / "data", images=16, size=160))
-    torch.manual_seed(1)
-    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
-    teacher.names = dict(enumerate(NAMES))
-    torch.save({"model": teacher, "ema": None}, root / "teacher.pt")
-    torch.save({"model": make_detector(), "ema": None}, root / "student.pt")
-    return Path(data), root / "teacher.pt", root / "student.pt"
-
-
-def _recipe(tmp_path: Path, tiny, **changes) -> Path:
-    data, teacher, student = tiny
+def _recipe(tmp_path: Path, tiny_pair, **changes) -> Path:
+    data, teacher, student = tiny_pair
     recipe = {"model": str(student), "teacher": str(teacher), "data": str(data), "imgsz": 64,
               "prune": {"target_flops": 0.8, "criterion": "l1", "round_to": 16, "val_limit": 4},
               "distill": {"epochs": 1, "kd": "response,feature", "batch": 8, "val_limit": 4},
@@ -50,8 +31,8 @@ def _recipe(tmp_path: Path, tiny, **changes) -> Path:
     ({"export": {"ptq": ["best"]}}, "export ptq must be a list of"),
     ({"qat": None, "export": {"ptq": []}}, "nothing to deploy"),
 ])
-def test_bad_recipes_get_one_line_naming_the_file(cli, tiny, tmp_path, changes, message):
-    path = _recipe(tmp_path, tiny, **changes)
+def test_bad_recipes_get_one_line_naming_the_file(cli, tiny_pair, tmp_path, changes, message):
+    path = _recipe(tmp_path, tiny_pair, **changes)
     result = cli("compress", "--recipe", path, "--out", tmp_path / "run")
     assert result.exit_code == 2
     assert message in result.stderr and str(path) in result.stderr and "Traceback" not in result.stderr
@@ -66,12 +47,12 @@ def test_recipe_that_is_not_yaml(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_whole_chain_runs_resumes_and_reports(cli, tiny, tmp_path):
+def test_whole_chain_runs_resumes_and_reports(cli, tiny_pair, tmp_path):
     from studio.core.compress.chain import run_recipe
     from studio.core.compress.recipe import load_recipe
     from studio.core.jobs import Cancelled, Job
 
-    recipe = _recipe(tmp_path, tiny)
+    recipe = _recipe(tmp_path, tiny_pair)
     out = tmp_path / "run"
     job = Job()
     job.progress = lambda event: job.cancel.cancel() if event.stage.startswith("export ptq") else None

@@ -7,24 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.core.data.synth import SynthConfig, generate
-
-
-@pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
-    """(data.yaml, teacher yolov8s .pt, student yolov8n .pt): untrained, 4 classes, tiny images."""
-    from conftest import NAMES, make_detector
-    from ultralytics.nn.tasks import DetectionModel
-
-    root = tmp_path_factory.mktemp("kd")
-    data = generate(SynthConfig(root / "data", images=16, size=160))
-    torch.manual_seed(1)
-    teacher = DetectionModel("yolov8s.yaml", nc=4, verbose=False).eval()
-    teacher.names = dict(enumerate(NAMES))
-    torch.save({"model": teacher, "ema": None}, root / "teacher.pt")
-    torch.save({"model": make_detector(), "ema": None}, root / "student.pt")
-    return data, root / "teacher.pt", root / "student.pt"
-
 
 def test_distiller_builds_adapters_only_where_widths_differ(tiny_pair):
     from studio.core.compress.distiller import Distiller

@@ -8,17 +8,14 @@ import pytest
 import torch
 
 from studio.core.compress import fakequant as fq
-from studio.core.data.synth import SynthConfig, generate
 from tests.conftest import make_detector
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+@pytest.fixture
+def tiny(tiny_pair):
     """(data.yaml, float student .pt): an untrained yolov8n and 16 synthetic images."""
-    root = tmp_path_factory.mktemp("qat")
-    data = generate(SynthConfig(root / "data", images=16, size=160))
-    torch.save({"model": make_detector(), "ema": None}, root / "student.pt")
-    return data, root / "student.pt"
+    data, _, student = tiny_pair
+    return data, student
 
 
 def test_two_qat_steps_with_distillation_lower_the_loss(tiny):

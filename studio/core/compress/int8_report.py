@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.runtime.metadata import write_json_atomic
-from studio.core.compress.report import fmt, write_text_atomic
+from studio.core.compress.report import fmt, save_figure, write_text_atomic
 
 
 def _mb(n: int) -> str:
@@ -63,11 +63,7 @@ def _plot(report: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_title("accuracy vs compute (int8 variants)")
     axes[1].set_title("accuracy vs size")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_int8_report(report: dict, out: Path) -> None:

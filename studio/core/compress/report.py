@@ -100,6 +100,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically, and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def fmt(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
@@ -129,11 +140,7 @@ def _compare_plot(summary: dict, path: Path) -> None:
         ax.bar(labels, values, color=["#7f7f7f"] + ["#1f77b4"] * (len(cards) - 1))
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_ablation(summary: dict, out: Path) -> None:
@@ -164,8 +171,4 @@ def write_ablation(summary: dict, out: Path) -> None:
     ax.set_ylim(max(0.0, low - 0.05), None)
     ax.legend()
     ax.set_title("Distillation ablation (same budget)")
-    fig.tight_layout()
-    tmp = out / "ablation.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out / "ablation.png")
+    save_figure(fig, out / "ablation.png")

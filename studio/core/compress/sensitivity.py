@@ -87,6 +87,8 @@ def _plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from studio.core.compress.report import save_figure
+
     fig, ax = plt.subplots(figsize=(8, 4.2))
     cmap = plt.get_cmap("viridis")
     layers = result["layers"]
@@ -97,8 +99,4 @@ def _plot(result: dict, path: Path) -> None:
     ax.set_ylabel("val mAP50-95 (no fine-tuning)")
     ax.set_title(f"Pruning sensitivity per layer ({result['criterion']})")
     ax.legend(fontsize=6, ncol=2, loc="lower left")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
