@@ -137,3 +137,20 @@ def test_existing_output_is_kept_without_force(cli, detector_pt, tmp_path):
     assert out.read_bytes() == b"precious"
     assert cli("export", detector_pt, "--imgsz", 128, "--out", out, "--force").exit_code == 0
     assert onnx.load(str(out)).graph.output[0].name == "box0"
+
+
+def test_output_that_appears_during_the_export_is_kept_without_force(detector_pt, tmp_path):
+    from deploy.errors import UserError
+    from studio.core.export import ExportRequest, export_model
+    from studio.core.jobs import Job
+
+    out = tmp_path / "x.onnx"
+
+    def someone_writes_it(event):  # another process saves the same file while the export runs
+        if event.stage == "write" and not out.exists():
+            out.write_bytes(b"theirs")
+
+    with pytest.raises(UserError, match="appeared while this ran"):
+        export_model(ExportRequest(model=str(detector_pt), imgsz=128, out=out), Job(progress=someone_writes_it))
+    assert out.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.onnx"]  # no sidecar of ours beside their file

@@ -46,10 +46,22 @@ class Staging:
         self._moves.append((staged, destination))
         return staged
 
-    def commit(self) -> None:
-        for staged, destination in self._moves:
-            if staged.exists():
-                os.replace(staged, destination)
+    def commit(self, overwrite: bool = True) -> None:
+        """Move every staged file into place. Without `overwrite`, a destination that appeared while the
+        work ran (another export, a user's copy) is kept: nothing moves and a UserError says which."""
+        moves = [(staged, dest) for staged, dest in dict(self._moves).items() if staged.exists()]
+        if not overwrite:
+            taken = [str(dest) for _, dest in moves if dest.exists()]
+            if taken:
+                raise UserError(f"{', '.join(taken)} appeared while this ran; kept it (add --force to replace)")
+            for staged, dest in moves:
+                try:
+                    os.link(staged, dest)  # fails rather than replace a file created since the check above
+                except FileExistsError:
+                    raise UserError(f"{dest} appeared while this ran; kept it (add --force to replace)") from None
+            return
+        for staged, dest in moves:
+            os.replace(staged, dest)
 
     def __enter__(self) -> Staging:
         return self

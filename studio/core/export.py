@@ -207,7 +207,7 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
         if req.format == "rknn":
             _stage_rknn(req, src, onnx_path, images, paths, staging, job, result)
         job.stage("write")
-        staging.commit()
+        staging.commit(overwrite=req.force)
     result.seconds = round(time.monotonic() - started, 2)
     return result
 
