@@ -16,7 +16,11 @@ def _recipe(tmp_path: Path, tiny_pair, **changes) -> Path:
               "qat": {"epochs": 1, "batch": 8, "calib_batches": 1, "val_limit": 4},
               "export": {"platform": "rk3588", "ptq": ["normal"], "calib_count": 8},
               "verify": {"limit": 4}}
-    recipe.update(changes)
+    for key, value in changes.items():  # None: leave the key out
+        if value is None:
+            recipe.pop(key, None)
+        else:
+            recipe[key] = value
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -30,6 +34,10 @@ def _recipe(tmp_path: Path, tiny_pair, **changes) -> Path:
     ({"teacher": None}, "distill stage needs a teacher"),
     ({"export": {"ptq": ["best"]}}, "export ptq must be a list of"),
     ({"qat": None, "export": {"ptq": []}}, "nothing to deploy"),
+    ({"imgsz": "big"}, "imgsz 'big' must be a whole number"),
+    ({"qat": {"bits": [16]}}, "ending at 8"),
+    ({"qat": {"epochs": 2.5}}, "epochs 2.5 must be a whole number"),
+    ({"qat": {"tune_teacher": "yes"}}, "must be true or false"),
 ])
 def test_bad_recipes_get_one_line_naming_the_file(cli, tiny_pair, tmp_path, changes, message):
     path = _recipe(tmp_path, tiny_pair, **changes)
@@ -37,6 +45,17 @@ def test_bad_recipes_get_one_line_naming_the_file(cli, tiny_pair, tmp_path, chan
     assert result.exit_code == 2
     assert message in result.stderr and str(path) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_section_without_options_runs_with_defaults_and_bits_may_be_text(tiny_pair, tmp_path):
+    from studio.core.compress.recipe import load_recipe
+
+    data, teacher, student = tiny_pair
+    path = tmp_path / "r.yaml"
+    path.write_text(f"model: {student}\nteacher: {teacher}\ndata: {data}\ndistill:\nqat:\n  bits: 16,8\n")
+    recipe = load_recipe(path)
+    assert recipe.distill == {} and recipe.qat == {"bits": [16, 8]} and recipe.prune is None
+    assert recipe.stages() == ["distill", "qat", "export", "verify"]
 
 
 def test_recipe_that_is_not_yaml(cli, tmp_path):

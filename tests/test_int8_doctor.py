@@ -33,6 +33,13 @@ def test_analysis_is_read_and_ranked_by_the_single_layer_error(tmp_path):
     assert errors[1].single_cos == pytest.approx(0.52) and errors[1].entire_cos == pytest.approx(0.41)
     assert errors[3].single_cos == 0.0  # q_zero: the int8 output is all zeros
     assert [e.tensor for e in worst_layers(errors, 2)] == ["/model.4/conv/Conv_output_0", "/model.3/act/Mul_output_0"]
+    # a model output keeps its int8 grid (the runtime dequantizes with it), however it fares
+    assert [e.tensor for e in worst_layers(errors, 1, keep_int8=("/model.4/conv/Conv_output_0",))] == [
+        "/model.3/act/Mul_output_0"]
+    empty = tmp_path / "other_format.txt"
+    empty.write_text("layer  cos\nconv1  0.99\n")
+    with pytest.raises(ValueError, match="no per-layer rows"):
+        layer_errors(empty)
     config = tmp_path / "m.quantization.cfg"
     config.write_text("custom_quantize_layers: {}\nquantize_parameters:\n    images:\n        qtype: asym\n")
     mark_float16(config, ["/model.3/act/Mul_output_0"])

@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-_VALUE = r"([-\d.]+|q_zero|f_zero)"
+_VALUE = r"([-+\d.eE]+|nan|inf|q_zero|f_zero)"
 _ROW = re.compile(rf"^\[(\w+)\]\s+(\S+)\s+{_VALUE}\s*\|\s*{_VALUE}\s+{_VALUE}\s*\|\s*{_VALUE}", re.M)
 _NOT_LAYERS = ("Input", "exDataConvert", "OutputOperator")
 
@@ -37,15 +37,23 @@ def _cosine(text: str) -> float:
 
 
 def layer_errors(analysis: Path) -> list[LayerError]:
-    """Every compiled layer of an `error_analysis.txt`, in graph order."""
-    return [LayerError(op, name, _cosine(ec), _cosine(sc))
-            for op, name, ec, _, sc, _ in _ROW.findall(Path(analysis).read_text())
-            if op not in _NOT_LAYERS]
+    """Every compiled layer of an `error_analysis.txt`, in graph order; a file with none is an error."""
+    errors = [LayerError(op, name, _cosine(ec), _cosine(sc))
+              for op, name, ec, _, sc, _ in _ROW.findall(Path(analysis).read_text())
+              if op not in _NOT_LAYERS]
+    if not errors:
+        raise ValueError(f"{analysis}: no per-layer rows could be read (an unknown toolkit format?)")
+    return errors
 
 
-def worst_layers(errors: list[LayerError], count: int) -> list[LayerError]:
-    """The `count` layers that lose most on their own (lowest single-layer cosine)."""
-    return sorted(errors, key=lambda e: e.single_cos)[:count]
+def _nan_last(cos: float) -> float:
+    return cos if cos == cos else 2.0  # nan: the toolkit could not compare; rank it after every real figure
+
+
+def worst_layers(errors: list[LayerError], count: int, keep_int8: tuple[str, ...] = ()) -> list[LayerError]:
+    """The `count` layers that lose most on their own (lowest single-layer cosine), except `keep_int8`
+    (the model's outputs: their int8 grids are what the runtime dequantizes with)."""
+    return sorted((e for e in errors if e.tensor not in keep_int8), key=lambda e: _nan_last(e.single_cos))[:count]
 
 
 def mark_float16(config: Path, tensors: list[str]) -> None:

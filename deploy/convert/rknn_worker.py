@@ -73,7 +73,7 @@ def doctor(req):
     spec = req["doctor"]
     workdir = Path(req["workdir"])
     errors = layer_errors(workdir / "snapshot" / "error_analysis.txt")  # written by run()
-    chosen = worst_layers(errors, spec["layers"])
+    chosen = worst_layers(errors, spec["layers"], keep_int8=tuple(req["outputs"]))
     rknn = _configured(req)
     _check(rknn.hybrid_quantization_step1(dataset=req["dataset"]), "hybrid_quantization_step1")
     rknn.release()

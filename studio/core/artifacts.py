@@ -54,13 +54,30 @@ class Staging:
             taken = [str(dest) for _, dest in moves if dest.exists()]
             if taken:
                 raise UserError(f"{', '.join(taken)} appeared while this ran; kept it (add --force to replace)")
-            for staged, dest in moves:
-                try:
-                    os.link(staged, dest)  # fails rather than replace a file created since the check above
-                except FileExistsError:
-                    raise UserError(f"{dest} appeared while this ran; kept it (add --force to replace)") from None
+            linked: list[Path] = []
+            try:
+                for staged, dest in moves:
+                    self._place_new(staged, dest)
+                    linked.append(dest)
+            except BaseException:
+                for dest in linked:  # all or nothing: no new model beside an old sidecar
+                    dest.unlink(missing_ok=True)
+                raise
             return
         for staged, dest in moves:
+            os.replace(staged, dest)
+
+    @staticmethod
+    def _place_new(staged: Path, dest: Path) -> None:
+        """Put `staged` at `dest` only if nothing is there: a hard link fails rather than replace a file
+        created since the check; where links are not possible, check and rename."""
+        try:
+            os.link(staged, dest)
+        except FileExistsError:
+            raise UserError(f"{dest} appeared while this ran; kept it (add --force to replace)") from None
+        except OSError:
+            if dest.exists():
+                raise UserError(f"{dest} appeared while this ran; kept it (add --force to replace)") from None
             os.replace(staged, dest)
 
     def __enter__(self) -> Staging:

@@ -273,7 +273,8 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             result.min_cosine_active = report["min_cosine_active"]
             result.detection_agreement = report["detections"]["agreement"]
         if req.doctor:
-            write_doctor(outcome.doctor, report, onnx_path, simulate, src.class_scores == "logits", paths, staging)
+            write_doctor(outcome.doctor, report, onnx_path, simulate, min(DOCTOR_IMAGES, len(inputs)),
+                         src.class_scores == "logits", paths, staging)
             result.hybrid, result.doctor = str(paths["hybrid"]), str(paths["doctor"])
     meta = _meta(req, src, "rknn", outputs)
     final_onnx = Path(result.onnx)
@@ -286,4 +287,4 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
     result.rknn = str(paths["main"])
     if req.doctor:  # the hybrid model's sidecar: the same model, its own output grids
         meta.quantization = [OutputQuant(**q) for q in outcome.doctor["quantization"] or quant]
-        write_json_atomic(staging.path(sidecar_path(paths["hybrid"])), meta.to_dict())
+        write_json_atomic(staging.path(paths["hybrid_meta"]), meta.to_dict())

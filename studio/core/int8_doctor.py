@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.convert.verify import compare_outputs, mark_below_resolution, write_report
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.metadata import sidecar_path, write_json_atomic
+from studio.core.compress.report import fmt
 
 DOCTOR_IMAGES = 4  # images the per-layer analysis runs on
 SHOWN_LAYERS = 10  # layers listed in the report
@@ -20,7 +21,7 @@ SHOWN_LAYERS = 10  # layers listed in the report
 def doctor_paths(out: Path) -> dict[str, Path]:
     """model.rknn -> model.hybrid.rknn (+ its report) and model.doctor.json / .md."""
     hybrid = out.with_name(out.stem + ".hybrid.rknn")
-    return {"hybrid": hybrid, "hybrid_report": hybrid.with_suffix(".report.json"),
+    return {"hybrid": hybrid, "hybrid_meta": sidecar_path(hybrid), "hybrid_report": hybrid.with_suffix(".report.json"),
             "hybrid_report_md": hybrid.with_suffix(".report.md"), "doctor": out.with_suffix(".doctor.json"),
             "doctor_md": out.with_suffix(".doctor.md")}
 
@@ -41,12 +42,12 @@ def _markdown(doc: dict) -> str:
     lines += ["", "| model | size (KB) | min output cosine | same detections |", "|---|---:|---:|---:|"]
     for name in ("int8", "hybrid"):
         m = doc[name]
-        lines.append(f"| {name} `{m['rknn']}` | {m['bytes'] / 1024:.0f} | {m['min_cosine_active']:.4f} | "
-                     f"{m['detection_agreement']:.3f} |")
+        lines.append(f"| {name} `{m['rknn']}` | {m['bytes'] / 1024:.0f} | {fmt(m['min_cosine_active'])} | "
+                     f"{fmt(m['detection_agreement'], 3)} |")
     return "\n".join(lines) + "\n"
 
 
-def write_doctor(found: dict, int8_report: dict, onnx_path: Path, simulate: list[Path], logits: bool,
+def write_doctor(found: dict, int8_report: dict, onnx_path: Path, simulate: list[Path], analysed: int, logits: bool,
                  paths: dict[str, Path], staging) -> dict:
     """The hybrid model's verification report and the doctor's report (staged); returns the doctor's summary."""
     hybrid_report = compare_outputs(onnx_path, simulate, found["simulated"], logits=logits)
@@ -56,7 +57,7 @@ def write_doctor(found: dict, int8_report: dict, onnx_path: Path, simulate: list
     mark_below_resolution(hybrid_report, found["quantization"] or [])
     write_report(hybrid_report, staging.path(paths["hybrid_report"]), staging.path(paths["hybrid_report_md"]))
     errors = found["errors"]
-    doc = {"analysed_images": min(DOCTOR_IMAGES, len(simulate)) if simulate else DOCTOR_IMAGES,
+    doc = {"analysed_images": analysed,
            "worst_layers": sorted(errors, key=lambda e: e["single_cos"])[:SHOWN_LAYERS],
            "float16": found["chosen"], "layers_analysed": len(errors),
            "int8": _summary(int8_report, staging.path(paths["main"])),

@@ -69,7 +69,7 @@ def _qat(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, dict]:
         teacher = options.pop("teacher", None)
         qat(QatRequest(model=model, data=recipe.data, out=out, teacher=teacher, kd=kd, imgsz=recipe.imgsz,
                        bits=tuple(bits) if isinstance(bits, (list, tuple)) else (int(bits),),
-                       resume=(out / "calibrated.pt").is_file(), **options), job)
+                       resume=out.is_dir(), **options), job)
     done = json.loads(report.read_text())
     return Path(done["model"]), done
 

@@ -109,6 +109,8 @@ class ActivationQuantizer(nn.Module):
     def prepare_export(self) -> None:
         """Called by the ONNX exporter on its copy: torch's op with constant grids, which it writes as a Q/DQ pair."""
         _check_export_bits(self.bits)
+        if self.export_only and torch.isfinite(self.low):
+            self.calibrate()  # the range seen through training (bake() does the same)
         self.mode, self.constants = "export", (self.scale.detach().abs().item(), int(self.zero_point))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,8 +165,9 @@ class WeightQuantizer(nn.Module):
             return w
         if self.mode == "export":
             zeros = torch.zeros_like(self.scale, dtype=torch.int32)
-            # declared as -128..127 for the ONNX exporter; baked weights never reach -128
-            return torch.fake_quantize_per_channel_affine(w, self.scale.detach(), zeros, 0, -self.qmax - 1, self.qmax)
+            # declared as -128..127 for the ONNX exporter; baked weights (QuantConv2d.prepare_export) never reach -128
+            return torch.fake_quantize_per_channel_affine(w, self.scale.detach().abs().clamp_min(1e-8), zeros, 0,
+                                                          -self.qmax - 1, self.qmax)
         scale = self.scale.abs().clamp_min(1e-8)
         scale = grad_scaled(scale, 1.0 / math.sqrt(w[0].numel() * self.qmax)) if self.mode == "learn" \
             else scale.detach()
@@ -185,6 +188,13 @@ class QuantConv2d(nn.Conv2d):
         self.input_quant: ActivationQuantizer | None = ActivationQuantizer(bits)
         self.weight_quant = WeightQuantizer(conv.out_channels, bits)
         self.sum_quant: ActivationQuantizer | None = None  # export-only grid of a conv block's pre-activation sum
+
+    @torch.no_grad()
+    def prepare_export(self) -> None:
+        """On the exporter's copy: the weight baked onto its grid, whether or not the checkpoint was baked."""
+        mode, self.weight_quant.mode = self.weight_quant.mode, "frozen"
+        self.weight.copy_(self.weight_quant(self.weight))
+        self.weight_quant.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_quant is not None:

@@ -14,6 +14,7 @@ teacher itself keeps adapting toward what the quantized student can learn
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -97,6 +98,8 @@ def _stage_dir(out: Path, index: int, bits: int) -> Path:
 
 def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     """Quantize, calibrate, train through the bit-width schedule; write qat.pt and qat_report.json in req.out."""
+    import torch
+
     from studio.core.compress import fakequant as fq
     from studio.core.compress.loop import LoopConfig, hyperparameters, save_checkpoint, training_batches, validate
     from studio.core.models import load_detector
@@ -111,10 +114,12 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         raise UserError(f"{out} already holds a finished QAT run; choose another --out")
     if out.exists() and any(out.iterdir()) and not req.resume:
         raise UserError(f"{out} already holds a QAT run; add --resume to continue it, or choose another --out")
-    if req.resume and not (out / "calibrated.pt").is_file():
-        raise UserError(f"nothing to resume in {out}: it holds no calibrated.pt")
+    if req.resume and not out.is_dir():
+        raise UserError(f"nothing to resume: {out} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     float_model, _ = load_detector(str(req.model))
+    if fq.is_quantized(float_model):
+        raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
     teacher = load_detector(str(req.teacher))[0] if req.teacher else float_model
     base = LoopConfig(data=Path(req.data), epochs=1, out=out, imgsz=req.imgsz, batch=req.batch, lr=req.lr,
                       workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5)
@@ -123,20 +128,22 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
                         "teacher": str(req.teacher) if req.teacher else "self (float)",
                         "kd": req.kd.to_dict(), **provenance(Path(req.model))}}
 
-    calibrated = out / "calibrated.pt"
+    calibrated = out / "calibrated.pt"  # appears last: with it, calibration.json is there too
     if not calibrated.is_file():
         job.stage("float mAP")
-        save_checkpoint(float_model, out / "float.pt", hyp, -1)
-        float_metrics = validate(out / "float.pt", base)
-        (out / "float.pt").unlink()
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(float_model, Path(tmp) / "float.pt", hyp, -1)
+            float_metrics = validate(Path(tmp) / "float.pt", base)
         job.stage("calibrate", req.calib_batches)
         student = fq.quantize_model(float_model, req.bits[0], req.imgsz)
         images = [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)]
         fq.calibrate(student, images)
-        save_checkpoint(student, calibrated, hyp, -1, extra)
-        calib_metrics = validate(calibrated, base)
+        pending = out / "calibrated.pending.pt"
+        save_checkpoint(student, pending, hyp, -1, extra)
+        calib_metrics = validate(pending, base)
         write_json_atomic(out / "calibration.json", {"float": float_metrics, "calibrated": calib_metrics,
                                                      "bits": req.bits[0], "batches": req.calib_batches})
+        pending.replace(calibrated)
     start = json.loads((out / "calibration.json").read_text())
     student = load_detector(str(calibrated))[0]
 
@@ -147,19 +154,20 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         if done.is_file():
             stages.append(json.loads(done.read_text()))
             student = load_detector(stages[-1]["model"])[0]
-            if (folder / "teacher.pt").is_file():
-                teacher = load_detector(str(folder / "teacher.pt"))[0]
+            if (folder / "teacher.pt").is_file():  # as adapted by that stage, in float32
+                teacher.load_state_dict(torch.load(folder / "teacher.pt", map_location="cpu"))
             continue
         job.stage(f"int{bits}")
         fq.set_bits(student, bits)
         fq.set_mode(student, "learn" if req.learn_scales else "frozen")
         stage = _train_stage(student, teacher, req, replace(base, epochs=epochs, out=folder,
                                                             resume=(folder / "state.pt").is_file()), job, extra)
+        if req.tune_teacher:  # the next stage starts from the teacher as adapted so far (saved before stage.json)
+            torch.save(teacher.state_dict(), folder / "teacher.pt.tmp")
+            (folder / "teacher.pt.tmp").replace(folder / "teacher.pt")
         write_json_atomic(done, stage)
         stages.append(stage)
         student = load_detector(stage["model"])[0]
-        if req.tune_teacher:  # the next stage starts from the teacher as adapted so far
-            save_checkpoint(teacher, folder / "teacher.pt", hyp, epochs - 1)
 
     fq.bake(student)
     final = out / "qat.pt"

@@ -1,18 +1,21 @@
 """A compression recipe: which of prune -> distill -> QAT to run, with what settings, read from YAML.
 
     model: assets/models/student.pt      # float checkpoint to start from
-    teacher: assets/models/teacher.pt    # for distillation (and QAT's, unless qat.teacher says)
+    teacher: assets/models/teacher.pt    # for pruning's fine-tuning and for distillation
     data: out/demo/data/data.yaml
     imgsz: 320
     prune:   {target_flops: 0.5, criterion: taylor, round_to: 0}    # any `studio prune` option
     distill: {epochs: 10, kd: response,feature,relation}           # any `studio distill` option
-    qat:     {epochs: 3, bits: [16, 8], tune_teacher: false}       # any `studio qat` option
+    qat:     {epochs: 3, bits: [16, 8], tune_teacher: false}       # any `studio qat` option; its teacher
+                                                                    # is the float model itself unless qat.teacher
     export:  {platform: rk3588, ptq: [normal, kl_divergence], calib_count: 100}
     verify:  {limit: 300}                                          # val images for the simulator's mAP
 
-A section left out is a stage skipped (export and verify always run). Keys are the
-option names of the matching command, with underscores; unknown keys are refused with
-the list of known ones, so a typo cannot silently fall back to a default.
+A section left out is a stage skipped (export and verify always run); a section given
+with no options (`distill:`) runs with the defaults. Keys are the option names of the
+matching command, with underscores; unknown keys are refused with the list of known
+ones and values are checked for their type here, so that neither a typo nor a wrong
+type surfaces hours into a run.
 """
 from __future__ import annotations
 
@@ -50,16 +53,50 @@ class Recipe:
         return [s for s in ("prune", "distill", "qat") if getattr(self, s) is not None] + ["export", "verify"]
 
 
+_INTS = {"epochs", "steps", "finetune_epochs", "sparsity_epochs", "batch", "round_to", "val_limit", "calib_batches",
+         "tune_every", "calib_count", "limit", "imgsz"}
+_FLOATS = {"target_flops", "target_params", "schedule_k", "bn_l1", "temperature", "lr"}
+_BOOLS = {"learn_scales", "tune_teacher"}
+
+
+def _typed(key: str, value, where: str):
+    """A recipe value as its option's type, or a UserError naming it."""
+    try:
+        if value is None or key not in _INTS | _FLOATS | _BOOLS | {"bits"}:
+            return value
+        if key in _BOOLS:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if key == "bits":
+            widths = [int(b) for b in (value.split(",") if isinstance(value, str) else
+                                       value if isinstance(value, list) else [value])]
+            if not widths or widths[-1] != 8 or any(not 2 <= b <= 16 for b in widths):
+                raise UserError(f"{where}: bits {value!r} must be widths in 2..16 ending at 8, e.g. [16, 8]")
+            return widths
+        if isinstance(value, bool):
+            raise ValueError
+        if key in _INTS:
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return float(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if key in _INTS else "a number" if key in _FLOATS else "true or false"
+        raise UserError(f"{where}: {key} {value!r} must be {kind}") from None
+
+
 def _section(raw: dict, name: str, known: tuple[str, ...], path: Path) -> dict | None:
-    value = raw.get(name)
-    if value is None:
+    if name not in raw:
         return None
+    value = raw[name] if raw[name] is not None else {}  # `distill:` alone: the stage with its defaults
     if not isinstance(value, dict):
         raise UserError(f"{path}: '{name}' must be a mapping of options, e.g. {name}: {{{known[0]}: ...}}")
     unknown = sorted(set(value) - set(known))
     if unknown:
         raise UserError(f"{path}: unknown {name} option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return dict(value)
+    return {k: _typed(k, v, f"{path} {name}") for k, v in value.items()}
 
 
 def _file(value, key: str, path: Path, required: bool) -> Path | None:
@@ -92,7 +129,8 @@ def load_recipe(path: Path) -> Recipe:
         raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_TOP)}")
     recipe = Recipe(path=path, model=_file(raw.get("model"), "model", path, True),
                     data=_file(raw.get("data"), "data", path, True),
-                    teacher=_file(raw.get("teacher"), "teacher", path, False), imgsz=int(raw.get("imgsz", 320)),
+                    teacher=_file(raw.get("teacher"), "teacher", path, False),
+                    imgsz=_typed("imgsz", raw.get("imgsz", 320), str(path)),
                     prune=_section(raw, "prune", _PRUNE, path), distill=_section(raw, "distill", _DISTILL, path),
                     qat=_section(raw, "qat", _QAT, path))
     export = _section(raw, "export", _EXPORT, path)
