@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from studio.commands import bench, compress, data, export, gui, models, quantize, running, training
+from studio.commands import bench, board, compress, data, export, gui, models, quantize, running, training
 
 app = typer.Typer(
     help="Edge Deploy Studio: take a YOLO detector from training to a Rockchip NPU board.\n\n"
@@ -28,6 +28,7 @@ bench_app = typer.Typer(help="Benchmarks, as ratios measured in one run (--json 
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+app.add_typer(board.board_app, name="board")
 
 models_app.command("inspect")(models.models_inspect)
 data_app.command("synth")(data.data_synth)

@@ -57,6 +57,17 @@ def tiny_pair(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, detector_pt) -> Path:
+    """The tiny detector exported at 96 px through `studio export` (ONNX + sidecar)."""
+    from studio.cli import app
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    result = CliRunner().invoke(app, ["export", str(detector_pt), "--imgsz", "96", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def calib_dir(tmp_path_factory) -> Path:
     """A few synthetic aerial images of mixed sizes for calibration and verification."""
     from studio.core.data.synth import SynthConfig, render_image

@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import pytest
 
 from deploy.runtime.metadata import load_meta
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory, detector_pt) -> Path:
-    from typer.testing import CliRunner
-
-    from studio.cli import app
-
-    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    result = CliRunner().invoke(app, ["export", str(detector_pt), "--imgsz", "96", "--out", str(out)])
-    assert result.exit_code == 0, result.stderr
-    return out
 
 
 def test_predict_folder_json_lines_skips_corrupt_image(cli, tiny_onnx, calib_dir, tmp_path):

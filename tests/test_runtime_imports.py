@@ -1,4 +1,5 @@
-"""The board runtime imports nothing heavy: no torch, Qt, onnx, onnxruntime, rknn or ultralytics."""
+"""What goes to the board (runtime and agent) imports nothing heavy: no torch, Qt, onnx, onnxruntime, rknn,
+ultralytics or paramiko, and keeps to Python 3.9."""
 from __future__ import annotations
 
 import pkgutil
@@ -9,11 +10,19 @@ import deploy.runtime
 from studio.core.bench import HEAVY_MODULES, bench_import
 
 
-def test_every_runtime_module_imports_without_heavy_packages():
-    modules = [f"deploy.runtime.{m.name}" for m in pkgutil.walk_packages(deploy.runtime.__path__)]
-    assert "deploy.runtime.postprocess" in modules
+def pushed_modules() -> list[str]:
+    from deploy.board.push import runtime_files
+
+    return [rel[:-3].replace("/", ".").removesuffix(".__init__") for rel in runtime_files()]
+
+
+def test_every_pushed_module_imports_without_heavy_packages():
+    modules = pushed_modules()
+    assert {f"deploy.runtime.{m.name}" for m in pkgutil.walk_packages(deploy.runtime.__path__)} <= set(modules)
+    assert {"deploy.board.agent.server", "deploy.board.agent.__main__", "deploy.board.agent.protocol"} <= set(modules)
+    heavy = set(HEAVY_MODULES) - {"cv2"} | {"paramiko"}
     probe = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
-             f"print(sorted({{n.split('.')[0] for n in sys.modules}} & {set(HEAVY_MODULES) - {'cv2'}!r}))")
+             f"print(sorted({{n.split('.')[0] for n in sys.modules}} & {heavy!r}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -23,12 +32,13 @@ def test_bench_import_reports_time_and_no_heavy_modules():
     assert result["heavy_modules"] == [] and 0 < result["seconds"] < 5
 
 
-def test_runtime_keeps_to_python_39():
+def test_pushed_files_keep_to_python_39():
     """The board may run Python 3.9: its grammar, and no `X | Y` in annotations evaluated at import."""
     import ast
-    from pathlib import Path
 
-    for path in Path(deploy.runtime.__path__[0]).glob("*.py"):
+    from deploy.board.push import runtime_files
+
+    for path in runtime_files().values():
         source = path.read_text()
         tree = ast.parse(source, feature_version=(3, 9))
         if "from __future__ import annotations" in source:

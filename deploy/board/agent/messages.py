@@ -1,0 +1,43 @@
+"""Detections to and from protocol messages (the frame itself travels as JPEG bytes after the header)."""
+
+from typing import Optional
+
+import numpy as np
+
+from deploy.runtime.detections import Detections
+
+
+def result_header(dets: Detections) -> dict:
+    """A result message's header: boxes, scores and classes as lists, timings, where the frame came from."""
+    return {"type": "result", "frame": dets.frame, "source": dets.source, "worker": dets.worker,
+            "boxes": np.round(dets.boxes, 2).tolist(), "scores": np.round(dets.scores, 4).tolist(),
+            "classes": dets.classes.tolist(), "timings_ms": {k: round(v, 3) for k, v in dets.timings.items()},
+            "tile": dets.tile}
+
+
+def detections_from(header: dict, image: Optional[np.ndarray] = None) -> Detections:
+    """The Detections a result message describes, with its decoded frame when one came along."""
+    boxes = np.asarray(header["boxes"], np.float32).reshape(-1, 4)
+    return Detections(boxes, np.asarray(header["scores"], np.float32), np.asarray(header["classes"], np.int32),
+                      dict(header.get("timings_ms", {})), int(header.get("frame", 0)), header.get("source", ""),
+                      header.get("tile"), image, int(header.get("worker", -1)))
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """An RGB frame as JPEG bytes (OpenCV writes BGR)."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("OpenCV could not encode the frame as JPEG")
+    return data.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes back to an RGB frame."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("a frame that is not a readable JPEG")
+    return image[..., ::-1].copy()

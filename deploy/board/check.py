@@ -1,0 +1,134 @@
+"""`studio board check`: what the board runs and what it lacks for the NPU runtime, with the fix for each gap.
+
+One shell probe runs over SSH and prints its findings in sections; the readers in facts.py
+turn them into numbers and versions on the host, so the board needs nothing but a shell.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from deploy.board import facts
+from deploy.board.session import BoardSession
+
+MIN_PYTHON = (3, 9)
+LIB_DIRS = ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/aarch64-linux-gnu")
+
+
+def _module_version(python: str, module: str, dist: str | None = None) -> str:
+    lookup = f"importlib.metadata.version('{dist}')" if dist else f"{module}.__version__"
+    return (f"{python} -c \"import importlib.metadata, {module}; print({lookup})\" 2>/dev/null "
+            "|| echo missing")
+
+
+def probe_script(python: str, root: str) -> str:
+    """The shell probe: a section per fact; anything absent prints nothing or 'missing'."""
+    libs = " ".join(f"{d}/librknnrt.so" for d in LIB_DIRS)
+    parts = {
+        "os": "cat /etc/os-release 2>/dev/null",
+        "arch": "uname -m",
+        "kernel": "uname -r",
+        "model": "cat /proc/device-tree/model 2>/dev/null | tr '\\000' '\\n'",
+        "compatible": "cat /proc/device-tree/compatible 2>/dev/null | tr '\\000' '\\n'",
+        "python": f"{python} -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo missing",
+        "numpy": _module_version(python, "numpy"),
+        "opencv": _module_version(python, "cv2"),
+        "rknnlite": _module_version(python, "rknnlite", "rknn-toolkit-lite2"),
+        "onnxruntime": _module_version(python, "onnxruntime"),
+        "librknnrt": f"for f in {libs} \"{root}/lib/librknnrt.so\"; do [ -f \"$f\" ] && "
+                     "grep -a -o -m1 'librknnrt version: [^ ]* ([^)]*)' \"$f\" && break; done",
+        "npu_version": "cat /sys/kernel/debug/rknpu/version 2>/dev/null || cat /sys/module/rknpu/version "
+                       "2>/dev/null || dmesg 2>/dev/null | grep -m1 'Initialized rknpu'",
+        "npu_load": "cat /sys/kernel/debug/rknpu/load 2>/dev/null",
+        "cpuinfo": "cat /proc/cpuinfo",
+        "meminfo": "cat /proc/meminfo",
+        "df": f"mkdir -p \"{root}\" && df -Pk \"{root}\"",
+    }
+    return "\n".join(f"echo @@{name}; {command}" for name, command in parts.items())
+
+
+@dataclass
+class BoardReport:
+    board: str
+    address: str
+    os: str
+    arch: str
+    soc: str
+    kernel: str
+    cpu: dict
+    memory: dict
+    disk_free_mb: int | None
+    python: str | None
+    numpy: str | None
+    opencv: str | None
+    rknn_toolkit_lite2: str | None
+    onnxruntime: str | None
+    librknnrt: str | None
+    npu_driver: str | None
+    npu_load: dict | None
+    missing: list[dict] = field(default_factory=list)  # {"part", "fix"}
+
+    @property
+    def agent_ready(self) -> bool:
+        """The agent can run (with the ONNX Runtime backend at least)."""
+        return not any(m["needed_for"] == "agent" for m in self.missing)
+
+    @property
+    def npu_ready(self) -> bool:
+        """The agent can run on the NPU."""
+        return not self.missing
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"agent_ready": self.agent_ready, "npu_ready": self.npu_ready}
+
+
+def _version(text: str) -> str | None:
+    text = text.strip()
+    return None if not text or text == "missing" else text.splitlines()[-1]
+
+
+def gaps(r: BoardReport, python_cmd: str) -> list[dict]:
+    """Each missing or too-old part, what it is needed for, and how to get it."""
+    found = []
+
+    def need(part, needed_for, fix):
+        found.append({"part": part, "needed_for": needed_for, "fix": fix})
+
+    if r.arch not in ("aarch64", "arm64"):
+        need("aarch64 CPU", "npu", f"this is {r.arch or 'an unknown architecture'}, not an RK3588: the NPU backend "
+             "cannot run here (the agent still runs with --backend ort)")
+    version = facts.python_version(r.python or "")
+    if version is None or version < MIN_PYTHON:
+        need("Python >= 3.9", "agent", f"`{python_cmd}` is {r.python or 'missing'}: sudo apt install python3, "
+             "or point the profile at another interpreter (studio board add NAME ... --python PATH --replace)")
+    if r.numpy is None:
+        need("numpy", "agent", "sudo apt install python3-numpy, or: studio board setup NAME --wheels DIR")
+    if r.opencv is None:
+        need("OpenCV (cv2)", "agent", "sudo apt install python3-opencv (reads images, video and cameras)")
+    if r.rknn_toolkit_lite2 is None:
+        need("rknn-toolkit-lite2", "npu", "pip install the rknn_toolkit_lite2 wheel for the board's Python (from "
+             "rknn-toolkit2's rknn-toolkit-lite2/packages), or: studio board setup NAME --wheels DIR")
+    if r.librknnrt is None:
+        need("librknnrt.so", "npu", "copy librknnrt.so (rknpu2 runtime, Linux/librknn_api/aarch64) to /usr/lib, "
+             "or: studio board setup NAME --wheels DIR with the .so in DIR")
+    if r.npu_driver is None:
+        need("rknpu driver", "npu", "no NPU driver answered (/sys/kernel/debug/rknpu): use the vendor kernel "
+             "(rknpu 0.9.x); reading it may also need root (debugfs)")
+    return found
+
+
+def check_board(board: BoardSession) -> BoardReport:
+    """Run the probe and read it."""
+    p = board.profile
+    raw = facts.sections(board.run(probe_script(p.python, board.root), check=False, timeout=60).out)
+    report = BoardReport(
+        board=p.name, address=p.address, os=facts.os_release(raw.get("os", "")), arch=raw.get("arch", ""),
+        soc=facts.soc(raw.get("model", ""), raw.get("compatible", "")), kernel=raw.get("kernel", ""),
+        cpu=facts.cpu(raw.get("cpuinfo", "")), memory=facts.memory_mb(raw.get("meminfo", "")),
+        disk_free_mb=facts.disk_free_mb(raw.get("df", "")), python=_version(raw.get("python", "")),
+        numpy=_version(raw.get("numpy", "")), opencv=_version(raw.get("opencv", "")),
+        rknn_toolkit_lite2=_version(raw.get("rknnlite", "")), onnxruntime=_version(raw.get("onnxruntime", "")),
+        librknnrt=facts.librknnrt(raw.get("librknnrt", "")), npu_driver=facts.npu_driver(raw.get("npu_version", "")),
+        npu_load=facts.npu_load(raw.get("npu_load", "")),
+    )
+    report.missing = gaps(report, p.python)
+    return report

@@ -1,0 +1,162 @@
+"""`studio board push`: the runtime, the agent and a model into a per-project folder on the board.
+
+    <root>/<project>/runtime/deploy/...      the numpy-only runtime and the agent (by checksum)
+    <root>/<project>/runtime/manifest.json   which files of which runtime version are there
+    <root>/<project>/models/<model>[.json]   the model and its sidecar
+
+Only files whose SHA-256 differs from the board's copy travel. Each goes to `<name>.part`
+and is renamed once its checksum matches, so the board never holds half a file under
+the real name; a push cut short continues from the bytes already in the `.part` file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import deploy
+from deploy.board.agent.protocol import VERSION
+from deploy.board.session import BoardError, BoardSession, quote
+from deploy.runtime.metadata import sidecar_path
+
+RUNTIME_GLOBS = ("deploy/__init__.py", "deploy/errors.py", "deploy/runtime/*.py", "deploy/board/__init__.py",
+                 "deploy/board/agent/*.py")
+CHUNK = 1 << 16
+ProgressFn = Callable[[int, int, str], None]  # bytes sent, bytes to send, file
+
+
+@dataclass
+class Upload:
+    local: Path
+    remote: str  # absolute path on the board
+    sha256: str
+    size: int
+
+
+@dataclass
+class PushResult:
+    project_dir: str
+    runtime_dir: str
+    model: str  # the model's path on the board
+    runtime_version: str
+    sent: list[str] = field(default_factory=list)  # board paths that were uploaded
+    unchanged: int = 0
+    bytes_sent: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def runtime_files() -> dict[str, Path]:
+    """What the board needs of this studio: relative path -> local file."""
+    base = Path(deploy.__file__).resolve().parent.parent
+    files = {}
+    for pattern in RUNTIME_GLOBS:
+        for path in sorted(base.glob(pattern)):
+            files[path.relative_to(base).as_posix()] = path
+    return files
+
+
+def runtime_manifest(files: dict[str, Path]) -> dict:
+    """Checksums of the runtime's files and a version that changes when any of them does."""
+    sums = {rel: sha256_of(path) for rel, path in sorted(files.items())}
+    version = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:12]
+    return {"runtime_version": version, "protocol": VERSION, "files": sums}
+
+
+def project_dir(board: BoardSession, project: str) -> str:
+    return posixpath.join(board.root, project)
+
+
+def board_sums(board: BoardSession, paths: list[str]) -> dict[str, str]:
+    """SHA-256 of those board files that exist (one command for all of them)."""
+    if not paths:
+        return {}
+    out = board.run("sha256sum -- " + quote(*paths) + " 2>/dev/null", check=False).out
+    sums = {}
+    for line in out.splitlines():
+        digest, _, name = line.partition("  ")
+        if name:
+            sums[name] = digest
+    return sums
+
+
+def send_file(board: BoardSession, item: Upload, progress: ProgressFn, sent_before: int, total: int,
+              check_cancel: Callable[[], None]) -> int:
+    """Upload one file through `<name>.part`, continuing a partial one; returns the bytes sent."""
+    part = item.remote + ".part"
+    sftp = board.sftp
+    try:
+        offset = sftp.stat(part).st_size
+    except OSError:
+        offset = 0
+    if offset > item.size:
+        sftp.remove(part)
+        offset = 0
+    sent = 0
+    with open(item.local, "rb") as src, sftp.open(part, "ab" if offset else "wb") as dst:
+        dst.set_pipelined(True)
+        src.seek(offset)
+        for block in iter(lambda: src.read(CHUNK), b""):
+            check_cancel()
+            dst.write(block)
+            sent += len(block)
+            progress(sent_before + offset + sent, total, item.remote)
+    if board_sums(board, [part]).get(part) != item.sha256:
+        sftp.remove(part)
+        raise BoardError(f"{item.remote}: the copy on the board does not match (the .part held other bytes); "
+                         "it was removed, push again")
+    sftp.posix_rename(part, item.remote)
+    return sent
+
+
+def push(board: BoardSession, model: Path, project: str = "studio", progress: ProgressFn | None = None,
+         check_cancel: Callable[[], None] = lambda: None) -> PushResult:
+    """Bring the board's copy of the runtime and of `model` (with its sidecar) up to date."""
+    progress = progress or (lambda done, total, name: None)
+    sidecar = sidecar_path(model)
+    if not model.is_file():
+        raise BoardError(f"{model}: no such model file")
+    if not sidecar.is_file():
+        raise BoardError(f"{sidecar} is missing: push an exported model (studio export writes the sidecar)")
+    folder = project_dir(board, project)
+    runtime_dir, models_dir = posixpath.join(folder, "runtime"), posixpath.join(folder, "models")
+    files = runtime_files()
+    manifest = runtime_manifest(files)
+    wanted = {posixpath.join(runtime_dir, rel): path for rel, path in files.items()}
+    wanted[posixpath.join(models_dir, model.name)] = model
+    wanted[posixpath.join(models_dir, sidecar.name)] = sidecar
+    remote_sums = board_sums(board, list(wanted))
+    local_sums = {remote: sha256_of(local) for remote, local in wanted.items()}
+    uploads = [Upload(local, remote, local_sums[remote], local.stat().st_size) for remote, local in wanted.items()
+               if remote_sums.get(remote) != local_sums[remote]]
+    result = PushResult(folder, runtime_dir, posixpath.join(models_dir, model.name), manifest["runtime_version"],
+                        unchanged=len(wanted) - len(uploads))
+    dirs = sorted({posixpath.dirname(u.remote) for u in uploads} | {runtime_dir, models_dir,
+                                                                     posixpath.join(folder, "runs")})
+    board.run("mkdir -p -- " + quote(*dirs))
+    total = sum(u.size for u in uploads)
+    for item in uploads:
+        result.bytes_sent += send_file(board, item, progress, result.bytes_sent, total, check_cancel)
+        result.sent.append(item.remote)
+    _write_manifest(board, runtime_dir, manifest)
+    progress(total, total, "")
+    return result
+
+
+def _write_manifest(board: BoardSession, runtime_dir: str, manifest: dict) -> None:
+    path = posixpath.join(runtime_dir, "manifest.json")
+    with board.sftp.open(path + ".part", "w") as f:
+        f.write(json.dumps(manifest, indent=2))
+    board.sftp.posix_rename(path + ".part", path)

@@ -1,0 +1,225 @@
+"""`studio board ...`: profiles, check, push, run, stream and stop, all over SSH with checked host keys."""
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import typer
+
+from deploy.errors import UserError
+from studio.cli_support import handles_errors, print_json, run_job, stdout
+
+board_app = typer.Typer(help="RK3588 boards over SSH: add, check, push, run, stream, stop.", no_args_is_help=True)
+
+TRUST = typer.Option(False, "--trust", help="Trust the board's host key if it is new (compare its fingerprint first).")
+ASK = typer.Option(False, "--ask-password", help="Ask for the SSH password once (never stored); default: keys/agent.")
+PROJECT = typer.Option("studio", help="Folder on the board for this project's runtime, models and runs.")
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _access(name: str, trust: bool, ask_password: bool):
+    from studio.core.board import Access
+
+    password = getpass.getpass(f"SSH password for board {name}: ") if ask_password else None
+    return Access(name, trust=trust, password=password)
+
+
+@board_app.command("add")
+@handles_errors
+def add_cmd(
+    name: str = typer.Argument(..., help="A short name for the board (used by every other board command)."),
+    host: str = typer.Option(..., help="Host name or IP address."),
+    user: str = typer.Option(..., help="Login user on the board."),
+    port: int = typer.Option(22, help="SSH port."),
+    key: Path | None = typer.Option(None, help="Private key file (default: ssh-agent and ~/.ssh keys)."),
+    python: str = typer.Option("python3", help="The board's Python (a venv's python works)."),
+    root: str = typer.Option("~/edge-deploy-studio", help="Folder on the board for everything the studio pushes."),
+    replace: bool = typer.Option(False, "--replace", help="Change an existing board."),
+):
+    """Remember a board. No password is stored: use keys or ssh-agent (or --ask-password per run).
+
+    Example:\n
+      studio board add rock5b --host 192.168.1.42 --user radxa --key ~/.ssh/id_ed25519\n
+      studio board check rock5b --trust      # first time: compare and trust its host key
+    """
+    from deploy.board.profiles import BoardProfile, BoardStore
+
+    store = BoardStore()
+    store.add(BoardProfile(name, host, user, port, str(key) if key else None, python, root), replace=replace)
+    stdout.print(f"added board {name} ({user}@{host}:{port}); next: studio board check {name} --trust",
+                 highlight=False)
+
+
+@board_app.command("list")
+@handles_errors
+def list_cmd(json_out: bool = JSON):
+    """The boards this studio knows."""
+    from dataclasses import asdict
+
+    from deploy.board.profiles import BoardStore
+
+    boards = BoardStore().load()
+    if json_out:
+        print_json({name: asdict(p) for name, p in boards.items()})
+        return
+    for p in boards.values():
+        stdout.print(f"{p.name}\t{p.address}\tkey={p.key or 'agent/~/.ssh'}\tpython={p.python}", highlight=False)
+    if not boards:
+        stdout.print("no boards yet: studio board add NAME --host HOST --user USER", highlight=False)
+
+
+@board_app.command("remove")
+@handles_errors
+def remove_cmd(name: str = typer.Argument(...)):
+    """Forget a board's profile (its trusted host key stays until forget-key)."""
+    from deploy.board.profiles import BoardStore
+
+    BoardStore().remove(name)
+    stdout.print(f"removed board {name}", highlight=False)
+
+
+@board_app.command("forget-key")
+@handles_errors
+def forget_key_cmd(name: str = typer.Argument(...)):
+    """Forget a board's trusted host key (after it was reinstalled); the next check asks to trust the new one."""
+    from deploy.board.profiles import BoardStore
+    from deploy.board.ssh import forget_host_key
+
+    store = BoardStore()
+    found = forget_host_key(store.get(name), store.known_hosts)
+    stdout.print(f"{'forgot' if found else 'there was no'} trusted host key for {name}", highlight=False)
+
+
+@board_app.command("check")
+@handles_errors
+def check_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
+    """OS, CPU, memory, disk, Python, NPU driver and load, runtime versions; and how to fix what is missing."""
+    from deploy.board.check import check_board
+
+    access = _access(name, trust, ask_password)
+    with access.open() as board:
+        report = check_board(board)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    rows = [("board", f"{report.board} ({report.address})"), ("os", report.os), ("arch", report.arch),
+            ("soc", report.soc or "-"), ("kernel", report.kernel),
+            ("cpu", f"{report.cpu.get('cores')} cores, {report.cpu.get('model') or '-'}"),
+            ("memory", f"{report.memory.get('available_mb')} of {report.memory.get('total_mb')} MiB available"),
+            ("disk free", f"{report.disk_free_mb} MiB"), ("python", report.python or "missing"),
+            ("numpy", report.numpy or "missing"), ("opencv", report.opencv or "missing"),
+            ("rknn-toolkit-lite2", report.rknn_toolkit_lite2 or "missing"),
+            ("librknnrt", report.librknnrt or "missing"), ("npu driver", report.npu_driver or "missing"),
+            ("npu load", ", ".join(f"{k} {v}%" for k, v in (report.npu_load or {}).items()) or "-")]
+    for key, value in rows:
+        stdout.print(f"{key:>19}  {value}", highlight=False)
+    for gap in report.missing:
+        stdout.print(f"missing {gap['part']} (for the {gap['needed_for']}): {gap['fix']}", highlight=False)
+    stdout.print("ready for the NPU" if report.npu_ready else
+                 "the agent can run (ort backend)" if report.agent_ready else "not ready", highlight=False)
+
+
+@board_app.command("push")
+@handles_errors
+def push_cmd(name: str = typer.Argument(...), model: Path = typer.Argument(..., help="An exported model with sidecar."),
+             project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
+    """Copy the runtime, the agent and MODEL to the board; only what changed travels; an interrupted push resumes."""
+    from studio.core.board import push_model
+
+    result = run_job(lambda job: push_model(_access(name, trust, ask_password), model, project, job), json_out)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    stdout.print(f"pushed to {name}:{result.project_dir}: {len(result.sent)} file(s), {result.bytes_sent} bytes sent, "
+                 f"{result.unchanged} unchanged; runtime {result.runtime_version}", highlight=False)
+
+
+@board_app.command("run")
+@handles_errors
+def run_cmd(
+    name: str = typer.Argument(...),
+    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
+    source: str = typer.Option(..., help="On the board: camera:N, a video, an image folder or glob."),
+    workers: int = typer.Option(3, help="Pipeline workers; on the RK3588 worker i runs on NPU core i % 3."),
+    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
+    conf: float = typer.Option(0.25, help="Minimum class score."),
+    iou: float = typer.Option(0.45, help="NMS IoU threshold."),
+    frames: int | None = typer.Option(None, help="Stop after this many frames."),
+    jpeg: int = typer.Option(0, help="Also send each frame home as JPEG of this quality (0: detections only)."),
+    loop: bool = typer.Option(False, "--loop", help="Start a finished folder or video again."),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return; watch with studio board stream."),
+    project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK,
+    json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame, then a summary."),
+):
+    """Push if needed, start the agent on the board and stream its detections home; Ctrl-C stops it there too.
+
+    Examples:\n
+      studio board run rock5b exports/student.rknn --source camera:0 --workers 3\n
+      studio board run rock5b exports/student.rknn --source /data/scenes --frames 200 --json
+    """
+    from deploy.board.remote_run import RunOptions
+    from studio.core.board import push_model, start_run
+
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
+    if backend not in ("rknnlite", "ort"):
+        raise UserError(f"--backend {backend!r}: the board runs rknnlite or ort")
+    expected = ".rknn" if backend == "rknnlite" else ".onnx"
+    if model.suffix != expected:
+        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}")
+    access = _access(name, trust, ask_password)
+    opts = RunOptions(source, backend, workers, conf, iou, jpeg, frames, loop, idle_exit=300.0 if detach else 30.0)
+    run = run_job(lambda job: start_run(access, push_model(access, model, project, job), opts), json_out)
+    if detach:
+        if json_out:
+            print_json(run.to_dict())
+        else:
+            stdout.print(f"agent {run.run_id} running on {name} (pid {run.pid}); watch: studio board stream {name}; "
+                         f"stop: studio board stop {name}", highlight=False)
+        return
+    _stream(access, run, frames, json_out)
+
+
+def _stream(access, run, frames: int | None, json_out: bool) -> None:
+    import json
+    import sys
+
+    from studio.core.board import stream_run
+
+    def show(dets, hello: dict) -> None:
+        if json_out:
+            sys.stdout.write(json.dumps(dets.to_dict(hello.get("names"))) + "\n")
+            sys.stdout.flush()
+
+    summary = run_job(lambda job: stream_run(access, run, show, job, frames), json_out)
+    if json_out:
+        print_json({"summary": summary.to_dict()}, one_line=True)
+        return
+    agent = summary.agent or {}
+    stdout.print(f"{summary.frames} frame(s), {summary.detections} detections, {summary.fps:.1f} frames/s received"
+                 + (f"; on the board {agent.get('fps')} frames/s, stages ms {agent.get('stage_ms')}" if agent else "")
+                 + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""), highlight=False)
+
+
+@board_app.command("stream")
+@handles_errors
+def stream_cmd(name: str = typer.Argument(...), frames: int | None = typer.Option(None, help="Stop after this many."),
+               trust: bool = TRUST, ask_password: bool = ASK,
+               json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame, then a summary.")):
+    """Attach to the agent last started on the board (studio board run --detach) and show its results."""
+    from deploy.board.profiles import BoardStore
+    from studio.core.board import last_run
+
+    _stream(_access(name, trust, ask_password), last_run(BoardStore(), name), frames, json_out)
+
+
+@board_app.command("stop")
+@handles_errors
+def stop_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password: bool = ASK):
+    """End the agent last started on the board (no process is left behind)."""
+    from deploy.board.profiles import BoardStore
+    from studio.core.board import last_run, stop_run
+
+    run = last_run(BoardStore(), name)
+    stop_run(_access(name, trust, ask_password), run)
+    stdout.print(f"stopped agent {run.run_id} on {name}", highlight=False)

@@ -1,0 +1,122 @@
+"""Boards from the studio's side: open a checked SSH session, push with progress, run and stream, stop.
+
+The CLI (`studio board ...`) and the GUI's Deploy page both call these; the SSH, protocol
+and agent details live in deploy/board.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.board.profiles import BoardStore, write_atomic
+from deploy.board.push import PushResult, push
+from deploy.board.remote_run import AgentRun, AgentStream, RunOptions, start_agent, stop_agent
+from deploy.board.session import BoardSession
+from deploy.errors import UserError
+from deploy.runtime.detections import Detections
+from studio.core.jobs import Job
+
+
+@dataclass
+class Access:
+    """How to get onto a board this run: trust an unknown host key (True, or only this fingerprint), a password."""
+
+    board: str
+    trust: bool | str = False
+    password: str | None = None  # asked once per run; held in memory only
+    store: BoardStore | None = None
+
+    def open(self) -> BoardSession:
+        store = self.store or BoardStore()
+        return BoardSession.open(store.get(self.board), store, trust=self.trust, password=self.password)
+
+
+def push_model(access: Access, model: Path, project: str, job: Job) -> PushResult:
+    """Push the runtime and the model, showing bytes sent; cancellable between blocks (resumes next time)."""
+    job.stage("push", None, f"to {access.board}")
+    with access.open() as board:
+        return push(board, Path(model), project,
+                    progress=lambda done, total, name: job.step("push", done, total, _mib(done, total)),
+                    check_cancel=job.cancel.check)
+
+
+def _mib(done: int, total: int) -> str:
+    return f"{done / 2**20:.1f} of {total / 2**20:.1f} MiB"
+
+
+def _runs_file(store: BoardStore, board: str) -> Path:
+    folder = store.home / "runs"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{board}.json"
+
+
+def remember_run(store: BoardStore, run: AgentRun) -> None:
+    """The last agent started on a board, so `studio board stream/stop` find it."""
+    write_atomic(_runs_file(store, run.board), json.dumps(run.to_dict(), indent=2))
+
+
+def last_run(store: BoardStore, board: str) -> AgentRun:
+    path = _runs_file(store, board)
+    if not path.exists():
+        raise UserError(f"no agent was started on {board} from here; start one with: studio board run {board} MODEL "
+                        "--source SOURCE --detach")
+    return AgentRun(**json.loads(path.read_text()))
+
+
+def start_run(access: Access, pushed: PushResult, opts: RunOptions) -> AgentRun:
+    with access.open() as board:
+        run = start_agent(board, pushed, opts)
+    remember_run(access.store or BoardStore(), run)
+    return run
+
+
+def stop_run(access: Access, run: AgentRun) -> None:
+    with access.open() as board:
+        stop_agent(board, run)
+
+
+@dataclass
+class StreamSummary:
+    frames: int
+    detections: int
+    seconds: float
+    fps: float  # as received on the host
+    reconnects: int
+    agent: dict | None  # the agent's own pipeline stats (None when stopped before the end)
+    hello: dict | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def stream_run(access: Access, run: AgentRun, on_result: Callable[[Detections, dict], None], job: Job,
+               max_frames: int | None = None, stop_when_done: bool = True,
+               on_stream: Callable[[AgentStream], None] | None = None) -> StreamSummary:
+    """Receive results until the agent ends, max_frames arrive or the job is cancelled; then stop the agent.
+
+    on_result gets each Detections and the agent's hello (class names, workers, backend).
+    """
+    stream = AgentStream(access.open, run)
+    if on_stream:
+        on_stream(stream)  # lets a caller (the GUI) change thresholds or stop the stream from another thread
+    job.stage("stream", max_frames, f"from {run.board}")
+    frames = detections = 0
+    started = time.perf_counter()
+    try:
+        for dets in stream:
+            frames += 1
+            detections += len(dets)
+            on_result(dets, stream.hello or {})
+            job.step("stream", frames, max_frames, f"{frames} frames")
+            if max_frames and frames >= max_frames:
+                break
+    finally:
+        if stop_when_done:
+            stream.stop()
+            stop_run(access, run)
+    seconds = time.perf_counter() - started
+    return StreamSummary(frames, detections, round(seconds, 3), round(frames / seconds, 2) if seconds else 0.0,
+                         stream.reconnects, stream.stats, stream.hello)

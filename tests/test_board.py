@@ -1,0 +1,250 @@
+"""Boards end to end against a real OpenSSH server on 127.0.0.1 standing in for an RK3588.
+
+The agent runs there with the ONNX Runtime backend (the NPU backend needs the board); the
+"board's" Python is this interpreter and its folder a temporary one, so the tests can look
+at what arrived and at which processes remain.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deploy.board.agent import protocol
+from deploy.board.push import runtime_files
+from deploy.board.remote_run import AgentRun, AgentStream, RunOptions
+from deploy.board.session import BoardError
+from studio.core.board import Access, push_model, start_run, stop_run
+from studio.core.jobs import Job
+from tests.sshd import start_sshd
+
+BOARD = "desk"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def board(cli, sshd, tmp_path, monkeypatch) -> Path:
+    """A fresh studio config with the board added and its host key trusted; returns the board's folder."""
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
+    root = tmp_path / "board"
+    result = cli("board", "add", BOARD, "--host", "127.0.0.1", "--user", sshd.user, "--port", sshd.port,
+                 "--key", sshd.client_key, "--python", sys.executable, "--root", root)
+    assert result.exit_code == 0, result.stderr
+    assert cli("board", "check", BOARD, "--trust", "--json").exit_code == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory, calib_dir) -> Path:
+    folder = tmp_path_factory.mktemp("scenes")
+    for i, path in enumerate(sorted(calib_dir.iterdir()) * 2):
+        cv2.imwrite(str(folder / f"scene{i:02d}.png"), cv2.imread(str(path)))
+    return folder
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains text (the test machine is the board)."""
+    out = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def ssh_keygen_fingerprint(pub: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True).stdout.split()[1]
+
+
+def test_first_connection_needs_trust_and_a_changed_key_is_refused(cli, sshd, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
+    cli("board", "add", BOARD, "--host", "127.0.0.1", "--user", sshd.user, "--port", sshd.port,
+        "--key", sshd.client_key, "--python", sys.executable, "--root", tmp_path / "board")
+    first = cli("board", "check", BOARD)
+    assert first.exit_code == 2 and "not trusted yet" in first.stderr
+    assert ssh_keygen_fingerprint(sshd.host_key.with_suffix(".pub")) in first.stderr.replace("\n", "")
+    assert not (tmp_path / "home" / "known_hosts").exists()
+    assert cli("board", "check", BOARD, "--trust").exit_code == 0
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519" in (tmp_path / "home" / "known_hosts").read_text()
+    assert cli("board", "check", BOARD).exit_code == 0  # trusted now, no --trust needed
+
+    sshd.restart(new_host_key=True)
+    changed = cli("board", "check", BOARD, "--trust")  # --trust never overrides a changed key
+    assert changed.exit_code == 2 and "CHANGED" in changed.stderr and "forget-key" in changed.stderr
+    assert cli("board", "forget-key", BOARD).exit_code == 0
+    assert cli("board", "check", BOARD, "--trust").exit_code == 0
+
+
+def test_unreachable_board_is_exit_3(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    cli("board", "add", "gone", "--host", "127.0.0.1", "--user", "nobody", "--port", port)
+    result = cli("board", "check", "gone")
+    assert result.exit_code == 3 and "cannot reach" in result.stderr
+
+
+def test_check_reports_this_machine_and_what_the_npu_still_needs(cli, board):
+    import onnxruntime
+
+    result = cli("board", "check", BOARD, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["arch"] == platform.machine()
+    assert report["python"] == platform.python_version()
+    assert report["numpy"] == np.__version__ and report["onnxruntime"] == onnxruntime.__version__
+    assert report["memory"]["total_mb"] > 0 and report["disk_free_mb"] > 0 and report["cpu"]["cores"] >= 1
+    missing = {m["part"]: m["fix"] for m in report["missing"]}
+    assert "rknn-toolkit-lite2" in missing and "librknnrt.so" in missing
+    assert report["agent_ready"] and not report["npu_ready"]
+
+
+def test_push_sends_only_what_changed_and_resumes(cli, board, tiny_onnx):
+    first = cli("board", "push", BOARD, tiny_onnx, "--json")
+    assert first.exit_code == 0, first.stderr
+    pushed = json.loads(first.stdout)
+    runtime = board / "studio" / "runtime"
+    assert len(pushed["sent"]) == len(runtime_files()) + 2
+    for rel, local in runtime_files().items():
+        assert (runtime / rel).read_bytes() == local.read_bytes()
+    model = board / "studio" / "models" / tiny_onnx.name
+    assert model.read_bytes() == tiny_onnx.read_bytes()
+    manifest = json.loads((runtime / "manifest.json").read_text())
+    assert manifest["runtime_version"] == pushed["runtime_version"] and manifest["protocol"] == protocol.VERSION
+
+    again = json.loads(cli("board", "push", BOARD, tiny_onnx, "--json").stdout)
+    assert again["sent"] == [] and again["bytes_sent"] == 0
+
+    (runtime / "deploy/runtime/draw.py").write_text("# changed on the board\n")
+    model.unlink()  # an interrupted push left the first 40% of the model behind
+    cut = tiny_onnx.stat().st_size * 2 // 5
+    model.with_name(model.name + ".part").write_bytes(tiny_onnx.read_bytes()[:cut])
+    resumed = json.loads(cli("board", "push", BOARD, tiny_onnx, "--json").stdout)
+    assert sorted(Path(p).name for p in resumed["sent"]) == ["draw.py", tiny_onnx.name]
+    assert resumed["bytes_sent"] == tiny_onnx.stat().st_size - cut + (runtime / "deploy/runtime/draw.py").stat().st_size
+    assert model.read_bytes() == tiny_onnx.read_bytes() and not model.with_name(model.name + ".part").exists()
+
+    model.unlink()
+    model.with_name(model.name + ".part").write_bytes(b"x" * cut)  # a .part holding other bytes
+    damaged = cli("board", "push", BOARD, tiny_onnx)
+    assert damaged.exit_code == 2 and "does not match" in damaged.stderr and not model.exists()
+    assert cli("board", "push", BOARD, tiny_onnx).exit_code == 0 and model.read_bytes() == tiny_onnx.read_bytes()
+
+
+def test_run_streams_detections_and_frames_then_leaves_no_process(cli, board, tiny_onnx, scenes):
+    result = cli("board", "run", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", 2,
+                 "--conf", 0.05, "--jpeg", 80, "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    frames, summary = lines[:-1], lines[-1]["summary"]
+    assert [f["frame"] for f in frames] == list(range(8))
+    assert {f["worker"] for f in frames} == {0, 1}
+    assert summary["agent"]["frames"] == 8 and summary["detections"] == sum(len(f["detections"]) for f in frames) > 0
+    assert set(frames[0]["timings_ms"]) >= {"preprocess", "infer", "postprocess"}
+    assert summary["hello"]["runtime"] == str(board / "studio" / "runtime")  # the pushed copy ran, not this checkout
+    assert summary["hello"]["names"] and frames[0]["detections"][0]["name"] in summary["hello"]["names"]
+    assert processes_with(str(board)) == []
+
+
+def _started(board_name: str, tiny_onnx: Path, opts: RunOptions) -> tuple[Access, AgentRun]:
+    access = Access(board_name)
+    pushed = push_model(access, tiny_onnx, "studio", Job())
+    return access, start_run(access, pushed, opts)
+
+
+def test_dropped_connection_reconnects_and_stop_ends_the_agent(board, tiny_onnx, scenes):
+    access, run = _started(BOARD, tiny_onnx, RunOptions(str(scenes), "ort", workers=2, conf=0.05, jpeg_quality=70,
+                                                        loop=True))
+    stream = AgentStream(access.open, run, backoff_s=0.1)
+    frames, images = [], []
+    for dets in stream:
+        frames.append(dets.frame)
+        images.append(dets.image)
+        if len(frames) == 3:
+            stream.session.client.close()  # the network drops under the stream
+        if len(frames) == 12:
+            break
+    assert stream.reconnects >= 1
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)  # nothing twice, nothing out of order
+    assert all(img is not None and img.ndim == 3 for img in images)
+    assert processes_with(run.run_id) == [run.pid]
+    stop_run(access, run)
+    assert processes_with(run.run_id) == []  # (a reaped or zombie process has no command line left)
+
+
+def test_agent_with_no_host_stops_by_itself(board, tiny_onnx, scenes):
+    _, run = _started(BOARD, tiny_onnx, RunOptions(str(scenes), "ort", workers=1, loop=True, idle_exit=1.0))
+    deadline = time.monotonic() + 15
+    while processes_with(run.run_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_with(run.run_id) == []
+    assert json.loads(Path(run.run_file).read_text())["state"] == "ended"
+
+
+def test_agent_that_fails_or_crashes_gives_a_clear_error(cli, board, tiny_onnx, scenes, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    broken.with_name("broken.onnx.json").write_bytes(tiny_onnx.with_name(tiny_onnx.name + ".json").read_bytes())
+    result = cli("board", "run", BOARD, broken, "--backend", "ort", "--source", scenes)
+    assert result.exit_code == 2
+    assert "the agent failed" in result.stderr and "ONNX Runtime cannot load it" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    access, run = _started(BOARD, tiny_onnx, RunOptions(str(scenes), "ort", workers=1, loop=True))
+    stream = AgentStream(access.open, run, backoff_s=0.1)
+    with pytest.raises(BoardError, match="the agent is gone: it stopped unexpectedly"):
+        for i, _ in enumerate(stream):
+            if i == 2:
+                os.kill(run.pid, 9)  # the agent dies hard (an NPU driver crash, the OOM killer)
+
+
+def test_an_agent_speaking_another_protocol_version_is_refused(board):
+    """A fake agent on the board's localhost greets with version 99; the host refuses it in one line."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def fake_agent():
+        conn, _ = server.accept()
+        body = json.dumps({"v": 99, "type": "hello", "jpeg": 0}).encode()
+        conn.sendall(len(body).to_bytes(4, "big") + body)
+        conn.recv(1)
+        conn.close()
+
+    threading.Thread(target=fake_agent, daemon=True).start()
+    run = AgentRun(BOARD, "fake", "/nonexistent.json", "/nonexistent.log", "/", os.getpid(), server.getsockname()[1])
+    with pytest.raises(BoardError, match="protocol version 99, this studio speaks 1"):
+        list(AgentStream(Access(BOARD).open, run))
+    server.close()
+
+
+def test_no_password_in_any_file_or_log(cli, sshd, board, tiny_onnx, scenes, monkeypatch, caplog, capfd):
+    """The password is asked (once per command) and offered to SSH; the key logs in first here, as the test
+    server takes no passwords, so this checks what the studio itself writes: nothing holds the password."""
+    secret = "pw-Zq7!never-written"
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": secret)
+    caplog.set_level("DEBUG")
+    for args in (["check", BOARD], ["push", BOARD, tiny_onnx],
+                 ["run", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--frames", 2]):
+        result = cli("board", *args, "--ask-password")
+        assert result.exit_code == 0, result.stderr
+        assert secret not in result.stdout + result.stderr
+    assert secret not in caplog.text and secret not in "".join(capfd.readouterr())
+    home = Path(os.environ["EDGE_STUDIO_HOME"])
+    for folder in (home, board, sshd.root):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert secret.encode() not in path.read_bytes(), path
