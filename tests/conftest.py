@@ -82,6 +82,16 @@ def calib_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 standing in for a board (tests/sshd.py)."""
+    from tests.sshd import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def cli():
     """Invoke `studio ...` in-process; returns click's Result (exit_code, stdout, stderr)."""

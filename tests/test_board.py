@@ -26,16 +26,8 @@ from deploy.board.remote_run import AgentRun, AgentStream, RunOptions
 from deploy.board.session import BoardError
 from studio.core.board import Access, push_model, start_run, stop_run
 from studio.core.jobs import Job
-from tests.sshd import start_sshd
 
 BOARD = "desk"
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -203,15 +203,16 @@ class AgentStream:
         finally:
             session.close()
 
-    def set_thresholds(self, conf: float, iou: float) -> None:
-        if self.channel is not None:
-            protocol.send(self.channel, {"type": "thresholds", "conf": conf, "iou": iou})
+    def tell(self, kind: str, **fields) -> None:
+        """Send the agent a control message (pause, resume, step, thresholds); lost if the link is down."""
+        channel = self.channel
+        if channel is not None:
+            try:
+                protocol.send(channel, {"type": kind, **fields})
+            except (OSError, paramiko.SSHException):
+                pass
 
     def stop(self) -> None:
         """Ask the agent to stop (it ends its pipeline and exits); `stop_agent` makes sure of it."""
         self._stopping = True
-        if self.channel is not None:
-            try:
-                protocol.send(self.channel, {"type": "stop"})
-            except (OSError, paramiko.SSHException):
-                pass
+        self.tell("stop")

@@ -51,6 +51,29 @@ class LiveStats:
     recent_workers: list  # which worker produced each of the latest results, oldest first
 
 
+class LiveMeter:
+    """Frames/s, per-stage ms and worker occupancy over the last two seconds of results (local or remote)."""
+
+    def __init__(self) -> None:
+        self._recent: deque = deque(maxlen=120)  # (time, worker, busy seconds, timings)
+
+    def add(self, dets: Detections) -> None:
+        busy = sum(dets.timings.get(k, 0.0) for k in ("preprocess", "infer", "postprocess")) / 1e3
+        self._recent.append((time.perf_counter(), dets.worker, busy, dict(dets.timings)))
+
+    def stats(self, frames: int, dropped: int) -> LiveStats:
+        now = time.perf_counter()
+        window = [r for r in self._recent if now - r[0] <= 2.0]
+        span = now - window[0][0] if len(window) > 1 else 0.0
+        fps = (len(window) - 1) / span if span > 0 else 0.0
+        per_worker: dict[int, float] = {}
+        for _, worker, seconds, _ in window:
+            per_worker[worker] = per_worker.get(worker, 0.0) + seconds
+        busy = {w: min(1.0, s / span) if span > 0 else 0.0 for w, s in sorted(per_worker.items())}
+        latest = self._recent[-1][3] if self._recent else {}
+        return LiveStats(frames, round(fps, 1), latest, dropped, busy, [r[1] for r in list(self._recent)[-48:]])
+
+
 class LiveSession:
     """Runs until the source ends (without loop) or stop(); pause()/resume()/step() gate the frames."""
 
@@ -67,7 +90,7 @@ class LiveSession:
         self._running = threading.Event()
         self._running.set()
         self._steps = threading.Semaphore(0)
-        self._recent: deque = deque(maxlen=120)  # (time, worker, busy seconds)
+        self.meter = LiveMeter()
         self.pipeline: Pipeline | None = None
         self.tile_grid: list[tuple[int, int, int]] = []  # (x, y, size) of the tiles of the current scene
 
@@ -156,19 +179,8 @@ class LiveSession:
     def _observe(self, results: Iterator[Detections]) -> Iterator[Detections]:
         """Note when and by which worker each pipeline result (frame or tile) was produced."""
         for dets in results:
-            busy = sum(dets.timings.get(k, 0.0) for k in ("preprocess", "infer", "postprocess")) / 1e3
-            self._recent.append((time.perf_counter(), dets.worker, busy, dict(dets.timings)))
+            self.meter.add(dets)
             yield dets
 
     def _stats(self) -> LiveStats:
-        now = time.perf_counter()
-        window = [r for r in self._recent if now - r[0] <= 2.0]
-        span = now - window[0][0] if len(window) > 1 else 0.0
-        fps = (len(window) - 1) / span if span > 0 else 0.0
-        per_worker: dict[int, float] = {}
-        for _, worker, seconds, _ in window:
-            per_worker[worker] = per_worker.get(worker, 0.0) + seconds
-        busy = {w: min(1.0, s / span) if span > 0 else 0.0 for w, s in sorted(per_worker.items())}
-        latest = self._recent[-1][3] if self._recent else {}
-        return LiveStats(self.pipeline.stats.frames, round(fps, 1), latest, self.pipeline.stats.dropped, busy,
-                         [r[1] for r in list(self._recent)[-48:]])
+        return self.meter.stats(self.pipeline.stats.frames, self.pipeline.stats.dropped)

@@ -12,7 +12,7 @@ from studio.gui.jobs_dock import JobsDock
 class MainWindow(QMainWindow):
     """Pages are built on first visit, so the window appears before anything heavy is imported."""
 
-    PAGES = ("Models", "Data", "Export", "Live")
+    PAGES = ("Models", "Data", "Export", "Deploy", "Live")
 
     def __init__(self):
         super().__init__()
@@ -77,6 +77,10 @@ class MainWindow(QMainWindow):
                 from studio.gui.pages.data_page import DataPage
 
                 widget = DataPage(self.jobs)
+            elif name == "Deploy":
+                from studio.gui.pages.deploy_page import DeployPage
+
+                widget = DeployPage(self.jobs)
             else:
                 from studio.gui.pages.live_page import LivePage
 

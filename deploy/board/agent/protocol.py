@@ -4,7 +4,8 @@
 
 Every header carries the protocol version `v`; a reader refuses any other version with a
 message that says what to do, so a studio never misreads an agent pushed by another release.
-Message types: hello (agent -> host, first), result, end, error (agent -> host), stop (host -> agent).
+Message types: hello (agent -> host, first), result, end, error (agent -> host); stop, pause, resume,
+step and thresholds (host -> agent).
 Standard library only: this file runs on the board.
 """
 import json

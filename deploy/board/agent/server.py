@@ -60,6 +60,9 @@ class Agent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
         self.stop = threading.Event()
+        self.running = threading.Event()  # cleared while the host has paused the run
+        self.running.set()
+        self.steps = threading.Semaphore(0)  # frames the host let through while paused
         self.outbox: queue.Queue = queue.Queue(maxsize=8)
         self.pipeline: Optional[Pipeline] = None
         self.live = False
@@ -92,6 +95,9 @@ class Agent:
             produced = False
             for frame in source:
                 produced = True
+                while not self.running.is_set() and not self.stop.is_set():
+                    if self.steps.acquire(timeout=POLL_S):
+                        break
                 yield Frame(frame.image, index, frame.source, frame.read_ms)
                 index += 1
                 if self.stop.is_set() or (self.cfg.max_frames and index >= self.cfg.max_frames):
@@ -198,12 +204,19 @@ class Agent:
         return True, None
 
     def _host_says_stop(self, conn: socket.socket) -> bool:
-        """Read what the host sent, if anything: stop, or new thresholds. A closed connection raises."""
+        """Read what the host sent, if anything: stop, pause, resume, step, thresholds. A closed connection raises."""
         while select.select([conn], [], [], 0)[0]:
             header, _ = protocol.receive(conn)
-            if header.get("type") == "stop":
+            kind = header.get("type")
+            if kind == "stop":
                 return True
-            if header.get("type") == "thresholds" and self.pipeline is not None:
+            if kind == "pause":
+                self.running.clear()
+            elif kind == "resume":
+                self.running.set()
+            elif kind == "step" and not self.running.is_set():
+                self.steps.release()
+            elif kind == "thresholds" and self.pipeline is not None:
                 self.pipeline.cfg = NmsConfig(conf=float(header["conf"]), iou=float(header["iou"]))
         return False
 

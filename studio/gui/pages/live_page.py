@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
+from studio.core.jobs import Cancelled
 from studio.gui.common import PathField
 from studio.gui.image_view import ImageView
 from studio.gui.live_widgets import SpeedChart, WorkerLanes
@@ -56,13 +57,17 @@ class LiveRunner(QThread):
         self._waiting = False  # a frame_ready the UI has not collected yet
 
     def run(self) -> None:
+        from studio.core.board_live import BoardLiveRequest, BoardLiveSession
         from studio.core.live import LiveSession
 
         try:
-            self.session = LiveSession(self.request)
+            board = isinstance(self.request, BoardLiveRequest)
+            self.session = BoardLiveSession(self.request) if board else LiveSession(self.request)
             self.session.run(self._on_frame)
         except UserError as exc:
             self.failed.emit(str(exc))
+        except Cancelled:  # stopped while a board run was still starting
+            pass
         except Exception as exc:  # noqa: BLE001 (shown as one line; the traceback stays in the log)
             import traceback
 
@@ -209,6 +214,16 @@ class LivePage(QWidget):
         req = LiveRequest(model=Path(self.model.text()), source=self.source.text(), backend=self.backend.currentText(),
                           workers=self.workers.value(), tile=self.tile.value() or None,
                           conf=self.conf[0].value() / 100, iou=self.iou[0].value() / 100, record=record)
+        self._launch(req)
+
+    def start_board(self, req) -> None:
+        """Run on a board (the Deploy page's Run): the same panel, fed by the board's stream."""
+        self.model.setText(str(req.model))
+        self.source.setText(req.source)
+        self.workers.setValue(req.workers)
+        self._launch(req)
+
+    def _launch(self, req) -> None:
         self.frames_shown = 0
         self.chart.clear()
         self.lanes.set_workers(req.workers)
@@ -247,7 +262,7 @@ class LivePage(QWidget):
         self.frames_shown += 1
         self.names = self.runner.session.meta.names
         self.view.show_rgb(rgb)
-        unit = "tiles" if self.runner.request.tile else "frames"
+        unit = "tiles" if getattr(self.runner.request, "tile", None) else "frames"
         self.numbers.setText(f"{unit}/s {stats.fps:.1f}   {unit} {stats.frames}   dropped {stats.dropped}")
         for key, label in self.stage_labels.items():
             label.setText(f"{stats.stage_ms.get(key, 0.0):.1f}")

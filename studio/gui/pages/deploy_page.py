@@ -1,0 +1,258 @@
+"""Deploy page: the boards this studio knows, their check, a push with progress, and a run in the live panel.
+
+A first connection shows the board's host-key fingerprint in a confirmation; only a key the
+user accepted is trusted (the same rule as `studio board check --trust`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deploy.errors import UserError
+from studio.gui.common import PathField
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.horizontalHeader().setStretchLastSection(True)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    return table
+
+
+def _fill(table: QTableWidget, rows: list[tuple]) -> None:
+    table.setRowCount(len(rows))
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            table.setItem(r, c, QTableWidgetItem(str(value)))
+
+
+def check_rows(report) -> list[tuple[str, str]]:
+    """The facts of a BoardReport as (what, value) rows, missing parts last."""
+    cpu, mem = report.cpu, report.memory
+    rows = [("os", report.os), ("arch", report.arch), ("soc", report.soc or "–"), ("kernel", report.kernel),
+            ("cpu", f"{cpu.get('cores')} cores, {cpu.get('model') or '–'}"),
+            ("memory", f"{mem.get('available_mb')} of {mem.get('total_mb')} MiB free"),
+            ("disk free", f"{report.disk_free_mb} MiB"), ("python", report.python or "missing"),
+            ("numpy", report.numpy or "missing"), ("opencv", report.opencv or "missing"),
+            ("rknn-toolkit-lite2", report.rknn_toolkit_lite2 or "missing"),
+            ("librknnrt", report.librknnrt or "missing"), ("npu driver", report.npu_driver or "missing"),
+            ("npu load", ", ".join(f"{k} {v}%" for k, v in (report.npu_load or {}).items()) or "–")]
+    return rows + [(f"missing: {m['part']}", m["fix"]) for m in report.missing]
+
+
+class DeployPage(QWidget):
+    def __init__(self, jobs, parent=None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.trusted: dict[str, str] = {}  # board -> fingerprint the user accepted this session
+        self.boards = _table(["board", "address", "python", "folder on the board"])
+        self.boards.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.boards.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.name, self.host, self.user = QLineEdit(), QLineEdit(), QLineEdit()
+        self.name.setPlaceholderText("rock5b")
+        self.host.setPlaceholderText("192.168.1.42")
+        self.user.setPlaceholderText("radxa")
+        self.port = QSpinBox()
+        self.port.setRange(1, 65535)
+        self.port.setValue(22)
+        self.key = PathField("private key (default: ssh-agent and ~/.ssh)", key="ssh-key")
+        self.python = QLineEdit("python3")
+        self.root = QLineEdit("~/edge-deploy-studio")
+        add_form = QFormLayout()
+        for label, widget in (("Name", self.name), ("Host", self.host), ("User", self.user), ("Port", self.port),
+                              ("Key", self.key), ("Python", self.python), ("Folder", self.root)):
+            add_form.addRow(label, widget)
+        add_button, remove_button = QPushButton("Add board"), QPushButton("Remove selected")
+        add_button.clicked.connect(self.add_board)
+        remove_button.clicked.connect(self.remove_board)
+        row = QHBoxLayout()
+        row.addWidget(add_button)
+        row.addWidget(remove_button)
+        boards_box = QGroupBox("Boards (no passwords are stored: keys or ssh-agent)")
+        b_layout = QVBoxLayout(boards_box)
+        b_layout.addWidget(self.boards, 1)
+        b_layout.addLayout(add_form)
+        b_layout.addLayout(row)
+
+        self.check_button = QPushButton("Check board")
+        self.check_button.clicked.connect(self.check)
+        self.facts = _table(["what", "value"])
+        self.model = PathField("exported model: .rknn (NPU) or .onnx (board CPU)", name_filter="Models (*.rknn *.onnx)",
+                               key="deploy-model")
+        self.push_button = QPushButton("Push")
+        self.push_button.clicked.connect(self.push)
+        self.source = QLineEdit()
+        self.source.setPlaceholderText("on the board: camera:0, /data/flight.mp4, /data/scenes")
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 6)
+        self.workers.setValue(3)
+        self.backend = QComboBox()
+        self.backend.addItems(["rknnlite", "ort"])
+        self.run_button = QPushButton("Run in the live panel")
+        self.run_button.clicked.connect(self.run_live)
+        self.status = QLabel("Add a board, select it and check it.")
+        self.status.setWordWrap(True)
+        actions = QFormLayout()
+        actions.addRow("", self.check_button)
+        actions.addRow("Model", self.model)
+        actions.addRow("", self.push_button)
+        for label, widget in (("Source", self.source), ("Workers", self.workers), ("Backend", self.backend)):
+            actions.addRow(label, widget)
+        actions.addRow("", self.run_button)
+        board_box = QGroupBox("Selected board")
+        s_layout = QVBoxLayout(board_box)
+        s_layout.addLayout(actions)
+        s_layout.addWidget(self.status)
+        s_layout.addWidget(self.facts, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(boards_box, 1)
+        layout.addWidget(board_box, 1)
+        self.refresh()
+
+    def store(self):
+        from deploy.board.profiles import BoardStore
+
+        return BoardStore()
+
+    def refresh(self) -> None:
+        profiles = list(self.store().load().values())
+        _fill(self.boards, [(p.name, p.address, p.python, p.root) for p in profiles])
+        if profiles and not self.boards.selectedItems():
+            self.boards.selectRow(0)
+
+    def selected(self) -> str | None:
+        items = self.boards.selectedItems()
+        return self.boards.item(items[0].row(), 0).text() if items else None
+
+    def _need_board(self) -> str | None:
+        name = self.selected()
+        if name is None:
+            self.window().show_error("add a board first, then select it in the list")
+        return name
+
+    def add_board(self) -> None:
+        from deploy.board.profiles import BoardProfile
+
+        try:
+            if not (self.name.text() and self.host.text() and self.user.text()):
+                raise UserError("a board needs a name, a host and a user")
+            self.store().add(BoardProfile(self.name.text(), self.host.text(), self.user.text(), self.port.value(),
+                                          self.key.text() or None, self.python.text() or "python3",
+                                          self.root.text() or "~/edge-deploy-studio"))
+        except UserError as exc:
+            self.window().show_error(str(exc))
+            return
+        self.refresh()
+        self.boards.selectRow(self.boards.rowCount() - 1)
+        self.status.setText(f"Added {self.name.text()}; press Check board (its host key will be shown first).")
+
+    def remove_board(self) -> None:
+        name = self.selected()
+        if name:
+            self.store().remove(name)
+            self.refresh()
+
+    def access(self, name: str):
+        from studio.core.board import Access
+
+        return Access(name, trust=self.trusted.get(name, False))
+
+    def confirm_trust(self, name: str, key_type: str, fingerprint: str) -> bool:
+        """Ask the user to compare the fingerprint (tests replace this)."""
+        answer = QMessageBox.question(
+            self, "Trust this board?",
+            f"{name} shows the host key\n\n{key_type} {fingerprint}\n\nCompare it with the board's own "
+            "(on the board: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub). Trust it?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def check(self) -> None:
+        from deploy.board.check import check_board
+        from deploy.board.ssh import UnknownHostKey
+
+        name = self._need_board()
+        if name is None:
+            return
+        access = self.access(name)
+
+        def work(job):
+            job.stage("check", None, name)
+            try:
+                with access.open() as board:
+                    return check_board(board)
+            except UnknownHostKey as exc:
+                return exc
+
+        self.status.setText(f"Checking {name}…")
+        self.jobs.start(f"Check {name}", work, on_success=lambda result: self.checked(name, result),
+                        on_failure=self.failed)
+
+    def checked(self, name: str, result) -> None:
+        from deploy.board.ssh import UnknownHostKey
+
+        if isinstance(result, UnknownHostKey):
+            if self.confirm_trust(name, result.key_type, result.fingerprint):
+                self.trusted[name] = result.fingerprint
+                self.check()
+            else:
+                self.status.setText(f"{name}'s host key was not trusted; nothing was sent to it.")
+            return
+        _fill(self.facts, check_rows(result))
+        verdict = "ready for the NPU" if result.npu_ready else \
+            "the agent can run (ort backend); the NPU needs the parts listed" if result.agent_ready else "not ready"
+        self.status.setText(f"{name}: {verdict}.")
+
+    def push(self) -> None:
+        from studio.core.board import push_model
+
+        name = self._need_board()
+        if name is None or not self._need_model():
+            return
+        access, model = self.access(name), Path(self.model.text())
+        self.status.setText(f"Pushing {model.name} to {name}… (progress in the jobs dock)")
+        self.jobs.start(f"Push to {name}", lambda job: push_model(access, model, "studio", job),
+                        on_success=lambda r: self.status.setText(
+                            f"Pushed to {name}: {len(r.sent)} file(s), {r.bytes_sent} bytes sent, {r.unchanged} "
+                            f"unchanged (runtime {r.runtime_version})."),
+                        on_failure=self.failed)
+
+    def _need_model(self) -> bool:
+        if not self.model.text():
+            self.window().show_error("choose an exported model first")
+            return False
+        return True
+
+    def run_live(self) -> None:
+        from studio.core.board_live import BoardLiveRequest
+
+        name = self._need_board()
+        if name is None or not self._need_model():
+            return
+        if not self.source.text():
+            self.window().show_error("say what to run on: a source on the board (camera:0, a video, a folder)")
+            return
+        req = BoardLiveRequest(name, Path(self.model.text()), self.source.text(), self.backend.currentText(),
+                               self.workers.value(), trust=self.trusted.get(name, False))
+        window = self.window()
+        window.show_page("Live")
+        window.page("Live").start_board(req)
+
+    def failed(self, message: str) -> None:
+        self.status.setText(message)
+        self.window().show_error(message)

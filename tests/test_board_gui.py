@@ -1,0 +1,96 @@
+"""The Deploy page and the live panel on a board, under pytest-qt, against a real sshd on 127.0.0.1."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import pytest
+from PySide6.QtCore import QSettings
+
+from studio.gui.main_window import MainWindow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    if "Live" in win.pages:
+        win.page("Live").stop()
+    win.jobs.cancel_all()
+
+
+def fingerprint(pub) -> str:
+    return subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True).stdout.split()[1]
+
+
+def add_board(page, sshd, root) -> None:
+    for field, value in ((page.name, "desk"), (page.host, "127.0.0.1"), (page.user, sshd.user),
+                         (page.python, sys.executable), (page.root, str(root))):
+        field.setText(value)
+    page.port.setValue(sshd.port)
+    page.key.setText(str(sshd.client_key))
+    page.add_board()
+
+
+def test_refusing_the_host_key_sends_nothing(window, qtbot, sshd, tmp_path, monkeypatch):
+    window.show_page("Deploy")
+    page = window.page("Deploy")
+    add_board(page, sshd, tmp_path / "board")
+    monkeypatch.setattr(page, "confirm_trust", lambda *a: False)
+    page.check()
+    qtbot.waitUntil(lambda: "was not trusted" in page.status.text(), timeout=30000)
+    assert not (tmp_path / "home" / "known_hosts").exists() and not (tmp_path / "board").exists()
+
+
+def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, qtbot, sshd, tiny_onnx, calib_dir,
+                                                                       tmp_path, monkeypatch):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for i, path in enumerate(sorted(calib_dir.iterdir())):
+        cv2.imwrite(str(scenes / f"s{i}.png"), cv2.imread(str(path)))
+    window.show_page("Deploy")
+    page = window.page("Deploy")
+    root = tmp_path / "board"
+    add_board(page, sshd, root)
+    assert page.boards.rowCount() == 1 and page.selected() == "desk"
+    asked = []
+    monkeypatch.setattr(page, "confirm_trust", lambda name, kind, fp: asked.append(fp) or True)
+    page.check()
+    qtbot.waitUntil(lambda: page.facts.rowCount() > 10, timeout=30000)
+    assert asked == [fingerprint(sshd.host_key.with_suffix(".pub"))]
+    assert "the agent can run" in page.status.text()
+    rows = {page.facts.item(r, 0).text(): page.facts.item(r, 1).text() for r in range(page.facts.rowCount())}
+    assert rows["python"] == sys.version.split()[0] and "missing: rknn-toolkit-lite2" in rows
+
+    page.model.setText(str(tiny_onnx))
+    page.push()
+    qtbot.waitUntil(lambda: "Pushed to desk" in page.status.text(), timeout=60000)
+    assert (root / "studio" / "models" / tiny_onnx.name).read_bytes() == tiny_onnx.read_bytes()
+
+    page.source.setText(str(scenes))
+    page.backend.setCurrentText("ort")
+    page.workers.setValue(2)
+    page.run_live()
+    live = window.page("Live")
+    assert window.stack.currentWidget() is live
+    qtbot.waitUntil(lambda: live.frames_shown >= 6, timeout=60000)
+    assert "frames/s" in live.numbers.text() and float(live.stage_labels["infer"].text()) > 0
+    assert live.view.pixmap() is not None and not live.view.pixmap().isNull()
+    assert set(live.runner.session.meter.stats(0, 0).recent_workers) == {0, 1}
+
+    live.toggle_pause()
+    qtbot.wait(1500)  # frames already on their way still arrive
+    held = live.frames_shown
+    qtbot.wait(1000)
+    assert live.frames_shown == held
+    live.step_button.click()
+    qtbot.waitUntil(lambda: live.frames_shown == held + 1, timeout=10000)
+    live.stop()
+    qtbot.waitUntil(lambda: not live.runner.isRunning(), timeout=20000)
+    out = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout
+    assert out.strip() == ""
