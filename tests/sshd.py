@@ -56,7 +56,8 @@ class Sshd:
             "X11Forwarding no", "PrintMotd no", "LogLevel VERBOSE", "MaxStartups 50",
             "Subsystem sftp internal-sftp", "",
         ]))
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(self.root / "sshd.log", "ab"))
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "sshd.log", "ab"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

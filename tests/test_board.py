@@ -240,3 +240,48 @@ def test_no_password_in_any_file_or_log(cli, sshd, board, tiny_onnx, scenes, mon
         for path in folder.rglob("*"):
             if path.is_file() and path.stat().st_size < 50_000_000:
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def make_wheel(folder: Path, filename: str, package: str, dist: str, version: str) -> Path:
+    """A minimal wheel: one package and its dist-info (enough for import and importlib.metadata)."""
+    import zipfile
+
+    path = folder / filename
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr(f"{package}/__init__.py", f"__version__ = {version!r}\n")
+        info = f"{dist.replace('-', '_')}-{version}.dist-info"
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_setup_provisions_an_offline_board_and_refuses_wheels_for_another_machine(cli, board, tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    make_wheel(wheels, "rknn_toolkit_lite2-2.3.0-py3-none-any.whl", "rknnlite", "rknn-toolkit-lite2", "2.3.0")
+    (wheels / "librknnrt.so").write_bytes(b"\x7fELF...librknnrt version: 2.3.0 (c949ad889d@2024-11-07T11:35:33)\0")
+    result = cli("board", "setup", BOARD, "--wheels", wheels, "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["setup"]["installed"] == ["rknn_toolkit_lite2-2.3.0-py3-none-any.whl"]
+    assert out["check"]["rknn_toolkit_lite2"] == "2.3.0" and out["check"]["librknnrt"] == "2.3.0"
+    assert {m["part"] for m in out["check"]["missing"]} & {"rknn-toolkit-lite2", "librknnrt.so"} == set()
+    assert (board / "site" / "rknnlite" / "__init__.py").exists() and (board / "lib" / "librknnrt.so").exists()
+
+    make_wheel(wheels, "numpy-1.26.4-cp39-cp39-manylinux_2_17_aarch64.manylinux2014_aarch64.whl", "numpy", "numpy",
+               "1.26.4")
+    refused = cli("board", "setup", BOARD, "--wheels", wheels)
+    assert refused.exit_code == 2 and "numpy-1.26.4" in refused.stderr
+    assert "the board runs Python" in refused.stderr or "the board is" in refused.stderr
+
+
+def test_bench_measures_each_worker_count_on_the_board(cli, board, tiny_onnx, scenes):
+    result = cli("board", "bench", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", "1,2",
+                 "--frames", 16, "--json")
+    assert result.exit_code == 0, result.stderr
+    bench = json.loads(result.stdout)
+    assert [r["workers"] for r in bench["runs"]] == [1, 2] and all(r["frames"] == 16 for r in bench["runs"])
+    assert bench["runs"][0]["speedup"] == 1.0 and bench["runs"][1]["fps"] > 0
+    assert bench["runs"][1]["stage_ms"]["infer"] > 0 and "on the board" in bench["measured"]
+    assert cli("board", "bench", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes,
+               "--workers", "one").exit_code == 2

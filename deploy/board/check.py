@@ -21,7 +21,10 @@ def _module_version(python: str, module: str, dist: str | None = None) -> str:
 
 
 def probe_script(python: str, root: str) -> str:
-    """The shell probe: a section per fact; anything absent prints nothing or 'missing'."""
+    """The shell probe: a section per fact; anything absent prints nothing or 'missing'.
+
+    Python sees what `studio board setup` unpacked into <root>/site and <root>/lib, as the agent does.
+    """
     libs = " ".join(f"{d}/librknnrt.so" for d in LIB_DIRS)
     parts = {
         "os": "cat /etc/os-release 2>/dev/null",
@@ -43,7 +46,8 @@ def probe_script(python: str, root: str) -> str:
         "meminfo": "cat /proc/meminfo",
         "df": f"mkdir -p \"{root}\" && df -Pk \"{root}\"",
     }
-    return "\n".join(f"echo @@{name}; {command}" for name, command in parts.items())
+    env = f'export PYTHONPATH="{root}/site"; export LD_LIBRARY_PATH="{root}/lib${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'
+    return "\n".join([env] + [f"echo @@{name}; {command}" for name, command in parts.items()])
 
 
 @dataclass

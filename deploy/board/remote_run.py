@@ -88,7 +88,10 @@ def start_agent(board: BoardSession, pushed: PushResult, opts: RunOptions) -> Ag
     if opts.loop:
         args.append("--loop")
     # Only the agent goes to the background, with every stream redirected, so the SSH command returns at once.
-    command = (f"mkdir -p {quote(runs)} && cd {quote(pushed.runtime_dir)} && {{ PYTHONPATH={quote(pushed.runtime_dir)} "
+    # The pushed runtime first, then what `studio board setup` unpacked (wheels in site/, librknnrt.so in lib/).
+    env = (f"PYTHONPATH={quote(pushed.runtime_dir + ':' + posixpath.join(board.root, 'site'))} "
+           f"LD_LIBRARY_PATH={quote(posixpath.join(board.root, 'lib'))}\"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\"")
+    command = (f"mkdir -p {quote(runs)} && cd {quote(pushed.runtime_dir)} && {{ {env} "
                f"nohup setsid {quote(*args)} > {quote(log_file)} 2>&1 < /dev/null & echo $!; }}")
     pid = int(board.run(command).out.strip().splitlines()[-1])
     run = AgentRun(board.profile.name, run_id, run_file, log_file, pushed.runtime_dir, pid, 0)

@@ -119,6 +119,40 @@ def check_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password
                  "the agent can run (ort backend)" if report.agent_ready else "not ready", highlight=False)
 
 
+@board_app.command("setup")
+@handles_errors
+def setup_cmd(name: str = typer.Argument(...),
+              wheels: Path = typer.Option(..., help="Folder with .whl files for the board (rknn-toolkit-lite2, "
+                                                    "numpy, ...) and optionally librknnrt.so."),
+              trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
+    """Provision an offline board from files you bring: wheels unpacked for the agent, librknnrt.so beside them.
+
+    Needs no root, pip or network on the board; a wheel for another Python or CPU is refused.
+    Example:\n
+      studio board setup rock5b --wheels ~/rk3588-wheels && studio board check rock5b
+    """
+    from deploy.board.check import check_board
+    from deploy.board.setup import setup_board
+
+    access = _access(name, trust, ask_password)
+
+    def work(job):
+        job.stage("setup", None, f"on {name}")
+        with access.open() as board:
+            result = setup_board(board, wheels, lambda done, total, _: job.step("setup", done, total),
+                                 job.cancel.check)
+            return result, check_board(board)
+
+    result, report = run_job(work, json_out)
+    if json_out:
+        print_json({"setup": result.to_dict(), "check": report.to_dict()})
+        return
+    stdout.print(f"unpacked {len(result.installed)} wheel(s) into {result.site}"
+                 + (f"; librknnrt.so at {result.library}" if result.library else ""), highlight=False)
+    for gap in report.missing:
+        stdout.print(f"still missing {gap['part']}: {gap['fix']}", highlight=False)
+
+
 @board_app.command("push")
 @handles_errors
 def push_cmd(name: str = typer.Argument(...), model: Path = typer.Argument(..., help="An exported model with sidecar."),
@@ -132,6 +166,14 @@ def push_cmd(name: str = typer.Argument(...), model: Path = typer.Argument(..., 
         return
     stdout.print(f"pushed to {name}:{result.project_dir}: {len(result.sent)} file(s), {result.bytes_sent} bytes sent, "
                  f"{result.unchanged} unchanged; runtime {result.runtime_version}", highlight=False)
+
+
+def _check_model(model: Path, backend: str) -> None:
+    if backend not in ("rknnlite", "ort"):
+        raise UserError(f"--backend {backend!r}: the board runs rknnlite or ort")
+    expected = ".rknn" if backend == "rknnlite" else ".onnx"
+    if model.suffix != expected:
+        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}")
 
 
 @board_app.command("run")
@@ -162,11 +204,7 @@ def run_cmd(
 
     if workers < 1:
         raise UserError("--workers must be at least 1")
-    if backend not in ("rknnlite", "ort"):
-        raise UserError(f"--backend {backend!r}: the board runs rknnlite or ort")
-    expected = ".rknn" if backend == "rknnlite" else ".onnx"
-    if model.suffix != expected:
-        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}")
+    _check_model(model, backend)
     access = _access(name, trust, ask_password)
     opts = RunOptions(source, backend, workers, conf, iou, jpeg, frames, loop, idle_exit=300.0 if detach else 30.0)
     run = run_job(lambda job: start_run(access, push_model(access, model, project, job), opts), json_out)
@@ -177,7 +215,7 @@ def run_cmd(
             stdout.print(f"agent {run.run_id} running on {name} (pid {run.pid}); watch: studio board stream {name}; "
                          f"stop: studio board stop {name}", highlight=False)
         return
-    _stream(access, run, frames, json_out)
+    _stream(access, run, None, json_out)  # with --frames the agent ends by itself, after sending its stats
 
 
 def _stream(access, run, frames: int | None, json_out: bool) -> None:
@@ -223,3 +261,38 @@ def stop_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password:
     run = last_run(BoardStore(), name)
     stop_run(_access(name, trust, ask_password), run)
     stdout.print(f"stopped agent {run.run_id} on {name}", highlight=False)
+
+
+@board_app.command("bench")
+@handles_errors
+def bench_cmd(
+    name: str = typer.Argument(...),
+    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
+    source: str = typer.Option(..., help="Images or a video on the board (read in a loop until --frames)."),
+    workers: str = typer.Option("1,2,3", help="Worker counts to measure, comma-separated (NPU core i % 3 each)."),
+    frames: int = typer.Option(200, help="Frames per worker count."),
+    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (the board's CPU)."),
+    project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON,
+):
+    """Frames/s and per-stage ms on the board for 1, 2, 3 workers: compare with the published RK3588 figures.
+
+    Example:\n
+      studio board bench rock5b exports/student.rknn --source /data/scenes --workers 1,2,3 --json
+    """
+    from studio.core.board import BenchRequest, bench_board
+
+    try:
+        counts = tuple(int(w) for w in workers.split(","))
+    except ValueError:
+        raise UserError(f"--workers {workers!r}: comma-separated counts, e.g. 1,2,3") from None
+    _check_model(model, backend)
+    req = BenchRequest(name, model, source, counts, frames, backend, project)
+    result = run_job(lambda job: bench_board(_access(name, trust, ask_password), req, job), json_out)
+    if json_out:
+        print_json(result)
+        return
+    stdout.print(f"{result['model']} on {name}, {result['measured']}, {frames} frames each:", highlight=False)
+    for run in result["runs"]:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in (run["stage_ms"] or {}).items())
+        stdout.print(f"  {run['workers']} worker(s): {run['fps']} frames/s (x{run['speedup']}); ms per frame: "
+                     f"{stages}", highlight=False)

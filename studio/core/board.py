@@ -120,3 +120,36 @@ def stream_run(access: Access, run: AgentRun, on_result: Callable[[Detections, d
     seconds = time.perf_counter() - started
     return StreamSummary(frames, detections, round(seconds, 3), round(frames / seconds, 2) if seconds else 0.0,
                          stream.reconnects, stream.stats, stream.hello)
+
+
+@dataclass
+class BenchRequest:
+    board: str
+    model: Path
+    source: str  # on the board; a short folder is read in a loop until `frames` are done
+    workers: tuple[int, ...] = (1, 2, 3)
+    frames: int = 200
+    backend: str = "rknnlite"
+    project: str = "studio"
+
+
+def bench_board(access: Access, req: BenchRequest, job: Job) -> dict:
+    """Frames/s and per-stage ms measured by the agent on the board, for each worker count, in one run."""
+    if not req.workers or min(req.workers) < 1:
+        raise UserError("--workers takes counts of at least 1, e.g. 1,2,3")
+    if req.frames < 10:
+        raise UserError("--frames must be at least 10")
+    pushed = push_model(access, req.model, req.project, job)
+    runs = []
+    for workers in req.workers:
+        opts = RunOptions(req.source, req.backend, workers, max_frames=req.frames, loop=True)
+        run = start_run(access, pushed, opts)
+        summary = stream_run(access, run, lambda dets, hello: None, job)  # the agent ends after req.frames
+        agent = summary.agent or {}
+        runs.append({"workers": workers, "fps": agent.get("fps"), "stage_ms": agent.get("stage_ms"),
+                     "frames": agent.get("frames"), "received_fps": summary.fps})
+    base = runs[0]["fps"] or 0.0
+    for entry in runs:
+        entry["speedup"] = round(entry["fps"] / base, 3) if base and entry["fps"] else None
+    return {"board": access.board, "model": Path(req.model).name, "backend": req.backend, "source": req.source,
+            "frames": req.frames, "measured": f"on the board by its agent ({req.backend})", "runs": runs}
