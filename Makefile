@@ -46,11 +46,11 @@ demo: venv  ## synthetic data -> brief training -> ONNX + RKNN int8 for rk3588 w
 assets: venv  ## rebuild assets/ (synthetic data, student ~70 min, teacher ~2 h on 2 cores; resumable)
 	$(BIN)/studio assets
 
-screenshots: venv sysdeps  ## docs/screenshots/*.png of every page, from a real window under Xvfb
+screenshots: venv sysdeps  ## docs/screenshots/*.png of every page under Xvfb (BOARD=name adds the Deploy page)
 	@test -f out/demo/exports/student.onnx || $(BIN)/studio demo
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m studio.gui.screenshots \
 		--model assets/models/student.pt --data out/demo/data/data.yaml --onnx out/demo/exports/student.onnx \
-		--calib out/demo/data/images/train --scene assets/samples/scene_000.jpg
+		--calib out/demo/data/images/train --scene assets/samples/scene_000.jpg $(if $(BOARD),--board $(BOARD))
 
 studio: venv  ## the desktop studio
 	$(BIN)/studio gui

@@ -17,9 +17,12 @@ from PySide6.QtWidgets import QApplication
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("model", "data", "onnx", "calib", "scene"):
-        parser.add_argument(f"--{name}", required=True)
+        parser.add_argument(f"--{name}")
+    parser.add_argument("--board", help="a board profile whose host key is trusted (for the Deploy page)")
+    parser.add_argument("--pages", default="models,data,export,deploy,live", help="which pages, in this order")
     parser.add_argument("--out", default="docs/screenshots")
     args = parser.parse_args(argv)
+    pages = [p for p in args.pages.split(",") if p != "deploy" or args.board]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="studio-shots-"))
@@ -50,19 +53,25 @@ def main(argv: list[str]) -> int:
     models = window.page("Models")
     data = window.page("Data")
     export = window.page("Export")
+    deploy = window.page("Deploy")
     live = window.page("Live")
+
+    def after(name: str):
+        """The step that follows page `name` in --pages (quit after the last)."""
+        rest = pages[pages.index(name) + 1:]
+        return steps[rest[0]] if rest else app.quit
 
     def step_models():
         window.show_page("Models")
         models.inspect(args.model)
-        wait_for(lambda: models.layers.rowCount() > 0, lambda: (shoot("models")(), step_data()))
+        wait_for(lambda: models.layers.rowCount() > 0, lambda: (shoot("models")(), after("models")()))
 
     def step_data():
         window.show_page("Data")
         data.data.setText(args.data)
         data.run_stats()
         wait_for(lambda: data.plots.count() == 3, lambda: QTimer.singleShot(800, lambda: (
-            data.plots.setCurrentIndex(1), shoot("data")(), step_export())))
+            data.plots.setCurrentIndex(1), shoot("data")(), after("data")())))
 
     def step_export():
         window.show_page("Export")
@@ -71,7 +80,14 @@ def main(argv: list[str]) -> int:
         export.calib_count.setValue(64)
         export.out.setText(str(work / "shot.rknn"))
         export.run()
-        wait_for(lambda: export.table.rowCount() > 0, lambda: (shoot("export")(), step_live()))
+        wait_for(lambda: export.table.rowCount() > 0, lambda: (shoot("export")(), after("export")()))
+
+    def step_deploy():
+        window.show_page("Deploy")
+        deploy.refresh()
+        deploy.model.setText(args.onnx)
+        deploy.check()
+        wait_for(lambda: deploy.facts.rowCount() > 0, lambda: (shoot("deploy")(), after("deploy")()))
 
     def step_live():
         window.show_page("Live")
@@ -80,9 +96,11 @@ def main(argv: list[str]) -> int:
         live.tile.setValue(320)
         live.workers.setValue(2)
         live.start()
-        wait_for(lambda: live.frames_shown >= 3, lambda: (shoot("live")(), live.stop(), app.quit()))
+        wait_for(lambda: live.frames_shown >= 3, lambda: (shoot("live")(), live.stop(), after("live")()))
 
-    QTimer.singleShot(300, step_models)
+    steps = {"models": step_models, "data": step_data, "export": step_export, "deploy": step_deploy,
+             "live": step_live}
+    QTimer.singleShot(300, steps[pages[0]])
     app.exec()
     window.close()
     print("\n".join(str(p) for p in sorted(out.glob("*.png"))))

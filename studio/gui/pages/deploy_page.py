@@ -33,6 +33,7 @@ def _table(headers: list[str]) -> QTableWidget:
     table.horizontalHeader().setStretchLastSection(True)
     table.verticalHeader().setVisible(False)
     table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setWordWrap(True)
     return table
 
 
@@ -41,6 +42,8 @@ def _fill(table: QTableWidget, rows: list[tuple]) -> None:
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
             table.setItem(r, c, QTableWidgetItem(str(value)))
+    table.resizeColumnToContents(0)
+    table.resizeRowsToContents()  # a missing part's fix wraps onto several lines
 
 
 def check_rows(report) -> list[tuple[str, str]]:
