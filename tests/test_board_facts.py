@@ -63,3 +63,17 @@ def test_gaps_name_each_missing_part_with_its_fix():
     host = _report(arch="x86_64", rknn_toolkit_lite2=None, npu_driver=None)
     assert host.agent_ready and not host.npu_ready
     assert "--backend ort" in next(m["fix"] for m in host.missing if m["part"] == "aarch64 CPU")
+
+
+def test_wheel_tags_are_checked_against_the_board():
+    from deploy.board.setup import wheel_fits
+
+    board = ((3, 9), "aarch64")
+    assert wheel_fits("rknn_toolkit_lite2-2.3.0-cp39-cp39-manylinux_2_17_aarch64.manylinux2014_aarch64.whl", *board) \
+        is None
+    assert wheel_fits("opencv_python_headless-4.10.0.84-cp37-abi3-manylinux_2_17_aarch64.whl", *board) is None
+    assert wheel_fits("pure-1.0-py3-none-any.whl", *board) is None
+    assert "Python 3.9" in wheel_fits("numpy-2.0.0-cp311-cp311-manylinux_2_17_aarch64.whl", *board)
+    assert "the board is aarch64" in wheel_fits("numpy-1.26.4-cp39-cp39-manylinux_2_17_x86_64.whl", *board)
+    assert "abi3" not in (wheel_fits("future-1.0-cp310-abi3-manylinux_2_17_aarch64.whl", *board) or "abi3")
+    assert "not a wheel" in wheel_fits("numpy.tar.gz", *board)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from deploy.board import facts
-from deploy.board.session import BoardSession
+from deploy.board.session import BoardSession, quote
 
 MIN_PYTHON = (3, 9)
 LIB_DIRS = ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/aarch64-linux-gnu")
@@ -16,8 +16,7 @@ LIB_DIRS = ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/aarch64-linux-
 
 def _module_version(python: str, module: str, dist: str | None = None) -> str:
     lookup = f"importlib.metadata.version('{dist}')" if dist else f"{module}.__version__"
-    return (f"{python} -c \"import importlib.metadata, {module}; print({lookup})\" 2>/dev/null "
-            "|| echo missing")
+    return f"{quote(python, '-c', f'import importlib.metadata, {module}; print({lookup})')} 2>/dev/null || echo missing"
 
 
 def probe_script(python: str, root: str) -> str:
@@ -32,21 +31,22 @@ def probe_script(python: str, root: str) -> str:
         "kernel": "uname -r",
         "model": "cat /proc/device-tree/model 2>/dev/null | tr '\\000' '\\n'",
         "compatible": "cat /proc/device-tree/compatible 2>/dev/null | tr '\\000' '\\n'",
-        "python": f"{python} -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo missing",
+        "python": f"{quote(python, '-c', 'import sys; print(sys.version.split()[0])')} 2>/dev/null || echo missing",
         "numpy": _module_version(python, "numpy"),
         "opencv": _module_version(python, "cv2"),
         "rknnlite": _module_version(python, "rknnlite", "rknn-toolkit-lite2"),
         "onnxruntime": _module_version(python, "onnxruntime"),
-        "librknnrt": f"for f in {libs} \"{root}/lib/librknnrt.so\"; do [ -f \"$f\" ] && "
+        "librknnrt": f"for f in {libs} {quote(root + '/lib/librknnrt.so')}; do [ -f \"$f\" ] && "
                      "grep -a -o -m1 'librknnrt version: [^ ]* ([^)]*)' \"$f\" && break; done",
         "npu_version": "cat /sys/kernel/debug/rknpu/version 2>/dev/null || cat /sys/module/rknpu/version "
                        "2>/dev/null || dmesg 2>/dev/null | grep -m1 'Initialized rknpu'",
         "npu_load": "cat /sys/kernel/debug/rknpu/load 2>/dev/null",
         "cpuinfo": "cat /proc/cpuinfo",
         "meminfo": "cat /proc/meminfo",
-        "df": f"mkdir -p \"{root}\" && df -Pk \"{root}\"",
+        "df": f"mkdir -p {quote(root)} && df -Pk {quote(root)}",
     }
-    env = f'export PYTHONPATH="{root}/site"; export LD_LIBRARY_PATH="{root}/lib${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'
+    env = (f"export PYTHONPATH={quote(root + '/site')}; "
+           f"export LD_LIBRARY_PATH={quote(root + '/lib')}\"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\"")
     return "\n".join([env] + [f"echo @@{name}; {command}" for name, command in parts.items()])
 
 

@@ -92,18 +92,41 @@ def board_sums(board: BoardSession, paths: list[str]) -> dict[str, str]:
     return sums
 
 
-def send_file(board: BoardSession, item: Upload, progress: ProgressFn, sent_before: int, total: int,
+def _prefix_sha256(path: Path, count: int) -> str:
+    digest, left = hashlib.sha256(), count
+    with open(path, "rb") as f:
+        while left:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _resumable_offset(board: BoardSession, item: Upload, part: str) -> int:
+    """How many bytes of a `.part` left by an interrupted push can stay: all of them if they are the
+    start of this file, else none (a stale .part of another version starts over)."""
+    try:
+        offset = board.sftp.stat(part).st_size
+    except OSError:
+        return 0
+    if 0 < offset <= item.size:
+        out = board.run(f"head -c {offset} -- {quote(part)} | sha256sum", check=False).out.split()
+        if out and out[0] == _prefix_sha256(item.local, offset):
+            return offset
+    board.sftp.remove(part)
+    return 0
+
+
+def send_file(board: BoardSession, item: Upload, on_bytes: Callable[[int], None],
               check_cancel: Callable[[], None]) -> int:
-    """Upload one file through `<name>.part`, continuing a partial one; returns the bytes sent."""
+    """Upload one file through `<name>.part`, continuing a partial one; returns the bytes sent.
+
+    on_bytes gets how much of this file is on the board so far."""
     part = item.remote + ".part"
     sftp = board.sftp
-    try:
-        offset = sftp.stat(part).st_size
-    except OSError:
-        offset = 0
-    if offset > item.size:
-        sftp.remove(part)
-        offset = 0
+    offset = _resumable_offset(board, item, part)
     sent = 0
     with open(item.local, "rb") as src, sftp.open(part, "ab" if offset else "wb") as dst:
         dst.set_pipelined(True)
@@ -112,11 +135,11 @@ def send_file(board: BoardSession, item: Upload, progress: ProgressFn, sent_befo
             check_cancel()
             dst.write(block)
             sent += len(block)
-            progress(sent_before + offset + sent, total, item.remote)
+            on_bytes(offset + sent)
     if board_sums(board, [part]).get(part) != item.sha256:
         sftp.remove(part)
-        raise BoardError(f"{item.remote}: the copy on the board does not match (the .part held other bytes); "
-                         "it was removed, push again")
+        raise BoardError(f"{item.remote}: the copy on the board does not match what was sent (changed "
+                         "while it was written?); it was removed, push again")
     sftp.posix_rename(part, item.remote)
     return sent
 
@@ -146,13 +169,23 @@ def push(board: BoardSession, model: Path, project: str = "studio", progress: Pr
     dirs = sorted({posixpath.dirname(u.remote) for u in uploads} | {runtime_dir, models_dir,
                                                                      posixpath.join(folder, "runs")})
     board.run("mkdir -p -- " + quote(*dirs))
-    total = sum(u.size for u in uploads)
-    for item in uploads:
-        result.bytes_sent += send_file(board, item, progress, result.bytes_sent, total, check_cancel)
-        result.sent.append(item.remote)
-    _write_manifest(board, runtime_dir, manifest)
-    progress(total, total, "")
+    result.bytes_sent = send_all(board, uploads, progress, check_cancel)
+    result.sent = [u.remote for u in uploads]
+    with board.transfer("writing the runtime's manifest"):
+        _write_manifest(board, runtime_dir, manifest)
     return result
+
+
+def send_all(board: BoardSession, uploads: list[Upload], progress: ProgressFn,
+             check_cancel: Callable[[], None]) -> int:
+    """Send each file; progress counts bytes on the board out of all the files' bytes. Returns bytes sent."""
+    total, done, sent = sum(u.size for u in uploads), 0, 0
+    for item in uploads:
+        with board.transfer(f"copying {posixpath.basename(item.remote)}"):
+            sent += send_file(board, item, lambda n, item=item, done=done: progress(done + n, total, item.remote),
+                              check_cancel)
+        done += item.size
+    return sent
 
 
 def _write_manifest(board: BoardSession, runtime_dir: str, manifest: dict) -> None:

@@ -25,6 +25,7 @@ from deploy.runtime.detections import Detections
 
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 5
+LINK_TIMEOUT_S = 15
 
 
 @dataclass
@@ -38,6 +39,7 @@ class AgentRun:
     runtime_dir: str
     pid: int
     port: int
+    token: str = ""  # from the run file (owner-only on the board): the agent serves only who knows it
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -60,7 +62,7 @@ def _read_run_file(board: BoardSession, path: str) -> dict | None:
     try:
         with board.sftp.open(path) as f:
             return json.loads(f.read().decode())
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, paramiko.SSHException):
         return None
 
 
@@ -99,7 +101,7 @@ def start_agent(board: BoardSession, pushed: PushResult, opts: RunOptions) -> Ag
     while time.monotonic() < deadline:
         state = _read_run_file(board, run_file)
         if state and state.get("port"):
-            run.port = int(state["port"])
+            run.port, run.token = int(state["port"]), str(state.get("token", ""))
             return run
         if not agent_alive(board, run):
             raise BoardError(f"{run.board}: the agent did not start: {log_tail(board, log_file)}")
@@ -137,6 +139,8 @@ class AgentStream:
         self.hello: dict | None = None
         self.stats: dict | None = None
         self.reconnects = 0
+        self.last_seq = 0  # the last result received: a reconnect resumes after it
+        self.wanted: dict[str, dict] = {}  # pause/resume and thresholds, sent again after a reconnect
         self._stopping = False
 
     def __iter__(self) -> Iterator[Detections]:
@@ -149,6 +153,7 @@ class AgentStream:
                     header, payload = protocol.receive(self.channel)
                     kind = header.get("type")
                     if kind == "result":
+                        self.last_seq = int(header.get("seq", self.last_seq))
                         yield detections_from(header, decode_jpeg(payload) if payload else None)
                     elif kind == "end":
                         self.stats = header.get("stats")
@@ -175,13 +180,20 @@ class AgentStream:
             self.reconnects += 1
 
     def _attach(self) -> None:
+        """Connect, read the hello, prove the token, say what arrived already, restore pause and thresholds."""
         self.session = self.connect()
+        transport = self.session.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
         self.channel = self.session.open_local_port(self.run.port)
-        self.channel.settimeout(60)
+        self.channel.settimeout(LINK_TIMEOUT_S)  # the agent pings an idle link, so silence means it is dead
         header, _ = protocol.receive(self.channel)
         if header.get("type") != "hello":
             raise protocol.ProtocolError(f"the agent began with {header.get('type')!r} instead of hello")
         self.hello = header
+        protocol.send(self.channel, {"type": "since", "token": self.run.token, "seq": self.last_seq})
+        for kind, fields in list(self.wanted.items()):
+            protocol.send(self.channel, {"type": kind, **fields})
 
     def _detach(self) -> None:
         if self.channel is not None:
@@ -198,16 +210,28 @@ class AgentStream:
         except UnreachableError:
             return
         try:
-            if not agent_alive(session, self.run):
-                state = _read_run_file(session, self.run.run_file) or {}
-                why = state.get("error") or ("it stopped unexpectedly; its log ends: "
-                                             + log_tail(session, self.run.log_file))
-                raise BoardError(f"{self.run.board}: the agent is gone: {why}")
+            if agent_alive(session, self.run):
+                return
+            state = _read_run_file(session, self.run.run_file) or {}
+            why = state.get("error") or "it stopped unexpectedly; its log ends: " + log_tail(session,
+                                                                                              self.run.log_file)
+        except UnreachableError:  # the link dropped again: keep retrying
+            return
         finally:
             session.close()
+        raise BoardError(f"{self.run.board}: the agent is gone: {why}")
 
     def tell(self, kind: str, **fields) -> None:
-        """Send the agent a control message (pause, resume, step, thresholds); lost if the link is down."""
+        """Send the agent a control message (pause, resume, step, thresholds, stop).
+
+        Pause/resume and thresholds are remembered and sent again after a reconnect; a step
+        asked for while the link is down is dropped."""
+        if kind in ("pause", "resume"):
+            self.wanted.pop("pause", None)
+            self.wanted.pop("resume", None)
+            self.wanted[kind] = {}
+        elif kind == "thresholds":
+            self.wanted[kind] = fields
         channel = self.channel
         if channel is not None:
             try:

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import paramiko
@@ -73,6 +75,19 @@ class BoardSession:
         if self._sftp is None:
             self._sftp = self.client.open_sftp()
         return self._sftp
+
+    @contextmanager
+    def transfer(self, what: str) -> Iterator[None]:
+        """File work over SFTP with one-line errors: a lost link is UnreachableError, a board-side refusal
+        (permissions, a full disk) a BoardError."""
+        try:
+            yield
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active() or isinstance(exc, (EOFError, paramiko.SSHException)):
+                raise UnreachableError(f"{self.profile.name}: the connection failed while {what} ({exc or 'closed'}); "
+                                       "run it again to continue") from None
+            raise BoardError(f"{self.profile.name}: the board refused {what}: {exc}") from None
 
     def open_local_port(self, port: int) -> paramiko.Channel:
         """A channel to 127.0.0.1:port on the board, through this SSH connection (nothing opened on the network)."""

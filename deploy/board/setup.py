@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.board.push import ProgressFn, Upload, board_sums, send_file, sha256_of
+from deploy.board.push import ProgressFn, Upload, board_sums, send_all, sha256_of
 from deploy.board.session import BoardError, BoardSession, quote
 from deploy.errors import UserError
 
@@ -36,6 +36,8 @@ def wheel_fits(filename: str, python: tuple[int, int], arch: str) -> str | None:
         return "not a wheel file name (name-version-python-abi-platform.whl)"
     py_tags, plat_tags = match["py"].split("."), match["plat"].split(".")
     ours = {f"py{python[0]}", f"py{python[0]}{python[1]}", f"cp{python[0]}{python[1]}"}
+    if match["abi"] == "abi3":  # the stable ABI: built for cpXY, runs on every CPython from X.Y on
+        ours |= {f"cp{python[0]}{minor}" for minor in range(2, python[1] + 1)}
     if not ours & set(py_tags):
         return f"built for {match['py']}, the board runs Python {python[0]}.{python[1]}"
     if "any" not in plat_tags and not any(arch in tag for tag in plat_tags):
@@ -52,7 +54,7 @@ def setup_board(board: BoardSession, wheels: Path, progress: ProgressFn | None =
     library = wheels / "librknnrt.so"
     if not files and not library.is_file():
         raise UserError(f"--wheels {wheels}: no .whl files and no librknnrt.so to install")
-    python = board.run(f"{board.profile.python} -c 'import sys; print(sys.version_info[0], sys.version_info[1])'",
+    python = board.run(quote(board.profile.python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"),
                        check=False).out.split()
     if len(python) != 2:
         raise BoardError(f"{board.profile.name}: `{board.profile.python}` does not run on the board; "
@@ -70,14 +72,12 @@ def setup_board(board: BoardSession, wheels: Path, progress: ProgressFn | None =
         targets[posixpath.join(lib, "librknnrt.so")] = library
     remote_sums = board_sums(board, list(targets))
     uploads = [Upload(local, remote, sha256_of(local), local.stat().st_size) for remote, local in targets.items()]
-    uploads = [u for u in uploads if remote_sums.get(u.remote) != u.sha256]
-    total, sent = sum(u.size for u in uploads), 0
-    for item in uploads:
-        sent += send_file(board, item, progress, sent, total, check_cancel)
+    send_all(board, [u for u in uploads if remote_sums.get(u.remote) != u.sha256], progress, check_cancel)
     result = SetupResult(site=site, library=posixpath.join(lib, "librknnrt.so") if library.is_file() else None)
     for wheel in files:
         remote = posixpath.join(store, wheel.name)
-        board.run(f"{board.profile.python} -c " + quote(
-            f"import zipfile; zipfile.ZipFile({remote!r}).extractall({site!r})"))
+        unpack = f"import zipfile; zipfile.ZipFile({remote!r}).extractall({site!r})"
+        with board.transfer(f"unpacking {wheel.name}"):
+            board.run(quote(board.profile.python, "-c", unpack))
         result.installed.append(wheel.name)
     return result

@@ -75,6 +75,9 @@ def connect(profile: BoardProfile, known_hosts: Path, trust: bool | str = False,
         client.load_host_keys(str(known_hosts))
     client.set_missing_host_key_policy(_TrustPolicy(profile.name, known_hosts, trust))
     key = str(Path(profile.key).expanduser()) if profile.key else None
+    if key is not None and not Path(key).is_file():
+        raise UserError(f"{profile.name}: the key file {profile.key} is gone; point the profile at another "
+                        f"(studio board add {profile.name} ... --key PATH --replace)")
     try:
         client.connect(profile.host, port=profile.port, username=profile.user, key_filename=key, password=password,
                        timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, allow_agent=True,
@@ -94,7 +97,14 @@ def connect(profile: BoardProfile, known_hosts: Path, trust: bool | str = False,
         raise UserError(f"{profile.name}: {profile.address} refused the login ({how}"
                         f"{', password' if password else ''}); put your public key in the board's "
                         "~/.ssh/authorized_keys, or pass --key, or --ask-password") from None
-    except (TimeoutError, OSError, paramiko.SSHException) as exc:
+    except paramiko.SSHException as exc:
+        client.close()
+        if "authentication" in str(exc).lower():  # "No authentication methods available": no key, agent, password
+            raise UserError(f"{profile.name}: no way to log in as {profile.user} ({exc}); pass --key, start "
+                            "ssh-agent, or use --ask-password") from None
+        raise UnreachableError(f"{profile.name}: cannot reach {profile.address} ({type(exc).__name__}: "
+                               f"{exc or 'no answer'})") from None
+    except (TimeoutError, OSError) as exc:
         client.close()
         raise UnreachableError(f"{profile.name}: cannot reach {profile.address} ({type(exc).__name__}: "
                                f"{exc or 'no answer'})") from None

@@ -160,7 +160,8 @@ def push_cmd(name: str = typer.Argument(...), model: Path = typer.Argument(..., 
     """Copy the runtime, the agent and MODEL to the board; only what changed travels; an interrupted push resumes."""
     from studio.core.board import push_model
 
-    result = run_job(lambda job: push_model(_access(name, trust, ask_password), model, project, job), json_out)
+    access = _access(name, trust, ask_password)  # before the progress display, which would draw over the prompt
+    result = run_job(lambda job: push_model(access, model, project, job), json_out)
     if json_out:
         print_json(result.to_dict())
         return
@@ -287,7 +288,8 @@ def bench_cmd(
         raise UserError(f"--workers {workers!r}: comma-separated counts, e.g. 1,2,3") from None
     _check_model(model, backend)
     req = BenchRequest(name, model, source, counts, frames, backend, project)
-    result = run_job(lambda job: bench_board(_access(name, trust, ask_password), req, job), json_out)
+    access = _access(name, trust, ask_password)
+    result = run_job(lambda job: bench_board(access, req, job), json_out)
     if json_out:
         print_json(result)
         return

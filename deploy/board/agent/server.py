@@ -1,15 +1,19 @@
 """The agent: runs the pipeline over a source and serves its results to one host at a time on 127.0.0.1.
 
 The host reaches the port through its SSH connection (a direct-tcpip channel), so nothing
-listens on the network. If the host's connection drops, the agent keeps its place and
-waits for the host to come back; with no host for `idle_exit` seconds it stops by itself,
-so a lost studio never leaves an orphan running on the board. A run file (JSON, written
-atomically) tells the host the port and pid, and afterwards how the run ended.
+listens on the network. A host proves it may connect with the token from the run file
+(readable by the board user only) and says the last result it has; the agent replays what
+it sent after that from a short buffer, so a dropped link loses nothing. A newer host
+takes over from an older one (a half-open link cannot lock the host out), pings keep an
+idle link observable, and with no host for `idle_exit` seconds the agent stops by itself,
+so a lost studio never leaves an orphan running on the board.
 """
+import collections
 import json
 import logging
 import os
 import queue
+import secrets
 import select
 import socket
 import threading
@@ -28,6 +32,8 @@ from deploy.runtime.sources import open_source
 
 log = logging.getLogger("agent")
 POLL_S = 0.1
+PING_S = 2.0  # an idle link still carries a ping this often
+REPLAY = 256  # results kept for a host that reconnects
 
 
 @dataclass
@@ -47,11 +53,16 @@ class AgentConfig:
 
 
 def write_run_file(path: str, state: dict) -> None:
-    """Replace the run file in one step, so the host never reads half of it."""
+    """Replace the run file in one step (owner-only: it holds the token), so the host never reads half of it."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
         json.dump(state, f)
     os.replace(tmp, path)
+
+
+class HostGone(Exception):
+    """The connected host left, or a newer one arrived."""
 
 
 class Agent:
@@ -60,24 +71,31 @@ class Agent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
         self.stop = threading.Event()
+        self.ready = threading.Event()  # the model's metadata is read (or reading it failed)
         self.running = threading.Event()  # cleared while the host has paused the run
         self.running.set()
         self.steps = threading.Semaphore(0)  # frames the host let through while paused
         self.outbox: queue.Queue = queue.Queue(maxsize=8)
+        self.sent: collections.deque = collections.deque(maxlen=REPLAY)  # (seq, header, payload)
+        self.seq = 0
         self.pipeline: Optional[Pipeline] = None
         self.live = False
         self.names: list = []
-        self.state = {"pid": os.getpid(), "v": protocol.VERSION, "state": "starting", "port": None}
+        self.token = secrets.token_hex(16)
+        self._state_lock = threading.Lock()
+        self.state = {"pid": os.getpid(), "v": protocol.VERSION, "state": "starting", "port": None,
+                      "token": self.token}
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", cfg.port))
-        self.listener.listen(1)
+        self.listener.listen(2)
         self.listener.settimeout(POLL_S)
         self.state["port"] = self.listener.getsockname()[1]
 
     def _update(self, **changes) -> None:
-        self.state.update(changes)
-        write_run_file(self.cfg.run_file, self.state)
+        with self._state_lock:
+            self.state.update(changes)
+            write_run_file(self.cfg.run_file, self.state)
 
     # --- the pipeline side -------------------------------------------------------------------
 
@@ -121,20 +139,30 @@ class Agent:
     def run_pipeline(self) -> None:
         """Runs in its own thread; every outcome ends with an end or error message in the outbox."""
         try:
-            meta = load_meta(self.cfg.model)
-            self.names = list(meta.names)
+            try:
+                meta = load_meta(self.cfg.model)
+                self.names = list(meta.names)
+            finally:
+                self.ready.set()
             source = open_source(self.cfg.source, warn=log.warning, max_frames=self.cfg.max_frames)
             self.live = source.live
             self.pipeline = Pipeline(self._backend_factory(), meta, NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou),
                                      workers=self.cfg.workers, live=source.live,
                                      keep_images=self.cfg.jpeg_quality > 0)
             self._update(state="running")
+            first, count = None, 0
             for dets in self.pipeline.run(self._frames(source)):
+                now = time.perf_counter()
+                first, count = first or now, count + 1
                 payload = encode_jpeg(dets.image, self.cfg.jpeg_quality) if self.cfg.jpeg_quality else b""
                 self._post(("result", result_header(dets), payload))
                 if self.stop.is_set():
                     break
-            self._post(("end", {"type": "end", "stats": self.pipeline.stats.to_dict()}, b""))
+            stats = self.pipeline.stats.to_dict()
+            # frames/s from the first result on, without the time the backends took to load the model
+            span = time.perf_counter() - first if first else 0.0
+            stats["steady_fps"] = round((count - 1) / span, 2) if count > 1 and span > 0 else None
+            self._post(("end", {"type": "end", "stats": stats}, b""))
         except Exception as exc:  # reported to the host as one line; the log keeps the traceback
             log.exception("the pipeline failed")
             message = f"{type(exc).__name__}: {exc}" if not str(exc).startswith(self.cfg.model) else str(exc)
@@ -147,25 +175,26 @@ class Agent:
         """Accept hosts one after another and stream to them until the run ends, is stopped or idles out."""
         self._update()
         threading.Thread(target=self.run_pipeline, name="agent-pipeline", daemon=True).start()
-        pending = None  # a message that could not be delivered, for the next host
         idle_since = time.monotonic()
+        conn = None
         try:
             while not self.stop.is_set():
-                try:
-                    conn, _ = self.listener.accept()
-                except TimeoutError:
-                    if time.monotonic() - idle_since > self.cfg.idle_exit:
-                        log.info("no host for %.0f s: stopping", self.cfg.idle_exit)
-                        self.stop.set()
-                    continue
-                log.info("host connected")
-                finished, pending = self._stream(conn, pending)
-                conn.close()
+                if conn is None:
+                    try:
+                        conn, _ = self.listener.accept()
+                    except socket.timeout:  # (not TimeoutError: on Python 3.9 they differ)
+                        if time.monotonic() - idle_since > self.cfg.idle_exit:
+                            log.info("no host for %.0f s: stopping", self.cfg.idle_exit)
+                            self.stop.set()
+                        continue
+                finished, conn = self._stream(conn)
                 idle_since = time.monotonic()
                 if finished:
                     break
         finally:
             self.stop.set()
+            if conn is not None:
+                conn.close()
             self.listener.close()
             if self.state["state"] in ("starting", "running"):
                 self._update(state="ended")
@@ -173,35 +202,67 @@ class Agent:
     def _hello(self) -> dict:
         return {"type": "hello", "pid": os.getpid(), "model": os.path.basename(self.cfg.model),
                 "backend": self.cfg.backend, "workers": self.cfg.workers, "source": self.cfg.source,
-                "names": self.names, "live": self.live,
+                "names": self.names, "live": self.live, "last_seq": self.seq,
                 "runtime": os.path.dirname(os.path.dirname(os.path.abspath(deploy.__file__)))}
 
-    def _stream(self, conn: socket.socket, pending):
-        """Send the outbox to one host. Returns (run finished, the undelivered message if the host left)."""
+    def _greet(self, conn: socket.socket) -> int:
+        """Hello, then the host's token and the last result it holds; returns that sequence number."""
+        self.ready.wait(30)
+        protocol.send(conn, self._hello())
+        header, _ = protocol.receive(conn)
+        if header.get("type") != "since" or not secrets.compare_digest(str(header.get("token", "")), self.token):
+            raise HostGone("a connection without the run's token")
+        return int(header.get("seq", 0))
+
+    def _stream(self, conn: socket.socket):
+        """Serve one host. Returns (run finished, the connection to serve next or None)."""
         conn.settimeout(30)
-        item = pending
         try:
-            protocol.send(conn, self._hello())
+            since = self._greet(conn)
+            log.info("host connected (has results up to %d)", since)
+            for seq, header, payload in list(self.sent):
+                if seq > since:
+                    protocol.send(conn, header, payload)
+            last_send = time.monotonic()
             while not self.stop.is_set():
+                newer = self._newer_host()
+                if newer is not None:
+                    log.info("a newer host connected: it takes over")
+                    conn.close()
+                    return False, newer
                 if self._host_says_stop(conn):
                     log.info("the host asked to stop")
                     self.stop.set()
-                    return True, None
-                if item is None:
-                    try:
-                        item = self.outbox.get(timeout=POLL_S)
-                    except queue.Empty:
-                        continue
-                kind, header, payload = item
+                    return True, conn
+                try:
+                    kind, header, payload = self.outbox.get(timeout=POLL_S)
+                except queue.Empty:
+                    if time.monotonic() - last_send > PING_S:
+                        protocol.send(conn, {"type": "ping"})
+                        last_send = time.monotonic()
+                    continue
+                self.seq += 1
+                header = dict(header, seq=self.seq)
+                self.sent.append((self.seq, header, payload))
                 protocol.send(conn, header, payload)
-                item = None
+                last_send = time.monotonic()
                 if kind in ("end", "error"):
                     self._wait_for_goodbye(conn)
-                    return True, None
-        except (OSError, protocol.ProtocolError) as exc:
+                    return True, conn
+        except (OSError, ValueError, protocol.ProtocolError, HostGone) as exc:
             log.info("host connection lost (%s); waiting for it to come back", exc)
-            return False, item
-        return True, None
+            conn.close()
+            return False, None
+        return True, conn
+
+    def _newer_host(self) -> Optional[socket.socket]:
+        if not select.select([self.listener], [], [], 0)[0]:
+            return None
+        try:
+            conn, _ = self.listener.accept()
+            return conn
+        except OSError:
+            return None
 
     def _host_says_stop(self, conn: socket.socket) -> bool:
         """Read what the host sent, if anything: stop, pause, resume, step, thresholds. A closed connection raises."""
@@ -217,7 +278,12 @@ class Agent:
             elif kind == "step" and not self.running.is_set():
                 self.steps.release()
             elif kind == "thresholds" and self.pipeline is not None:
-                self.pipeline.cfg = NmsConfig(conf=float(header["conf"]), iou=float(header["iou"]))
+                try:
+                    conf, iou = float(header["conf"]), float(header["iou"])
+                except (KeyError, TypeError, ValueError):
+                    log.warning("ignored thresholds without numbers: %s", header)
+                    continue
+                self.pipeline.cfg = NmsConfig(conf=conf, iou=iou)
         return False
 
     @staticmethod
