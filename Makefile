@@ -8,7 +8,7 @@ RKNN_TOOLKIT := rknn-toolkit2==2.5.0
 export QT_QPA_PLATFORM ?= offscreen
 export YOLO_OFFLINE := 1
 
-.PHONY: venv sysdeps test test-fast demo studio lint assets screenshots clean
+.PHONY: venv sysdeps board-python test test-fast demo studio lint assets screenshots clean
 
 venv: $(STAMP)  ## create .venv from the pinned recipe (idempotent)
 
@@ -34,10 +34,23 @@ sysdeps:  ## system packages: Xvfb and Qt's X11 libraries (screenshots), OpenSSH
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: venv sysdeps lint  ## the whole suite, slow tests included
+# The stand-in board's Python: 3.9, as on a Debian 11 RK3588 image, with what the agent needs there.
+BOARD_VENV := .venv-board
+PYTHON39 ?= $(shell for p in /usr/bin/python3.9 /usr/local/bin/python3.9 $$HOME/.pyenv/versions/3.9*/bin/python3.9; \
+	do [ -x "$$p" ] && echo "$$p"; done | tail -1)
+
+board-python: $(BOARD_VENV)/.installed  ## Python 3.9 + numpy, OpenCV, ONNX Runtime for the board tests' agent
+
+$(BOARD_VENV)/.installed:
+	@test -n "$(PYTHON39)" || { echo "the board tests need Python 3.9 (a Debian 11 board's): install python3.9 or 'pyenv install 3.9', or pass PYTHON39=path"; exit 1; }
+	$(PYTHON39) -m venv $(BOARD_VENV)
+	$(BOARD_VENV)/bin/pip install -q "numpy<2" "opencv-python-headless<4.12" "onnxruntime<1.20"
+	@touch $@
+
+test: venv sysdeps lint board-python  ## the whole suite, slow tests included
 	$(BIN)/python -m pytest -q
 
-test-fast: venv  ## the suite without slow tests (RKNN builds, training)
+test-fast: venv board-python  ## the suite without slow tests (RKNN builds, training)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: venv  ## synthetic data -> brief training -> ONNX + RKNN int8 for rk3588 with a report

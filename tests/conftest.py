@@ -83,6 +83,15 @@ def calib_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def board_python() -> str:
+    """The stand-in board's interpreter: Python 3.9 with numpy, OpenCV and ONNX Runtime (make board-python)."""
+    path = Path(__file__).resolve().parent.parent / ".venv-board" / "bin" / "python"
+    if not path.exists():
+        pytest.fail("the board tests run the agent under Python 3.9, as on a Debian 11 board: make board-python")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     """A real OpenSSH server on 127.0.0.1 standing in for a board (tests/sshd.py)."""
     from tests.sshd import start_sshd

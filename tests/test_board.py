@@ -11,13 +11,11 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from deploy.board.agent import protocol
@@ -31,12 +29,12 @@ BOARD = "desk"
 
 
 @pytest.fixture
-def board(cli, sshd, tmp_path, monkeypatch) -> Path:
+def board(cli, sshd, board_python, tmp_path, monkeypatch) -> Path:
     """A fresh studio config with the board added and its host key trusted; returns the board's folder."""
     monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
     root = tmp_path / "board"
     result = cli("board", "add", BOARD, "--host", "127.0.0.1", "--user", sshd.user, "--port", sshd.port,
-                 "--key", sshd.client_key, "--python", sys.executable, "--root", root)
+                 "--key", sshd.client_key, "--python", board_python, "--root", root)
     assert result.exit_code == 0, result.stderr
     assert cli("board", "check", BOARD, "--trust", "--json").exit_code == 0
     return root
@@ -63,7 +61,7 @@ def ssh_keygen_fingerprint(pub: Path) -> str:
 def test_first_connection_needs_trust_and_a_changed_key_is_refused(cli, sshd, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
     cli("board", "add", BOARD, "--host", "127.0.0.1", "--user", sshd.user, "--port", sshd.port,
-        "--key", sshd.client_key, "--python", sys.executable, "--root", tmp_path / "board")
+        "--key", sshd.client_key, "--root", tmp_path / "board")
     first = cli("board", "check", BOARD)
     assert first.exit_code == 2 and "not trusted yet" in first.stderr
     assert ssh_keygen_fingerprint(sshd.host_key.with_suffix(".pub")) in first.stderr.replace("\n", "")
@@ -89,15 +87,16 @@ def test_unreachable_board_is_exit_3(cli, tmp_path, monkeypatch):
     assert result.exit_code == 3 and "cannot reach" in result.stderr
 
 
-def test_check_reports_this_machine_and_what_the_npu_still_needs(cli, board):
-    import onnxruntime
-
+def test_check_reports_this_machine_and_what_the_npu_still_needs(cli, board, board_python):
     result = cli("board", "check", BOARD, "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["arch"] == platform.machine()
-    assert report["python"] == platform.python_version()
-    assert report["numpy"] == np.__version__ and report["onnxruntime"] == onnxruntime.__version__
+    probe = "import platform, numpy, cv2, onnxruntime as o; print(platform.python_version(), numpy.__version__, " \
+            "cv2.__version__, o.__version__)"
+    python, numpy, opencv, ort = subprocess.run([board_python, "-c", probe], capture_output=True, text=True,
+                                                check=True).stdout.split()
+    assert report["arch"] == platform.machine() and report["python"] == python and python.startswith("3.9.")
+    assert (report["numpy"], report["opencv"], report["onnxruntime"]) == (numpy, opencv, ort)
     assert report["memory"]["total_mb"] > 0 and report["disk_free_mb"] > 0 and report["cpu"]["cores"] >= 1
     missing = {m["part"]: m["fix"] for m in report["missing"]}
     assert "rknn-toolkit-lite2" in missing and "librknnrt.so" in missing
