@@ -319,3 +319,22 @@ def test_a_deleted_key_file_is_a_user_error(cli, board, sshd, tmp_path):
     key.unlink()
     result = cli("board", "check", "other", "--trust")
     assert result.exit_code == 2 and "the key file" in result.stderr
+
+
+def test_detached_run_is_streamed_and_stopped_from_later_commands(cli, board, tiny_onnx, scenes):
+    started = cli("board", "run", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--loop", "--detach",
+                  "--json")
+    assert started.exit_code == 0, started.stderr
+    run = json.loads(started.stdout)
+    assert processes_with(run["run_id"]) == [run["pid"]]
+    streamed = cli("board", "stream", BOARD, "--frames", 5, "--json")
+    assert streamed.exit_code == 0, streamed.stderr
+    lines = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert len(lines) == 6 and lines[-1]["summary"]["frames"] == 5
+    assert processes_with(run["run_id"]) == [run["pid"]]  # detached: it runs on after the stream
+    again = [json.loads(line) for line in cli("board", "stream", BOARD, "--frames", 3, "--json").stdout.splitlines()]
+    assert again[-1]["summary"]["frames"] == 3
+    assert again[0]["frame"] > lines[-2]["frame"]  # a new attach starts with new results, not the ones already seen
+    assert cli("board", "stop", BOARD).exit_code == 0
+    assert processes_with(run["run_id"]) == []
+    assert cli("board", "stop", BOARD).exit_code == 0  # stopping again is harmless

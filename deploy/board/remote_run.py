@@ -139,7 +139,7 @@ class AgentStream:
         self.hello: dict | None = None
         self.stats: dict | None = None
         self.reconnects = 0
-        self.last_seq = 0  # the last result received: a reconnect resumes after it
+        self.last_seq: int | None = None  # the last result received: a reconnect resumes after it
         self.wanted: dict[str, dict] = {}  # pause/resume and thresholds, sent again after a reconnect
         self._stopping = False
 
@@ -153,7 +153,7 @@ class AgentStream:
                     header, payload = protocol.receive(self.channel)
                     kind = header.get("type")
                     if kind == "result":
-                        self.last_seq = int(header.get("seq", self.last_seq))
+                        self.last_seq = int(header.get("seq", self.last_seq or 0))
                         yield detections_from(header, decode_jpeg(payload) if payload else None)
                     elif kind == "end":
                         self.stats = header.get("stats")
@@ -191,6 +191,8 @@ class AgentStream:
         if header.get("type") != "hello":
             raise protocol.ProtocolError(f"the agent began with {header.get('type')!r} instead of hello")
         self.hello = header
+        if self.last_seq is None:  # a first attach starts with what comes next, not with what others saw
+            self.last_seq = int(header.get("last_seq", 0))
         protocol.send(self.channel, {"type": "since", "token": self.run.token, "seq": self.last_seq})
         for kind, fields in list(self.wanted.items()):
             protocol.send(self.channel, {"type": kind, **fields})

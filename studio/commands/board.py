@@ -219,7 +219,7 @@ def run_cmd(
     _stream(access, run, None, json_out)  # with --frames the agent ends by itself, after sending its stats
 
 
-def _stream(access, run, frames: int | None, json_out: bool) -> None:
+def _stream(access, run, frames: int | None, json_out: bool, stop: bool = True) -> None:
     import json
     import sys
 
@@ -230,7 +230,7 @@ def _stream(access, run, frames: int | None, json_out: bool) -> None:
             sys.stdout.write(json.dumps(dets.to_dict(hello.get("names"))) + "\n")
             sys.stdout.flush()
 
-    summary = run_job(lambda job: stream_run(access, run, show, job, frames), json_out)
+    summary = run_job(lambda job: stream_run(access, run, show, job, frames, stop_when_done=stop), json_out)
     if json_out:
         print_json({"summary": summary.to_dict()}, one_line=True)
         return
@@ -243,13 +243,17 @@ def _stream(access, run, frames: int | None, json_out: bool) -> None:
 @board_app.command("stream")
 @handles_errors
 def stream_cmd(name: str = typer.Argument(...), frames: int | None = typer.Option(None, help="Stop after this many."),
+               stop: bool = typer.Option(False, "--stop", help="End the agent when the stream ends."),
                trust: bool = TRUST, ask_password: bool = ASK,
                json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame, then a summary.")):
-    """Attach to the agent last started on the board (studio board run --detach) and show its results."""
+    """Attach to the agent last started on the board (studio board run --detach) and show its results.
+
+    The agent keeps running after the stream ends (until `studio board stop`, or --stop), and stops by
+    itself after five minutes without a host."""
     from deploy.board.profiles import BoardStore
     from studio.core.board import last_run
 
-    _stream(_access(name, trust, ask_password), last_run(BoardStore(), name), frames, json_out)
+    _stream(_access(name, trust, ask_password), last_run(BoardStore(), name), frames, json_out, stop)
 
 
 @board_app.command("stop")
