@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from studio.commands import bench, board, compress, data, export, gui, models, quantize, running, training
+from studio.commands import bench, board, board_deploy, compress, data, export, gui, models, quantize, running, training
 
 app = typer.Typer(
     help="Edge Deploy Studio: take a YOLO detector from training to a Rockchip NPU board.\n\n"
@@ -50,6 +50,9 @@ bench_app.command("postprocess")(bench.bench_postprocess_cmd)
 bench_app.command("pipeline")(bench.bench_pipeline_cmd)
 bench_app.command("import")(bench.bench_import_cmd)
 bench_app.command("gui-startup")(bench.bench_gui_startup_cmd)
+board.board_app.command("push")(board_deploy.push_cmd)
+board.board_app.command("run")(board_deploy.run_cmd)
+board.board_app.command("bench")(board_deploy.bench_cmd)
 app.command("gui")(gui.gui)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -53,7 +54,9 @@ class ProgressView:
     (none with --json), so stderr carries only errors.
     """
 
-    def __init__(self, plain_lines: bool = True) -> None:
+    def __init__(self, plain_lines: bool = True, parallel: bool = False) -> None:
+        self.parallel = parallel  # stages run side by side (one per board): a new one does not end the last
+        self.lock = threading.Lock()
         self.live = stderr.is_terminal
         self.plain_lines = plain_lines and not self.live
         self.progress = Progress(
@@ -65,8 +68,13 @@ class ProgressView:
         self.last_line = time.monotonic()
 
     def __call__(self, event: ProgressEvent) -> None:
-        if event.stage != self.current:
-            self._finish_current()
+        with self.lock:  # parallel stages report from several threads
+            self._show(event)
+
+    def _show(self, event: ProgressEvent) -> None:
+        if event.stage != self.current and not (self.parallel and event.stage in self.tasks):
+            if not self.parallel:
+                self._finish_current()
             self.current = event.stage
             label = f"{event.stage} {event.message}".strip()
             if self.plain_lines:
@@ -91,13 +99,17 @@ class ProgressView:
 
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
-            self._finish_current()
+            for stage in list(self.tasks) if self.parallel else [self.current]:
+                self.current = stage
+                self._finish_current()
         self.progress.stop()
 
 
-def run_job(work: Callable[[Job], object], json_out: bool = False):
-    """Run core work with a progress display; with --json, stdout stays a single JSON object."""
-    with ProgressView(plain_lines=not json_out) as view:
+def run_job(work: Callable[[Job], object], json_out: bool = False, parallel: bool = False):
+    """Run core work with a progress display; with --json, stdout stays a single JSON object.
+
+    parallel: the work reports several stages at once (one per board), each keeps its own bar."""
+    with ProgressView(plain_lines=not json_out, parallel=parallel) as view:
         return work(Job(progress=view))
 
 

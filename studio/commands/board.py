@@ -57,15 +57,44 @@ def list_cmd(json_out: bool = JSON):
     from dataclasses import asdict
 
     from deploy.board.profiles import BoardStore
+    from studio.core.board_fleet import load_groups
 
-    boards = BoardStore().load()
+    store = BoardStore()
+    boards, groups = store.load(), load_groups(store)
     if json_out:
-        print_json({name: asdict(p) for name, p in boards.items()})
+        print_json({"boards": {name: asdict(p) for name, p in boards.items()}, "groups": groups})
         return
     for p in boards.values():
         stdout.print(f"{p.name}\t{p.address}\tkey={p.key or 'agent/~/.ssh'}\tpython={p.python}", highlight=False)
+    for group, members in groups.items():
+        stdout.print(f"@{group}\t{', '.join(members)}", highlight=False)
     if not boards:
         stdout.print("no boards yet: studio board add NAME --host HOST --user USER", highlight=False)
+
+
+@board_app.command("group")
+@handles_errors
+def group_cmd(name: str = typer.Argument(..., help="The group's name (use it as @name)."),
+              boards: list[str] = typer.Argument(None, help="Its boards; none: show the group."),
+              remove: bool = typer.Option(False, "--remove", help="Delete the group (its boards stay).")):
+    """Name a set of boards, then push, run or bench them all at once as @name.
+
+    Example:\n
+      studio board group shelf rock5b-1 rock5b-2 rock5b-3\n
+      studio board push @shelf exports/student.rknn
+    """
+    from deploy.board.profiles import BoardStore
+    from studio.core.board_fleet import load_groups, save_group
+
+    store = BoardStore()
+    if remove or boards:
+        save_group(store, name, [] if remove else boards)
+        stdout.print(f"removed group @{name}" if remove else f"@{name}: {', '.join(boards)}", highlight=False)
+        return
+    groups = load_groups(store)
+    if name not in groups:
+        raise UserError(f"no group named @{name}; make one with: studio board group {name} BOARD BOARD ...")
+    stdout.print(f"@{name}: {', '.join(groups[name])}", highlight=False)
 
 
 @board_app.command("remove")
@@ -153,72 +182,6 @@ def setup_cmd(name: str = typer.Argument(...),
         stdout.print(f"still missing {gap['part']}: {gap['fix']}", highlight=False)
 
 
-@board_app.command("push")
-@handles_errors
-def push_cmd(name: str = typer.Argument(...), model: Path = typer.Argument(..., help="An exported model with sidecar."),
-             project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
-    """Copy the runtime, the agent and MODEL to the board; only what changed travels; an interrupted push resumes."""
-    from studio.core.board import push_model
-
-    access = _access(name, trust, ask_password)  # before the progress display, which would draw over the prompt
-    result = run_job(lambda job: push_model(access, model, project, job), json_out)
-    if json_out:
-        print_json(result.to_dict())
-        return
-    stdout.print(f"pushed to {name}:{result.project_dir}: {len(result.sent)} file(s), {result.bytes_sent} bytes sent, "
-                 f"{result.unchanged} unchanged; runtime {result.runtime_version}", highlight=False)
-
-
-def _check_model(model: Path, backend: str) -> None:
-    if backend not in ("rknnlite", "ort"):
-        raise UserError(f"--backend {backend!r}: the board runs rknnlite or ort")
-    expected = ".rknn" if backend == "rknnlite" else ".onnx"
-    if model.suffix != expected:
-        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}")
-
-
-@board_app.command("run")
-@handles_errors
-def run_cmd(
-    name: str = typer.Argument(...),
-    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
-    source: str = typer.Option(..., help="On the board: camera:N, a video, an image folder or glob."),
-    workers: int = typer.Option(3, help="Pipeline workers; on the RK3588 worker i runs on NPU core i % 3."),
-    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
-    conf: float = typer.Option(0.25, help="Minimum class score."),
-    iou: float = typer.Option(0.45, help="NMS IoU threshold."),
-    frames: int | None = typer.Option(None, help="Stop after this many frames."),
-    jpeg: int = typer.Option(0, help="Also send each frame home as JPEG of this quality (0: detections only)."),
-    loop: bool = typer.Option(False, "--loop", help="Start a finished folder or video again."),
-    detach: bool = typer.Option(False, "--detach", help="Start it and return; watch with studio board stream."),
-    project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK,
-    json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame, then a summary."),
-):
-    """Push if needed, start the agent on the board and stream its detections home; Ctrl-C stops it there too.
-
-    Examples:\n
-      studio board run rock5b exports/student.rknn --source camera:0 --workers 3\n
-      studio board run rock5b exports/student.rknn --source /data/scenes --frames 200 --json
-    """
-    from deploy.board.remote_run import RunOptions
-    from studio.core.board import push_model, start_run
-
-    if workers < 1:
-        raise UserError("--workers must be at least 1")
-    _check_model(model, backend)
-    access = _access(name, trust, ask_password)
-    opts = RunOptions(source, backend, workers, conf, iou, jpeg, frames, loop, idle_exit=300.0 if detach else 30.0)
-    run = run_job(lambda job: start_run(access, push_model(access, model, project, job), opts), json_out)
-    if detach:
-        if json_out:
-            print_json(run.to_dict())
-        else:
-            stdout.print(f"agent {run.run_id} running on {name} (pid {run.pid}); watch: studio board stream {name}; "
-                         f"stop: studio board stop {name}", highlight=False)
-        return
-    _stream(access, run, None, json_out)  # with --frames the agent ends by itself, after sending its stats
-
-
 def _stream(access, run, frames: int | None, json_out: bool, stop: bool = True) -> None:
     import json
     import sys
@@ -266,39 +229,3 @@ def stop_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password:
     run = last_run(BoardStore(), name)
     stop_run(_access(name, trust, ask_password), run)
     stdout.print(f"stopped agent {run.run_id} on {name}", highlight=False)
-
-
-@board_app.command("bench")
-@handles_errors
-def bench_cmd(
-    name: str = typer.Argument(...),
-    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
-    source: str = typer.Option(..., help="Images or a video on the board (read in a loop until --frames)."),
-    workers: str = typer.Option("1,2,3", help="Worker counts to measure, comma-separated (NPU core i % 3 each)."),
-    frames: int = typer.Option(200, help="Frames per worker count."),
-    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (the board's CPU)."),
-    project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON,
-):
-    """Frames/s and per-stage ms on the board for 1, 2, 3 workers: compare with the published RK3588 figures.
-
-    Example:\n
-      studio board bench rock5b exports/student.rknn --source /data/scenes --workers 1,2,3 --json
-    """
-    from studio.core.board import BenchRequest, bench_board
-
-    try:
-        counts = tuple(int(w) for w in workers.split(","))
-    except ValueError:
-        raise UserError(f"--workers {workers!r}: comma-separated counts, e.g. 1,2,3") from None
-    _check_model(model, backend)
-    req = BenchRequest(name, model, source, counts, frames, backend, project)
-    access = _access(name, trust, ask_password)
-    result = run_job(lambda job: bench_board(access, req, job), json_out)
-    if json_out:
-        print_json(result)
-        return
-    stdout.print(f"{result['model']} on {name}, {result['measured']}, {frames} frames each:", highlight=False)
-    for run in result["runs"]:
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in (run["stage_ms"] or {}).items())
-        stdout.print(f"  {run['workers']} worker(s): {run['fps']} frames/s (x{run['speedup']}); ms per frame: "
-                     f"{stages}", highlight=False)

@@ -1,0 +1,199 @@
+"""`studio board push|run|bench` on one board, several (a,b) or a group (@shelf), all at once."""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from deploy.errors import UserError
+from studio.cli_support import fail, handles_errors, print_json, run_job, stderr, stdout
+from studio.commands.board import ASK, JSON, PROJECT, TRUST
+
+BOARDS = typer.Argument(..., help="A board, several (a,b) or a group (@shelf: studio board group).")
+
+
+def _accesses(spec: str, trust: bool, ask_password: bool) -> list:
+    """One Access per board; a password is asked once for all of them, before any progress display."""
+    from deploy.board.profiles import BoardStore
+    from studio.core.board import Access
+    from studio.core.board_fleet import resolve_boards
+
+    names = resolve_boards(spec, BoardStore())
+    password = getpass.getpass(f"SSH password for {', '.join(names)}: ") if ask_password else None
+    return [Access(name, trust=trust, password=password) for name in names]
+
+
+def _on_boards(accesses: list, work: Callable, json_out: bool) -> list:
+    from studio.core.board_fleet import on_each_board
+
+    by_name = {a.board: a for a in accesses}
+    return run_job(lambda job: on_each_board(list(by_name), lambda board, j: work(by_name[board], j), job),
+                   json_out, parallel=len(accesses) > 1)
+
+
+def _fail_if_any(outcomes: list) -> None:
+    """One board: its error as the command's (exit 2 or 3). Several: a line per failed board, exit 2 or 3."""
+    failed = [o for o in outcomes if o.error]
+    if len(outcomes) == 1 and failed:
+        raise fail(failed[0].error, failed[0].code)
+    for outcome in failed:
+        stderr.print(f"[bold red]error:[/] {outcome.error}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(max(o.code for o in failed))
+
+
+def _report(outcomes: list, json_out: bool, show: Callable, as_json: Callable = lambda r: r.to_dict()) -> None:
+    """Each board's result (one board: as before, several: a list), then the failures."""
+    ok = [o for o in outcomes if not o.error]
+    if json_out and len(outcomes) == 1 and ok:
+        print_json(as_json(ok[0].result))
+    elif json_out and len(outcomes) > 1:
+        print_json({"boards": [dict(o.to_dict(), result=as_json(o.result) if o.result is not None else None)
+                               for o in outcomes]})
+    elif not json_out:
+        for outcome in ok:
+            show(outcome.board, outcome.result)
+    _fail_if_any(outcomes)
+
+
+def check_model(model: Path, backend: str) -> None:
+    if backend not in ("rknnlite", "ort"):
+        raise UserError(f"--backend {backend!r}: the board runs rknnlite or ort")
+    expected = ".rknn" if backend == "rknnlite" else ".onnx"
+    if model.suffix != expected:
+        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}")
+
+
+@handles_errors
+def push_cmd(boards: str = BOARDS, model: Path = typer.Argument(..., help="An exported model with its sidecar."),
+             project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
+    """Copy the runtime, the agent and MODEL to the board(s); only what changed travels; an interrupted push resumes.
+
+    Examples:\n
+      studio board push rock5b exports/student.rknn\n
+      studio board push @shelf exports/student.rknn      # every board of the group at once
+    """
+    from studio.core.board import push_model
+
+    outcomes = _on_boards(_accesses(boards, trust, ask_password),
+                          lambda access, job: push_model(access, model, project, job), json_out)
+
+    def show(board, r) -> None:
+        stdout.print(f"pushed to {board}:{r.project_dir}: {len(r.sent)} file(s), {r.bytes_sent} bytes sent, "
+                     f"{r.unchanged} unchanged; runtime {r.runtime_version}", highlight=False)
+
+    _report(outcomes, json_out, show)
+
+
+@handles_errors
+def run_cmd(
+    boards: str = BOARDS,
+    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
+    source: str = typer.Option(..., help="On the board: camera:N, a video, an image folder or glob."),
+    workers: int = typer.Option(3, help="Pipeline workers; on the RK3588 worker i runs on NPU core i % 3."),
+    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
+    conf: float = typer.Option(0.25, help="Minimum class score."),
+    iou: float = typer.Option(0.45, help="NMS IoU threshold."),
+    frames: int | None = typer.Option(None, help="Stop after this many frames."),
+    jpeg: int = typer.Option(0, help="Also send each frame home as JPEG of this quality (0: detections only)."),
+    loop: bool = typer.Option(False, "--loop", help="Start a finished folder or video again."),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return; watch with studio board stream."),
+    project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK,
+    json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame (with its board when several), "
+                                                        "then a summary."),
+):
+    """Push if needed, start the agent on the board(s) and stream detections home; Ctrl-C stops them there too.
+
+    Examples:\n
+      studio board run rock5b exports/student.rknn --source camera:0 --workers 3\n
+      studio board run rock5b exports/student.rknn --source /data/scenes --frames 200 --json\n
+      studio board run @shelf exports/student.rknn --source /data/scenes --frames 500
+    """
+    from deploy.board.remote_run import RunOptions
+    from studio.core.board import push_model, start_run, stream_run
+
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
+    check_model(model, backend)
+    accesses = _accesses(boards, trust, ask_password)
+    several = len(accesses) > 1
+    opts = RunOptions(source, backend, workers, conf, iou, jpeg, frames, loop, idle_exit=300.0 if detach else 30.0)
+    lock = threading.Lock()
+
+    def printer(board: str):
+        def show(dets, hello: dict) -> None:
+            if json_out:
+                line = dets.to_dict(hello.get("names"))
+                with lock:
+                    sys.stdout.write(json.dumps({"board": board, **line} if several else line) + "\n")
+                    sys.stdout.flush()
+        return show
+
+    def work(access, job):
+        run = start_run(access, push_model(access, model, project, job), opts)
+        if detach:
+            return run
+        return stream_run(access, run, printer(access.board), job)  # with --frames the agent ends by itself
+
+    outcomes = _on_boards(accesses, work, json_out)
+    if detach:
+        _report(outcomes, json_out, lambda board, run: stdout.print(
+            f"agent {run.run_id} running on {board} (pid {run.pid}); watch: studio board stream {board}; "
+            f"stop: studio board stop {board}", highlight=False))
+        return
+    if not json_out:
+        _report(outcomes, False, _show_summary)
+        return
+    if several:  # the frames went out as JSON lines: the summary is the last line
+        print_json({"summaries": [o.to_dict() for o in outcomes]}, one_line=True)
+    elif not outcomes[0].error:
+        print_json({"summary": outcomes[0].result.to_dict()}, one_line=True)
+    _fail_if_any(outcomes)
+
+
+def _show_summary(board: str, summary) -> None:
+    agent = summary.agent or {}
+    stdout.print(f"{board}: {summary.frames} frame(s), {summary.detections} detections, {summary.fps:.1f} frames/s "
+                 "received" + (f"; on the board {agent.get('fps')} frames/s, stages ms {agent.get('stage_ms')}"
+                               if agent else "")
+                 + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""), highlight=False)
+
+
+@handles_errors
+def bench_cmd(
+    boards: str = BOARDS,
+    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
+    source: str = typer.Option(..., help="Images or a video on the board (read in a loop until --frames)."),
+    workers: str = typer.Option("1,2,3", help="Worker counts to measure, comma-separated (NPU core i % 3 each)."),
+    frames: int = typer.Option(200, help="Frames per worker count."),
+    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (the board's CPU)."),
+    project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON,
+):
+    """Frames/s and per-stage ms on the board(s) for 1, 2, 3 workers: compare with the published RK3588 figures.
+
+    Example:\n
+      studio board bench rock5b exports/student.rknn --source /data/scenes --workers 1,2,3 --json
+    """
+    from studio.core.board import BenchRequest, bench_board
+
+    try:
+        counts = tuple(int(w) for w in workers.split(","))
+    except ValueError:
+        raise UserError(f"--workers {workers!r}: comma-separated counts, e.g. 1,2,3") from None
+    check_model(model, backend)
+    outcomes = _on_boards(_accesses(boards, trust, ask_password), lambda access, job: bench_board(
+        access, BenchRequest(access.board, model, source, counts, frames, backend, project), job), json_out)
+
+    def show(board, result) -> None:
+        stdout.print(f"{result['model']} on {board}, {result['measured']}, {frames} frames each:", highlight=False)
+        for run in result["runs"]:
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in (run["stage_ms"] or {}).items())
+            stdout.print(f"  {run['workers']} worker(s): {run['fps']} frames/s (x{run['speedup']}); ms per frame: "
+                         f"{stages}", highlight=False)
+
+    _report(outcomes, json_out, show, as_json=lambda result: result)
