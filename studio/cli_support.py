@@ -113,6 +113,40 @@ def run_job(work: Callable[[Job], object], json_out: bool = False, parallel: boo
         return work(Job(progress=view))
 
 
+NPROC_HELP = ("Train on this many processes here (torchrun + DDP; gloo on CPU, NCCL on GPUs); for several machines "
+              "run torchrun yourself: docs/scale-out.md.")
+
+
+def launch_if_asked(nproc: int) -> None:
+    """With --nproc N (N > 1) outside torchrun: run this same command under torchrun and exit with its code."""
+    import os
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from studio.core.compress.distributed import launch
+
+        raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
+
+
+def speaks_for_the_run() -> bool:
+    """Rank 0 (or a single process) prints results; the other ranks of a distributed run stay quiet."""
+    from studio.core.compress.distributed import is_main
+
+    return is_main()
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """The command line without `--option VALUE` / `--option=VALUE` (to re-run it under a launcher)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
 def stage(job: Job, name: str, total: int) -> Callable[[int, int], None]:
     """Announce a counted stage and return its (done, total) callback."""
     job.stage(name, total)

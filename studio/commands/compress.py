@@ -5,13 +5,20 @@ from pathlib import Path
 
 import typer
 
-from studio.cli_support import handles_errors, print_json, run_job, stdout
+from deploy.errors import UserError
+from studio.cli_support import (
+    NPROC_HELP,
+    handles_errors,
+    launch_if_asked,
+    print_json,
+    run_job,
+    speaks_for_the_run,
+    stdout,
+)
 from studio.core.compress.kd_config import KdConfig, parse_terms
 
 
 def _layers(protect: str) -> tuple[int, ...]:
-    from deploy.errors import UserError
-
     try:
         return tuple(int(i) for i in protect.split(",") if i.strip())
     except ValueError:
@@ -114,6 +121,7 @@ def distill_cmd(
                                   "write ablation.json, .md and .png."),
     out: Path = typer.Option(Path("out/distill"), help="Folder for best.pt, last.pt, state and reports."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Knowledge distillation teacher -> student: response, foreground/background features with attention,
@@ -125,6 +133,9 @@ def distill_cmd(
     from studio.core.compress.distill import DistillRequest, distill
     from studio.core.compress.distill import ablation as run_ablation
 
+    if nproc > 1 and ablation:
+        raise UserError("--ablation runs in one process; drop --nproc (or run each variant with --nproc)")
+    launch_if_asked(nproc)
     terms = parse_terms(kd)
     config = KdConfig(terms=terms, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                       relation=w_relation)
@@ -138,6 +149,8 @@ def distill_cmd(
             stdout.print((out / "ablation.md").read_text(), highlight=False)
         return
     result = run_job(lambda job: distill(req, job), json_out)
+    if not speaks_for_the_run():
+        return
     if json_out:
         print_json(result.to_dict())
     else:

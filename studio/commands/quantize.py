@@ -5,7 +5,15 @@ from pathlib import Path
 
 import typer
 
-from studio.cli_support import handles_errors, print_json, run_job, stdout
+from studio.cli_support import (
+    NPROC_HELP,
+    handles_errors,
+    launch_if_asked,
+    print_json,
+    run_job,
+    speaks_for_the_run,
+    stdout,
+)
 from studio.core.compress.kd_config import KdConfig, parse_terms
 
 
@@ -41,6 +49,7 @@ def qat_cmd(
     val_limit: int | None = typer.Option(None, help="Validate on the first N val images only (faster)."),
     out: Path = typer.Option(Path("out/qat"), help="Folder for qat.pt, each stage and qat_report.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Quantization-aware training: the model learns with RKNN's int8 rounding in place (BN folded,
@@ -52,11 +61,14 @@ def qat_cmd(
     """
     from studio.core.compress.qat import QatRequest, qat
 
+    launch_if_asked(nproc)
     req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=_ints(bits, "--bits"),
                      kd=KdConfig(terms=parse_terms(kd), temperature=temperature), learn_scales=learn_scales,
                      tune_teacher=tune_teacher, tune_every=tune_every,
                      calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, resume=resume)
     result = run_job(lambda job: qat(req, job), json_out)
+    if not speaks_for_the_run():
+        return
     if json_out:
         print_json(result.to_dict())
         return

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.metadata import write_json_atomic
+from studio.core.compress import distributed
 from studio.core.compress.distiller import Distiller
 from studio.core.compress.kd_config import KdConfig
 from studio.core.jobs import Job
@@ -88,7 +89,8 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     out = DistillResult(model=str(result.best), teacher=str(req.teacher) if req.teacher else None,
                         terms=list(req.kd.terms), epochs=req.epochs, map50_95=best["map50_95"], map50=best["map50"],
                         small=best.get("small"), history=result.history, seconds=result.seconds)
-    write_json_atomic(Path(req.out) / "distill_report.json", out.to_dict())
+    if distributed.is_main():
+        write_json_atomic(Path(req.out) / "distill_report.json", out.to_dict())
     return out
 
 

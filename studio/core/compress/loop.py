@@ -72,7 +72,8 @@ def default_hyperparameters(imgsz: int):
     return get_cfg(overrides={"imgsz": imgsz})
 
 
-def _dataloader(cfg: LoopConfig, hyp, model: nn.Module):
+def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: int = 1):
+    """Ultralytics' training data; with several ranks each reads its share (DistributedSampler) of batch/world."""
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils import LOGGER
@@ -82,12 +83,13 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module):
     try:
         data = check_det_dataset(str(cfg.data))
         stride = max(int(model.stride.max()), 32)
-        dataset = build_yolo_dataset(hyp, data["train"], cfg.batch, data, mode="train", stride=stride)
+        dataset = build_yolo_dataset(hyp, data["train"], cfg.batch // world, data, mode="train", stride=stride)
     except Exception as exc:
         raise UserError(f"--data {cfg.data}: cannot load the training split ({exc})") from None
     finally:
         LOGGER.setLevel(level)
-    loader = build_dataloader(dataset, cfg.batch, cfg.workers, shuffle=True, pin_memory=False, device="cpu")
+    loader = build_dataloader(dataset, max(cfg.batch // world, 1), cfg.workers, shuffle=True, pin_memory=False,
+                              rank=rank)
     return dataset, loader
 
 
@@ -162,18 +164,21 @@ def prepare_training(model: nn.Module, cfg: LoopConfig):
     hyp = hyperparameters(cfg)
     model.args = hyp  # the detection loss reads its gains from here
     model.criterion = None  # rebuilt for the current (possibly pruned) head
-    for p in model.parameters():
-        p.requires_grad_(True)
+    for name, p in model.named_parameters():  # all but the head's fixed DFL projection, as ultralytics does
+        p.requires_grad_(".dfl" not in name)
     return hyp
 
 
 def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, extra_loss: ExtraLoss | None,
-               trainable: nn.Module) -> tuple[float, dict[str, float]]:
+               trainable: nn.Module, forward: nn.Module | None = None,
+               after_backward: Callable[[], None] | None = None) -> tuple[float, dict[str, float]]:
     """One optimisation step on a batch (images already 0..1): detection loss plus the extra terms.
 
+    `forward` is what to call for the predictions (DDP around `model` when distributed);
+    `after_backward` runs between backward and the step (averaging other gradients).
     Returns the total loss (per batch, before the step) and its parts for the log.
     """
-    preds = model(batch["img"])
+    preds = (forward or model)(batch["img"])
     loss, items = model.loss(batch, preds)
     total = loss.sum()
     parts = {k: float(v) for k, v in items.items()} if isinstance(items, dict) else {"det": float(loss.sum())}
@@ -183,6 +188,8 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
         parts.update(extra_parts)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    if after_backward is not None:
+        after_backward()
     torch.nn.utils.clip_grad_norm_(trainable.parameters(), max_norm=10.0)
     optimizer.step()
     return float(total.detach()), parts
@@ -199,7 +206,11 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     """
     from ultralytics.utils.torch_utils import ModelEMA
 
-    job = job or Job()
+    from studio.core.compress import distributed
+
+    ctx = distributed.context()
+    job = job if job is not None and ctx.main else Job(cancel=job.cancel if job else None)  # rank 0 reports
+    checkpoint_extra = {**(checkpoint_extra or {}), "world_size": ctx.world}
     started = time.monotonic()
     torch.manual_seed(cfg.seed)
     hyp = prepare_training(model, cfg)
@@ -209,9 +220,10 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     state_path, best_path, last_path = cfg.out / "state.pt", cfg.out / "best.pt", cfg.out / "last.pt"
     start_epoch, best_fitness, history = 0, -1.0, []
     if cfg.resume:
-        if not state_path.is_file():
+        if ctx.main and not state_path.is_file():
             raise UserError(f"nothing to resume: {state_path} does not exist")
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = distributed.share_from_main(torch.load(state_path, map_location="cpu", weights_only=False)
+                                            if ctx.main else None, ctx)
         model.load_state_dict(state["model"])
         ema.ema.load_state_dict(state["ema"])
         ema.updates = state["updates"]
@@ -221,7 +233,10 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         start_epoch, best_fitness, history = state["epoch"] + 1, state["best_fitness"], state["history"]
         if start_epoch >= cfg.epochs:
             raise UserError(f"{cfg.out} already finished its {cfg.epochs} epochs; nothing to resume")
-    dataset, loader = _dataloader(cfg, hyp, model)
+    from studio.core.compress.fakequant import is_quantized
+
+    forward = distributed.wrap(model, ctx, find_unused=is_quantized(model))
+    dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
     job.stage(stage, cfg.epochs * batches)
@@ -229,18 +244,24 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         if epoch >= cfg.epochs - cfg.close_mosaic:
             dataset.close_mosaic(hyp)
         model.train()
+        if ctx.active:
+            loader.sampler.set_epoch(epoch)  # another shuffle each epoch, the same on every rank
         sums: dict[str, float] = {}
         for i, batch in enumerate(loader):
             job.cancel.check()
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, epoch + i / batches, warmup)
             batch["img"] = batch["img"].float() / 255
-            _, parts = train_step(model, batch, optimizer, extra_loss, trainable)
+            _, parts = train_step(model, batch, optimizer, extra_loss, trainable, forward,
+                                  lambda: distributed.average_gradients(extra_modules, ctx))
             ema.update(model)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             job.step(stage, epoch * batches + i + 1, cfg.epochs * batches,
                      f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
+        if not ctx.main:  # rank 0 alone validates and writes; the others wait for it
+            distributed.barrier(ctx)
+            continue
         save_checkpoint(ema.ema, last_path, hyp, epoch, checkpoint_extra)
         metrics = validate(last_path, cfg)
         history.append({"epoch": epoch + 1, **metrics, **{k: round(v / batches, 5) for k, v in sums.items()}})
@@ -252,8 +273,10 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         tmp = state_path.with_name("state.pt.tmp")
         torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(), "updates": ema.updates,
                     "optimizer": optimizer.state_dict(), "extra": extra_modules.state_dict() if extra_modules else None,
-                    "epoch": epoch, "best_fitness": best_fitness, "history": history}, tmp)
+                    "epoch": epoch, "best_fitness": best_fitness, "history": history, "world_size": ctx.world}, tmp)
         tmp.replace(state_path)
+        distributed.barrier(ctx)
+    history = distributed.share_from_main(history, ctx)  # every rank returns what rank 0 measured
     best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}
     return LoopResult(best=best_path, last=last_path, epochs=cfg.epochs, map50_95=best["map50_95"],
                       map50=best["map50"], history=history, seconds=round(time.monotonic() - started, 1))

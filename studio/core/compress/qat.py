@@ -100,6 +100,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     """Quantize, calibrate, train through the bit-width schedule; write qat.pt and qat_report.json in req.out."""
     import torch
 
+    from studio.core.compress import distributed
     from studio.core.compress import fakequant as fq
     from studio.core.compress.loop import LoopConfig, hyperparameters, save_checkpoint, training_batches, validate
     from studio.core.models import load_detector
@@ -108,6 +109,11 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     job = job or Job()
     started = time.monotonic()
     _validate(req)
+    ctx = distributed.context()
+    if ctx.active and req.tune_teacher:
+        raise UserError("--tune-teacher runs in one process for now (its teacher steps are not averaged across "
+                        "processes); drop --nproc or --tune-teacher")
+    main = ctx.main  # rank 0 calibrates and writes; the others train with it and read what it wrote
     out = Path(req.out)
     report_path = out / "qat_report.json"
     if report_path.exists() and not req.resume:
@@ -116,7 +122,9 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         raise UserError(f"{out} already holds a QAT run; add --resume to continue it, or choose another --out")
     if req.resume and not out.is_dir():
         raise UserError(f"nothing to resume: {out} does not exist")
-    out.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(ctx)  # every rank has checked the folder before rank 0 writes into it
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     float_model, _ = load_detector(str(req.model))
     if fq.is_quantized(float_model):
         raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
@@ -129,7 +137,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
                         "kd": req.kd.to_dict(), **provenance(Path(req.model))}}
 
     calibrated = out / "calibrated.pt"  # appears last: with it, calibration.json is there too
-    if not calibrated.is_file():
+    if main and not calibrated.is_file():
         job.stage("float mAP")
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(float_model, Path(tmp) / "float.pt", hyp, -1)
@@ -144,6 +152,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         write_json_atomic(out / "calibration.json", {"float": float_metrics, "calibrated": calib_metrics,
                                                      "bits": req.bits[0], "batches": req.calib_batches})
         pending.replace(calibrated)
+    distributed.barrier(ctx)
     start = json.loads((out / "calibration.json").read_text())
     student = load_detector(str(calibrated))[0]
 
@@ -165,19 +174,22 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         if req.tune_teacher:  # the next stage starts from the teacher as adapted so far (saved before stage.json)
             torch.save(teacher.state_dict(), folder / "teacher.pt.tmp")
             (folder / "teacher.pt.tmp").replace(folder / "teacher.pt")
-        write_json_atomic(done, stage)
+        if main:
+            write_json_atomic(done, stage)
         stages.append(stage)
         student = load_detector(stage["model"])[0]
 
     fq.bake(student)
     final = out / "qat.pt"
-    save_checkpoint(student, final, hyp, req.epochs - 1, extra)
+    if main:
+        save_checkpoint(student, final, hyp, req.epochs - 1, extra)
     best = stages[-1]
     result = QatResult(model=str(final), float_map50_95=start["float"]["map50_95"],
                        calibrated_map50_95=start["calibrated"]["map50_95"], map50_95=best["map50_95"],
                        map50=best["map50"], small=best.get("small"), bits=list(req.bits), stages=stages,
                        seconds=round(time.monotonic() - started, 1))
-    write_json_atomic(report_path, result.to_dict())
+    if main:
+        write_json_atomic(report_path, result.to_dict())
     return result
 
 

@@ -1,0 +1,4 @@
+"""`python -m studio` (and `torchrun ... -m studio ...`) runs the `studio` command."""
+from studio.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Training on two processes (torchrun, DDP, gloo on the CPU), and as two torchrun nodes on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.sshd import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def torchrun(*args: str, log_dir: Path | None = None) -> list[str]:
+    logs = ["--log-dir", str(log_dir), "--redirects", "3"] if log_dir else []
+    return [sys.executable, "-m", "torch.distributed.run", *logs, *args]
+
+
+def distill_args(tiny_pair, out: Path, epochs: int) -> list[str]:
+    data, _, student = tiny_pair
+    return ["-m", "studio", "distill", "--student", str(student), "--data", str(data), "--kd", "none",
+            "--epochs", str(epochs), "--imgsz", "96", "--batch", "8", "--lr", "0.002", "--out", str(out)]
+
+
+def total_loss(entry: dict) -> float:
+    return sum(v for k, v in entry.items() if k.endswith("_loss"))
+
+
+def rank_stdout(log_dir: Path, rank: int) -> str:
+    return "".join(p.read_text() for p in log_dir.rglob(f"attempt_*/{rank}/stdout.log"))
+
+
+def test_two_processes_train_with_ddp_rank0_writes_and_resume_continues(tiny_pair, tmp_path):
+    out, logs = tmp_path / "ddp", tmp_path / "logs"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.run(torchrun("--standalone", "--nproc_per_node", "2", *distill_args(tiny_pair, out, 2),
+                                    log_dir=logs), capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "best weights" in rank_stdout(logs, 0) and "best weights" not in rank_stdout(logs, 1)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "distill_report.json", "last.pt", "state.pt"]
+    state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
+    assert state["world_size"] == 2 and state["epoch"] == 1
+    assert torch.load(out / "last.pt", map_location="cpu", weights_only=False)["world_size"] == 2
+
+    # --nproc launches torchrun itself; --resume continues from epoch 3 with the saved optimizer and EMA
+    resumed = subprocess.run([sys.executable, *distill_args(tiny_pair, out, 3)[:-2], "--out", str(out), "--resume",
+                              "--nproc", "2"], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = json.loads((out / "distill_report.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert total_loss(history[-1]) < total_loss(history[0])
+    assert resumed.stdout.count("best weights") == 1  # one rank speaks
+
+
+def test_two_torchrun_nodes_on_localhost_train_together(tiny_pair, tmp_path):
+    port = free_port()
+    out = tmp_path / "nodes"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    nodes = [subprocess.Popen(torchrun("--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
+                                       "--master_addr", "127.0.0.1", "--master_port", str(port),
+                                       *distill_args(tiny_pair, out, 1)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for rank in (0, 1)]
+    results = [node.communicate(timeout=600) for node in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    assert torch.load(out / "last.pt", map_location="cpu", weights_only=False)["world_size"] == 2
+    assert "best weights" in results[0][0] and "best weights" not in results[1][0]
+
+
+def test_qat_trains_on_two_processes_and_rank0_writes_the_int8_model(tiny_pair, tmp_path):
+    data, _, student = tiny_pair
+    out = tmp_path / "qat"
+    result = subprocess.run([sys.executable, "-m", "studio", "qat", str(student), "--data", str(data), "--epochs", "1",
+                             "--bits", "8", "--imgsz", "96", "--batch", "8", "--calib-batches", "1", "--val-limit",
+                             "4", "--out", str(out), "--nproc", "2", "--json"],
+                            capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)  # one JSON object: only rank 0 printed
+    assert report["bits"] == [8] and Path(report["model"]).is_file()
+    state = torch.load(out / "stage1-int8" / "state.pt", map_location="cpu", weights_only=False)
+    assert state["world_size"] == 2
+    refused = subprocess.run([sys.executable, "-m", "studio", "qat", str(student), "--data", str(data), "--out",
+                              str(tmp_path / "q2"), "--tune-teacher", "--nproc", "2"],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "--tune-teacher runs in one process" in refused.stderr
