@@ -13,7 +13,20 @@ from __future__ import annotations
 
 import typer
 
-from studio.commands import bench, board, board_deploy, compress, data, export, gui, models, quantize, running, training
+from studio.commands import (
+    bench,
+    board,
+    board_deploy,
+    compress,
+    data,
+    export,
+    gui,
+    models,
+    quantize,
+    running,
+    sweep,
+    training,
+)
 
 app = typer.Typer(
     help="Edge Deploy Studio: take a YOLO detector from training to a Rockchip NPU board.\n\n"
@@ -42,6 +55,7 @@ app.command("distill")(compress.distill_cmd)
 app.command("compare")(compress.compare_cmd)
 app.command("qat")(quantize.qat_cmd)
 app.command("compress")(quantize.compress_cmd)
+app.command("sweep")(sweep.sweep_cmd)
 app.command("predict")(running.predict_cmd)
 app.command("eval")(running.eval_cmd)
 app.command("demo")(training.demo)
