@@ -101,6 +101,16 @@ def sshd(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def second_sshd(tmp_path_factory):
+    """Another one, for tests of several boards at once."""
+    from tests.sshd import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd2"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def cli():
     """Invoke `studio ...` in-process; returns click's Result (exit_code, stdout, stderr)."""

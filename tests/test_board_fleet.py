@@ -9,15 +9,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.sshd import start_sshd
-
-
-@pytest.fixture(scope="module")
-def second_sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd2"))
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def pair(cli, sshd, second_sshd, board_python, tmp_path, monkeypatch) -> dict[str, Path]:

@@ -93,3 +93,31 @@ def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, 
     qtbot.waitUntil(lambda: not live.runner.isRunning(), timeout=20000)
     out = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout
     assert out.strip() == ""
+
+
+def test_two_boards_run_side_by_side_in_the_live_panel(window, qtbot, cli, sshd, second_sshd, board_python,
+                                                       tiny_onnx, calib_dir, tmp_path):
+    roots = {}
+    for name, server in (("left", sshd), ("right", second_sshd)):
+        roots[name] = tmp_path / name
+        assert cli("board", "add", name, "--host", "127.0.0.1", "--user", server.user, "--port", server.port,
+                   "--key", server.client_key, "--python", board_python, "--root", roots[name]).exit_code == 0
+        assert cli("board", "check", name, "--trust").exit_code == 0
+    window.show_page("Deploy")
+    page = window.page("Deploy")
+    page.refresh()
+    page.boards.selectAll()
+    assert page.selected_all() == ["left", "right"]
+    page.model.setText(str(tiny_onnx))
+    page.source.setText(str(calib_dir))
+    page.backend.setCurrentText("ort")
+    page.workers.setValue(1)
+    page.run_live()
+    live = window.page("Live")
+    assert [t.title() for t in live.wall.tiles] == ["left", "right"] and not live.view.isVisible()
+    qtbot.waitUntil(lambda: all(t.frames_shown >= 3 for t in live.wall.tiles), timeout=90000)
+    assert all("frames/s" in t.numbers.text() and not t.view.pixmap().isNull() for t in live.wall.tiles)
+    live.stop_button.click()
+    qtbot.waitUntil(lambda: not live.wall.running(), timeout=30000)
+    for root in roots.values():
+        assert subprocess.run(["pgrep", "-f", str(root)], capture_output=True).stdout == b""

@@ -67,7 +67,7 @@ class DeployPage(QWidget):
         self.trusted: dict[str, str] = {}  # board -> fingerprint the user accepted this session
         self.boards = _table(["board", "address", "python", "folder on the board"])
         self.boards.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.boards.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.boards.setSelectionMode(QTableWidget.SelectionMode.ExtendedSelection)  # several: side by side
         self.name, self.host, self.user = QLineEdit(), QLineEdit(), QLineEdit()
         self.name.setPlaceholderText("rock5b")
         self.host.setPlaceholderText("192.168.1.42")
@@ -110,6 +110,7 @@ class DeployPage(QWidget):
         self.backend.addItems(["rknnlite", "ort"])
         self.run_button = QPushButton("Run in the live panel")
         self.run_button.clicked.connect(self.run_live)
+        self.run_button.setToolTip("Select several boards (Ctrl+click) to watch them side by side")
         self.status = QLabel("Add a board, select it and check it.")
         self.status.setWordWrap(True)
         actions = QFormLayout()
@@ -141,8 +142,13 @@ class DeployPage(QWidget):
             self.boards.selectRow(0)
 
     def selected(self) -> str | None:
-        items = self.boards.selectedItems()
-        return self.boards.item(items[0].row(), 0).text() if items else None
+        """The first selected board (check and push act on it)."""
+        names = self.selected_all()
+        return names[0] if names else None
+
+    def selected_all(self) -> list[str]:
+        rows = sorted({item.row() for item in self.boards.selectedItems()})
+        return [self.boards.item(row, 0).text() for row in rows]
 
     def _need_board(self) -> str | None:
         name = self.selected()
@@ -250,11 +256,15 @@ class DeployPage(QWidget):
         if not self.source.text():
             self.window().show_error("say what to run on: a source on the board (camera:0, a video, a folder)")
             return
-        req = BoardLiveRequest(name, Path(self.model.text()), self.source.text(), self.backend.currentText(),
-                               self.workers.value(), trust=self.trusted.get(name, False))
+        requests = [BoardLiveRequest(board, Path(self.model.text()), self.source.text(), self.backend.currentText(),
+                                     self.workers.value(), trust=self.trusted.get(board, False))
+                     for board in self.selected_all()]
         window = self.window()
         window.show_page("Live")
-        window.page("Live").start_board(req)
+        if len(requests) == 1:
+            window.page("Live").start_board(requests[0])
+        else:
+            window.page("Live").start_boards(requests)
 
     def failed(self, message: str) -> None:
         self.status.setText(message)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from deploy.errors import UserError
 from studio.core.jobs import Cancelled
+from studio.gui.board_wall import BoardWall
 from studio.gui.common import PathField
 from studio.gui.image_view import ImageView
 from studio.gui.live_widgets import SpeedChart, WorkerLanes
@@ -172,8 +173,11 @@ class LivePage(QWidget):
         lanes = QGroupBox("Workers")
         QVBoxLayout(lanes).addWidget(self.lanes)
         side.addWidget(lanes)
+        self.wall = BoardWall()  # several boards side by side (the Deploy page's Run with boards selected)
+        self.wall.hide()
         right = QVBoxLayout()
         right.addWidget(self.view, 3)
+        right.addWidget(self.wall, 3)
         detections = QGroupBox("Detections in this frame")
         QVBoxLayout(detections).addWidget(self.table)
         right.addWidget(detections, 1)
@@ -223,7 +227,24 @@ class LivePage(QWidget):
         self.workers.setValue(req.workers)
         self._launch(req)
 
+    def start_boards(self, requests: list) -> None:
+        """Several boards at once, side by side: a tile per board, each with its own stream."""
+        self.stop()
+        self.view.hide()
+        self.wall.show()
+        runners = []
+        for req in requests:
+            runner = LiveRunner(req, self)
+            runner.failed.connect(lambda message, board=req.board: self.window().show_error(f"{board}: {message}"))
+            runners.append(runner)
+        self.wall.start(runners)
+        self.stop_button.setEnabled(True)
+        self.start_button.setEnabled(False)
+
     def _launch(self, req) -> None:
+        self.wall.stop()
+        self.wall.hide()
+        self.view.show()
         self.frames_shown = 0
         self.chart.clear()
         self.lanes.set_workers(req.workers)
@@ -249,6 +270,9 @@ class LivePage(QWidget):
         if self.runner:
             self.runner.stop()
             self.runner.wait(15000)
+        if self.wall.tiles:
+            self.wall.stop()
+            self._set_running(False)
 
     def shutdown(self) -> None:
         """Called when the window closes."""
