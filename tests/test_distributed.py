@@ -87,3 +87,29 @@ def test_qat_trains_on_two_processes_and_rank0_writes_the_int8_model(tiny_pair, 
                               str(tmp_path / "q2"), "--tune-teacher", "--nproc", "2"],
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "--tune-teacher runs in one process" in refused.stderr
+
+
+def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair, tmp_path):
+    import yaml
+
+    data, _, student = tiny_pair
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": str(student), "data": str(data), "imgsz": 64,
+        "prune": {"target_flops": 0.8, "criterion": "l1", "round_to": 16, "finetune_epochs": 1, "batch": 8,
+                  "val_limit": 4},
+        "qat": {"epochs": 1, "batch": 8, "calib_batches": 1, "val_limit": 4},
+        "export": {"platform": "rk3588", "ptq": ["normal"], "calib_count": 4}, "verify": {"limit": 4}}))
+    out = tmp_path / "chain"
+    result = subprocess.run([sys.executable, "-m", "studio", "compress", "--recipe", str(recipe), "--out", str(out),
+                             "--nproc", "2", "--json"], capture_output=True, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)  # rank 0 alone printed (two objects would not parse)
+    assert [r["variant"] for r in report["rows"]] == ["float", "ptq-normal", "qat"]
+    pruned = json.loads((out / "prune" / "prune_report.json").read_text())
+    assert pruned["gflops"]["ratio"] < 0.95
+    tuned = torch.load(out / "prune" / "step1" / "state.pt", map_location="cpu", weights_only=False)
+    assert tuned["world_size"] == 2  # the fine-tuning after pruning ran on both processes
+    assert torch.load(out / "qat" / "stage1-int8" / "state.pt", map_location="cpu",
+                      weights_only=False)["world_size"] == 2

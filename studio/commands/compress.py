@@ -50,6 +50,7 @@ def prune_cmd(
     scan: bool = typer.Option(False, "--scan", help="Instead of pruning, measure each layer's sensitivity "
                               "(mAP vs share pruned, no fine-tuning): sensitivity.json and .png in --out."),
     scan_ratios: str = typer.Option("0.25,0.5,0.75", help="Shares of channels tried per layer by --scan."),
+    nproc: int = typer.Option(1, help=NPROC_HELP + " Rank 0 prunes; all ranks fine-tune."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Structured pruning (DepGraph) to a GFLOPs or parameter target, optionally in steps with fine-tuning.
@@ -61,12 +62,15 @@ def prune_cmd(
 
     if scan:
         return _scan(model, data, out, criterion, scan_ratios, imgsz, val_limit, json_out)
+    launch_if_asked(nproc)
     req = PruneRequest(model=model, out=out, data=data, target_flops=target_flops, target_params=target_params,
                        criterion=criterion, scope=scope, protect=_layers(protect), steps=steps, schedule_k=schedule_k,
                        finetune_epochs=finetune_epochs, sparsity_epochs=sparsity_epochs, bn_l1=bn_l1,
                        teacher=teacher, kd=parse_terms(kd), imgsz=imgsz, batch=batch, round_to=round_to or None,
                        val_limit=val_limit, resume=resume)
     result = run_job(lambda job: prune(req, job), json_out)
+    if not speaks_for_the_run():
+        return
     if json_out:
         print_json(result.to_dict())
         return

@@ -85,6 +85,7 @@ def compress_cmd(
                                 "verify sections (see assets/recipes/)."),
     out: Path = typer.Option(Path("out/compress"), help="Folder for every stage and compress_report.*."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """The whole chain from one recipe: prune -> distill -> QAT -> export (PTQ and QAT int8) -> verify
@@ -96,7 +97,10 @@ def compress_cmd(
     from studio.core.compress.recipe import load_recipe
 
     plan = load_recipe(recipe)
+    launch_if_asked(nproc)
     report = run_job(lambda job: run_recipe(plan, out, resume, job), json_out)
+    if not speaks_for_the_run():
+        return
     if json_out:
         print_json(report)
     else:

@@ -31,6 +31,13 @@ def _kd(options: dict, default_terms: str) -> KdConfig:
     return KdConfig(terms=terms, temperature=options.pop("temperature", KdConfig.temperature))
 
 
+def _written(out: Path) -> None:
+    """Under torchrun, wait until rank 0 has written the stage's report before reading it."""
+    from studio.core.compress import distributed
+
+    distributed.barrier(distributed.context())
+
+
 def _prune(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, float]:
     from studio.core.compress.prune import PruneRequest, prune
 
@@ -41,6 +48,7 @@ def _prune(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, floa
         prune(PruneRequest(model=model, out=out, data=recipe.data, teacher=recipe.teacher, imgsz=recipe.imgsz,
                            kd=parse_terms(kd) if isinstance(kd, str) else tuple(kd),
                            resume=(out / "progress.json").is_file(), **options), job)
+    _written(out)
     done = json.loads(report.read_text())
     return Path(done["model"]), done["seconds"]
 
@@ -54,6 +62,7 @@ def _distill(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, fl
         kd = _kd(options, "response,feature,relation")
         distill(DistillRequest(teacher=recipe.teacher, student=str(model), data=recipe.data, out=out, kd=kd,
                                imgsz=recipe.imgsz, resume=(out / "state.pt").is_file(), **options), job)
+    _written(out)
     done = json.loads(report.read_text())
     return Path(done["model"]), done["seconds"]
 
@@ -70,6 +79,7 @@ def _qat(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, dict]:
         qat(QatRequest(model=model, data=recipe.data, out=out, teacher=teacher, kd=kd, imgsz=recipe.imgsz,
                        bits=tuple(bits) if isinstance(bits, (list, tuple)) else (int(bits),),
                        resume=out.is_dir(), **options), job)
+    _written(out)
     done = json.loads(report.read_text())
     return Path(done["model"]), done
 
@@ -158,6 +168,7 @@ def _ort_ms(onnx_path: Path) -> float | None:
 
 def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None = None) -> dict:
     """Run every stage of the recipe into `out` (resuming what is there) and write compress_report.*."""
+    from studio.core.compress import distributed
     from studio.core.compress.int8_report import write_int8_report
 
     job = job or Job()
@@ -165,7 +176,10 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not resume:
         raise UserError(f"{out} already holds a compress run; add --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = distributed.context()  # under torchrun: every rank trains, rank 0 alone exports and verifies
+    distributed.barrier(ctx)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
     model, seconds = recipe.model, {}
     if recipe.prune is not None:
         model, seconds["prune"] = _prune(recipe, out / "prune", model, job)
@@ -175,6 +189,8 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     if recipe.qat is not None:
         qat_model, qat_report = _qat(recipe, out / "qat", model, job)
         seconds["qat"] = qat_report["seconds"]
+    if not ctx.main:
+        return {}
     variants = _export(recipe, out / "exports", model, qat_model, job)
     rows = _verify(recipe, out / "verify", variants, model, job)
     report = {"recipe": str(recipe.path), "stages": recipe.stages(), "float_model": str(model),

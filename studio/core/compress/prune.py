@@ -98,6 +98,7 @@ def _validate(req: PruneRequest) -> None:
 
 def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     """Prune (and fine-tune) step by step; writes <out>/pruned.pt and <out>/prune_report.json."""
+    from studio.core.compress import distributed
     from studio.core.compress.c2f import split_c2f
     from studio.core.compress.loop import LoopConfig, default_hyperparameters, fit, hyperparameters, save_checkpoint
     from studio.core.compress.yolo import head_output_convs, raw_head_outputs, trained_imgsz
@@ -106,6 +107,8 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
 
     job = job or Job()
     started = time.monotonic()
+    ctx = distributed.context()
+    main = ctx.main  # under torchrun rank 0 prunes and writes; every rank fine-tunes (DDP) and follows it
     target = _target(req)
     _validate(req)
     out = Path(req.out)
@@ -124,7 +127,8 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     if not req.resume and progress_file.is_file():
         raise UserError(f"{out} holds an earlier pruning run; pass --resume to continue it or choose another --out")
     before = _measure(model, example)
-    base_map = validate_model(model, hyp, loop_cfg, out / "original.pt") if req.data else None
+    base_map = validate_model(model, hyp, loop_cfg, out / "original.pt") if req.data and main else None
+    base_map = distributed.share_from_main(base_map, ctx)
     if req.sparsity_epochs and req.criterion == "bn" and not done["steps"]:
         model = _sparse_train(model, req, loop_cfg, job)
     shares = schedule(1 - target.keep, req.steps, req.schedule_k)
@@ -135,6 +139,9 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             model, _ = load_detector(record["tuned"])
             continue
         if record:
+            model, _ = load_detector(record["pruned"])
+        elif not main:  # rank 0 prunes; the others take its pruned model
+            record = distributed.share_from_main(None, ctx)
             model, _ = load_detector(record["pruned"])
         else:
             job.stage(f"prune step {i}/{req.steps}", None, f"to {1 - share:.0%} of the {target.measure}")
@@ -149,6 +156,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             record = {"step": i, "share": round(share, 4), "pruned": str(step_dir / "pruned.pt")}
             save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz), -1)
             _save_progress(progress_file, done, record)
+            distributed.share_from_main(record, ctx)
         gflops, params = _measure(model, example)
         record.update(gflops=round(gflops, 4), params=params)
         if req.finetune_epochs:
@@ -157,9 +165,15 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             result = fit(model, cfg, job, extra_loss=extra, extra_modules=modules, stage=f"fine-tune step {i}")
             model, _ = load_detector(str(result.best))
             record.update(tuned=str(result.best), map50_95=result.map50_95, history=result.history)
-        _save_progress(progress_file, done, record)
+        if main:
+            _save_progress(progress_file, done, record)
+        else:
+            done["steps"] = [s for s in done["steps"] if s["step"] != i] + [record]
     final = out / "pruned.pt"
     after = _measure(model, example)
+    if not main:
+        distributed.barrier(ctx)  # rank 0 validates and writes the result
+        return PruneResult(**json.loads((out / "prune_report.json").read_text()))
     final_map = validate_model(model, hyp, loop_cfg, final) if req.data else None
     save_checkpoint(model, final, hyp or default_hyperparameters(imgsz), -1, {"studio": provenance(
         Path(req.model), operation="prune", criterion=req.criterion, target=asdict(target), steps=req.steps)})
@@ -170,6 +184,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
         steps=done["steps"], seconds=round(time.monotonic() - started, 1),
         map50_95={"before": base_map, "after": final_map} if req.data else {})
     write_json_atomic(out / "prune_report.json", result.to_dict())
+    distributed.barrier(ctx)
     return result
 
 
