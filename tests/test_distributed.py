@@ -113,3 +113,18 @@ def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair,
     assert tuned["world_size"] == 2  # the fine-tuning after pruning ran on both processes
     assert torch.load(out / "qat" / "stage1-int8" / "state.pt", map_location="cpu",
                       weights_only=False)["world_size"] == 2
+
+
+def test_train_from_an_architecture_on_two_cpu_processes(tiny_pair, tmp_path):
+    data, _, _ = tiny_pair
+    result = subprocess.run([sys.executable, "-m", "studio", "train", "yolov8n.yaml", "--data", str(data), "--epochs",
+                             "1", "--imgsz", "64", "--batch", "8", "--project", str(tmp_path), "--name", "ddp",
+                             "--nproc", "2", "--json"], capture_output=True, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert Path(out["best"]).is_file() and out["epochs"] == 1
+    ckpt = torch.load(out["last"], map_location="cpu", weights_only=False)
+    assert ckpt["world_size"] == 2 and len(ckpt["ema"].names) == 4  # built for the data's 4 classes
+    provenance = json.loads((tmp_path / "ddp" / "provenance.json").read_text())
+    assert provenance["world_size"] == 2

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import typer
 
-from studio.cli_support import handles_errors, print_json, run_job, stdout
+from deploy.errors import UserError
+from studio.cli_support import handles_errors, launch_if_asked, print_json, run_job, speaks_for_the_run, stdout
 
 
 @handles_errors
@@ -19,14 +20,25 @@ def train_cmd(
     name: str = typer.Option("exp", help="Run name; weights go to PROJECT/NAME/weights/."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last.pt."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show ultralytics' own log."),
+    devices: str = typer.Option("cpu", help="cpu, or GPU ids like 0,1 (ultralytics then trains with DDP itself)."),
+    nproc: int = typer.Option(1, help="CPU processes (torchrun + DDP with gloo, the studio's training loop); "
+                                      "for several machines: docs/scale-out.md."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Train a detector on the CPU with ultralytics; checkpoints every epoch, resumable."""
+    """Train a detector with ultralytics (CPU, or GPUs with --devices); checkpoints every epoch, resumable.
+
+    With --nproc N it trains on N CPU processes with the studio's own loop (DDP, gloo).
+    """
     from studio.core.train import TrainRequest, train
 
+    if nproc > 1 and devices != "cpu":
+        raise UserError("--nproc is for CPU processes; with GPUs give --devices 0,1 and ultralytics runs DDP")
+    launch_if_asked(nproc)
     req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
-                       name=name, resume=resume, verbose=verbose)
+                       name=name, resume=resume, verbose=verbose, devices=devices)
     result = run_job(lambda job: train(req, job), json_out)
+    if not speaks_for_the_run():
+        return
     if json_out:
         print_json(result.to_dict())
     else:

@@ -33,6 +33,7 @@ class TrainRequest:
     seed: int = 0
     resume: bool = False  # continue from <project>/<name>/weights/last.pt
     verbose: bool = False  # show ultralytics' own log
+    devices: str = "cpu"  # ultralytics' device: cpu, or GPU ids "0,1" (ultralytics then runs DDP itself)
 
 
 @dataclass
@@ -55,10 +56,14 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
+    from studio.core.compress import distributed
+
     job = job or Job()
     started = time.monotonic()
     if not Path(req.data).is_file():
         raise UserError(f"--data {req.data}: no such data.yaml")
+    if distributed.context().active:  # under torchrun on CPUs: ultralytics' trainer does DDP on GPUs only
+        return _train_with_loop(req, job)
     run_dir = Path(req.project) / req.name
     last = run_dir / "weights" / "last.pt"
     if req.resume and not last.is_file():
@@ -82,7 +87,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     if not req.verbose:
         LOGGER.setLevel(logging.WARNING)
     try:
-        args = dict(data=str(req.data), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch, device="cpu",
+        args = dict(data=str(req.data), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch, device=req.devices,
                     workers=req.workers, project=str(Path(req.project).resolve()), name=req.name, exist_ok=True,
                     plots=False, amp=False, seed=req.seed, verbose=req.verbose)
         model.train(resume=True) if req.resume else model.train(**args)
@@ -104,6 +109,39 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
                    f"--batch {req.batch} --project {req.project} --name {req.name}",
     }))
     return result
+
+
+def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
+    """Training on several CPU processes: the studio's loop (DDP, gloo) from an architecture or a checkpoint."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from studio.core.compress import distributed
+    from studio.core.compress.loop import LoopConfig, fit
+    from studio.core.data.formats import read_yaml, yaml_names
+    from studio.core.models import load_detector
+
+    started = time.monotonic()
+    names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
+    if str(req.model).endswith((".yaml", ".yml")):
+        torch.manual_seed(req.seed)  # every rank builds the same start (DDP also sends rank 0's weights)
+        model = DetectionModel(req.model, nc=len(names), verbose=False)
+        model.names = dict(enumerate(names))
+    else:
+        model, _ = load_detector(str(resolve_model_path(req.model)))
+    weights = Path(req.project) / req.name / "weights"
+    if req.resume and not (weights / "state.pt").is_file():
+        raise UserError(f"nothing to resume: {weights / 'state.pt'} does not exist")
+    cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=weights, imgsz=req.imgsz, batch=req.batch,
+                     workers=req.workers, seed=req.seed, resume=req.resume, close_mosaic=min(10, req.epochs // 4))
+    result = fit(model, cfg, job, stage="train")
+    if distributed.is_main():
+        write_json_atomic(weights.parent / "provenance.json", provenance(Path(req.data), **{
+            "model": req.model, "epochs": req.epochs, "imgsz": req.imgsz, "batch": req.batch, "seed": req.seed,
+            "best": str(result.best), "val_map50_95": result.map50_95, "trainer": "studio loop (torchrun, DDP)",
+            "world_size": distributed.context().world, "resumed": req.resume}))
+    return TrainResult(best=str(result.best), last=str(result.last), epochs=req.epochs, map50_95=result.map50_95,
+                       map50=result.map50, seconds=round(time.monotonic() - started, 1))
 
 
 def is_finished(checkpoint: Path) -> bool:
