@@ -113,8 +113,8 @@ def run_job(work: Callable[[Job], object], json_out: bool = False, parallel: boo
         return work(Job(progress=view))
 
 
-NPROC_HELP = ("Train on this many processes here (torchrun + DDP; gloo on CPU, NCCL on GPUs); for several machines "
-              "run torchrun yourself: docs/scale-out.md.")
+NPROC_HELP = ("Train on this many CPU processes here (torchrun + DDP, gloo); for several machines run torchrun "
+              "yourself: docs/scale-out.md.")
 
 
 def launch_if_asked(nproc: int) -> None:

@@ -1,4 +1,4 @@
-"""Training on several processes (torchrun): gloo on CPUs, NCCL on GPUs, rank 0 the only writer.
+"""Training on several processes (torchrun, DDP over gloo), rank 0 the only writer.
 
     torchrun --nproc_per_node 2 -m studio distill student.pt --data d.yaml --epochs 10 --out out/kd
     studio distill student.pt ... --nproc 2                 # the same, launched for you
@@ -16,7 +16,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 
@@ -43,8 +42,7 @@ def context() -> Dist:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group("gloo")  # the studio's loop trains on CPUs (GPU runs: studio train --devices)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
