@@ -84,6 +84,23 @@ class BoardReport:
     def to_dict(self) -> dict:
         return asdict(self) | {"agent_ready": self.agent_ready, "npu_ready": self.npu_ready}
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The facts as (what, value) for a table (CLI and GUI), then each missing part with its fix."""
+        cpu, mem = self.cpu, self.memory
+        facts = [("os", self.os), ("arch", self.arch), ("soc", self.soc or "-"), ("kernel", self.kernel),
+                 ("cpu", f"{cpu.get('cores')} cores, {cpu.get('model') or '-'}"),
+                 ("memory", f"{mem.get('available_mb')} of {mem.get('total_mb')} MiB available"),
+                 ("disk free", f"{self.disk_free_mb} MiB"), ("python", self.python or "missing"),
+                 ("numpy", self.numpy or "missing"), ("opencv", self.opencv or "missing"),
+                 ("rknn-toolkit-lite2", self.rknn_toolkit_lite2 or "missing"),
+                 ("librknnrt", self.librknnrt or "missing"), ("npu driver", self.npu_driver or "missing"),
+                 ("npu load", ", ".join(f"{k} {v}%" for k, v in (self.npu_load or {}).items()) or "-")]
+        return facts + [(f"missing: {m['part']}", f"{m['fix']} (for the {m['needed_for']})") for m in self.missing]
+
+    def verdict(self) -> str:
+        return ("ready for the NPU" if self.npu_ready else "the agent can run (ort backend); the NPU needs the "
+                "parts listed" if self.agent_ready else "not ready: the agent needs the parts listed")
+
 
 def _version(text: str) -> str | None:
     text = text.strip()

@@ -131,21 +131,9 @@ def check_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password
     if json_out:
         print_json(report.to_dict())
         return
-    rows = [("board", f"{report.board} ({report.address})"), ("os", report.os), ("arch", report.arch),
-            ("soc", report.soc or "-"), ("kernel", report.kernel),
-            ("cpu", f"{report.cpu.get('cores')} cores, {report.cpu.get('model') or '-'}"),
-            ("memory", f"{report.memory.get('available_mb')} of {report.memory.get('total_mb')} MiB available"),
-            ("disk free", f"{report.disk_free_mb} MiB"), ("python", report.python or "missing"),
-            ("numpy", report.numpy or "missing"), ("opencv", report.opencv or "missing"),
-            ("rknn-toolkit-lite2", report.rknn_toolkit_lite2 or "missing"),
-            ("librknnrt", report.librknnrt or "missing"), ("npu driver", report.npu_driver or "missing"),
-            ("npu load", ", ".join(f"{k} {v}%" for k, v in (report.npu_load or {}).items()) or "-")]
-    for key, value in rows:
+    for key, value in [("board", f"{report.board} ({report.address})")] + report.rows():
         stdout.print(f"{key:>19}  {value}", highlight=False)
-    for gap in report.missing:
-        stdout.print(f"missing {gap['part']} (for the {gap['needed_for']}): {gap['fix']}", highlight=False)
-    stdout.print("ready for the NPU" if report.npu_ready else
-                 "the agent can run (ort backend)" if report.agent_ready else "not ready", highlight=False)
+    stdout.print(report.verdict(), highlight=False)
 
 
 @board_app.command("setup")

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.board.remote_run import AgentStream, RunOptions
-from deploy.errors import UserError
 from deploy.runtime.detections import Detections
-from deploy.runtime.metadata import load_meta
 from studio.core.board import Access, push_model, start_run, stop_run
 from studio.core.jobs import CancelToken, Job
-from studio.core.live import LiveMeter, LiveStats
+from studio.core.live import LiveMeter, LiveStats, model_meta
 
 
 @dataclass
@@ -36,12 +34,7 @@ class BoardLiveRequest:
 
 class BoardLiveSession:
     def __init__(self, req: BoardLiveRequest):
-        if not Path(req.model).is_file():
-            raise UserError(f"{req.model}: no such model file")
-        try:
-            self.meta = load_meta(req.model)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        self.meta = model_meta(req.model)
         self.req = req
         self.tile_grid: list = []
         self.meter = LiveMeter()

@@ -74,16 +74,21 @@ class LiveMeter:
         return LiveStats(frames, round(fps, 1), latest, dropped, busy, [r[1] for r in list(self._recent)[-48:]])
 
 
+def model_meta(model: Path):
+    """The sidecar of an exported model, or a one-line UserError (no file, no or another sidecar)."""
+    if not Path(model).is_file():
+        raise UserError(f"{model}: no such model file")
+    try:
+        return load_meta(model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 class LiveSession:
     """Runs until the source ends (without loop) or stop(); pause()/resume()/step() gate the frames."""
 
     def __init__(self, req: LiveRequest):
-        if not Path(req.model).is_file():
-            raise UserError(f"{req.model}: no such model file")
-        try:
-            self.meta = load_meta(req.model)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        self.meta = model_meta(req.model)
         self.req = req
         self.source = open_source(req.source, warn=lambda m: None)
         self._stop = threading.Event()

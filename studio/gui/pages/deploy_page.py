@@ -46,20 +46,6 @@ def _fill(table: QTableWidget, rows: list[tuple]) -> None:
     table.resizeRowsToContents()  # a missing part's fix wraps onto several lines
 
 
-def check_rows(report) -> list[tuple[str, str]]:
-    """The facts of a BoardReport as (what, value) rows, missing parts last."""
-    cpu, mem = report.cpu, report.memory
-    rows = [("os", report.os), ("arch", report.arch), ("soc", report.soc or "–"), ("kernel", report.kernel),
-            ("cpu", f"{cpu.get('cores')} cores, {cpu.get('model') or '–'}"),
-            ("memory", f"{mem.get('available_mb')} of {mem.get('total_mb')} MiB free"),
-            ("disk free", f"{report.disk_free_mb} MiB"), ("python", report.python or "missing"),
-            ("numpy", report.numpy or "missing"), ("opencv", report.opencv or "missing"),
-            ("rknn-toolkit-lite2", report.rknn_toolkit_lite2 or "missing"),
-            ("librknnrt", report.librknnrt or "missing"), ("npu driver", report.npu_driver or "missing"),
-            ("npu load", ", ".join(f"{k} {v}%" for k, v in (report.npu_load or {}).items()) or "–")]
-    return rows + [(f"missing: {m['part']}", m["fix"]) for m in report.missing]
-
-
 class DeployPage(QWidget):
     def __init__(self, jobs, parent=None):
         super().__init__(parent)
@@ -222,10 +208,8 @@ class DeployPage(QWidget):
             else:
                 self.status.setText(f"{name}'s host key was not trusted; nothing was sent to it.")
             return
-        _fill(self.facts, check_rows(result))
-        verdict = "ready for the NPU" if result.npu_ready else \
-            "the agent can run (ort backend); the NPU needs the parts listed" if result.agent_ready else "not ready"
-        self.status.setText(f"{name}: {verdict}.")
+        _fill(self.facts, result.rows())
+        self.status.setText(f"{name}: {result.verdict()}.")
 
     def push(self) -> None:
         from studio.core.board import push_model
