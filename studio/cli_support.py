@@ -124,7 +124,7 @@ def launch_if_asked(nproc: int) -> None:
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from studio.core.compress.distributed import launch
 
-        raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
+        launch(nproc, without_option(sys.argv[1:], "--nproc"))  # does not return
 
 
 def speaks_for_the_run() -> bool:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -68,7 +67,11 @@ def test_sweep_of_four_candidates_on_local_ray_survives_a_failing_one(cli, tiny_
         assert (out / name).stat().st_size > 0
     assert "Failed (the others ran on)" in (out / "sweep_report.md").read_text()
 
+    reports = {p: p.stat().st_mtime_ns for p in out.glob("candidates/*/run/compress_report.json")}
+    assert len(reports) == 3
     again = cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.9,0.7,0.5,1.5", "--out", out,
                 "--resume", "--json")  # finished candidates are kept; only the failed one runs again
     assert again.exit_code == 0 and json.loads(again.stdout)["ranking"] == report["ranking"]
-    assert Path(out / "candidates").is_dir()
+    assert {p: p.stat().st_mtime_ns for p in reports} == reports
+    assert cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.5", "--out", tmp_path / "t",
+               "--target", -1).exit_code == 2

@@ -1,6 +1,7 @@
 """`studio prune` and `studio distill`: make a detector smaller, then win its accuracy back."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -60,6 +61,8 @@ def prune_cmd(
     """
     from studio.core.compress.prune import PruneRequest, prune
 
+    if scan and (nproc > 1 or "WORLD_SIZE" in os.environ):
+        raise UserError("--scan runs in one process; drop --nproc")
     if scan:
         return _scan(model, data, out, criterion, scan_ratios, imgsz, val_limit, json_out)
     launch_if_asked(nproc)
@@ -137,7 +140,7 @@ def distill_cmd(
     from studio.core.compress.distill import DistillRequest, distill
     from studio.core.compress.distill import ablation as run_ablation
 
-    if nproc > 1 and ablation:
+    if (nproc > 1 or "WORLD_SIZE" in os.environ) and ablation:
         raise UserError("--ablation runs in one process; drop --nproc (or run each variant with --nproc)")
     launch_if_asked(nproc)
     terms = parse_terms(kd)

@@ -6,6 +6,7 @@ fails or cannot be reached never stops the others, and the outcomes say which di
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -14,7 +15,14 @@ from typing import Any
 
 from deploy.board.profiles import NAME, BoardStore, write_atomic
 from deploy.errors import UnreachableError, UserError
-from studio.core.jobs import Job, ProgressEvent
+from studio.core.jobs import Cancelled, Job, ProgressEvent
+
+log = logging.getLogger(__name__)
+
+
+def _named(board: str, message: str) -> str:
+    """Errors of several boards side by side must say whose they are."""
+    return message if message.startswith(f"{board}:") else f"{board}: {message}"
 
 GROUP = re.compile(r"^@(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 
@@ -92,13 +100,20 @@ def on_each_board(boards: list[str], work: Callable[[str, Job], Any], job: Job) 
         try:
             return Outcome(board, work(board, board_job(job, board)))
         except UserError as exc:
-            return Outcome(board, error=str(exc), code=2)
+            return Outcome(board, error=_named(board, str(exc)), code=2)
         except UnreachableError as exc:
-            return Outcome(board, error=str(exc), code=3)
+            return Outcome(board, error=_named(board, str(exc)), code=3)
+        except Cancelled:
+            raise
+        except Exception as exc:  # a bug or an unexpected failure on one board: the others still report
+            if len(boards) == 1:
+                raise
+            log.exception("board %s failed", board)
+            return Outcome(board, error=f"{board}: unexpected error ({type(exc).__name__}: {exc})", code=1)
 
     if len(boards) == 1:
         return [one(boards[0])]
-    with ThreadPoolExecutor(max_workers=min(len(boards), 16), thread_name_prefix="board") as pool:
+    with ThreadPoolExecutor(max_workers=len(boards), thread_name_prefix="board") as pool:
         futures = [pool.submit(one, board) for board in boards]
         try:
             done = [f.result() for f in futures]

@@ -129,6 +129,9 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
         model.names = dict(enumerate(names))
     else:
         model, _ = load_detector(str(resolve_model_path(req.model)))
+        if model.model[-1].nc != len(names):
+            raise UserError(f"{req.model} detects {model.model[-1].nc} classes, the data has {len(names)}: with "
+                            "--nproc, start from an architecture (yolov8n.yaml) or a checkpoint of the same classes")
     weights = Path(req.project) / req.name / "weights"
     if req.resume and not (weights / "state.pt").is_file():
         raise UserError(f"nothing to resume: {weights / 'state.pt'} does not exist")

@@ -8,13 +8,16 @@ training runs in one process as before. Each rank reads its own share of the dat
 (DistributedSampler), DistributedDataParallel averages the model's gradients, the
 gradients of extra trainable modules (distillation adapters) are averaged by hand, and
 only rank 0 reports progress, validates and writes checkpoints and state; a resumed run
-reads the state on rank 0 and hands it to the others, so nodes need no shared disk.
+reads the state on rank 0 and hands it to the others (for distill and train the other
+machines need no copy of the output folder; prune, QAT and compress load models rank 0
+wrote, so there it must be shared).
 """
 from __future__ import annotations
 
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 from torch import nn
 
@@ -42,7 +45,9 @@ def context() -> Dist:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo")  # the studio's loop trains on CPUs (GPU runs: studio train --devices)
+        # gloo: the studio's loop trains on CPUs (GPU runs: studio train --devices). The long timeout lets the
+        # other ranks wait while rank 0 alone validates, calibrates or prunes (minutes to hours on a CPU).
+        dist.init_process_group("gloo", timeout=timedelta(hours=int(os.environ.get("STUDIO_DIST_TIMEOUT_H", "12"))))
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -61,6 +66,23 @@ def wrap(model: nn.Module, ctx: Dist, find_unused: bool = False) -> nn.Module:
 
     # (on the CPU: no device_ids; DDP broadcasts rank 0's weights as it is built)
     return DistributedDataParallel(model, find_unused_parameters=find_unused)
+
+
+def quiet(job, ctx: Dist):
+    """The job for this rank: rank 0 reports; the others keep only the cancel token."""
+    from studio.core.jobs import Job
+
+    return job if ctx.main or job is None else Job(cancel=job.cancel)
+
+
+def broadcast_module(module: nn.Module | None, ctx: Dist) -> None:
+    """Give every rank rank 0's parameters and buffers of a module outside DDP (adapters start random)."""
+    if module is None or not ctx.active:
+        return
+    import torch.distributed as dist
+
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=0)
 
 
 def average_gradients(module: nn.Module | None, ctx: Dist) -> None:
@@ -93,10 +115,15 @@ def barrier(ctx: Dist) -> None:
         dist.barrier()
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run this same `studio` command under torchrun on this machine with nproc processes."""
-    import subprocess
+def launch(nproc: int, argv: list[str]) -> None:
+    """Become torchrun running this same `studio` command with nproc processes on this machine.
 
+    exec, not a child: Ctrl-C and SIGTERM reach torchrun itself, which stops its workers. Each
+    process gets an even share of the cores unless OMP_NUM_THREADS says otherwise."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "studio.cli", *argv]
-    return subprocess.call(command)
+               "-m", "studio", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, env)

@@ -90,6 +90,8 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: i
         LOGGER.setLevel(level)
     loader = build_dataloader(dataset, max(cfg.batch // world, 1), cfg.workers, shuffle=True, pin_memory=False,
                               rank=rank)
+    if rank != -1:  # one permutation on every rank, so their shares are disjoint (ultralytics seeds per rank)
+        loader.sampler.seed = cfg.seed
     return dataset, loader
 
 
@@ -209,7 +211,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     from studio.core.compress import distributed
 
     ctx = distributed.context()
-    job = job if job is not None and ctx.main else Job(cancel=job.cancel if job else None)  # rank 0 reports
+    job = distributed.quiet(job or Job(), ctx)  # rank 0 reports
     checkpoint_extra = {**(checkpoint_extra or {}), "world_size": ctx.world}
     started = time.monotonic()
     torch.manual_seed(cfg.seed)
@@ -220,7 +222,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     state_path, best_path, last_path = cfg.out / "state.pt", cfg.out / "best.pt", cfg.out / "last.pt"
     start_epoch, best_fitness, history = 0, -1.0, []
     if cfg.resume:
-        if ctx.main and not state_path.is_file():
+        if not distributed.share_from_main(state_path.is_file(), ctx):  # every rank says so, none waits
             raise UserError(f"nothing to resume: {state_path} does not exist")
         state = distributed.share_from_main(torch.load(state_path, map_location="cpu", weights_only=False)
                                             if ctx.main else None, ctx)
@@ -236,6 +238,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     from studio.core.compress.fakequant import is_quantized
 
     forward = distributed.wrap(model, ctx, find_unused=is_quantized(model))
+    distributed.broadcast_module(extra_modules, ctx)
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
@@ -243,6 +246,8 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     for epoch in range(start_epoch, cfg.epochs):
         if epoch >= cfg.epochs - cfg.close_mosaic:
             dataset.close_mosaic(hyp)
+            if hasattr(loader, "reset"):  # loader workers hold their own copy of the dataset
+                loader.reset()
         model.train()
         if ctx.active:
             loader.sampler.set_epoch(epoch)  # another shuffle each epoch, the same on every rank

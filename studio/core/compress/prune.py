@@ -109,6 +109,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     started = time.monotonic()
     ctx = distributed.context()
     main = ctx.main  # under torchrun rank 0 prunes and writes; every rank fine-tunes (DDP) and follows it
+    job = distributed.quiet(job, ctx)
     target = _target(req)
     _validate(req)
     out = Path(req.out)

@@ -114,6 +114,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         raise UserError("--tune-teacher runs in one process for now (its teacher steps are not averaged across "
                         "processes); drop --nproc or --tune-teacher")
     main = ctx.main  # rank 0 calibrates and writes; the others train with it and read what it wrote
+    job = distributed.quiet(job, ctx)
     out = Path(req.out)
     report_path = out / "qat_report.json"
     if report_path.exists() and not req.resume:

@@ -152,6 +152,8 @@ def run_sweep(req: SweepRequest, job: Job | None = None) -> dict:
     axes = parse_grid(req.grid)
     if req.workers < 1:
         raise UserError("--workers must be at least 1")
+    if req.target is not None and req.target <= 0:
+        raise UserError(f"--target {req.target}: a cost in Mcycles, above 0")
     out = Path(req.out)
     if out.exists() and any(out.iterdir()) and not req.resume:
         raise UserError(f"{out} already holds a sweep; add --resume to continue it, or choose another --out")

@@ -19,7 +19,8 @@ LATENCY = "toolkit estimate, Mcycles per image on one NPU core"
 
 def deployable(report: dict) -> dict | None:
     """The candidate's best int8 variant on the simulator (QAT or a PTQ algorithm)."""
-    rows = [r for r in report.get("rows", []) if r.get("quant") in ("int8", "qdq") and r.get("npu_build")]
+    rows = [r for r in report.get("rows", []) if r.get("quant") in ("int8", "qdq")
+            and (r.get("npu_build") or {}).get("mcycles")]
     return max(rows, key=lambda r: r["map50_95"]) if rows else None
 
 
