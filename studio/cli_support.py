@@ -119,12 +119,18 @@ NPROC_HELP = ("Train on this many CPU processes here (torchrun + DDP, gloo); for
 
 def launch_if_asked(nproc: int) -> None:
     """With --nproc N (N > 1) outside torchrun: run this same command under torchrun and exit with its code."""
-    import os
+    from studio.core.compress.distributed import launch, launched
 
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from studio.core.compress.distributed import launch
-
+    if nproc > 1 and not launched():
         launch(nproc, without_option(sys.argv[1:], "--nproc"))  # does not return
+
+
+def one_process_only(nproc: int, what: str) -> None:
+    """Refuse a mode that runs in a single process (an ablation, a scan) when asked for several."""
+    from studio.core.compress.distributed import launched
+
+    if nproc > 1 or launched():
+        raise UserError(f"{what} runs in one process; drop --nproc (and run it outside torchrun)")
 
 
 def speaks_for_the_run() -> bool:

@@ -50,11 +50,17 @@ class PushResult:
         return dict(self.__dict__)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_of(path: Path, count: int | None = None) -> str:
+    """SHA-256 of a file, or of its first `count` bytes."""
+    digest, left = hashlib.sha256(), count
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        while left is None or left > 0:
+            block = f.read(1 << 20 if left is None else min(left, 1 << 20))
+            if not block:
+                break
             digest.update(block)
+            if left is not None:
+                left -= len(block)
     return digest.hexdigest()
 
 
@@ -92,18 +98,6 @@ def board_sums(board: BoardSession, paths: list[str]) -> dict[str, str]:
     return sums
 
 
-def _prefix_sha256(path: Path, count: int) -> str:
-    digest, left = hashlib.sha256(), count
-    with open(path, "rb") as f:
-        while left:
-            block = f.read(min(left, 1 << 20))
-            if not block:
-                break
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
 def _resumable_offset(board: BoardSession, item: Upload, part: str) -> int:
     """How many bytes of a `.part` left by an interrupted push can stay: all of them if they are the
     start of this file, else none (a stale .part of another version starts over)."""
@@ -113,10 +107,23 @@ def _resumable_offset(board: BoardSession, item: Upload, part: str) -> int:
         return 0
     if 0 < offset <= item.size:
         out = board.run(f"head -c {offset} -- {quote(part)} | sha256sum", check=False).out.split()
-        if out and out[0] == _prefix_sha256(item.local, offset):
+        if out and out[0] == sha256_of(item.local, offset):
             return offset
     board.sftp.remove(part)
     return 0
+
+
+def stale(board: BoardSession, wanted: dict[str, Path], known: dict[str, str] | None = None) -> list[Upload]:
+    """The files of `wanted` (board path -> local file) whose copy on the board is missing or differs by SHA-256;
+    `known` gives digests already computed (board path -> digest)."""
+    known = known or {}
+    on_board = board_sums(board, list(wanted))
+    uploads = []
+    for remote, local in wanted.items():
+        digest = known.get(remote) or sha256_of(local)
+        if on_board.get(remote) != digest:
+            uploads.append(Upload(local, remote, digest, local.stat().st_size))
+    return uploads
 
 
 def send_file(board: BoardSession, item: Upload, on_bytes: Callable[[int], None],
@@ -160,10 +167,7 @@ def push(board: BoardSession, model: Path, project: str = "studio", progress: Pr
     wanted = {posixpath.join(runtime_dir, rel): path for rel, path in files.items()}
     wanted[posixpath.join(models_dir, model.name)] = model
     wanted[posixpath.join(models_dir, sidecar.name)] = sidecar
-    remote_sums = board_sums(board, list(wanted))
-    local_sums = {remote: sha256_of(local) for remote, local in wanted.items()}
-    uploads = [Upload(local, remote, local_sums[remote], local.stat().st_size) for remote, local in wanted.items()
-               if remote_sums.get(remote) != local_sums[remote]]
+    uploads = stale(board, wanted, {posixpath.join(runtime_dir, rel): d for rel, d in manifest["files"].items()})
     result = PushResult(folder, runtime_dir, posixpath.join(models_dir, model.name), manifest["runtime_version"],
                         unchanged=len(wanted) - len(uploads))
     dirs = sorted({posixpath.dirname(u.remote) for u in uploads} | {runtime_dir, models_dir,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.board.push import ProgressFn, Upload, board_sums, send_all, sha256_of
+from deploy.board.push import ProgressFn, send_all, stale
 from deploy.board.session import BoardError, BoardSession, quote
 from deploy.errors import UserError
 
@@ -70,9 +70,7 @@ def setup_board(board: BoardSession, wheels: Path, progress: ProgressFn | None =
     targets = {posixpath.join(store, w.name): w for w in files}
     if library.is_file():
         targets[posixpath.join(lib, "librknnrt.so")] = library
-    remote_sums = board_sums(board, list(targets))
-    uploads = [Upload(local, remote, sha256_of(local), local.stat().st_size) for remote, local in targets.items()]
-    send_all(board, [u for u in uploads if remote_sums.get(u.remote) != u.sha256], progress, check_cancel)
+    send_all(board, stale(board, targets), progress, check_cancel)
     result = SetupResult(site=site, library=posixpath.join(lib, "librknnrt.so") if library.is_file() else None)
     for wheel in files:
         remote = posixpath.join(store, wheel.name)

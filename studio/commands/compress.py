@@ -1,7 +1,6 @@
 """`studio prune` and `studio distill`: make a detector smaller, then win its accuracy back."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -11,6 +10,7 @@ from studio.cli_support import (
     NPROC_HELP,
     handles_errors,
     launch_if_asked,
+    one_process_only,
     print_json,
     run_job,
     speaks_for_the_run,
@@ -61,9 +61,8 @@ def prune_cmd(
     """
     from studio.core.compress.prune import PruneRequest, prune
 
-    if scan and (nproc > 1 or "WORLD_SIZE" in os.environ):
-        raise UserError("--scan runs in one process; drop --nproc")
     if scan:
+        one_process_only(nproc, "--scan")
         return _scan(model, data, out, criterion, scan_ratios, imgsz, val_limit, json_out)
     launch_if_asked(nproc)
     req = PruneRequest(model=model, out=out, data=data, target_flops=target_flops, target_params=target_params,
@@ -140,8 +139,8 @@ def distill_cmd(
     from studio.core.compress.distill import DistillRequest, distill
     from studio.core.compress.distill import ablation as run_ablation
 
-    if (nproc > 1 or "WORLD_SIZE" in os.environ) and ablation:
-        raise UserError("--ablation runs in one process; drop --nproc (or run each variant with --nproc)")
+    if ablation:
+        one_process_only(nproc, "--ablation")
     launch_if_asked(nproc)
     terms = parse_terms(kd)
     config = KdConfig(terms=terms, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,

@@ -132,9 +132,7 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
         if model.model[-1].nc != len(names):
             raise UserError(f"{req.model} detects {model.model[-1].nc} classes, the data has {len(names)}: with "
                             "--nproc, start from an architecture (yolov8n.yaml) or a checkpoint of the same classes")
-    weights = Path(req.project) / req.name / "weights"
-    if req.resume and not (weights / "state.pt").is_file():
-        raise UserError(f"nothing to resume: {weights / 'state.pt'} does not exist")
+    weights = Path(req.project) / req.name / "weights"  # fit refuses a --resume without state, on every rank
     cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=weights, imgsz=req.imgsz, batch=req.batch,
                      workers=req.workers, seed=req.seed, resume=req.resume, close_mosaic=min(10, req.epochs // 4))
     result = fit(model, cfg, job, stage="train")

@@ -31,7 +31,7 @@ def _kd(options: dict, default_terms: str) -> KdConfig:
     return KdConfig(terms=terms, temperature=options.pop("temperature", KdConfig.temperature))
 
 
-def _written(out: Path) -> None:
+def _written() -> None:
     """Under torchrun, wait until rank 0 has written the stage's report before reading it."""
     from studio.core.compress import distributed
 
@@ -48,7 +48,7 @@ def _prune(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, floa
         prune(PruneRequest(model=model, out=out, data=recipe.data, teacher=recipe.teacher, imgsz=recipe.imgsz,
                            kd=parse_terms(kd) if isinstance(kd, str) else tuple(kd),
                            resume=(out / "progress.json").is_file(), **options), job)
-    _written(out)
+    _written()
     done = json.loads(report.read_text())
     return Path(done["model"]), done["seconds"]
 
@@ -62,7 +62,7 @@ def _distill(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, fl
         kd = _kd(options, "response,feature,relation")
         distill(DistillRequest(teacher=recipe.teacher, student=str(model), data=recipe.data, out=out, kd=kd,
                                imgsz=recipe.imgsz, resume=(out / "state.pt").is_file(), **options), job)
-    _written(out)
+    _written()
     done = json.loads(report.read_text())
     return Path(done["model"]), done["seconds"]
 
@@ -79,7 +79,7 @@ def _qat(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, dict]:
         qat(QatRequest(model=model, data=recipe.data, out=out, teacher=teacher, kd=kd, imgsz=recipe.imgsz,
                        bits=tuple(bits) if isinstance(bits, (list, tuple)) else (int(bits),),
                        resume=out.is_dir(), **options), job)
-    _written(out)
+    _written()
     done = json.loads(report.read_text())
     return Path(done["model"]), done
 

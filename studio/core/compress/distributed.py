@@ -37,6 +37,11 @@ class Dist:
         return self.world > 1
 
 
+def launched() -> bool:
+    """Whether torchrun started this process (it sets WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ
+
+
 def context() -> Dist:
     """The process group this process belongs to (started on first use), or a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -78,18 +78,18 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: i
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils import LOGGER
 
+    per_rank = max(cfg.batch // world, 1)  # --batch is the global batch
     level = LOGGER.level
     LOGGER.setLevel("WARNING")  # ultralytics reports every cache scan; the job's progress says enough
     try:
         data = check_det_dataset(str(cfg.data))
         stride = max(int(model.stride.max()), 32)
-        dataset = build_yolo_dataset(hyp, data["train"], cfg.batch // world, data, mode="train", stride=stride)
+        dataset = build_yolo_dataset(hyp, data["train"], per_rank, data, mode="train", stride=stride)
     except Exception as exc:
         raise UserError(f"--data {cfg.data}: cannot load the training split ({exc})") from None
     finally:
         LOGGER.setLevel(level)
-    loader = build_dataloader(dataset, max(cfg.batch // world, 1), cfg.workers, shuffle=True, pin_memory=False,
-                              rank=rank)
+    loader = build_dataloader(dataset, per_rank, cfg.workers, shuffle=True, pin_memory=False, rank=rank)
     if rank != -1:  # one permutation on every rank, so their shares are disjoint (ultralytics seeds per rank)
         loader.sampler.seed = cfg.seed
     return dataset, loader

@@ -166,10 +166,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             result = fit(model, cfg, job, extra_loss=extra, extra_modules=modules, stage=f"fine-tune step {i}")
             model, _ = load_detector(str(result.best))
             record.update(tuned=str(result.best), map50_95=result.map50_95, history=result.history)
-        if main:
-            _save_progress(progress_file, done, record)
-        else:
-            done["steps"] = [s for s in done["steps"] if s["step"] != i] + [record]
+        _save_progress(progress_file, done, record, write=main)
     final = out / "pruned.pt"
     after = _measure(model, example)
     if not main:
@@ -217,9 +214,11 @@ def _protected(model, indices: tuple[int, ...]) -> list:
     return [model.model[i] for i in indices]
 
 
-def _save_progress(path: Path, done: dict, record: dict) -> None:
+def _save_progress(path: Path, done: dict, record: dict, write: bool = True) -> None:
+    """Note a step's record (replacing an earlier one) and, unless told not to (ranks other than 0), save it."""
     done["steps"] = [s for s in done["steps"] if s["step"] != record["step"]] + [record]
-    write_json_atomic(path, done)
+    if write:
+        write_json_atomic(path, done)
 
 
 def _taylor_backward(model, cfg, hyp):
