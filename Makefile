@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RKNN_TOOLKIT := rknn-toolkit2==2.5.0
-export QT_QPA_PLATFORM ?= offscreen
 export YOLO_OFFLINE := 1
 
 .PHONY: venv sysdeps board-python test test-fast demo studio lint assets screenshots clean
@@ -47,13 +46,16 @@ $(BOARD_VENV)/.installed:
 	$(BOARD_VENV)/bin/pip install -q "numpy<2" "opencv-python-headless<4.12" "onnxruntime<1.20"
 	@touch $@
 
+# Tests draw offscreen; `make studio` keeps the desktop's own platform.
+test test-fast: export QT_QPA_PLATFORM ?= offscreen
+
 test: venv sysdeps lint board-python  ## the whole suite, slow tests included
 	$(BIN)/python -m pytest -q
 
 test-fast: venv board-python  ## the suite without slow tests (RKNN builds, training)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-demo: venv  ## synthetic data -> brief training -> ONNX + RKNN int8 for rk3588 with a report
+demo: venv  ## the whole chain with short budgets (prune, distill, QAT, export, verify, pipeline): out/demo/report.html
 	$(BIN)/studio demo
 
 assets: venv  ## rebuild assets/ (synthetic data, student ~70 min, teacher ~2 h on 2 cores; resumable)

@@ -19,6 +19,7 @@ from studio.commands import (
     board_deploy,
     compress,
     data,
+    demo,
     export,
     gui,
     models,
@@ -58,7 +59,7 @@ app.command("compress")(quantize.compress_cmd)
 app.command("sweep")(sweep.sweep_cmd)
 app.command("predict")(running.predict_cmd)
 app.command("eval")(running.eval_cmd)
-app.command("demo")(training.demo)
+app.command("demo")(demo.demo)
 app.command("assets")(training.assets_cmd)
 bench_app.command("postprocess")(bench.bench_postprocess_cmd)
 bench_app.command("pipeline")(bench.bench_pipeline_cmd)

@@ -1,9 +1,12 @@
-"""The demo end to end at toy size: data, (fallback) training, RKNN export with a report; reruns reuse training."""
+"""`studio demo` at toy size: the whole chain, the pipeline run and the report beside the bundled full-budget run."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 import studio.core.demo as demo_module
@@ -11,21 +14,45 @@ import studio.core.demo as demo_module
 pytestmark = pytest.mark.slow
 
 
-def test_demo_without_bundled_model_trains_once_and_exports(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_module, "BUNDLED_STUDENT", tmp_path / "absent.pt")
-    monkeypatch.setattr(demo_module, "SAMPLE_SCENE", tmp_path / "absent.jpg")
-    args = ("demo", "--out", tmp_path / "demo", "--images", 10, "--imgsz", 64, "--epochs", 1, "--json")
-    first = cli(*args)
+def test_demo_runs_the_chain_reports_it_and_resumes(cli, tiny_pair, tmp_path, monkeypatch):
+    _, teacher, student = tiny_pair
+    scene = tmp_path / "scene.jpg"  # a small scene keeps the tiled step quick at 64-px tiles
+    cv2.imwrite(str(scene), np.random.default_rng(0).integers(0, 255, (200, 260, 3), dtype=np.uint8))
+    monkeypatch.setattr(demo_module, "SAMPLE_SCENE", scene)
+    out = tmp_path / "demo"
+    args = ("demo", "--out", out, "--model", student, "--teacher", teacher, "--images", 20, "--imgsz", 64)
+    first = cli(*args, "--json")
     assert first.exit_code == 0, first.stderr
-    data = json.loads(first.stdout)
-    assert Path(data["data"]).is_file() and Path(data["model"]["best"]).is_file()
-    for key in ("onnx", "rknn", "metadata", "report"):
-        assert Path(data["export"][key]).is_file(), key
-    meta = json.loads(Path(data["export"]["metadata"]).read_text())
-    assert meta["names"] == ["vehicle", "storage-tank", "plane", "ship"] and meta["imgsz"] == 64
-    best_mtime = Path(data["model"]["best"]).stat().st_mtime
+    result = json.loads(first.stdout)
+    chain = result["chain"]
+    assert chain["stages"] == ["prune", "distill", "qat", "export", "verify"]
+    assert [r["variant"] for r in chain["rows"]] == ["float", "ptq-normal", "qat"]
+    assert chain["val_images"] == 4  # the val split of 20 images, all scored
+    runs = result["pipeline"]["runs"]
+    assert [r["workers"] for r in runs] == [1, 2] and all(r["fps"] > 0 and r["in_order"] for r in runs)
+    assert result["scene"]["frames"] == 1 and Path(result["scene"]["picture"]).is_file()
 
-    second = cli(*args)
-    assert second.exit_code == 0, second.stderr
-    assert json.loads(second.stdout)["model"] == data["model"]
-    assert Path(data["model"]["best"]).stat().st_mtime == best_mtime  # not retrained
+    md = Path(result["report"]).read_text()
+    assert "**Short-budget run.**" in md and "Bundled full-budget run" in md
+    bundled = json.loads((demo_module.BUNDLED_REPORT / "compress_report.json").read_text())
+    assert f"| qat | {bundled['rows'][-1]['map50_95']:.4f} |" in md  # the full-budget table, beside this run's
+    assert f"| qat | {chain['rows'][-1]['map50_95']:.4f} |" in md
+    for picture in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
+        assert (out / picture).is_file(), picture
+    page = Path(result["html"]).read_text()
+    assert page.count("<table>") == 3 and "<strong>Short-budget run.</strong>" in page
+
+    prune_done = (out / "chain" / "prune" / "prune_report.json").stat().st_mtime
+    again = cli(*args)
+    assert again.exit_code == 0, again.stderr
+    assert "short-budget run" in again.stdout and "frames/s" in again.stdout
+    assert (out / "chain" / "prune" / "prune_report.json").stat().st_mtime == prune_done  # resumed, not redone
+
+    other = cli(*args[:-4], "--images", 24, "--imgsz", 64)
+    assert other.exit_code == 2 and "--fresh" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_demo_without_models_says_how_to_get_them(cli, tmp_path):
+    result = cli("demo", "--out", tmp_path / "demo", "--model", tmp_path / "absent.pt", "--images", 20,
+                 "--imgsz", 64)
+    assert result.exit_code == 2 and "studio assets" in result.stderr and "absent.pt" in result.stderr

@@ -6,7 +6,7 @@ import typer
 
 def gui(exit_after_show: bool = typer.Option(False, "--exit-after-show", hidden=True,
                                              help="Print seconds to the shown window, then quit (for benchmarks).")):
-    """Open the desktop studio: models, data, export and live pages, with a jobs dock."""
+    """Open the desktop studio: models, data, the compress wizard, export, deploy and live pages, with a jobs dock."""
     from studio.gui.app import run
 
     raise typer.Exit(run(exit_after_show))

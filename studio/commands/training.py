@@ -1,4 +1,4 @@
-"""`studio train`, `studio demo` and `studio assets`: models that learn, and the main job."""
+"""`studio train` and `studio assets`: models that learn, and the bundled ones rebuilt."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,38 +43,6 @@ def train_cmd(
         print_json(result.to_dict())
     else:
         stdout.print(f"best weights: {result.best}  mAP50-95 {result.map50_95:.3f}  mAP50 {result.map50:.3f}")
-
-
-@handles_errors
-def demo(
-    out: Path = typer.Option(Path("out/demo"), help="Where data, exports and pictures go."),
-    model: Path | None = typer.Option(None, help="A .pt to demonstrate (default: assets/models/student.pt)."),
-    images: int = typer.Option(300, help="Synthetic images (calibration; training when nothing is bundled)."),
-    imgsz: int = typer.Option(320, help="Export size (the bundled models were trained at 320)."),
-    epochs: int = typer.Option(12, help="Training epochs when no model is bundled."),
-    fresh: bool = typer.Option(False, "--fresh", help="Retrain the fallback model even if a finished run exists."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-):
-    """The main job on bundled defaults: student -> ONNX + RKNN int8 (rk3588) + report -> tiled scene."""
-    from studio.core.demo import DemoRequest, run_demo
-
-    req = DemoRequest(out=out, model=model, images=images, imgsz=imgsz, epochs=epochs, fresh=fresh)
-    result = run_job(lambda job: run_demo(req, job), json_out)
-    if json_out:
-        print_json(result.to_dict())
-        return
-    ex, md = result.export, result.model
-    stdout.print(f"[bold]data[/]      {result.data}", highlight=False)
-    if "map50_95" in md:
-        stdout.print(f"[bold]model[/]     {md['best']}  (val mAP50-95 {md['map50_95']:.3f}, mAP50 {md['map50']:.3f})",
-                     highlight=False)
-    for key in ("onnx", "rknn", "metadata", "report", "log"):
-        stdout.print(f"[bold]{key:<9}[/] {ex[key]}", highlight=False)
-    if result.scene:
-        stdout.print(f"[bold]scene[/]     {result.scene['saved']} ({result.scene['detections']} detections, "
-                     f"tiled)", highlight=False)
-    report_md = Path(ex["report"]).with_name(Path(ex["rknn"]).stem + ".report.md")
-    stdout.print(report_md.read_text() if report_md.is_file() else "", highlight=False)
 
 
 @handles_errors

@@ -1,100 +1,143 @@
-"""The main job on bundled defaults: a trained student -> ONNX + RKNN int8 + report -> tiled scene.
+"""The main job on bundled defaults: the whole chain with short budgets, a pipeline run, and one report.
 
-With the bundled student (assets/models/student.pt) the demo only generates a little
-calibration data. Without it (a checkout before `make assets`), it first trains a small
-model briefly, because an untrained model's class scores quantize to zero in int8 and
-its report would mean nothing; that run is reused by the next demo.
+synthetic data -> prune -> distill -> QAT -> export (float ONNX, PTQ and QAT RKNN) ->
+verify in rknn-toolkit2's simulator -> the runtime pipeline on this machine (1 and 2
+workers) -> a tiled remote-sensing scene -> report.md / report.html beside the bundled
+full-budget run. Budgets are cut so all of it fits in minutes on 2 CPU cores; the report
+says so next to every figure. The chain is `studio compress` on a recipe the demo writes
+(out/demo/recipe.yaml), so a run that was interrupted resumes where it stopped.
 """
 from __future__ import annotations
 
-import json
+import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy.convert.rknn_convert import RknnOptions
-from studio.core.data.synth import SynthConfig, generate
-from studio.core.export import ExportRequest, export_model
+import yaml
+
+from deploy.errors import UserError
 from studio.core.jobs import Job
-from studio.core.train import TrainRequest, TrainResult, train
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED_STUDENT = ASSETS / "models" / "student.pt"
+BUNDLED_TEACHER = ASSETS / "models" / "teacher.pt"
+BUNDLED_REPORT = ASSETS / "reports" / "int8-recipe"
 SAMPLE_SCENE = ASSETS / "samples" / "scene_000.jpg"
-DATA_VERSION = 3  # bump when the synthetic generator changes, so a trained fallback is not reused
+
+# The chain's short budgets: about six minutes on 2 cores at 320 px (the full recipe takes hours).
+SHORT_BUDGET = {
+    "prune": {"target_flops": 0.7, "criterion": "taylor", "round_to": 16},  # distillation does the fine-tuning
+    "distill": {"epochs": 3, "kd": "response,feature"},
+    "qat": {"epochs": 1, "bits": [8], "kd": "response,feature", "calib_batches": 2},
+    "export": {"ptq": ["normal"], "calib_count": 32},
+}
+PIPELINE_WORKERS = [1, 2]
 
 
 @dataclass
 class DemoRequest:
-    """Sizes chosen so the whole demo takes minutes on 2 CPU cores."""
-
     out: Path = Path("out/demo")
-    model: Path | None = None  # default: the bundled student, else a briefly trained one
-    images: int = 300  # synthetic images (calibration, and training for the fallback)
-    imgsz: int = 320  # training and export size
-    epochs: int = 12  # fallback training only
+    model: Path | None = None  # default: the bundled student
+    teacher: Path | None = None  # default: the bundled teacher
+    images: int = 300  # synthetic images: 70% train, 20% val (scored), 10% test
+    imgsz: int = 320
     platform: str = "rk3588"
+    pipeline_frames: int = 120
     seed: int = 0
-    fresh: bool = False  # retrain the fallback even if a finished run exists
+    fresh: bool = False  # start the chain again instead of resuming it
 
 
 @dataclass
 class DemoResult:
     data: str
-    model: dict
-    export: dict
+    recipe: str
+    chain: dict  # the compress report
+    pipeline: dict  # bench_pipeline's figures
     scene: dict | None
+    report: str  # report.md
+    html: str
+    seconds: dict
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _fallback_model(req: DemoRequest, data_yaml: Path, job: Job) -> dict:
-    """Train briefly, resume an interrupted run, or reuse a finished one recorded in train.json."""
-    record = req.out / "train.json"
-    settings = {"images": req.images, "imgsz": req.imgsz, "epochs": req.epochs, "seed": req.seed,
-                "data_version": DATA_VERSION}
-    if record.is_file() and not req.fresh:
-        saved = json.loads(record.read_text())
-        if saved.get("settings") == settings and Path(saved["result"]["best"]).is_file():
-            job.stage("train", None, "(reusing the finished run)")
-            return saved["result"]
-    last = req.out / "runs" / "student" / "weights" / "last.pt"
-    result: TrainResult = train(TrainRequest(
-        model="yolov8n.yaml", data=data_yaml, epochs=req.epochs, imgsz=req.imgsz, project=req.out / "runs",
-        name="student", seed=req.seed, resume=last.is_file() and not req.fresh and not record.is_file()), job)
-    record.write_text(json.dumps({"settings": settings, "result": result.to_dict()}, indent=2))
-    return result.to_dict()
+def demo_recipe(req: DemoRequest, data_yaml: Path) -> dict:
+    """The short-budget recipe as a dict, ready to be written as YAML and read back by load_recipe."""
+    model = Path(req.model) if req.model else BUNDLED_STUDENT
+    teacher = Path(req.teacher) if req.teacher else BUNDLED_TEACHER
+    for path, flag in ((model, "--model"), (teacher, "--teacher")):
+        if not path.is_file():
+            raise UserError(f"{path}: no such checkpoint; run `studio assets` to rebuild the bundled models, "
+                            f"or pass {flag}")
+    val_images = max(1, round(req.images * 0.2))
+    recipe = {"model": str(model), "teacher": str(teacher), "data": str(data_yaml), "imgsz": req.imgsz}
+    for stage, options in SHORT_BUDGET.items():
+        recipe[stage] = {**options, **({"val_limit": val_images} if stage != "export" else {})}
+    recipe["export"] = {**recipe["export"], "platform": req.platform}
+    recipe["verify"] = {"limit": val_images}
+    return recipe
 
 
-def _bundled_model(path: Path) -> dict:
-    info = json.loads(path.with_suffix(".json").read_text())
-    return {"best": str(path), "map50_95": info["evaluation"]["val"]["map50_95"],
-            "map50": info["evaluation"]["val"]["map50"], "imgsz": info["imgsz"], "bundled": True}
+def _recipe_file(req: DemoRequest, recipe: dict, chain: Path) -> Path:
+    """Write recipe.yaml; a chain started with other settings is resumed only with the same ones."""
+    path = req.out / "recipe.yaml"
+    text = "# written by `studio demo`: the whole chain with short budgets\n" + yaml.safe_dump(recipe, sort_keys=False)
+    if req.fresh and chain.exists():
+        shutil.rmtree(chain)
+    if chain.exists() and any(chain.iterdir()) and path.is_file() and path.read_text() != text:
+        raise UserError(f"{chain} holds a chain run with other settings; add --fresh to start it again")
+    path.write_text(text)
+    return path
 
 
 def run_demo(req: DemoRequest, job: Job | None = None) -> DemoResult:
-    """Run the whole demo; every artifact lands under req.out."""
-    from studio.core.predict import PredictRequest, predict
+    """Run everything; every artifact lands under req.out."""
+    from studio.core.bench import bench_pipeline
+    from studio.core.compress.chain import run_recipe
+    from studio.core.compress.recipe import load_recipe
+    from studio.core.data.synth import SynthConfig, generate
+    from studio.core.demo_report import write_demo_report
 
     job = job or Job()
     req.out.mkdir(parents=True, exist_ok=True)
-    model_path = req.model or (BUNDLED_STUDENT if BUNDLED_STUDENT.is_file() else None)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
     job.stage("synthetic data", req.images)
     data_yaml = generate(SynthConfig(req.out / "data", images=req.images, size=req.imgsz, seed=req.seed),
                          job.stepper("synthetic data"))
-    if model_path is None:
-        model = _fallback_model(req, data_yaml, job)
-    elif model_path.with_suffix(".json").is_file():
-        model = _bundled_model(model_path)
-    else:
-        model = {"best": str(model_path)}
-    exported = export_model(ExportRequest(
-        model=model["best"], format="rknn", imgsz=req.imgsz, out=req.out / "exports" / "student.rknn",
-        rknn=RknnOptions(platform=req.platform, quant="int8"), calib=req.out / "data" / "images" / "train",
-        calib_count=64, report=True, report_count=8, force=True), job)
-    scene = None
-    if SAMPLE_SCENE.is_file():
-        summary = predict(PredictRequest(model=Path(exported.onnx), source=str(SAMPLE_SCENE), tile=req.imgsz,
-                                         overlap=0.2, workers=2, save=req.out / "scene"), job=job)
-        scene = summary.to_dict()
-    return DemoResult(data=str(data_yaml), model=model, export=exported.to_dict(), scene=scene)
+    seconds["data"] = time.monotonic() - started
+    chain_dir = req.out / "chain"
+    recipe_path = _recipe_file(req, demo_recipe(req, data_yaml), chain_dir)
+    mark = time.monotonic()
+    chain = run_recipe(load_recipe(recipe_path), chain_dir, resume=True, job=job)
+    seconds["chain"] = time.monotonic() - mark
+    float_onnx = next(Path(r["path"]) for r in chain["rows"] if r["variant"] == "float")
+    job.stage("pipeline", None, f"{req.pipeline_frames} frames with {PIPELINE_WORKERS} workers")
+    mark = time.monotonic()
+    pipeline = bench_pipeline(str(float_onnx), PIPELINE_WORKERS, frames=req.pipeline_frames, seed=req.seed)
+    seconds["pipeline"] = time.monotonic() - mark
+    scene = _scene(float_onnx, req, job) if SAMPLE_SCENE.is_file() else None
+    seconds["total"] = time.monotonic() - started
+    seconds = {k: round(v, 1) for k, v in seconds.items()}
+    md, html = write_demo_report(req.out, chain, pipeline, scene, seconds, recipe_path,
+                                 BUNDLED_REPORT / "compress_report.json")
+    return DemoResult(data=str(data_yaml), recipe=str(recipe_path), chain=chain, pipeline=pipeline, scene=scene,
+                      report=str(md), html=str(html), seconds=seconds)
+
+
+def _scene(model: Path, req: DemoRequest, job: Job) -> dict:
+    """The bundled 2048-px scene cut into tiles, detections merged across them, saved as a picture."""
+    from studio.core.predict import PredictRequest, predict
+
+    summary = predict(PredictRequest(model=model, source=str(SAMPLE_SCENE), tile=req.imgsz, overlap=0.2,
+                                     workers=2, save=req.out / "scene"), job=job)
+    import cv2
+
+    from deploy.runtime.tiling import tile_origins
+
+    h, w = cv2.imread(str(SAMPLE_SCENE)).shape[:2]
+    tiles = len(tile_origins(h, req.imgsz, 0.2)) * len(tile_origins(w, req.imgsz, 0.2))
+    return {**summary.to_dict(), "tiles": tiles,
+            "picture": str(req.out / "scene" / f"{SAMPLE_SCENE.stem}_000000.jpg")}

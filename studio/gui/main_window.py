@@ -12,7 +12,7 @@ from studio.gui.jobs_dock import JobsDock
 class MainWindow(QMainWindow):
     """Pages are built on first visit, so the window appears before anything heavy is imported."""
 
-    PAGES = ("Models", "Data", "Export", "Deploy", "Live")
+    PAGES = ("Models", "Data", "Compress", "Export", "Deploy", "Live")
 
     def __init__(self):
         super().__init__()
@@ -69,6 +69,10 @@ class MainWindow(QMainWindow):
                 from studio.gui.pages.models_page import ModelsPage
 
                 widget = ModelsPage(self.jobs)
+            elif name == "Compress":
+                from studio.gui.pages.compress_page import CompressPage
+
+                widget = CompressPage(self.jobs)
             elif name == "Export":
                 from studio.gui.pages.export_page import ExportPage
 

@@ -2,6 +2,10 @@
 
     python -m studio.gui.screenshots --model assets/models/student.pt --data out/demo/data/data.yaml \
         --onnx out/demo/exports/student.onnx --calib out/demo/data/images/train --scene assets/samples/scene_000.jpg
+
+    python -m studio.gui.screenshots --remote-sensing --onnx out/demo/chain/exports/float.onnx   # that window only
+
+    python -m studio.gui.screenshots --wizard --data out/demo/data/data.yaml   # each wizard step, on a real run
 """
 from __future__ import annotations
 
@@ -14,14 +18,55 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 
+def wait_for(check, then, timeout_ms: int = 180000):
+    """Poll until check() holds, then run `then` (the screenshot steps chain through this)."""
+    deadline = [timeout_ms]
+
+    def poll():
+        deadline[0] -= 200
+        if check() or deadline[0] <= 0:
+            then()
+        else:
+            QTimer.singleShot(200, poll)
+    QTimer.singleShot(200, poll)
+
+
+def shoot_remote_sensing(app: QApplication, onnx: Path, out: Path) -> None:
+    """The remote-sensing demo once the scene is merged and the flight plays, zoomed in on its best detection."""
+    from studio.gui.remote_sensing import RemoteSensingDemo
+
+    demo = RemoteSensingDemo(model=onnx)
+    demo.resize(1440, 900)
+    demo.show()
+    demo.start()
+
+    def shoot():
+        if demo.scene_dets is not None and len(demo.scene_dets):
+            x1, y1, x2, y2 = demo.scene_dets.boxes[0].tolist()
+            demo.view.zoom(2.0)
+            demo.view.centerOn((x1 + x2) / 2, (y1 + y2) / 2)
+        QTimer.singleShot(500, lambda: (demo.grab().save(str(out / "remote-sensing.png")), demo.close(), app.quit()))
+
+    wait_for(lambda: demo.scene_dets is not None and demo.flight_frames >= 10, shoot)
+    app.exec()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("model", "data", "onnx", "calib", "scene"):
         parser.add_argument(f"--{name}")
     parser.add_argument("--board", help="a board profile whose host key is trusted (for the Deploy page)")
     parser.add_argument("--pages", default="models,data,export,deploy,live", help="which pages, in this order")
+    parser.add_argument("--remote-sensing", action="store_true",
+                        help="instead of the pages, the remote-sensing demo window on --onnx")
+    parser.add_argument("--wizard", action="store_true",
+                        help="instead of the pages, each step of the Compress wizard on a real run on --data")
     parser.add_argument("--out", default="docs/screenshots")
     args = parser.parse_args(argv)
+    if args.remote_sensing and not args.onnx:
+        parser.error("--remote-sensing needs --onnx (an .onnx with its .onnx.json sidecar)")
+    if args.wizard and not args.data:
+        parser.error("--wizard needs --data (a data.yaml)")
     pages = [p for p in args.pages.split(",") if p != "deploy" or args.board]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -29,26 +74,26 @@ def main(argv: list[str]) -> int:
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(work / "settings"))
     app = QApplication(sys.argv[:1])
     app.setStyle("Fusion")
+    if args.remote_sensing:
+        shoot_remote_sensing(app, Path(args.onnx), out)
+        print(out / "remote-sensing.png")
+        return 0
     from studio.gui.main_window import MainWindow
 
     window = MainWindow()
     window.resize(1440, 900)
     window.show()
+    if args.wizard:
+        from studio.gui.wizard_screenshots import shoot_wizard
+
+        QTimer.singleShot(300, lambda: shoot_wizard(app, window, Path(args.data), out, work, wait_for))
+        app.exec()
+        window.close()
+        print("\n".join(str(p) for p in sorted(out.glob("wizard-*.png"))))
+        return 0
 
     def shoot(name: str):
         return lambda: window.grab().save(str(out / f"{name}.png"))
-
-    def wait_for(check, then, timeout_ms: int = 180000):
-        """Poll until check() holds, then run `then` (the screenshot steps chain through this)."""
-        deadline = [timeout_ms]
-
-        def poll():
-            deadline[0] -= 200
-            if check() or deadline[0] <= 0:
-                then()
-            else:
-                QTimer.singleShot(200, poll)
-        QTimer.singleShot(200, poll)
 
     models = window.page("Models")
     data = window.page("Data")

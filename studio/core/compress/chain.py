@@ -180,18 +180,28 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     distributed.barrier(ctx)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
+    plan = recipe.stages()
+
+    def begin(stage: str) -> None:  # "chain" events say which stage runs; the wizard shows one bar per stage
+        job.step("chain", plan.index(stage), len(plan), stage)
+
     model, seconds = recipe.model, {}
     if recipe.prune is not None:
+        begin("prune")
         model, seconds["prune"] = _prune(recipe, out / "prune", model, job)
     if recipe.distill is not None:
+        begin("distill")
         model, seconds["distill"] = _distill(recipe, out / "distill", model, job)
     qat_model, qat_report = None, None
     if recipe.qat is not None:
+        begin("qat")
         qat_model, qat_report = _qat(recipe, out / "qat", model, job)
         seconds["qat"] = qat_report["seconds"]
     if not ctx.main:
         return {}
+    begin("export")
     variants = _export(recipe, out / "exports", model, qat_model, job)
+    begin("verify")
     rows = _verify(recipe, out / "verify", variants, model, job)
     report = {"recipe": str(recipe.path), "stages": recipe.stages(), "float_model": str(model),
               "qat_model": str(qat_model) if qat_model else None, "imgsz": recipe.imgsz, "data": str(recipe.data),
@@ -200,5 +210,6 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
               if qat_report else None,
               "training_seconds": seconds, "seconds_this_run": round(time.monotonic() - started, 1)}
     write_int8_report(report, out)
+    job.step("chain", len(plan), len(plan), "done")
     return report
 

@@ -57,13 +57,17 @@ class LiveRunner(QThread):
         self._latest = None
         self._waiting = False  # a frame_ready the UI has not collected yet
 
-    def run(self) -> None:
+    def open_session(self):
+        """The session to run, made on the thread (a subclass may wrap its source)."""
         from studio.core.board_live import BoardLiveRequest, BoardLiveSession
         from studio.core.live import LiveSession
 
+        board = isinstance(self.request, BoardLiveRequest)
+        return BoardLiveSession(self.request) if board else LiveSession(self.request)
+
+    def run(self) -> None:
         try:
-            board = isinstance(self.request, BoardLiveRequest)
-            self.session = BoardLiveSession(self.request) if board else LiveSession(self.request)
+            self.session = self.open_session()
             self.session.run(self._on_frame)
         except UserError as exc:
             self.failed.emit(str(exc))
@@ -103,6 +107,7 @@ class LivePage(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.runner: LiveRunner | None = None
+        self.remote_sensing = None  # the remote-sensing demo window, once opened
         self.frames_shown = 0
         self.names: list[str] = []
 
@@ -139,17 +144,22 @@ class LivePage(QWidget):
             b.setShortcut(key)
             b.setToolTip(f"{b.text()} ({key})")
             buttons.addWidget(b)
+        self.demo_button = QPushButton("Remote-sensing demo")
+        self.demo_button.setToolTip("A large scene tiled over several workers, and a simulated flight, in a new window")
+        self.demo_button.clicked.connect(self.open_remote_sensing)
         self.conf = self._slider(25, "Confidence")
         self.iou = self._slider(45, "IoU")
         controls = QGroupBox("Run")
         c_layout = QVBoxLayout(controls)
         c_layout.addLayout(form)
         c_layout.addLayout(buttons)
+        c_layout.addWidget(self.demo_button)
         c_layout.addLayout(self.conf[2])
         c_layout.addLayout(self.iou[2])
 
         self.view = ImageView("Choose a model and a source, then press Start.\n"
-                              "Try: out/demo/exports/student.onnx with assets/samples (or scene_000.jpg, tiles 320).")
+                              "Try: out/demo/chain/exports/float.onnx (after `make demo`) with "
+                              "assets/samples/flight.avi, or assets/samples/scene_000.jpg with tiles 320.")
         self.numbers = QLabel("frames/s –   dropped 0")
         self.stage_labels = {k: QLabel("–") for k in ("read", "preprocess", "infer", "postprocess", "total")}
         grid = QGridLayout()
@@ -274,9 +284,22 @@ class LivePage(QWidget):
             self.wall.stop()
             self._set_running(False)
 
+    def open_remote_sensing(self) -> None:
+        """The remote-sensing demo in its own window, on this page's model when that is an .onnx."""
+        from studio.gui.remote_sensing import RemoteSensingDemo
+
+        if self.remote_sensing is not None:
+            self.remote_sensing.close()
+        model = Path(self.model.text()) if self.model.text().endswith(".onnx") else None
+        self.remote_sensing = RemoteSensingDemo(model=model)
+        self.remote_sensing.show()
+        self.remote_sensing.start()
+
     def shutdown(self) -> None:
         """Called when the window closes."""
         self.stop()
+        if self.remote_sensing is not None:
+            self.remote_sensing.close()
 
     def show_latest(self) -> None:
         latest = self.runner.take() if self.runner else None

@@ -1,0 +1,298 @@
+"""The live remote-sensing demo: a large scene tiled over several workers, beside a simulated flight.
+
+Left, the whole 2048 px scene goes through the runtime pipeline in overlapping tiles; the
+detections merged across tiles are drawn on it in a pan-and-zoom view with the tile grid.
+Right, a video flown over that scene plays at its own frame rate through a second session.
+Both are LiveSessions on LiveRunner threads (the Live page's), so what is shown is what the
+board runtime does. Standalone (`studio demo --remote-sensing`) or opened from the Live page.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer, Signal
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deploy.errors import UserError
+from studio.core.demo import ASSETS
+from studio.gui.common import PathField, show_error
+from studio.gui.image_view import ImageView
+from studio.gui.pages.live_page import LiveRunner
+from studio.gui.scene_view import ZOOM_STEP, SceneView
+
+SCENE = ASSETS / "samples" / "scene_000.jpg"
+FLIGHT = ASSETS / "samples" / "flight.avi"
+OVERLAP = 0.2
+
+
+def default_model(out: Path) -> Path | None:
+    """The demo's float model: the chain's export, else the plain demo's student (None before `studio demo`)."""
+    for candidate in (out / "chain" / "exports" / "float.onnx", out / "exports" / "student.onnx"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def labelled_counts(labels: Path) -> Counter:
+    """Objects per class id in a YOLO label file (empty when there is none)."""
+    if not labels.is_file():
+        return Counter()
+    return Counter(int(line.split()[0]) for line in labels.read_text().splitlines() if line.strip())
+
+
+class FlightRunner(LiveRunner):
+    """A LiveRunner whose video file plays no faster than its own frame rate."""
+
+    def open_session(self):
+        from studio.core.pacing import PacedSource, video_fps
+
+        session = super().open_session()
+        session.source = PacedSource(session.source, video_fps(self.request.source))
+        return session
+
+
+def halt(runner: LiveRunner | None) -> None:
+    """Stop a runner and wait for its thread; asks again while the session it makes on its thread may be new."""
+    while runner is not None and runner.isRunning():
+        runner.stop()
+        runner.wait(100)
+
+
+class RemoteSensingDemo(QWidget):
+    """The demo window; with a parent it embeds like a page (call shutdown() before its host goes away)."""
+
+    closed = Signal()
+
+    def __init__(self, out: Path = Path("out/demo"), model: Path | None = None, parent=None, *, tile: int = 320,
+                 conf: float = 0.25, scene: Path = SCENE, flight: Path = FLIGHT):
+        super().__init__(parent)
+        self.tile, self.conf, self.scene_path, self.flight_path = tile, conf, scene, flight
+        self.scene_runner: LiveRunner | None = None
+        self.flight_runner: FlightRunner | None = None
+        self.scene_dets = None  # the merged detections of the whole scene, in scene pixels
+        self.flight_frames = 0  # flight frames shown
+        self.last_error = None
+        self.names: list[str] = []
+        self.grid: list[tuple[int, int, int]] = []  # (x, y, size) of the scene's tiles
+        self.labelled = labelled_counts(scene.with_suffix(".txt"))
+        self._scene_started = 0.0
+        if parent is None:
+            self.setWindowTitle("Remote-sensing demo - Edge Deploy Studio")
+            self.resize(1400, 860)
+
+        self.model = PathField("an exported .onnx with its .onnx.json sidecar", name_filter="Models (*.onnx)",
+                               key="remote-sensing-model")
+        chosen = model or default_model(out)
+        self.model.setText(str(chosen) if chosen else "")
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 6)
+        self.workers.setValue(2)
+        self.workers.setPrefix("workers ")
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Model"))
+        controls.addWidget(self.model, 1)
+        for widget in (self.workers, self.start_button, self.stop_button):
+            controls.addWidget(widget)
+
+        self.view = SceneView()
+        self.grid_box = QCheckBox("Tile grid")
+        self.grid_box.setChecked(True)
+        self.grid_box.toggled.connect(self.view.grid.setVisible)
+        view_bar = QHBoxLayout()
+        for text, action in (("Fit", self.view.fit), ("Zoom in", lambda: self.view.zoom(ZOOM_STEP)),
+                             ("Zoom out", lambda: self.view.zoom(1 / ZOOM_STEP))):
+            button = QPushButton(text)
+            button.clicked.connect(action)
+            view_bar.addWidget(button)
+        view_bar.addWidget(self.grid_box)
+        view_bar.addStretch(1)
+        self.scene_status = QLabel("Press Start to run the scene.")
+        self.counts = QTableWidget(0, 3)
+        self.counts.setHorizontalHeaderLabels(["class", "detected", "labelled"])
+        self.counts.horizontalHeader().setStretchLastSection(True)
+        self.counts.verticalHeader().setVisible(False)
+        self.counts.setMaximumHeight(150)
+        scene_box = QGroupBox(f"Whole scene, tiled: {scene.name}")
+        s_layout = QVBoxLayout(scene_box)
+        s_layout.addLayout(view_bar)
+        s_layout.addWidget(self.view, 1)
+        s_layout.addWidget(self.scene_status)
+        s_layout.addWidget(self.counts)
+
+        self.flight_view = ImageView("The simulated flight plays here.")
+        self.flight_status = QLabel("frames/s -")
+        flight_box = QGroupBox(f"Simulated flight: {flight.name}")
+        f_layout = QVBoxLayout(flight_box)
+        f_layout.addWidget(self.flight_view, 1)
+        f_layout.addWidget(self.flight_status)
+
+        panels = QHBoxLayout()
+        panels.addWidget(scene_box, 3)
+        panels.addWidget(flight_box, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addLayout(panels, 1)
+
+        self.progress = QTimer(self)
+        self.progress.setInterval(250)
+        self.progress.timeout.connect(self._show_progress)
+        self._load_scene()
+        self._set_running(False)
+
+    def _load_scene(self) -> None:
+        """The scene and the tile grid the session will use, before anything runs."""
+        import cv2
+
+        from deploy.runtime.tiling import tile_origins
+
+        bgr = cv2.imread(str(self.scene_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            self.scene_status.setText(f"{self.scene_path}: not a readable image")
+            return
+        h, w = bgr.shape[:2]
+        self.grid = [(x, y, self.tile) for y in tile_origins(h, self.tile, OVERLAP)
+                     for x in tile_origins(w, self.tile, OVERLAP)]
+        self.view.show_rgb(bgr[..., ::-1])
+        self.view.set_grid(self.grid, (h, w))
+
+    def running(self) -> bool:
+        return any(r is not None and r.isRunning() for r in (self.scene_runner, self.flight_runner))
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.workers.setEnabled(not running)
+
+    def error(self, message: str) -> None:
+        """One dialog per message: both sessions fail alike on a broken model."""
+        showing = self.last_error is not None and self.last_error.isVisible()
+        if not (showing and self.last_error.text() == message):
+            self.last_error = show_error(self, message)
+
+    def start(self) -> None:
+        """Run the scene (once, tiled) and the flight (looping, paced) on the chosen model."""
+        from studio.core.live import LiveRequest, model_meta
+
+        if self.running():
+            return
+        if not self.model.text():
+            self.error("no demo model yet: run `studio demo` (or `make demo`) first, or choose an .onnx")
+            return
+        model = Path(self.model.text())
+        try:
+            self.names = model_meta(model).names
+        except UserError as exc:
+            self.error(str(exc))
+            return
+        workers = self.workers.value()
+        self.scene_dets, self.flight_frames = None, 0
+        self.scene_runner = self._runner(LiveRunner, LiveRequest(
+            model=model, source=str(self.scene_path), backend="ort", workers=workers, tile=self.tile,
+            overlap=OVERLAP, conf=self.conf, loop=False), self._show_scene)
+        self.flight_runner = self._runner(FlightRunner, LiveRequest(
+            model=model, source=str(self.flight_path), backend="ort", workers=workers, conf=self.conf, loop=True),
+            self._show_flight)
+        self._set_running(True)
+        self._scene_started = time.perf_counter()
+        self.scene_status.setText(f"running {len(self.grid)} tiles of {self.tile} px on {workers} workers…")
+        self.progress.start()
+        self.scene_runner.start()
+        self.flight_runner.start()
+
+    def _runner(self, kind: type[LiveRunner], request, show) -> LiveRunner:
+        runner = kind(request, self)
+        runner.frame_ready.connect(show)
+        runner.failed.connect(self.error)
+        runner.finished.connect(self._runner_finished)
+        return runner
+
+    def _runner_finished(self) -> None:
+        if not (self.scene_runner and self.scene_runner.isRunning()):
+            self.progress.stop()
+        self._set_running(self.running())
+
+    def stop(self) -> None:
+        """Stop both sessions and wait for their threads."""
+        self.progress.stop()
+        halt(self.scene_runner)
+        halt(self.flight_runner)
+        self._set_running(False)
+
+    def shutdown(self) -> None:
+        """What a host calls before it closes (a standalone window does it on close)."""
+        self.stop()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.shutdown()
+        self.closed.emit()
+        super().closeEvent(event)
+
+    def _show_progress(self) -> None:
+        session = self.scene_runner.session if self.scene_runner else None
+        if session is not None and session.pipeline is not None and self.scene_dets is None:
+            self.scene_status.setText(f"tiles {session.pipeline.stats.frames} / {len(self.grid)} "
+                                      f"on {self.workers.value()} workers…")
+
+    def _show_scene(self) -> None:
+        from deploy.runtime.draw import draw_detections
+
+        latest = self.scene_runner.take() if self.scene_runner else None
+        if latest is None:
+            return
+        self.progress.stop()
+        _, dets, stats = latest
+        self.scene_dets = dets
+        self.view.show_rgb(draw_detections(dets.image, dets, self.names)[..., ::-1])
+        seconds = time.perf_counter() - self._scene_started
+        self.scene_status.setText(f"{len(dets)} objects merged from {stats.frames} tiles of {self.tile} px "
+                                  f"on {self.workers.value()} workers in {seconds:.1f} s")
+        self._show_counts(Counter(dets.classes.tolist()))
+
+    def _show_counts(self, detected: Counter) -> None:
+        classes = sorted(set(detected) | set(self.labelled))
+        self.counts.setRowCount(len(classes))
+        for row, cls in enumerate(classes):
+            name = self.names[cls] if cls < len(self.names) else str(cls)
+            for col, value in enumerate((name, detected[cls], self.labelled[cls] if self.labelled else "-")):
+                self.counts.setItem(row, col, QTableWidgetItem(str(value)))
+
+    def _show_flight(self) -> None:
+        latest = self.flight_runner.take() if self.flight_runner else None
+        if latest is None:
+            return
+        rgb, dets, stats = latest
+        self.flight_frames += 1
+        self.flight_view.show_rgb(rgb)
+        self.flight_status.setText(f"frames/s {stats.fps:.1f}   frames {stats.frames}   objects {len(dets)}")
+
+
+def open_remote_sensing_demo(out: Path) -> None:
+    """`studio demo --remote-sensing`: show the demo on out's model and run Qt until its window closes."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Edge Deploy Studio")
+    app.setStyle("Fusion")
+    demo = RemoteSensingDemo(out)
+    loop = QEventLoop()
+    demo.closed.connect(loop.quit)
+    demo.show()
+    demo.start()
+    loop.exec()

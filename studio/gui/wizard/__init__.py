@@ -1,0 +1,1 @@
+"""The compress-and-deploy wizard's steps (the Compress page holds them)."""

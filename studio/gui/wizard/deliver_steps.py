@@ -1,0 +1,157 @@
+"""The wizard's end: export the chosen variant to a folder, then run it here or hand it to a board."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from deploy.errors import UserError
+from studio.core.demo import ASSETS
+from studio.core.wizard import export_command, export_variant, live_backend, q
+from studio.gui.common import PathField
+from studio.gui.wizard.step import Step
+
+FLIGHT = ASSETS / "samples" / "flight.avi"
+
+
+class ExportStep(Step):
+    title = "Export"
+
+    def __init__(self, state, parent=None):
+        super().__init__(state, parent)
+        self.what = QLabel()
+        self.what.setWordWrap(True)
+        self.dest = PathField("a folder for the model and its sidecar", folder=True, key="wiz-export")
+        self.dest.edit.textChanged.connect(lambda _: self.changed.emit())
+        self.export_button = QPushButton("Export")
+        self.export_button.clicked.connect(self.export)
+        self.written = QLabel()
+        self.written.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Chosen", self.what)
+        form.addRow("To", self.dest)
+        form.addRow("", self.export_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro("Copies the chosen variant out of the run: the model, the sidecar that says how "
+                                    "to run it (input size, layout, classes, output scales), the ONNX it was built "
+                                    "from and its verification report."))
+        layout.addLayout(form)
+        layout.addWidget(self.written)
+        layout.addStretch(1)
+
+    def enter(self) -> None:
+        row = self.state.chosen_row()
+        if not self.dest.text():
+            self.dest.setText(str(self.state.folder / "deploy"))
+        if row:
+            self.what.setText(f"{row['variant']}: {row['path']} ({row['bytes'] / 1e6:.2f} MB, "
+                              f"val mAP50-95 {row['map50_95']:.4f})")
+        self.changed.emit()
+
+    def export(self) -> None:
+        row = self.state.chosen_row()
+        try:
+            self.state.exported = export_variant(row, Path(self.dest.text()))
+        except (UserError, OSError) as exc:
+            self.window().show_error(str(exc))
+            return
+        files = sorted(p.name for p in self.state.exported.parent.iterdir() if not p.name.endswith(".part"))
+        self.written.setText(f"Wrote {self.state.exported} (folder now holds: {', '.join(files)})")
+        self.changed.emit()
+
+    def blocked(self) -> str | None:
+        return None if self.state.exported and self.state.exported.is_file() else "export the chosen variant first"
+
+    def cli(self) -> str:
+        row = self.state.chosen_row()
+        dest = Path(self.dest.text() or self.state.folder / "deploy")
+        calib_count = self.state.recipe.get("export", {}).get("calib_count", 100)
+        return export_command(row, self.state.report, dest, calib_count) if row else ""
+
+
+class DeployStep(Step):
+    title = "Deploy"
+
+    def __init__(self, state, parent=None):
+        super().__init__(state, parent)
+        self.here = QRadioButton("Here: the live panel (ONNX Runtime for .onnx, rknn-toolkit2's simulator for .rknn)")
+        self.board = QRadioButton("On a board: the Deploy page (push, then run on its NPU cores)")
+        self.here.setChecked(True)
+        group = QButtonGroup(self)
+        for button in (self.here, self.board):
+            group.addButton(button)
+            button.toggled.connect(lambda _: self.changed.emit())
+        self.boards = QComboBox()
+        self.source = PathField("video, image folder, large image or camera:0", key="wiz-source")
+        self.source.setText(str(FLIGHT) if FLIGHT.is_file() else "")
+        self.source.edit.textChanged.connect(lambda _: self.changed.emit())
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 6)
+        self.workers.setValue(2)
+        self.workers.valueChanged.connect(lambda _: self.changed.emit())
+        self.go_button = QPushButton("Open the live panel")
+        self.go_button.clicked.connect(self.deploy)
+        form = QFormLayout()
+        form.addRow("", self.here)
+        form.addRow("", self.board)
+        form.addRow("Board", self.boards)
+        form.addRow("Source", self.source)
+        form.addRow("Workers", self.workers)
+        form.addRow("", self.go_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro("Watch the exported model work: here on this machine, or on a board over SSH "
+                                    "(one worker per NPU core on an RK3588)."))
+        layout.addLayout(form)
+        layout.addStretch(1)
+
+    def enter(self) -> None:
+        from deploy.board.profiles import BoardStore
+
+        self.boards.clear()
+        self.boards.addItems(list(BoardStore().load()))
+        self.board.setEnabled(self.boards.count() > 0)
+        self.boards.setEnabled(self.boards.count() > 0)
+        if not self.boards.count():
+            self.here.setChecked(True)
+            self.board.setText("On a board: add one on the Deploy page first")
+        self.changed.emit()
+
+    def deploy(self) -> None:
+        window = self.window()
+        model = self.state.exported
+        if self.board.isChecked():
+            deploy = window.page("Deploy")
+            deploy.model.setText(str(model))
+            deploy.source.setText("camera:0")
+            window.show_page("Deploy")
+            return
+        if not self.source.text():
+            window.show_error("choose a source to run on: a video, an image folder, a large image or camera:0")
+            return
+        live = window.page("Live")
+        live.model.setText(str(model))
+        live.source.setText(self.source.text())
+        live.backend.setCurrentText(live_backend(model))
+        live.workers.setValue(self.workers.value())
+        window.show_page("Live")
+        live.start()
+
+    def cli(self) -> str:
+        model = self.state.exported
+        if model is None:
+            return ""
+        if self.board.isChecked() and self.boards.currentText():
+            name = self.boards.currentText()
+            return (f"studio board push {q(name)} {q(model)} && studio board run {q(name)} {q(model)} "
+                    f"--source camera:0 --workers 3")
+        return (f"studio predict {q(model)} {q(self.source.text())} --backend {live_backend(model)} "
+                f"--workers {self.workers.value()}")

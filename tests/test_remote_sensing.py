@@ -1,0 +1,162 @@
+"""The remote-sensing demo window: the tiled scene in scene pixels, pan and zoom, a paced flight, clean stops."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QPushButton, QWidget
+
+from deploy.runtime.pipeline import Frame
+from deploy.runtime.sources import Source
+from studio.core.pacing import PacedSource, video_fps
+from studio.gui.remote_sensing import FLIGHT, RemoteSensingDemo, default_model, open_remote_sensing_demo
+from tests.conftest import NAMES
+
+TILE = 192  # the tiny model runs at 96 px: tiles of twice that give 14 x 14 tiles over 2048 px, fast enough
+SCENE_PX = 2048
+
+
+@pytest.fixture
+def demo(qtbot, tiny_onnx, tmp_path):
+    window = RemoteSensingDemo(tmp_path, model=tiny_onnx, tile=TILE)
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+class _Frames(Source):
+    def __init__(self, count: int):
+        self.count = count
+
+    def __iter__(self):
+        for i in range(self.count):
+            yield Frame(np.zeros((8, 8, 3), np.uint8), i)
+
+
+def test_a_paced_source_keeps_to_the_video_frame_rate():
+    assert video_fps(str(FLIGHT)) == 15.0
+    start = time.perf_counter()
+    frames = list(PacedSource(_Frames(11), fps=50.0))
+    assert len(frames) == 11
+    assert time.perf_counter() - start >= 10 / 50 * 0.95  # ten periods between eleven frames
+
+
+def test_the_default_model_is_the_chain_export_then_the_plain_student(tmp_path):
+    assert default_model(tmp_path) is None
+    student = tmp_path / "exports" / "student.onnx"
+    student.parent.mkdir(parents=True)
+    student.write_bytes(b"")
+    assert default_model(tmp_path) == student
+    chain = tmp_path / "chain" / "exports" / "float.onnx"
+    chain.parent.mkdir(parents=True)
+    chain.write_bytes(b"")
+    assert default_model(tmp_path) == chain
+
+
+def test_scene_is_tiled_merged_in_scene_pixels_and_flight_is_paced(demo, qtbot):
+    view = demo.view
+    assert view.sceneRect() == QRectF(0, 0, SCENE_PX, SCENE_PX)  # shown before anything runs
+    demo.start()
+    assert not demo.start_button.isEnabled() and demo.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: demo.scene_dets is not None, timeout=60000)
+
+    grid = demo.scene_runner.session.tile_grid
+    assert sorted(grid) == sorted(demo.grid) and len(grid) == 14 * 14  # what ran is what is drawn
+    assert len(view.grid.childItems()) == len(grid)
+    starts = sorted({x for x, _, _ in grid})
+    assert starts[0] == 0 and starts[-1] + TILE == SCENE_PX  # the tiles reach both edges
+    assert all(b - a < TILE for a, b in zip(starts, starts[1:]))  # and overlap: no gap between them
+    dets = demo.scene_dets
+    assert len(dets) > 0 and dets.image.shape[:2] == (SCENE_PX, SCENE_PX)
+    assert dets.boxes.min() >= 0 and dets.boxes.max() <= SCENE_PX
+    assert (dets.boxes[:, 2:] > TILE).any()  # boxes beyond the first tile: scene pixels, not tile pixels
+    assert view.sceneRect() == QRectF(0, 0, SCENE_PX, SCENE_PX)
+    rows = [[demo.counts.item(r, c).text() for c in range(3)] for r in range(demo.counts.rowCount())]
+    assert sum(int(detected) for _, detected, _ in rows) == len(dets)
+    assert {name: int(labelled) for name, _, labelled in rows} == dict(zip(NAMES, (157, 53, 16, 48)))  # scene_000.txt
+
+    fitted = view.transform().m11()
+    zoom_in = next(b for b in demo.findChildren(QPushButton) if b.text() == "Zoom in")
+    zoom_in.click()
+    assert view.transform().m11() == pytest.approx(fitted * 1.25)
+    wheel = QWheelEvent(QPointF(50, 50), QPointF(view.mapToGlobal(QPoint(50, 50))), QPoint(), QPoint(0, 240),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view.viewport(), wheel)
+    assert view.transform().m11() == pytest.approx(fitted * 1.25 ** 3)
+    view.fit()
+    assert view.transform().m11() == pytest.approx(fitted)
+    demo.grid_box.setChecked(False)
+    assert not view.grid.isVisible()
+
+    qtbot.waitUntil(lambda: demo.flight_frames >= 5, timeout=30000)
+    pipeline = demo.flight_runner.session.pipeline
+    before, start = pipeline.stats.frames, time.perf_counter()
+    qtbot.wait(2000)
+    rate = (pipeline.stats.frames - before) / (time.perf_counter() - start)
+    assert 5 <= rate <= 15 * 1.25  # the video's 15 fps, not as fast as a 96 px model runs
+    assert not demo.flight_view.pixmap().isNull()
+    assert demo.flight_status.text().startswith("frames/s ")
+
+    demo.stop()
+    assert not demo.running() and demo.start_button.isEnabled()
+
+
+def test_closing_while_running_stops_both_threads(demo, qtbot):
+    demo.start()  # close at once: the sessions may not exist yet on their threads
+    demo.close()
+    assert not demo.scene_runner.isRunning() and not demo.flight_runner.isRunning()
+
+
+def test_embedded_with_a_parent_it_stops_on_shutdown(qtbot, tiny_onnx, tmp_path):
+    host = QWidget()
+    qtbot.addWidget(host)
+    demo = RemoteSensingDemo(tmp_path, model=tiny_onnx, parent=host, tile=TILE)
+    assert not demo.isWindow()
+    host.show()
+    demo.start()
+    qtbot.waitUntil(lambda: demo.flight_frames >= 1, timeout=30000)
+    demo.shutdown()
+    assert not demo.running() and demo.start_button.isEnabled()
+
+
+def test_no_model_gives_the_error_dialog(qtbot, tmp_path, tiny_onnx):
+    window = RemoteSensingDemo(tmp_path / "nothing-here")
+    qtbot.addWidget(window)
+    assert window.model.text() == ""
+    window.start()
+    assert window.last_error.isVisible() and "run `studio demo`" in window.last_error.text()
+    assert window.scene_runner is None
+    bare = tmp_path / "bare.onnx"
+    shutil.copyfile(tiny_onnx, bare)  # without its .onnx.json sidecar
+    window.model.setText(str(bare))
+    window.start()
+    assert window.last_error.text().startswith(str(bare)) and window.scene_runner is None
+
+
+def test_live_page_opens_the_demo_in_its_own_window(qtbot, tiny_onnx):
+    from studio.gui.pages.live_page import LivePage
+
+    page = LivePage()
+    qtbot.addWidget(page)
+    page.model.setText(str(tiny_onnx))
+    page.demo_button.click()
+    demo = page.remote_sensing
+    assert demo.isWindow() and demo.isVisible() and demo.model.text() == str(tiny_onnx)
+    qtbot.waitUntil(lambda: demo.flight_frames >= 2, timeout=30000)
+    page.shutdown()
+    assert not demo.isVisible() and not demo.running()
+
+
+def test_the_command_runs_qt_until_the_window_closes(qtbot, tmp_path):
+    def close_it():
+        window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, RemoteSensingDemo) and w.isVisible())
+        assert "run `studio demo`" in window.last_error.text()  # no model under this out
+        window.close()
+
+    QTimer.singleShot(300, close_it)
+    open_remote_sensing_demo(tmp_path)  # returns only once close_it closed the window

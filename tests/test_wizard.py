@@ -1,0 +1,116 @@
+"""The compress wizard walked end to end on tiny models: choose, run (cancel, resume), compare, export, deploy."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from PySide6.QtCore import QSettings
+
+from studio.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))  # no boards: the board choice is disabled
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.jobs.cancel_all()
+    win.page("Live").stop()
+
+
+def _next(page, qtbot, title: str) -> None:
+    assert page.next.isEnabled(), page.why.text()
+    page.next.click()
+    assert page.steps[page.current].title == title
+
+
+def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path):
+    data, teacher, student = tiny_pair
+    window.show_page("Compress")
+    page = window.page("Compress")
+
+    model = page.step("Model")
+    model.model.setText(str(tmp_path / "missing.pt"))
+    assert not page.next.isEnabled() and "choose the float model" in page.why.text()
+    model.model.setText(str(student))
+    model.teacher.setText(str(teacher))
+    assert page.command.text() == f"studio models inspect {student}"
+    _next(page, qtbot, "Data")
+
+    page.step("Data").data.setText(str(data))
+    assert "train 11" in page.step("Data").splits.text()
+    assert page.command.text() == f"studio data stats {data}"
+    _next(page, qtbot, "Recipe")
+
+    recipe = page.step("Recipe")
+    recipe.preset.setCurrentText("PTQ only")
+    assert not recipe.prune.isChecked() and recipe.algorithms["mmse"].isChecked()
+    recipe.preset.setCurrentText("Quick look")
+    for term in recipe.terms.values():
+        term.setChecked(False)
+    assert not page.next.isEnabled() and "distillation term" in page.why.text()
+    recipe.terms["response"].setChecked(True)
+    recipe.imgsz.setValue(64)
+    recipe.finetune.setValue(0)
+    recipe.distill_epochs.setValue(1)
+    recipe.val_images.setValue(4)
+    recipe.calib.setValue(8)
+    shown = yaml.safe_load(recipe.yaml.toPlainText())
+    assert shown["imgsz"] == 64 and shown["model"] == str(student) and shown["distill"]["kd"] == "response"
+    assert shown["qat"]["epochs"] == 1 and shown["export"]["ptq"] == ["normal"] and shown["verify"]["limit"] == 4
+    _next(page, qtbot, "Run")
+
+    run = page.step("Run")
+    run.folder.setText(str(tmp_path / "wizard"))
+    chain = tmp_path / "wizard" / "chain"
+    assert page.command.text() == f"studio compress --recipe {tmp_path / 'wizard' / 'recipe.yaml'} --out {chain}"
+    assert not page.next.isEnabled()
+    run.start_button.click()
+    qtbot.waitUntil(lambda: run.bars["distill"][2].text() != "–" and run.bars["prune"][2].text() == "done",
+                    timeout=120000)
+    pruned_at = (chain / "prune" / "prune_report.json").stat().st_mtime
+    run.cancel_button.click()
+    qtbot.waitUntil(lambda: run.start_button.text() == "Resume", timeout=120000)
+    assert run.thread.outcome == "cancelled" and page.command.text().endswith("--resume")
+    run.start_button.click()
+    qtbot.waitUntil(lambda: window.page("Compress").state.report is not None, timeout=400000)
+    assert (chain / "prune" / "prune_report.json").stat().st_mtime == pruned_at  # resumed, not redone
+    assert all(run.bars[s][2].text() == "done" for s in ("prune", "distill", "qat", "export", "verify"))
+    _next(page, qtbot, "Compare")
+
+    compare = page.step("Compare")
+    variants = [compare.table.item(i, 0).text() for i in range(compare.table.rowCount())]
+    assert variants == ["float", "ptq-normal", "qat"]
+    report = json.loads((chain / "compress_report.json").read_text())
+    assert compare.table.item(2, 1).text() == f"{report['rows'][2]['map50_95']:.4f}"
+    assert len(compare.plot.figure.axes) == 2 and compare.plot.figure.axes[1].collections  # points drawn
+    compare.choose("qat")
+    assert page.state.chosen == "qat"
+    _next(page, qtbot, "Export")
+
+    export = page.step("Export")
+    export.dest.setText(str(tmp_path / "deploy"))
+    assert page.command.text().startswith(f"studio export {report['qat_model']} --format rknn --platform rk3588 "
+                                          "--quant qdq --imgsz 64")
+    assert not page.next.isEnabled()
+    export.export_button.click()
+    assert (tmp_path / "deploy" / "qat.rknn").read_bytes() == (chain / "exports" / "qat.rknn").read_bytes()
+    assert (tmp_path / "deploy" / "qat.rknn.json").is_file() and (tmp_path / "deploy" / "qat.onnx").is_file()
+    _next(page, qtbot, "Deploy")
+
+    deploy = page.step("Deploy")
+    assert not deploy.board.isEnabled() and deploy.here.isChecked()
+    val_images = data.parent / "images" / "val"
+    deploy.source.setText(str(val_images))
+    assert page.command.text() == f"studio predict {tmp_path / 'deploy' / 'qat.rknn'} {val_images} " \
+                                  "--backend rknn-sim --workers 2"
+    deploy.go_button.click()
+    live = window.page("Live")
+    assert window.stack.currentWidget() is live and live.backend.currentText() == "rknn-sim"
+    qtbot.waitUntil(lambda: live.frames_shown > 0, timeout=60000)
