@@ -61,11 +61,16 @@ demo: venv  ## the whole chain with short budgets (prune, distill, QAT, export, 
 assets: venv  ## rebuild assets/ (synthetic data, student ~70 min, teacher ~2 h on 2 cores; resumable)
 	$(BIN)/studio assets
 
-screenshots: venv sysdeps  ## docs/screenshots/*.png of every page under Xvfb (BOARD=name adds the Deploy page)
-	@test -f out/demo/exports/student.onnx || $(BIN)/studio demo
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m studio.gui.screenshots \
-		--model assets/models/student.pt --data out/demo/data/data.yaml --onnx out/demo/exports/student.onnx \
+XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
+DEMO_ONNX := out/demo/chain/exports/float.onnx
+
+screenshots: venv sysdeps  ## docs/screenshots/*.png under Xvfb: every page, the remote-sensing demo, each wizard step (a real ~7-min run)
+	@test -f $(DEMO_ONNX) || $(BIN)/studio demo
+	$(XVFB) $(BIN)/python -m studio.gui.screenshots \
+		--model assets/models/student.pt --data out/demo/data/data.yaml --onnx $(DEMO_ONNX) \
 		--calib out/demo/data/images/train --scene assets/samples/scene_000.jpg $(if $(BOARD),--board $(BOARD))
+	$(XVFB) $(BIN)/python -m studio.gui.screenshots --remote-sensing --onnx $(DEMO_ONNX)
+	$(XVFB) $(BIN)/python -m studio.gui.screenshots --wizard --data out/demo/data/data.yaml
 
 studio: venv  ## the desktop studio
 	$(BIN)/studio gui

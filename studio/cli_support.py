@@ -72,7 +72,8 @@ class ProgressView:
             self._show(event)
 
     def _show(self, event: ProgressEvent) -> None:
-        if event.stage != self.current and not (self.parallel and event.stage in self.tasks):
+        starts = event.stage != self.current and not (self.parallel and event.stage in self.tasks)
+        if starts:
             if not self.parallel:
                 self._finish_current()
             self.current = event.stage
@@ -82,8 +83,8 @@ class ProgressView:
             self.tasks[event.stage] = self.progress.add_task(label, total=event.total)
         update = {"description": f"{event.stage} {event.message}"} if event.message else {}
         self.progress.update(self.tasks[event.stage], completed=event.done, total=event.total, **update)
-        if self.plain_lines and event.message and (event.done == event.total
-                                                   or time.monotonic() - self.last_line > PLAIN_EVERY_S):
+        if self.plain_lines and event.message and not starts and (
+                event.done == event.total or time.monotonic() - self.last_line > PLAIN_EVERY_S):
             print(f"  {event.message}", flush=True)
             self.last_line = time.monotonic()
 

@@ -112,6 +112,24 @@ def second_sshd(tmp_path_factory):
 
 
 @pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """The studio's main window with its own settings and config home (no boards, no remembered folders)."""
+    from PySide6.QtCore import QSettings
+
+    from studio.gui.main_window import MainWindow
+
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    if "Live" in win.pages:
+        win.page("Live").stop()
+    win.jobs.cancel_all()
+
+
+@pytest.fixture
 def cli():
     """Invoke `studio ...` in-process; returns click's Result (exit_code, stdout, stderr)."""
     from studio.cli import app

@@ -4,23 +4,6 @@ from __future__ import annotations
 import subprocess
 
 import cv2
-import pytest
-from PySide6.QtCore import QSettings
-
-from studio.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    if "Live" in win.pages:
-        win.page("Live").stop()
-    win.jobs.cancel_all()
 
 
 def fingerprint(pub) -> str:

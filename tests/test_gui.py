@@ -4,20 +4,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from PySide6.QtCore import QSettings
 
 from studio.core.data.synth import SynthConfig, generate
 from studio.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.jobs.cancel_all()
 
 
 def test_signal_emission_keeps_refcounts():

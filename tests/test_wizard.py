@@ -5,26 +5,11 @@ import json
 
 import pytest
 import yaml
-from PySide6.QtCore import QSettings
-
-from studio.gui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))  # no boards: the board choice is disabled
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.jobs.cancel_all()
-    win.page("Live").stop()
-
-
-def _next(page, qtbot, title: str) -> None:
+def _next(page, title: str) -> None:
     assert page.next.isEnabled(), page.why.text()
     page.next.click()
     assert page.steps[page.current].title == title
@@ -41,12 +26,12 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     model.model.setText(str(student))
     model.teacher.setText(str(teacher))
     assert page.command.text() == f"studio models inspect {student}"
-    _next(page, qtbot, "Data")
+    _next(page, "Data")
 
     page.step("Data").data.setText(str(data))
     assert "train 11" in page.step("Data").splits.text()
     assert page.command.text() == f"studio data stats {data}"
-    _next(page, qtbot, "Recipe")
+    _next(page, "Recipe")
 
     recipe = page.step("Recipe")
     recipe.preset.setCurrentText("PTQ only")
@@ -64,7 +49,7 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     shown = yaml.safe_load(recipe.yaml.toPlainText())
     assert shown["imgsz"] == 64 and shown["model"] == str(student) and shown["distill"]["kd"] == "response"
     assert shown["qat"]["epochs"] == 1 and shown["export"]["ptq"] == ["normal"] and shown["verify"]["limit"] == 4
-    _next(page, qtbot, "Run")
+    _next(page, "Run")
 
     run = page.step("Run")
     run.folder.setText(str(tmp_path / "wizard"))
@@ -82,7 +67,7 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     qtbot.waitUntil(lambda: window.page("Compress").state.report is not None, timeout=400000)
     assert (chain / "prune" / "prune_report.json").stat().st_mtime == pruned_at  # resumed, not redone
     assert all(run.bars[s][2].text() == "done" for s in ("prune", "distill", "qat", "export", "verify"))
-    _next(page, qtbot, "Compare")
+    _next(page, "Compare")
 
     compare = page.step("Compare")
     variants = [compare.table.item(i, 0).text() for i in range(compare.table.rowCount())]
@@ -92,7 +77,7 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     assert len(compare.plot.figure.axes) == 2 and compare.plot.figure.axes[1].collections  # points drawn
     compare.choose("qat")
     assert page.state.chosen == "qat"
-    _next(page, qtbot, "Export")
+    _next(page, "Export")
 
     export = page.step("Export")
     export.dest.setText(str(tmp_path / "deploy"))
@@ -102,7 +87,7 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     export.export_button.click()
     assert (tmp_path / "deploy" / "qat.rknn").read_bytes() == (chain / "exports" / "qat.rknn").read_bytes()
     assert (tmp_path / "deploy" / "qat.rknn.json").is_file() and (tmp_path / "deploy" / "qat.onnx").is_file()
-    _next(page, qtbot, "Deploy")
+    _next(page, "Deploy")
 
     deploy = page.step("Deploy")
     assert not deploy.board.isEnabled() and deploy.here.isChecked()

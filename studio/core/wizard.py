@@ -17,14 +17,12 @@ import yaml
 from deploy.errors import UserError
 from deploy.runtime.metadata import sidecar_path
 from studio.core.compress.sweep_report import pareto
+from studio.core.demo import SHORT_BUDGET
 
 # name -> (what it is for, the stage sections of the recipe)
 PRESETS: dict[str, tuple[str, dict]] = {
-    "Quick look": ("Every stage with budgets of minutes: checks the chain on your model and data, not its accuracy.", {
-        "prune": {"target_flops": 0.7, "criterion": "taylor", "round_to": 16, "finetune_epochs": 1, "kd": "response"},
-        "distill": {"epochs": 2, "kd": "response,feature"},
-        "qat": {"epochs": 1, "bits": [8], "kd": "response,feature"},
-        "export": {"ptq": ["normal"], "calib_count": 32}}),
+    "Quick look": ("Every stage with budgets of minutes (those of `studio demo`): checks the chain on your model "
+                   "and data, not its accuracy.", SHORT_BUDGET),
     "Balanced": ("Half the compute, accuracy won back by distillation, QAT stepping 16 -> 8 bits with a teacher "
                  "tuned for the student (about an hour on a laptop CPU at 320 px).", {
         "prune": {"target_flops": 0.5, "criterion": "taylor", "round_to": 16},

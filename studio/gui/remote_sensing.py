@@ -67,10 +67,10 @@ class FlightRunner(LiveRunner):
 
 
 def halt(runner: LiveRunner | None) -> None:
-    """Stop a runner and wait for its thread; asks again while the session it makes on its thread may be new."""
-    while runner is not None and runner.isRunning():
+    """Stop a runner and wait for its thread to end."""
+    if runner is not None:
         runner.stop()
-        runner.wait(100)
+        runner.wait(15000)
 
 
 class RemoteSensingDemo(QWidget):

@@ -41,7 +41,7 @@ def shoot_wizard(app: QApplication, window, data: Path, out: Path, work: Path, w
         step = page.step("Run")
         step.folder.setText(str(work / "wizard"))
         step.start_button.click()
-        wait_for(lambda: step.bars["distill"][2].text() not in ("–", "running"), lambda: (
+        wait_for(lambda: step.bars["distill"][1].value() > 0, lambda: (
             shoot(), wait_for(lambda: page.state.report is not None, lambda: forward(compare), 900000)), 900000)
 
     def compare() -> None:

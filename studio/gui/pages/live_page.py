@@ -56,6 +56,7 @@ class LiveRunner(QThread):
         self._lock = threading.Lock()
         self._latest = None
         self._waiting = False  # a frame_ready the UI has not collected yet
+        self._stopping = threading.Event()  # stop() may come before the thread has made its session
 
     def open_session(self):
         """The session to run, made on the thread (a subclass may wrap its source)."""
@@ -68,6 +69,8 @@ class LiveRunner(QThread):
     def run(self) -> None:
         try:
             self.session = self.open_session()
+            if self._stopping.is_set():
+                return
             self.session.run(self._on_frame)
         except UserError as exc:
             self.failed.emit(str(exc))
@@ -99,6 +102,7 @@ class LiveRunner(QThread):
         return latest
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.session is not None:
             self.session.stop()
 

@@ -6,19 +6,17 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
-    QFormLayout,
     QLabel,
     QPushButton,
     QRadioButton,
     QSpinBox,
-    QVBoxLayout,
 )
 
 from deploy.errors import UserError
 from studio.core.demo import ASSETS
 from studio.core.wizard import export_command, export_variant, live_backend, q
 from studio.gui.common import PathField
-from studio.gui.wizard.step import Step
+from studio.gui.wizard.step import Step, form
 
 FLIGHT = ASSETS / "samples" / "flight.avi"
 
@@ -36,17 +34,9 @@ class ExportStep(Step):
         self.export_button.clicked.connect(self.export)
         self.written = QLabel()
         self.written.setWordWrap(True)
-        form = QFormLayout()
-        form.addRow("Chosen", self.what)
-        form.addRow("To", self.dest)
-        form.addRow("", self.export_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.intro("Copies the chosen variant out of the run: the model, the sidecar that says how "
-                                    "to run it (input size, layout, classes, output scales), the ONNX it was built "
-                                    "from and its verification report."))
-        layout.addLayout(form)
-        layout.addWidget(self.written)
-        layout.addStretch(1)
+        self.lay_out("Copies the chosen variant out of the run: the model, the sidecar that says how to run it "
+                     "(input size, layout, classes, output scales), the ONNX it was built from and its verification "
+                     "report.", form(("Chosen", self.what), ("To", self.dest), ("", self.export_button)), self.written)
 
     def enter(self) -> None:
         row = self.state.chosen_row()
@@ -100,18 +90,10 @@ class DeployStep(Step):
         self.workers.valueChanged.connect(lambda _: self.changed.emit())
         self.go_button = QPushButton("Open the live panel")
         self.go_button.clicked.connect(self.deploy)
-        form = QFormLayout()
-        form.addRow("", self.here)
-        form.addRow("", self.board)
-        form.addRow("Board", self.boards)
-        form.addRow("Source", self.source)
-        form.addRow("Workers", self.workers)
-        form.addRow("", self.go_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.intro("Watch the exported model work: here on this machine, or on a board over SSH "
-                                    "(one worker per NPU core on an RK3588)."))
-        layout.addLayout(form)
-        layout.addStretch(1)
+        self.lay_out("Watch the exported model work: here on this machine, or on a board over SSH (one worker per "
+                     "NPU core on an RK3588).", form(("", self.here), ("", self.board), ("Board", self.boards),
+                                                     ("Source", self.source), ("Workers", self.workers),
+                                                     ("", self.go_button)))
 
     def enter(self) -> None:
         from deploy.board.profiles import BoardStore

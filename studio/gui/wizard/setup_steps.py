@@ -8,7 +8,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -25,7 +24,7 @@ from studio.core.compress.criteria import CRITERIA
 from studio.core.demo import BUNDLED_STUDENT, BUNDLED_TEACHER
 from studio.core.wizard import KD_TERMS, PRESETS, compress_command, q, recipe_text
 from studio.gui.common import PathField
-from studio.gui.wizard.step import Step
+from studio.gui.wizard.step import Step, form
 
 
 def _spin(low: int, high: int, value: int, step: int = 1, special: str = "") -> QSpinBox:
@@ -51,16 +50,9 @@ class ModelStep(Step):
             field.edit.textChanged.connect(self._update)
         self.about = QLabel()
         self.about.setWordWrap(True)
-        form = QFormLayout()
-        form.addRow("Model", self.model)
-        form.addRow("Teacher", self.teacher)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.intro("Start from a trained float detector. The teacher, a bigger model trained on "
-                                    "the same classes, guides pruning's fine-tuning and distillation. A .pt file "
-                                    "is code: open only checkpoints you trust."))
-        layout.addLayout(form)
-        layout.addWidget(self.about)
-        layout.addStretch(1)
+        self.lay_out("Start from a trained float detector. The teacher, a bigger model trained on the same classes, "
+                     "guides pruning's fine-tuning and distillation. A .pt file is code: open only checkpoints you "
+                     "trust.", form(("Model", self.model), ("Teacher", self.teacher)), self.about)
         self._update()
 
     def _update(self) -> None:
@@ -112,15 +104,8 @@ class DataStep(Step):
         row.addWidget(self.generate_button)
         row.addStretch(1)
         row.addWidget(self.import_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.intro("The data to fine-tune, distil, calibrate and score on: its train split "
-                                    "trains and calibrates, its val split decides which variant wins."))
-        form = QFormLayout()
-        form.addRow("data.yaml", self.data)
-        layout.addLayout(form)
-        layout.addLayout(row)
-        layout.addWidget(self.splits)
-        layout.addStretch(1)
+        self.lay_out("The data to fine-tune, distil, calibrate and score on: its train split trains and calibrates, "
+                     "its val split decides which variant wins.", form(("data.yaml", self.data)), row, self.splits)
         self._update()
 
     def _update(self) -> None:
@@ -182,10 +167,8 @@ class RecipeStep(Step):
         self.criterion = QComboBox()
         self.criterion.addItems(list(CRITERIA))
         self.finetune = _spin(0, 100, 1)
-        form = QFormLayout(self.prune)
-        form.addRow("Keep this share of GFLOPs", self.flops)
-        form.addRow("Criterion", self.criterion)
-        form.addRow("Fine-tune epochs", self.finetune)
+        self.prune.setLayout(form(("Keep this share of GFLOPs", self.flops), ("Criterion", self.criterion),
+                                  ("Fine-tune epochs", self.finetune)))
         self.distill = QGroupBox("Distill from the teacher")
         self.distill.setCheckable(True)
         self.distill_epochs = _spin(1, 300, 10)
@@ -193,9 +176,7 @@ class RecipeStep(Step):
         terms = QHBoxLayout()
         for box in self.terms.values():
             terms.addWidget(box)
-        form = QFormLayout(self.distill)
-        form.addRow("Epochs", self.distill_epochs)
-        form.addRow("Terms", terms)
+        self.distill.setLayout(form(("Epochs", self.distill_epochs), ("Terms", terms)))
         self.quant = QComboBox()
         self.quant.addItems(["QAT (trained int8)", "PTQ only (calibrated)"])
         self.qat_epochs = _spin(1, 100, 3)
@@ -207,23 +188,17 @@ class RecipeStep(Step):
         for box in self.algorithms.values():
             algorithms.addWidget(box)
         quant_box = QGroupBox("Quantize to int8")
-        form = QFormLayout(quant_box)
-        form.addRow("Method", self.quant)
-        form.addRow("QAT epochs", self.qat_epochs)
-        form.addRow("Bit-width steps", self.bits)
-        form.addRow("", self.tune_teacher)
-        form.addRow("Also PTQ with", algorithms)
+        quant_box.setLayout(form(("Method", self.quant), ("QAT epochs", self.qat_epochs),
+                                 ("Bit-width steps", self.bits), ("", self.tune_teacher),
+                                 ("Also PTQ with", algorithms)))
         self.imgsz = _spin(64, 1280, 320, 32)
         self.val_images = _spin(0, 100000, 0, 50, "all")
         self.calib = _spin(1, 5000, 100, 10)
         self.platform = QComboBox()
         self.platform.addItems(list(PLATFORMS))
         general = QGroupBox("Everywhere")
-        form = QFormLayout(general)
-        form.addRow("Image size", self.imgsz)
-        form.addRow("Val images scored", self.val_images)
-        form.addRow("Calibration images", self.calib)
-        form.addRow("Board platform", self.platform)
+        general.setLayout(form(("Image size", self.imgsz), ("Val images scored", self.val_images),
+                               ("Calibration images", self.calib), ("Board platform", self.platform)))
         self.yaml = QPlainTextEdit()
         self.yaml.setReadOnly(True)
         grid = QGridLayout()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QFormLayout, QLabel, QLayout, QVBoxLayout, QWidget
 
 from studio.core.wizard import WizardState
 
@@ -31,3 +31,19 @@ class Step(QWidget):
         label.setWordWrap(True)
         label.setStyleSheet("font-size: 13px; margin-bottom: 6px")
         return label
+
+    def lay_out(self, intro: str, *parts) -> None:
+        """The usual step: what it is for, then its layouts and widgets top to bottom, then space."""
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro(intro))
+        for part in parts:
+            (layout.addLayout if isinstance(part, QLayout) else layout.addWidget)(part)
+        layout.addStretch(1)
+
+
+def form(*rows) -> QFormLayout:
+    """A form of (label, widget or layout) rows."""
+    layout = QFormLayout()
+    for label, field in rows:
+        layout.addRow(label, field)
+    return layout
