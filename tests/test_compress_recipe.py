@@ -38,6 +38,7 @@ def _recipe(tmp_path: Path, tiny_pair, **changes) -> Path:
     ({"qat": {"bits": [16]}}, "ending at 8"),
     ({"qat": {"epochs": 2.5}}, "epochs 2.5 must be a whole number"),
     ({"qat": {"tune_teacher": "yes"}}, "must be true or false"),
+    ({"distill": {"w_relation": "high"}}, "w_relation 'high' must be a number"),
 ])
 def test_bad_recipes_get_one_line_naming_the_file(cli, tiny_pair, tmp_path, changes, message):
     path = _recipe(tmp_path, tiny_pair, **changes)
@@ -56,6 +57,20 @@ def test_a_section_without_options_runs_with_defaults_and_bits_may_be_text(tiny_
     recipe = load_recipe(path)
     assert recipe.distill == {} and recipe.qat == {"bits": [16, 8]} and recipe.prune is None
     assert recipe.stages() == ["distill", "qat", "export", "verify"]
+
+
+def test_distillation_weights_in_a_recipe_reach_the_stage(tiny_pair, tmp_path):
+    from studio.core.compress.chain import _kd
+    from studio.core.compress.recipe import load_recipe
+
+    path = _recipe(tmp_path, tiny_pair, distill={"epochs": 1, "kd": "response,relation", "w_relation": 0.5},
+                   qat={"epochs": 1, "w_box": 1})
+    recipe = load_recipe(path)
+    distill_options, qat_options = dict(recipe.distill), dict(recipe.qat)
+    kd = _kd(distill_options, "response")
+    assert kd.terms == ("response", "relation") and kd.relation == 0.5 and kd.cls == 1.0
+    assert distill_options == {"epochs": 1}  # the weights are taken out, the rest goes to the stage as options
+    assert _kd(qat_options, "response,feature").box == 1.0 and qat_options == {"epochs": 1}
 
 
 def test_recipe_that_is_not_yaml(cli, tmp_path):

@@ -19,16 +19,18 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.metadata import write_json_atomic
 from studio.core.compress.kd_config import KdConfig, parse_terms
-from studio.core.compress.recipe import Recipe
+from studio.core.compress.recipe import KD_WEIGHTS, Recipe
 from studio.core.jobs import Job
 
 REPORT_IMAGES = 8  # images the exporter compares ONNX Runtime and the simulator on
 
 
 def _kd(options: dict, default_terms: str) -> KdConfig:
+    """The distillation settings of a distill or qat section (taken out of `options`)."""
     kd = options.pop("kd", default_terms)
     terms = parse_terms(kd) if isinstance(kd, str) else tuple(kd)
-    return KdConfig(terms=terms, temperature=options.pop("temperature", KdConfig.temperature))
+    weights = {field: options.pop(key) for key, field in KD_WEIGHTS.items() if key in options}
+    return KdConfig(terms=terms, temperature=options.pop("temperature", KdConfig.temperature), **weights)
 
 
 def _written() -> None:

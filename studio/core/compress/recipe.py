@@ -5,7 +5,7 @@
     data: out/demo/data/data.yaml
     imgsz: 320
     prune:   {target_flops: 0.5, criterion: taylor, round_to: 0}    # any `studio prune` option
-    distill: {epochs: 10, kd: response,feature,relation}           # any `studio distill` option
+    distill: {epochs: 10, kd: response,feature,relation, w_relation: 0.5}   # any `studio distill` option
     qat:     {epochs: 3, bits: [16, 8], tune_teacher: false}       # any `studio qat` option; its teacher
                                                                     # is the float model itself unless qat.teacher
     export:  {platform: rk3588, ptq: [normal, kl_divergence], calib_count: 100}
@@ -28,8 +28,9 @@ from deploy.errors import UserError
 _TOP = ("model", "teacher", "data", "imgsz", "prune", "distill", "qat", "export", "verify")
 _PRUNE = ("target_flops", "target_params", "criterion", "scope", "protect", "steps", "schedule_k", "finetune_epochs",
           "sparsity_epochs", "bn_l1", "kd", "batch", "round_to", "val_limit")
-_DISTILL = ("epochs", "kd", "temperature", "batch", "lr", "val_limit")
-_QAT = ("epochs", "bits", "kd", "teacher", "temperature", "learn_scales", "tune_teacher", "tune_every",
+KD_WEIGHTS = {"w_cls": "cls", "w_box": "box", "w_fg": "foreground", "w_bg": "background", "w_relation": "relation"}
+_DISTILL = ("epochs", "kd", "temperature", *KD_WEIGHTS, "batch", "lr", "val_limit")
+_QAT = ("epochs", "bits", "kd", "teacher", "temperature", *KD_WEIGHTS, "learn_scales", "tune_teacher", "tune_every",
         "calib_batches", "batch", "lr", "val_limit")
 _EXPORT = ("platform", "ptq", "calib_count")
 _VERIFY = ("limit",)
@@ -55,7 +56,7 @@ class Recipe:
 
 _INTS = {"epochs", "steps", "finetune_epochs", "sparsity_epochs", "batch", "round_to", "val_limit", "calib_batches",
          "tune_every", "calib_count", "limit", "imgsz"}
-_FLOATS = {"target_flops", "target_params", "schedule_k", "bn_l1", "temperature", "lr"}
+_FLOATS = {"target_flops", "target_params", "schedule_k", "bn_l1", "temperature", "lr", *KD_WEIGHTS}
 _BOOLS = {"learn_scales", "tune_teacher"}
 
 
