@@ -1,7 +1,10 @@
 """The remote-sensing demo window: the tiled scene in scene pixels, pan and zoom, a paced flight, clean stops."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -160,3 +163,11 @@ def test_the_command_runs_qt_until_the_window_closes(qtbot, tmp_path):
 
     QTimer.singleShot(300, close_it)
     open_remote_sensing_demo(tmp_path)  # returns only once close_it closed the window
+
+
+@pytest.mark.parametrize("command", [["demo", "--remote-sensing"], ["gui"]])
+def test_windows_without_a_display_are_one_line(command):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "studio.cli", *command], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "no display" in done.stderr and "Traceback" not in done.stderr

@@ -8,14 +8,12 @@ board runtime does. Standalone (`studio demo --remote-sensing`) or opened from t
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QTimer, Signal
 from PySide6.QtWidgets import (
-    QApplication,
     QCheckBox,
     QGroupBox,
     QHBoxLayout,
@@ -287,9 +285,9 @@ class RemoteSensingDemo(QWidget):
 
 def open_remote_sensing_demo(out: Path) -> None:
     """`studio demo --remote-sensing`: show the demo on out's model and run Qt until its window closes."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("Edge Deploy Studio")
-    app.setStyle("Fusion")
+    from studio.gui.app import application
+
+    application()
     demo = RemoteSensingDemo(out)
     loop = QEventLoop()
     demo.closed.connect(loop.quit)
