@@ -1,7 +1,6 @@
 """`studio compress --recipe`: checked recipes, and the whole chain on tiny models, interrupted and resumed."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -80,42 +79,10 @@ def test_recipe_that_is_not_yaml(cli, tmp_path):
     assert result.exit_code == 2 and "not valid YAML" in result.stderr
 
 
-@pytest.mark.slow
-def test_whole_chain_runs_resumes_and_reports(cli, tiny_pair, tmp_path):
-    from studio.core.compress.chain import run_recipe
-    from studio.core.compress.recipe import load_recipe
-    from studio.core.jobs import Cancelled, Job
-
-    recipe = _recipe(tmp_path, tiny_pair)
+def test_an_existing_run_is_continued_only_with_resume(cli, tiny_pair, tmp_path):
+    """(The chain itself runs, is interrupted and resumes in test_wizard.py and test_demo.py.)"""
     out = tmp_path / "run"
-    job = Job()
-    job.progress = lambda event: job.cancel.cancel() if event.stage.startswith("export ptq") else None
-    with pytest.raises(Cancelled):  # interrupted once training is done, as the exports begin
-        run_recipe(load_recipe(recipe), out, job=job)
-    trained = {p: p.stat().st_mtime for p in (out / "distill" / "best.pt", out / "qat" / "qat.pt")}
-
-    refused = cli("compress", "--recipe", recipe, "--out", out)
-    assert refused.exit_code == 2 and "--resume" in refused.stderr
-    result = cli("compress", "--recipe", recipe, "--out", out, "--resume", "--json")
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert all(p.stat().st_mtime == t for p, t in trained.items())  # nothing trained twice
-    assert report["stages"] == ["prune", "distill", "qat", "export", "verify"]
-    assert [r["variant"] for r in report["rows"]] == ["float", "ptq-normal", "qat"]
-    float_row, ptq, qat = report["rows"]
-    assert float_row["host_ort_ms"] > 0 and float_row["npu_build"] is None
-    assert 0 < float_row["images"] == ptq["images"] == qat["images"] <= 4  # verify limit
-    for row in (ptq, qat):
-        assert Path(row["path"]).is_file() and row["bytes"] == Path(row["path"]).stat().st_size
-        assert 0.0 <= row["map50_95"] <= 1.0
-        assert row["npu_build"]["convs"] >= 40 and row["npu_build"]["mcycles"] > 0
-    assert ptq["quant"] == "int8" and ptq["algorithm"] == "normal" and qat["quant"] == "qdq"
-    assert qat["host_ort_ms"] > 0  # the QDQ ONNX runs on the host too
-    # pruned to multiples of 16 channels, the QAT model compiles to int8 throughout, as PTQ does (with odd
-    # widths the toolkit's concat+conv rewrite leaves float16 partial convs in a QDQ graph: docs/quantization.md)
-    assert ptq["npu_build"]["int8_convs"] == ptq["npu_build"]["convs"]
-    assert qat["npu_build"]["int8_convs"] == qat["npu_build"]["convs"]
-    assert json.loads((out / "compress_report.json").read_text()) == report
-    table = (out / "compress_report.md").read_text()
-    assert table.count("\n| ") == 4 and "simulator" in table and "Mcycles" in table
-    assert (out / "compress_report.png").stat().st_size > 5000
+    (out / "prune").mkdir(parents=True)
+    refused = cli("compress", "--recipe", _recipe(tmp_path, tiny_pair), "--out", out)
+    assert refused.exit_code == 2 and "--resume" in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["prune"]  # nothing written, nothing removed

@@ -28,6 +28,18 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tiny_pair, tmp_path, mo
     assert chain["stages"] == ["prune", "distill", "qat", "export", "verify"]
     assert [r["variant"] for r in chain["rows"]] == ["float", "ptq-normal", "qat"]
     assert chain["val_images"] == 4  # the val split of 20 images, all scored
+    float_row, ptq, qat = chain["rows"]
+    assert float_row["host_ort_ms"] > 0 and float_row["npu_build"] is None
+    for row in (ptq, qat):
+        assert Path(row["path"]).is_file() and row["bytes"] == Path(row["path"]).stat().st_size
+        assert 0.0 <= row["map50_95"] <= 1.0 and row["images"] == 4
+        # pruned to multiples of 16 channels, QAT compiles to int8 throughout as PTQ does (with odd widths the
+        # toolkit's concat+conv rewrite leaves float16 partial convs in a QDQ graph: docs/quantization.md)
+        assert row["npu_build"]["convs"] >= 40 and row["npu_build"]["int8_convs"] == row["npu_build"]["convs"]
+    assert ptq["quant"] == "int8" and ptq["algorithm"] == "normal" and qat["quant"] == "qdq"
+    assert qat["host_ort_ms"] > 0  # the QDQ ONNX runs on the host too
+    table = (out / "chain" / "compress_report.md").read_text()
+    assert table.count("\n| ") == 4 and (out / "chain" / "compress_report.png").stat().st_size > 5000
     runs = result["pipeline"]["runs"]
     assert [r["workers"] for r in runs] == [1, 2] and all(r["fps"] > 0 and r["in_order"] for r in runs)
     assert result["scene"]["frames"] == 1 and Path(result["scene"]["picture"]).is_file()

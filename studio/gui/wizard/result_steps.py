@@ -110,7 +110,9 @@ class RunStep(Step):
         from studio.core.compress.recipe import load_recipe
 
         if self._resumable() and not self._same_recipe():
-            self.window().show_error(f"{self.state.folder} holds a run of another recipe; choose another folder")
+            self.window().show_error(
+                f"{self.state.folder} holds a run of another recipe; choose another folder, or continue that run "
+                f"from a terminal: {compress_command(self.state.recipe_path, self.state.chain, resume=True)}")
             return
         try:
             path = write_recipe(self.state.full_recipe(), self.state.recipe_path)
