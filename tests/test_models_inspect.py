@@ -17,6 +17,16 @@ def test_inspect_architecture_yaml(cli):
     assert 2.0 < info["gflops"] < 2.5  # 8.7 GFLOPs at 640 scales to ~2.2 at 320
     assert info["inputs"] == {"images": [1, 3, 320, 320]}
     assert info["outputs"] == {"output0": [1, 84, 2100]}
+    assert "layers" not in info
+
+
+def test_inspect_lists_layers_with_the_indices_prune_protects(cli):
+    info = json.loads(cli("models", "inspect", "yolov8n.yaml", "--layers", "--json").stdout)
+    layers = info["layers"]
+    assert [r["index"] for r in layers] == list(range(23)) and layers[-1]["type"] == "Detect"
+    assert layers[-1]["from"] == [15, 18, 21] and sum(r["parameters"] for r in layers) == info["parameters"]
+    shown = cli("models", "inspect", "yolov8n.yaml", "--layers").stdout
+    assert "Detect" in shown and "[15, 18, 21]" in shown
 
 
 def test_inspect_checkpoint_and_its_onnx_agree(cli, detector_pt, tmp_path):

@@ -34,7 +34,8 @@ def prune_cmd(
     target_params: float | None = typer.Option(None, help="Share of the parameters to keep (instead of GFLOPs)."),
     criterion: str = typer.Option("l1", help="Channel ranking: l1 | l2 | bn | taylor | energy."),
     scope: str = typer.Option("global", help="global: rank channels across layers; layer: same ratio everywhere."),
-    protect: str = typer.Option("", help="Layer indices never pruned, e.g. 0,1 (see `studio models inspect`)."),
+    protect: str = typer.Option("", help="Layer indices never pruned, e.g. 0,1 "
+                                         "(see `studio models inspect --layers`)."),
     steps: int = typer.Option(1, help="Progressive pruning: prune in N steps, fine-tuning after each."),
     schedule_k: float = typer.Option(3.0, "--schedule-k", help="Schedule exponent k of p_i = p_f(1-(1-i/n)^k)."),
     finetune_epochs: int = typer.Option(0, help="Fine-tuning epochs after each step (needs --data)."),

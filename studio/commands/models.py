@@ -11,14 +11,17 @@ from studio.cli_support import handles_errors, print_json, stdout
 def models_inspect(
     model: str = typer.Argument(..., help="A .pt checkpoint, a .yaml architecture (yolov8n.yaml) or a .onnx file."),
     imgsz: int = typer.Option(512, help="Input size for GFLOPs and output shapes."),
+    layers: bool = typer.Option(False, "--layers", help="Also list the layers with their indices (what "
+                                                         "`studio prune --protect` takes); .pt and .yaml only."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Task, class names, parameters, GFLOPs and tensor shapes of a detector."""
-    from studio.core.models import inspect_model
+    from studio.core.models import inspect_model, layer_table, load_detector
 
     info = inspect_model(model, imgsz)
+    rows = layer_table(load_detector(model)[0]) if layers and info.kind != "onnx" else []
     if json_out:
-        print_json(info.to_dict())
+        print_json({**info.to_dict(), **({"layers": rows} if layers else {})})
         return
     table = Table(show_header=False, box=None)
     for key, value in info.to_dict().items():
@@ -26,3 +29,8 @@ def models_inspect(
             value = f"{len(value)}: {', '.join(value[:12])}{' ...' if len(value) > 12 else ''}"
         table.add_row(f"[bold]{key}[/]", str(value))
     stdout.print(table)
+    if rows:
+        listing = Table("#", "from", "module", "parameters", box=None)
+        for row in rows:
+            listing.add_row(str(row["index"]), str(row["from"]), row["type"], f"{row['parameters']:,}")
+        stdout.print(listing)
