@@ -38,6 +38,8 @@ def _recipe(tmp_path: Path, tiny_pair, **changes) -> Path:
     ({"qat": {"epochs": 2.5}}, "epochs 2.5 must be a whole number"),
     ({"qat": {"tune_teacher": "yes"}}, "must be true or false"),
     ({"distill": {"w_relation": "high"}}, "w_relation 'high' must be a number"),
+    ({"distill": {"epochs": None}}, "epochs has no value"),
+    ({"qat": {"w_relation": -1}}, "w_relation -1 must not be negative"),
 ])
 def test_bad_recipes_get_one_line_naming_the_file(cli, tiny_pair, tmp_path, changes, message):
     path = _recipe(tmp_path, tiny_pair, **changes)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -54,14 +55,21 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tiny_pair, tmp_path, mo
     page = Path(result["html"]).read_text()
     assert page.count("<table>") == 3 and "<strong>Short-budget run.</strong>" in page
 
-    prune_done = (out / "chain" / "prune" / "prune_report.json").stat().st_mtime
+    trained = [out / "chain" / p for p in ("prune/prune_report.json", "distill/best.pt", "qat/qat.pt")]
+    mtimes = [p.stat().st_mtime for p in trained]
+    shutil.rmtree(out / "chain" / "verify")  # as if interrupted after training and export
+    (out / "chain" / "compress_report.json").unlink()
     again = cli(*args)
     assert again.exit_code == 0, again.stderr
     assert "short-budget run" in again.stdout and "frames/s" in again.stdout
-    assert (out / "chain" / "prune" / "prune_report.json").stat().st_mtime == prune_done  # resumed, not redone
+    assert [p.stat().st_mtime for p in trained] == mtimes  # resumed: nothing trained twice
+    resumed = json.loads((out / "chain" / "compress_report.json").read_text())
+    assert [r["map50_95"] for r in resumed["rows"]] == [r["map50_95"] for r in chain["rows"]]
 
+    data = sorted(str(p.relative_to(out)) for p in (out / "data").rglob("*"))
     other = cli(*args[:-4], "--images", 24, "--imgsz", 64)
     assert other.exit_code == 2 and "--fresh" in other.stderr and "Traceback" not in other.stderr
+    assert sorted(str(p.relative_to(out)) for p in (out / "data").rglob("*")) == data  # refused before writing
 
 
 def test_demo_without_models_says_how_to_get_them(cli, tmp_path):

@@ -59,6 +59,8 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     run.start_button.click()
     qtbot.waitUntil(lambda: run.bars["distill"][2].text() != "–" and run.bars["prune"][2].text() == "done",
                     timeout=120000)
+    page.go(2)  # the recipe cannot change under a running chain
+    assert page.current == 3 and "cancel it" in window.last_error.text()
     pruned_at = (chain / "prune" / "prune_report.json").stat().st_mtime
     run.cancel_button.click()
     qtbot.waitUntil(lambda: run.start_button.text() == "Resume", timeout=120000)
@@ -67,6 +69,14 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     qtbot.waitUntil(lambda: window.page("Compress").state.report is not None, timeout=400000)
     assert (chain / "prune" / "prune_report.json").stat().st_mtime == pruned_at  # resumed, not redone
     assert all(run.bars[s][2].text() == "done" for s in ("prune", "distill", "qat", "export", "verify"))
+    page.go(2)  # back to the recipe, changed: the finished run no longer stands for it
+    recipe.val_images.setValue(3)
+    page.go(3)
+    assert page.state.report is None and run.start_button.text() == "Resume" and not page.next.isEnabled()
+    page.go(2)
+    recipe.val_images.setValue(4)
+    page.go(3)
+    assert page.state.report is not None and run.start_button.text() == "Done"  # read back from the folder
     _next(page, "Compare")
 
     compare = page.step("Compare")
@@ -84,6 +94,12 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     assert page.command.text().startswith(f"studio export {report['qat_model']} --format rknn --platform rk3588 "
                                           "--quant qdq --imgsz 64")
     assert not page.next.isEnabled()
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "qat.rknn.json").write_text("{}")  # someone else's file: never replaced
+    export.export_button.click()
+    assert "exists with other contents" in window.last_error.text() and not page.next.isEnabled()
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["qat.rknn.json"]
+    (tmp_path / "deploy" / "qat.rknn.json").unlink()
     export.export_button.click()
     assert (tmp_path / "deploy" / "qat.rknn").read_bytes() == (chain / "exports" / "qat.rknn").read_bytes()
     assert (tmp_path / "deploy" / "qat.rknn.json").is_file() and (tmp_path / "deploy" / "qat.onnx").is_file()

@@ -19,7 +19,9 @@ def demo(
     fresh: bool = typer.Option(False, "--fresh", help="Start the chain again instead of resuming it."),
     remote_sensing: bool = typer.Option(False, "--remote-sensing",
                                         help="Open the live remote-sensing demo instead: a large scene tiled "
-                                             "over several workers, with pan and zoom, and a simulated flight."),
+                                             "over several workers, with pan and zoom, and a simulated flight. "
+                                             "It runs the float model a `studio demo` left in --out; the other "
+                                             "options do not apply (choose another model in its window)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """The main job on bundled defaults: prune -> distill -> QAT -> export -> verify -> pipeline, one report.

@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from deploy.errors import UserError
 from studio.cli_support import handles_errors, print_json, stdout
 
 
@@ -19,7 +20,9 @@ def models_inspect(
     from studio.core.models import inspect_model, layer_table, load_detector
 
     info = inspect_model(model, imgsz)
-    rows = layer_table(load_detector(model)[0]) if layers and info.kind != "onnx" else []
+    if layers and info.kind not in ("checkpoint", "architecture"):
+        raise UserError(f"{model}: --layers lists the layers of a .pt or .yaml model, not of a {info.kind} file")
+    rows = layer_table(load_detector(model)[0]) if layers else []
     if json_out:
         print_json({**info.to_dict(), **({"layers": rows} if layers else {})})
         return

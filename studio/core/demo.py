@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from deploy.errors import UserError
+from studio.core.compress.recipe import RECIPE_HEADER, refuse_other_run, write_run_recipe
 from studio.core.jobs import Job
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -80,38 +81,46 @@ def demo_recipe(req: DemoRequest, data_yaml: Path) -> dict:
     return recipe
 
 
-def _recipe_file(req: DemoRequest, recipe: dict, chain: Path) -> Path:
-    """Write recipe.yaml; a chain started with other settings is resumed only with the same ones."""
-    path = req.out / "recipe.yaml"
-    text = "# written by `studio demo`: the whole chain with short budgets\n" + yaml.safe_dump(recipe, sort_keys=False)
-    if req.fresh and chain.exists():
-        shutil.rmtree(chain)
-    if chain.exists() and any(chain.iterdir()) and path.is_file() and path.read_text() != text:
-        raise UserError(f"{chain} holds a chain run with other settings; add --fresh to start it again")
-    path.write_text(text)
-    return path
+def _recipe_text(recipe: dict) -> str:
+    header = f"{RECIPE_HEADER}`studio demo`: the whole chain with short budgets\n"
+    return header + yaml.safe_dump(recipe, sort_keys=False)
+
+
+def _claim(req: DemoRequest, text: str, chain: Path) -> None:
+    """Before anything is written: --fresh clears the demo's own data and run; otherwise a run made
+    with other settings (or not by the demo) stops the demo here, its data untouched."""
+    if req.fresh:
+        for folder in (chain, req.out / "data"):
+            if folder.exists():
+                shutil.rmtree(folder)
+        return
+    refuse_other_run(text, req.out / "recipe.yaml", chain, "add --fresh to start the demo again, or choose "
+                                                             "another --out")
 
 
 def run_demo(req: DemoRequest, job: Job | None = None) -> DemoResult:
     """Run everything; every artifact lands under req.out."""
     from studio.core.bench import bench_pipeline
     from studio.core.compress.chain import run_recipe
-    from studio.core.compress.recipe import load_recipe
     from studio.core.data.synth import SynthConfig, generate
     from studio.core.demo_report import write_demo_report
 
     job = job or Job()
-    req.out.mkdir(parents=True, exist_ok=True)
+    if req.out.exists() and not req.out.is_dir():
+        raise UserError(f"--out {req.out} is a file; give a folder")
+    chain_dir, data_yaml = req.out / "chain", req.out / "data" / "data.yaml"
+    text = _recipe_text(demo_recipe(req, data_yaml))
+    _claim(req, text, chain_dir)
     seconds: dict[str, float] = {}
     started = time.monotonic()
     job.stage("synthetic data", req.images)
-    data_yaml = generate(SynthConfig(req.out / "data", images=req.images, size=req.imgsz, seed=req.seed),
-                         job.stepper("synthetic data"))
+    generate(SynthConfig(req.out / "data", images=req.images, size=req.imgsz, seed=req.seed),
+             job.stepper("synthetic data"))
     seconds["data"] = time.monotonic() - started
-    chain_dir = req.out / "chain"
-    recipe_path = _recipe_file(req, demo_recipe(req, data_yaml), chain_dir)
+    recipe_path = req.out / "recipe.yaml"
+    recipe = write_run_recipe(text, recipe_path, chain_dir, "add --fresh to start the demo again")
     mark = time.monotonic()
-    chain = run_recipe(load_recipe(recipe_path), chain_dir, resume=True, job=job)
+    chain = run_recipe(recipe, chain_dir, resume=True, job=job)
     seconds["chain"] = time.monotonic() - mark
     float_onnx = next(Path(r["path"]) for r in chain["rows"] if r["variant"] == "float")
     job.stage("pipeline", None, f"{req.pipeline_frames} frames with {PIPELINE_WORKERS} workers")

@@ -70,7 +70,7 @@ def _blocks(out: Path, chain: dict, pipeline: dict, scene: dict | None, seconds:
         ("h1", "Edge Deploy Studio demo: prune → distill → QAT → export → verify → pipeline"),
         ("p", LABEL),
         ("p", f"Data: {chain['val_images']} val images of the synthetic remote-sensing set at {chain['imgsz']} px. "
-              f"Wall time: {seconds['total'] / 60:.1f} min in all (training {stages}). "
+              f"Wall time of this invocation: {seconds['total'] / 60:.1f} min (training, when it ran: {stages}). "
               f"RKNN rows are scored in rknn-toolkit2's simulator for {chain['platform']}; Mcycles is the "
               f"toolkit's static estimate for one NPU core, not a board measurement."),
         ("h2", "This run (short budget)"), ("table", *_variant_table(chain)),
@@ -92,10 +92,13 @@ def _blocks(out: Path, chain: dict, pipeline: dict, scene: dict | None, seconds:
                    ("p", f"`studio compress --recipe {bundled['recipe']}` run to completion ({bundled['imgsz']} px, "
                          f"{bundled['val_images']} val images, the same simulator): what the int8 step reaches "
                          f"with its full budget."),
-                   ("table", *_variant_table(bundled)), ("img", "full-budget.png", "the full-budget run")]
+                   ("table", *_variant_table(bundled))]
+        if (out / "full-budget.png").is_file():
+            blocks.append(("img", "full-budget.png", "the full-budget run"))
     blocks += [("h2", "Reproduce"),
-               ("p", f"`studio compress --recipe {recipe} --out {out / 'chain'}` reruns the chain (add `--resume` to "
-                     f"continue one); `studio demo --fresh` starts the whole demo again.")]
+               ("p", f"`studio compress --recipe {recipe} --out {out / 'chain'} --resume` continues an interrupted "
+                     f"chain (on a finished one it reruns nothing and rewrites the report); `studio demo --fresh` "
+                     f"starts the whole demo again.")]
     return blocks
 
 
@@ -149,7 +152,8 @@ def write_demo_report(out: Path, chain: dict, pipeline: dict, scene: dict | None
     """report.md and report.html in `out` (with pipeline.png, and the bundled run's plot copied beside them)."""
     bundled = json.loads(bundled_json.read_text()) if bundled_json.is_file() else None
     if bundled and bundled_json.with_suffix(".png").is_file():
-        shutil.copyfile(bundled_json.with_suffix(".png"), out / "full-budget.png")
+        shutil.copyfile(bundled_json.with_suffix(".png"), out / "full-budget.png.tmp")
+        os.replace(out / "full-budget.png.tmp", out / "full-budget.png")
     _pipeline_plot(pipeline, out / "pipeline.png")
     blocks = _blocks(out, chain, pipeline, scene, seconds, recipe, bundled)
     md, page = out / "report.md", out / "report.html"

@@ -16,6 +16,7 @@ import yaml
 
 from deploy.errors import UserError
 from deploy.runtime.metadata import sidecar_path
+from studio.core.compress.recipe import RECIPE_HEADER
 from studio.core.compress.sweep_report import pareto
 from studio.core.demo import SHORT_BUDGET
 
@@ -35,7 +36,6 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "PTQ only": ("No training at all: post-training int8 with every calibration algorithm, side by side.", {
         "export": {"ptq": ["normal", "kl_divergence", "mmse"], "calib_count": 100}}),
 }
-KD_TERMS = ("response", "feature", "relation")
 
 
 @dataclass
@@ -63,6 +63,10 @@ class WizardState:
         paths = {"model": self.model, "teacher": self.teacher, "data": self.data}
         return {**{k: str(v) for k, v in paths.items() if v}, **self.recipe}
 
+    def set_report(self, report: dict | None) -> None:
+        """A new (or no) run: what was picked and exported from the previous one no longer holds."""
+        self.report, self.chosen, self.exported = report, None, None
+
     def chosen_row(self) -> dict | None:
         rows = self.report["rows"] if self.report else []
         return next((r for r in rows if r["variant"] == self.chosen), None)
@@ -74,19 +78,7 @@ def q(path) -> str:
 
 
 def recipe_text(recipe: dict) -> str:
-    return "# written by the studio's compress wizard\n" + yaml.safe_dump(recipe, sort_keys=False)
-
-
-def write_recipe(recipe: dict, path: Path) -> Path:
-    """Write the recipe and read it back through load_recipe, so a bad choice fails here, in one line."""
-    from studio.core.compress.recipe import load_recipe
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(recipe_text(recipe))
-    os.replace(tmp, path)
-    load_recipe(path)
-    return path
+    return f"{RECIPE_HEADER}the studio's compress wizard\n" + yaml.safe_dump(recipe, sort_keys=False)
 
 
 def compress_command(recipe_path: Path, chain: Path, resume: bool) -> str:
@@ -117,16 +109,34 @@ def variant_files(row: dict) -> list[Path]:
 
 
 def export_variant(row: dict, dest: Path) -> Path:
-    """Copy the chosen variant's files into `dest` (each through a temp file), returning the model's new path."""
+    """Copy the chosen variant's files into `dest`, returning the model's new path.
+
+    A file of another content already there is never replaced (choose another folder); all
+    files are copied to temporary names first and renamed at the end, the model last, so a
+    failed export leaves no model beside a sidecar that does not match it.
+    """
     files = variant_files(row)
     if not files or files[0] != Path(row["path"]):
         raise UserError(f"{row['path']}: the {row['variant']} model is gone; run the chain again (it resumes)")
     dest.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        tmp = dest / (f.name + ".part")
-        shutil.copyfile(f, tmp)
-        os.replace(tmp, dest / f.name)
+    clashes = [dest / f.name for f in files if (dest / f.name).exists() and not _same_bytes(f, dest / f.name)]
+    if clashes:
+        raise UserError(f"{clashes[0]} exists with other contents; choose another folder (nothing was written)")
+    parts = []
+    try:
+        for f in files:
+            parts.append((dest / (f.name + ".part"), dest / f.name))
+            shutil.copyfile(f, parts[-1][0])
+        for part, final in reversed(parts):  # the model is first in `files`: renamed last
+            os.replace(part, final)
+    finally:
+        for part, _ in parts:
+            part.unlink(missing_ok=True)
     return dest / files[0].name
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def export_command(row: dict, report: dict, dest: Path, calib_count: int) -> str:
@@ -148,3 +158,8 @@ def export_command(row: dict, report: dict, dest: Path, calib_count: int) -> str
 def live_backend(model: Path) -> str:
     """How this machine runs a model: ONNX Runtime for .onnx, rknn-toolkit2's simulator for .rknn."""
     return "rknn-sim" if Path(model).suffix == ".rknn" else "ort"
+
+
+def board_backend(model: Path) -> str:
+    """How a board runs a model: its NPU (rknn-toolkit-lite2) for .rknn, ONNX Runtime on its CPU for .onnx."""
+    return "rknnlite" if Path(model).suffix == ".rknn" else "ort"

@@ -101,8 +101,10 @@ class JobsDock(QDockWidget):
         self.timer.start(500)
 
     def start(self, title: str, work: Callable[[Job], object], on_success: Callable[[object], None] | None = None,
-              on_failure: Callable[[str], None] | None = None) -> JobThread:
-        """Run work(job) on a worker thread; callbacks run on the UI thread."""
+              on_failure: Callable[[str], None] | None = None,
+              on_progress: Callable[[ProgressEvent], None] | None = None,
+              on_cancel: Callable[[], None] | None = None) -> JobThread:
+        """Run work(job) on a worker thread; callbacks run on the UI thread (connected before it starts)."""
         thread = JobThread(title, work, self)
         row = JobRow(thread)
         self.empty.hide()
@@ -125,6 +127,10 @@ class JobsDock(QDockWidget):
             thread.succeeded.connect(on_success)
         if on_failure:
             thread.failed.connect(on_failure)
+        if on_progress:
+            thread.progress.connect(on_progress)
+        if on_cancel:
+            thread.cancelled.connect(on_cancel)
         thread.start()
         return thread
 

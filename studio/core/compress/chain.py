@@ -23,6 +23,7 @@ from studio.core.compress.recipe import KD_WEIGHTS, Recipe
 from studio.core.jobs import Job
 
 REPORT_IMAGES = 8  # images the exporter compares ONNX Runtime and the simulator on
+CHAIN = "chain"  # the progress stage name that announces each stage of the chain
 
 
 def _kd(options: dict, default_terms: str) -> KdConfig:
@@ -184,8 +185,8 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
         out.mkdir(parents=True, exist_ok=True)
     plan = recipe.stages()
 
-    def begin(stage: str) -> None:  # "chain" events say which stage runs; the wizard shows one bar per stage
-        job.step("chain", plan.index(stage), len(plan), stage)
+    def begin(stage: str) -> None:  # "chain <stage>" announces each stage; the wizard shows one bar per stage
+        job.stage(f"{CHAIN} {stage}", None, f"({plan.index(stage) + 1} of {len(plan)})")
 
     model, seconds = recipe.model, {}
     if recipe.prune is not None:
@@ -212,6 +213,6 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
               if qat_report else None,
               "training_seconds": seconds, "seconds_this_run": round(time.monotonic() - started, 1)}
     write_int8_report(report, out)
-    job.step("chain", len(plan), len(plan), "done")
+    job.stage(f"{CHAIN} done")
     return report
 

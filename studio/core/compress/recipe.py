@@ -5,7 +5,7 @@
     data: out/demo/data/data.yaml
     imgsz: 320
     prune:   {target_flops: 0.5, criterion: taylor, round_to: 0}    # any `studio prune` option
-    distill: {epochs: 10, kd: response,feature,relation, w_relation: 0.5}   # any `studio distill` option
+    distill: {epochs: 10, kd: "response,feature,relation", w_relation: 0.5}   # any `studio distill` option
     qat:     {epochs: 3, bits: [16, 8], tune_teacher: false}       # any `studio qat` option; its teacher
                                                                     # is the float model itself unless qat.teacher
     export:  {platform: rk3588, ptq: [normal, kl_divergence], calib_count: 100}
@@ -58,10 +58,16 @@ _INTS = {"epochs", "steps", "finetune_epochs", "sparsity_epochs", "batch", "roun
          "tune_every", "calib_count", "limit", "imgsz"}
 _FLOATS = {"target_flops", "target_params", "schedule_k", "bn_l1", "temperature", "lr", *KD_WEIGHTS}
 _BOOLS = {"learn_scales", "tune_teacher"}
+_MAY_BE_EMPTY = {"val_limit", "limit", "teacher", "target_flops", "target_params", "protect"}  # None: the default
+RECIPE_HEADER = "# written by "  # the first line of every recipe the studio writes (demo, wizard)
 
 
 def _typed(key: str, value, where: str):
     """A recipe value as its option's type, or a UserError naming it."""
+    if value is None and key not in _MAY_BE_EMPTY:
+        raise UserError(f"{where}: {key} has no value")
+    if key in KD_WEIGHTS and isinstance(value, (int, float)) and value < 0:
+        raise UserError(f"{where}: {key} {value} must not be negative")
     try:
         if value is None or key not in _INTS | _FLOATS | _BOOLS | {"bits"}:
             return value
@@ -160,3 +166,30 @@ def _check(recipe: Recipe) -> None:
     if recipe.qat and recipe.qat.get("teacher") is not None:
         recipe.qat["teacher"] = _file(recipe.qat["teacher"], "qat teacher", where, True)
 
+
+def refuse_other_run(text: str, path: Path, chain: Path, hint: str) -> None:
+    """A non-empty `chain` continues only with the recipe it was started with, and a recipe.yaml the
+    studio did not write is never replaced; `hint` says what to do instead."""
+    if path.is_file() and path.read_text() == text:
+        return
+    if chain.is_dir() and any(chain.iterdir()):
+        raise UserError(f"{chain} holds a run of another recipe; {hint}")
+    if path.is_file() and not path.read_text().startswith(RECIPE_HEADER):
+        raise UserError(f"{path} is a recipe the studio did not write; {hint}")
+
+
+def write_run_recipe(text: str, path: Path, chain: Path, hint: str) -> Recipe:
+    """Write the recipe a run in `chain` is made from, checked first, through a temp file."""
+    refuse_other_run(text, path, chain, hint)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        recipe = load_recipe(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the recipe ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    recipe.path = path
+    return recipe

@@ -77,6 +77,11 @@ class CompressPage(QWidget):
         """Show step `index`; moving forward needs every step before it to be complete."""
         if not 0 <= index < len(self.steps):
             return
+        busy = next((i for i, s in enumerate(self.steps) if s.busy()), None)
+        if busy is not None and index < busy:
+            self.window().show_error(f"the {self.steps[busy].title.lower()} step is still working: cancel it "
+                                     "before changing the steps before it")
+            return
         for i in range(self.current, index):
             reason = self.steps[i].blocked()
             if reason:

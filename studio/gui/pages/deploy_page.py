@@ -127,6 +127,13 @@ class DeployPage(QWidget):
         if profiles and not self.boards.selectedItems():
             self.boards.selectRow(0)
 
+    def select(self, name: str) -> None:
+        """Select the board of this name in the list (the wizard hands its choice over)."""
+        for row in range(self.boards.rowCount()):
+            if self.boards.item(row, 0).text() == name:
+                self.boards.clearSelection()
+                self.boards.selectRow(row)
+
     def selected(self) -> str | None:
         """The first selected board (check and push act on it)."""
         names = self.selected_all()

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 
 from deploy.errors import UserError
 from studio.core.demo import ASSETS
-from studio.core.wizard import export_command, export_variant, live_backend, q
+from studio.core.wizard import board_backend, export_command, export_variant, live_backend, q
 from studio.gui.common import PathField
 from studio.gui.wizard.step import Step, form
 
@@ -65,7 +65,10 @@ class ExportStep(Step):
         row = self.state.chosen_row()
         dest = Path(self.dest.text() or self.state.folder / "deploy")
         calib_count = self.state.recipe.get("export", {}).get("calib_count", 100)
-        return export_command(row, self.state.report, dest, calib_count) if row else ""
+        try:
+            return export_command(row, self.state.report, dest, calib_count) if row else ""
+        except UserError as exc:  # the data moved since the run: no command to show
+            return f"# {exc}"
 
 
 class DeployStep(Step):
@@ -114,6 +117,8 @@ class DeployStep(Step):
             deploy = window.page("Deploy")
             deploy.model.setText(str(model))
             deploy.source.setText("camera:0")
+            deploy.backend.setCurrentText(board_backend(model))
+            deploy.select(self.boards.currentText())
             window.show_page("Deploy")
             return
         if not self.source.text():
@@ -134,6 +139,6 @@ class DeployStep(Step):
         if self.board.isChecked() and self.boards.currentText():
             name = self.boards.currentText()
             return (f"studio board push {q(name)} {q(model)} && studio board run {q(name)} {q(model)} "
-                    f"--source camera:0 --workers 3")
+                    f"--source camera:0 --workers 3 --backend {board_backend(model)}")
         return (f"studio predict {q(model)} {q(self.source.text())} --backend {live_backend(model)} "
                 f"--workers {self.workers.value()}")

@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
+from studio.core.compress.chain import CHAIN
+from studio.core.compress.recipe import write_run_recipe
 from studio.core.compress.report import fmt
-from studio.core.wizard import compress_command, front, recipe_text, suggested, write_recipe
+from studio.core.wizard import compress_command, front, recipe_text, suggested
 from studio.gui.common import PathField
 from studio.gui.wizard.pareto_plot import ParetoPlot
 from studio.gui.wizard.step import Step
@@ -71,34 +73,41 @@ class RunStep(Step):
         layout.addLayout(grid)
         layout.addWidget(self.log, 1)
         self._current = None
+        self._plan = self._planned()
 
     def _folder_changed(self, text: str) -> None:
         self.state.folder = Path(text or "out/wizard")
-        self.state.report = None
+        self.state.set_report(None)
         self.enter()
 
     def _resumable(self) -> bool:
         chain = self.state.chain
         return chain.is_dir() and any(chain.iterdir())
 
+    def _planned(self) -> list[str]:
+        return [s for s in STAGES if s in self.state.recipe or s in ("export", "verify")]
+
     def enter(self) -> None:
-        planned = self._planned()
+        if self.busy():
+            return
+        same = self._same_recipe()
+        if self.state.report is not None and not same:  # an earlier step changed since the run
+            self.state.set_report(None)
+        report = self.state.chain / "compress_report.json"
+        if self.state.report is None and same and report.is_file():
+            self.state.set_report(json.loads(report.read_text()))
+        self._plan = self._planned()
         for stage, widgets in self.bars.items():
             for widget in widgets:
-                widget.setVisible(stage in planned)
-        report = self.state.chain / "compress_report.json"
-        if self.state.report is None and report.is_file() and self._same_recipe():
-            self.state.report = json.loads(report.read_text())
-        if not self._running():
-            done = self.state.report is not None
-            self.start_button.setText("Done" if done else "Resume" if self._resumable() else "Start")
-            self.start_button.setEnabled(not done)
-            if done:
-                for stage in planned:
-                    self._mark_done(stage)
+                widget.setVisible(stage in self._plan)
+        done, resumable = self.state.report is not None, self._resumable()
+        self.start_button.setText("Done" if done else "Resume" if resumable else "Start")
+        self.start_button.setEnabled(not done)
+        for stage in self._plan if done or not resumable else []:  # a stopped run keeps its bars
+            self._mark(stage, "done" if done else "–")
         self.changed.emit()
 
-    def _running(self) -> bool:
+    def busy(self) -> bool:
         return self.thread is not None and self.thread.outcome == "running"  # set before its last signal
 
     def _same_recipe(self) -> bool:
@@ -107,16 +116,12 @@ class RunStep(Step):
 
     def start(self) -> None:
         from studio.core.compress.chain import run_recipe
-        from studio.core.compress.recipe import load_recipe
 
-        if self._resumable() and not self._same_recipe():
-            self.window().show_error(
-                f"{self.state.folder} holds a run of another recipe; choose another folder, or continue that run "
-                f"from a terminal: {compress_command(self.state.recipe_path, self.state.chain, resume=True)}")
-            return
+        hint = ("choose another folder, or continue that run from a terminal: "
+                + compress_command(self.state.recipe_path, self.state.chain, resume=True))
         try:
-            path = write_recipe(self.state.full_recipe(), self.state.recipe_path)
-            recipe = load_recipe(path)
+            recipe = write_run_recipe(recipe_text(self.state.full_recipe()), self.state.recipe_path,
+                                      self.state.chain, hint)
         except UserError as exc:
             self.window().show_error(str(exc))
             return
@@ -124,29 +129,26 @@ class RunStep(Step):
         self.log.appendPlainText(("Resuming: " if resume else "Starting: ") + self.cli())
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self.folder.setEnabled(False)
         chain = self.state.chain
         self.thread = self.jobs.start("Compress", lambda job: run_recipe(recipe, chain, resume=resume, job=job),
-                                      on_success=self._finished, on_failure=self._failed)
-        self.thread.progress.connect(self.on_progress)
-        self.thread.cancelled.connect(self._cancelled)
+                                      on_success=self._finished, on_failure=self._failed,
+                                      on_progress=self.on_progress, on_cancel=self._cancelled)
         self.changed.emit()
 
-    def _planned(self) -> list[str]:
-        return [s for s in STAGES if s in self.state.recipe or s in ("export", "verify")]
-
-    def _mark_done(self, stage: str) -> None:
-        _, bar, status = self.bars[stage]
+    def _mark(self, stage: str, status: str) -> None:
+        _, bar, label = self.bars[stage]
         bar.setRange(0, 1)
-        bar.setValue(1)
-        status.setText("done")
+        bar.setValue(1 if status == "done" else 0)
+        label.setText(status)
 
     def on_progress(self, event) -> None:
-        if event.stage == "chain":  # the chain moved on to the stage named in the message ("done" at the end)
-            planned = self._planned()
-            upto = planned.index(event.message) if event.message in planned else len(planned)
-            for stage in planned[:upto]:
-                self._mark_done(stage)
-            self._current = planned[upto] if upto < len(planned) else None
+        if event.stage.startswith(f"{CHAIN} "):  # the chain moved on to a stage ("done" at the end)
+            stage = event.stage[len(CHAIN) + 1:]
+            upto = self._plan.index(stage) if stage in self._plan else len(self._plan)
+            for earlier in self._plan[:upto]:
+                self._mark(earlier, "done")
+            self._current = self._plan[upto] if upto < len(self._plan) else None
             if self._current:
                 self.bars[self._current][2].setText("running")
                 self.log.appendPlainText(f"— {self._current}")
@@ -161,16 +163,17 @@ class RunStep(Step):
             self.log.appendPlainText(f"   {event.stage} {event.message}".rstrip())
 
     def _finished(self, report: dict) -> None:
-        self.state.report = report
-        self.cancel_button.setEnabled(False)
+        self.state.set_report(report)
         self.log.appendPlainText(f"Finished: {self.state.chain / 'compress_report.md'}")
-        self.enter()
+        self._stopped()
 
-    def _stopped(self, line: str) -> None:
+    def _stopped(self, line: str = "") -> None:
         self.cancel_button.setEnabled(False)
-        self.log.appendPlainText(line)
-        if self._current:
-            self.bars[self._current][2].setText("stopped")
+        self.folder.setEnabled(True)
+        if line:
+            self.log.appendPlainText(line)
+            if self._current:
+                self.bars[self._current][2].setText("stopped")
         self.enter()
 
     def _cancelled(self) -> None:
@@ -181,7 +184,7 @@ class RunStep(Step):
         self.window().show_error(message)
 
     def blocked(self) -> str | None:
-        if self._running():
+        if self.busy():
             return "the chain is still running"
         return None if self.state.report else "run the recipe first (Start)"
 

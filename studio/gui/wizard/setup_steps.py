@@ -20,9 +20,11 @@ from PySide6.QtWidgets import (
 
 from deploy.convert.rknn_convert import ALGORITHMS, PLATFORMS
 from deploy.errors import UserError
+from deploy.runtime.sources import IMAGE_SUFFIXES
 from studio.core.compress.criteria import CRITERIA
+from studio.core.compress.kd_config import KD_TERMS
 from studio.core.demo import BUNDLED_STUDENT, BUNDLED_TEACHER
-from studio.core.wizard import KD_TERMS, PRESETS, compress_command, q, recipe_text
+from studio.core.wizard import PRESETS, compress_command, q, recipe_text
 from studio.gui.common import PathField
 from studio.gui.wizard.step import Step, form
 
@@ -35,6 +37,16 @@ def _spin(low: int, high: int, value: int, step: int = 1, special: str = "") -> 
     if special:
         box.setSpecialValueText(special)
     return box
+
+
+def _card(model: Path) -> str:
+    """What the model's provenance card (model.json beside it) says of its training, if it can be read."""
+    try:
+        info = json.loads(model.with_suffix(".json").read_text())
+        val = info["evaluation"]["val"]
+        return f", trained at {int(info['imgsz'])} px, val mAP50-95 {float(val['map50_95']):.3f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 class ModelStep(Step):
@@ -61,11 +73,7 @@ class ModelStep(Step):
         lines = []
         for role, path in (("model", self.state.model), ("teacher", self.state.teacher)):
             if path and path.is_file():
-                card = path.with_suffix(".json")
-                info = json.loads(card.read_text()) if card.is_file() else {}
-                val = info.get("evaluation", {}).get("val", {})
-                extra = f", trained at {info['imgsz']} px, val mAP50-95 {val['map50_95']:.3f}" if val else ""
-                lines.append(f"{role}: {path.name}, {path.stat().st_size / 1e6:.1f} MB{extra}")
+                lines.append(f"{role}: {path.name}, {path.stat().st_size / 1e6:.1f} MB{_card(path)}")
         self.about.setText("\n".join(lines))
         self.changed.emit()
 
@@ -117,7 +125,7 @@ class DataStep(Step):
         if self.state.data and self.state.data.is_file():
             try:
                 dirs = split_dirs(read_yaml(self.state.data), self.state.data)
-                self.counts = {k: sum(1 for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+                self.counts = {k: sum(1 for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
                                for k, d in dirs.items()}
             except UserError as exc:
                 self.splits.setText(str(exc))
@@ -134,7 +142,8 @@ class DataStep(Step):
         self.generate_button.setEnabled(False)
         self.jobs.start("Synthetic data", lambda job: generate(SynthConfig(folder, images=count, size=320),
                                                                job.stepper("synthetic data")),
-                        on_success=lambda path: (self.data.setText(str(path)), self.generate_button.setEnabled(True)),
+                        on_success=lambda path: (self.data.setText(str(path)), self._update(),
+                                                 self.generate_button.setEnabled(True)),
                         on_failure=lambda m: (self.window().show_error(m), self.generate_button.setEnabled(True)))
 
     def blocked(self) -> str | None:

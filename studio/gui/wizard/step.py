@@ -25,6 +25,10 @@ class Step(QWidget):
     def cli(self) -> str:
         return ""
 
+    def busy(self) -> bool:
+        """Work of this step is running: the steps before it must not change under it."""
+        return False
+
     @staticmethod
     def intro(text: str) -> QLabel:
         label = QLabel(text)
