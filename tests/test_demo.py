@@ -76,3 +76,9 @@ def test_demo_without_models_says_how_to_get_them(cli, tmp_path):
     result = cli("demo", "--out", tmp_path / "demo", "--model", tmp_path / "absent.pt", "--images", 20,
                  "--imgsz", 64)
     assert result.exit_code == 2 and "studio assets" in result.stderr and "absent.pt" in result.stderr
+
+
+def test_demo_refuses_a_size_the_models_cannot_take(cli, tmp_path):
+    result = cli("demo", "--out", tmp_path / "demo", "--imgsz", 100)
+    assert result.exit_code == 2 and "--imgsz 100 must be a positive multiple of 32" in result.stderr
+    assert not (tmp_path / "demo").exists()

@@ -108,6 +108,8 @@ def run_demo(req: DemoRequest, job: Job | None = None) -> DemoResult:
     job = job or Job()
     if req.out.exists() and not req.out.is_dir():
         raise UserError(f"--out {req.out} is a file; give a folder")
+    if req.imgsz <= 0 or req.imgsz % 32:
+        raise UserError(f"--imgsz {req.imgsz} must be a positive multiple of 32 (the bundled models: 320)")
     chain_dir, data_yaml = req.out / "chain", req.out / "data" / "data.yaml"
     text = _recipe_text(demo_recipe(req, data_yaml))
     _claim(req, text, chain_dir)
