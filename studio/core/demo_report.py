@@ -15,11 +15,12 @@ from pathlib import Path
 
 from studio.core.compress.report import fmt, save_figure, write_text_atomic
 
-LABEL = ("**Short-budget run.** Every stage ran, with budgets cut to minutes on this machine's CPU (see the "
-         "recipe below): these figures show that the chain works end to end, not what it reaches. The bundled "
-         "full-budget run, further down, shows that. At these budgets the model is still learning, so a stage that "
-         "trains longer (QAT's epoch) can score above the float row; the full-budget run shows what int8 really "
-         "costs.")
+LABEL = ("**Short-budget run.** Every stage ran, with budgets cut to minutes on this machine's CPU (the recipe "
+         "is recipe.yaml beside this report): these figures show that the chain works end to end, not what it "
+         "reaches. The bundled full-budget run, further down, shows that. At these budgets the model is still "
+         "learning, so a stage that trains longer (QAT's epoch) can score above the float row, and two runs can "
+         "differ by several points (multi-threaded CPU training is not bit-reproducible); the full-budget run "
+         "shows what int8 really costs.")
 
 
 def _variant_table(report: dict) -> tuple[list[str], list[list[str]]]:
