@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication, QPushButton, QWidget
 from deploy.runtime.pipeline import Frame
 from deploy.runtime.sources import Source
 from studio.core.pacing import PacedSource, video_fps
-from studio.gui.remote_sensing import FLIGHT, RemoteSensingDemo, default_model, open_remote_sensing_demo
+from studio.gui.remote_sensing import FLIGHT, SCENE, RemoteSensingDemo, default_model, open_remote_sensing_demo
 from tests.conftest import NAMES
 
 TILE = 192  # the tiny model runs at 96 px: tiles of twice that give 14 x 14 tiles over 2048 px, fast enough
@@ -171,3 +171,25 @@ def test_windows_without_a_display_are_one_line(command):
     done = subprocess.run([sys.executable, "-m", "studio.cli", *command], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "no display" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stop_ends_a_tiled_scene_without_running_all_its_tiles(tiny_onnx):
+    """64 x 64 tiles of 32 px over the scene: stopped after the first tile, the session ends long before."""
+    import threading
+
+    from studio.core.live import LiveRequest, LiveSession
+
+    session = LiveSession(LiveRequest(model=tiny_onnx, source=str(SCENE), tile=32, overlap=0.0, loop=False))
+    shown = []
+    first_tile = threading.Event()
+    original = session.meter.add
+
+    def count(dets):
+        original(dets)
+        first_tile.set()
+
+    session.meter.add = count
+    threading.Thread(target=lambda: (first_tile.wait(60), session.stop()), daemon=True).start()
+    session.run(lambda dets, stats: shown.append(dets))
+    assert first_tile.is_set() and shown == []  # the cut-short scene is not shown as a whole one
+    assert session.pipeline.stats.frames < 64 * 64 // 4

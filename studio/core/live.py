@@ -134,6 +134,13 @@ class LiveSession:
                 return
             yield frame
 
+    def _until_stopped(self, tiles: Iterator[Frame]) -> Iterator[Frame]:
+        """Tiles until stop(): a large scene need not finish all its tiles before the session ends."""
+        for tile in tiles:
+            if self._stop.is_set():
+                return
+            yield tile
+
     def _frames(self) -> Iterator[Frame]:
         index = 0
         while not self._stop.is_set():
@@ -155,7 +162,7 @@ class LiveSession:
                                  keep_images=True)
         frames = self._gated(self._frames())
         if self.req.tile:
-            frames = tile_frames(frames, self.req.tile, self.req.overlap)
+            frames = self._until_stopped(tile_frames(frames, self.req.tile, self.req.overlap))
         sink = VideoSink(str(self.req.record), names=self.meta.names) if self.req.record else None
         stats = LiveStats(0, 0.0, {}, 0, {}, [])
         running = self.pipeline.run(frames)
@@ -167,6 +174,8 @@ class LiveSession:
                     h, w = dets.image.shape[:2]
                     self.tile_grid = [(x, y, size) for y in tile_origins(h, size, self.req.overlap)
                                       for x in tile_origins(w, size, self.req.overlap)]
+                if self._stop.is_set():  # a scene cut short by stop() is not shown as if it were whole
+                    break
                 stats = self._stats()
                 if sink:
                     sink.write(dets)
