@@ -156,13 +156,17 @@ def test_live_page_opens_the_demo_in_its_own_window(qtbot, tiny_onnx):
 
 
 def test_the_command_runs_qt_until_the_window_closes(qtbot, tmp_path):
-    def close_it():
-        window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, RemoteSensingDemo) and w.isVisible())
-        assert "run `studio demo`" in window.last_error.text()  # no model under this out
-        window.close()
+    seen = []
+
+    def close_it():  # records what it saw and always closes, so a wrong message fails instead of hanging
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, RemoteSensingDemo) and w.isVisible()]
+        for window in windows:
+            seen.append(window.last_error.text() if window.last_error else None)
+            window.close()
 
     QTimer.singleShot(300, close_it)
     open_remote_sensing_demo(tmp_path)  # returns only once close_it closed the window
+    assert len(seen) == 1 and "run `studio demo`" in seen[0]  # no model under this out
 
 
 @pytest.mark.parametrize("command", [["demo", "--remote-sensing"], ["gui"]])
