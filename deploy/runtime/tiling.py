@@ -27,13 +27,18 @@ def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
+def tile_grid(h: int, w: int, tile: int, overlap: float) -> list[tuple[int, int, int]]:
+    """(x, y, size) of every tile of an h x w image, row by row: the order tiles are cut and numbered in."""
+    return [(x, y, tile) for y in tile_origins(h, tile, overlap) for x in tile_origins(w, tile, overlap)]
+
+
 def tile_frames(frames: Iterable[Frame], tile: int, overlap: float) -> Iterator[Frame]:
     """Each frame becomes its tiles; `extra` records the scene, the offset and the tile grid."""
     for frame in frames:
         h, w = frame.image.shape[:2]
-        ys, xs = tile_origins(h, tile, overlap), tile_origins(w, tile, overlap)
-        count = len(xs) * len(ys)
-        for k, (y, x) in enumerate((y, x) for y in ys for x in xs):
+        grid = tile_grid(h, w, tile, overlap)
+        count = len(grid)
+        for k, (x, y, _) in enumerate(grid):
             crop = frame.image[y : y + tile, x : x + tile]
             yield Frame(crop, frame.index, frame.source, frame.read_ms if k == 0 else 0.0,
                         {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": (h, w), "size": tile,

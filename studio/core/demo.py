@@ -25,6 +25,8 @@ BUNDLED_STUDENT = ASSETS / "models" / "student.pt"
 BUNDLED_TEACHER = ASSETS / "models" / "teacher.pt"
 BUNDLED_REPORT = ASSETS / "reports" / "int8-recipe"
 SAMPLE_SCENE = ASSETS / "samples" / "scene_000.jpg"
+SAMPLE_FLIGHT = ASSETS / "samples" / "flight.avi"  # a simulated flight over that scene
+SCENE_OVERLAP = 0.2
 
 # The chain's short budgets: about six minutes on 2 cores at 320 px (the full recipe takes hours).
 SHORT_BUDGET = {
@@ -140,15 +142,13 @@ def run_demo(req: DemoRequest, job: Job | None = None) -> DemoResult:
 
 def _scene(model: Path, req: DemoRequest, job: Job) -> dict:
     """The bundled 2048-px scene cut into tiles, detections merged across them, saved as a picture."""
-    from studio.core.predict import PredictRequest, predict
-
-    summary = predict(PredictRequest(model=model, source=str(SAMPLE_SCENE), tile=req.imgsz, overlap=0.2,
-                                     workers=2, save=req.out / "scene"), job=job)
     import cv2
 
-    from deploy.runtime.tiling import tile_origins
+    from deploy.runtime.tiling import tile_grid
+    from studio.core.predict import PredictRequest, predict
 
+    summary = predict(PredictRequest(model=model, source=str(SAMPLE_SCENE), tile=req.imgsz, overlap=SCENE_OVERLAP,
+                                     workers=2, save=req.out / "scene"), job=job)
     h, w = cv2.imread(str(SAMPLE_SCENE)).shape[:2]
-    tiles = len(tile_origins(h, req.imgsz, 0.2)) * len(tile_origins(w, req.imgsz, 0.2))
-    return {**summary.to_dict(), "tiles": tiles,
+    return {**summary.to_dict(), "tiles": len(tile_grid(h, w, req.imgsz, SCENE_OVERLAP)),
             "picture": str(req.out / "scene" / f"{SAMPLE_SCENE.stem}_000000.jpg")}

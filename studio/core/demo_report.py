@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+from studio.core.compress.int8_report import variant_cells
 from studio.core.compress.report import fmt, save_figure, write_text_atomic
 
 LABEL = ("**Short-budget run.** Every stage ran, with budgets cut to minutes on this machine's CPU (the recipe "
@@ -26,13 +27,8 @@ LABEL = ("**Short-budget run.** Every stage ran, with budgets cut to minutes on 
 def _variant_table(report: dict) -> tuple[list[str], list[list[str]]]:
     float_map = report["rows"][0]["map50_95"]
     header = ["variant", "mAP50-95", "Δ points", "mAP50", "MB", "int8 convs", "Mcycles (estimate)", "host ORT ms"]
-    rows = []
-    for r in report["rows"]:
-        build = r.get("npu_build") or {}
-        rows.append([r["variant"], fmt(r["map50_95"]), f"{100 * (r['map50_95'] - float_map):+.2f}", fmt(r["map50"]),
-                     f"{r['bytes'] / 1e6:.2f}", f"{build['int8_convs']}/{build['convs']}" if build else "–",
-                     fmt(build.get("mcycles"), 3), fmt(r.get("host_ort_ms"), 2)])
-    return header, rows
+    keys = ("variant", "map50_95", "delta", "map50", "mb", "int8_convs", "mcycles", "host_ort_ms")
+    return header, [[variant_cells(r, float_map)[k] for k in keys] for r in report["rows"]]
 
 
 def _pipeline_table(pipeline: dict) -> tuple[list[str], list[list[str]]]:

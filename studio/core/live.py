@@ -21,7 +21,7 @@ from deploy.runtime.pipeline import Frame, Pipeline
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.sinks import VideoSink
 from deploy.runtime.sources import open_source
-from deploy.runtime.tiling import merge_tiles, tile_frames, tile_origins
+from deploy.runtime.tiling import merge_tiles, tile_frames, tile_grid
 from studio.core.backends import BackendPool
 
 
@@ -170,10 +170,7 @@ class LiveSession:
             results = self._observe(running)
             for dets in merge_tiles(results, self.pipeline.cfg) if self.req.tile else results:
                 if self.req.tile:
-                    size = self.req.tile
-                    h, w = dets.image.shape[:2]
-                    self.tile_grid = [(x, y, size) for y in tile_origins(h, size, self.req.overlap)
-                                      for x in tile_origins(w, size, self.req.overlap)]
+                    self.tile_grid = tile_grid(*dets.image.shape[:2], self.req.tile, self.req.overlap)
                 if self._stop.is_set():  # a scene cut short by stop() is not shown as if it were whole
                     break
                 stats = self._stats()

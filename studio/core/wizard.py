@@ -6,6 +6,7 @@ so what someone clicked once can go into a script or CI.
 """
 from __future__ import annotations
 
+import filecmp
 import os
 import shlex
 import shutil
@@ -119,7 +120,8 @@ def export_variant(row: dict, dest: Path) -> Path:
     if not files or files[0] != Path(row["path"]):
         raise UserError(f"{row['path']}: the {row['variant']} model is gone; run the chain again (it resumes)")
     dest.mkdir(parents=True, exist_ok=True)
-    clashes = [dest / f.name for f in files if (dest / f.name).exists() and not _same_bytes(f, dest / f.name)]
+    clashes = [dest / f.name for f in files
+               if (dest / f.name).exists() and not filecmp.cmp(f, dest / f.name, shallow=False)]
     if clashes:
         raise UserError(f"{clashes[0]} exists with other contents; choose another folder (nothing was written)")
     parts = []
@@ -133,10 +135,6 @@ def export_variant(row: dict, dest: Path) -> Path:
         for part, _ in parts:
             part.unlink(missing_ok=True)
     return dest / files[0].name
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def export_command(row: dict, report: dict, dest: Path, calib_count: int) -> str:

@@ -27,15 +27,13 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
-from studio.core.demo import ASSETS
+from studio.core.demo import SAMPLE_FLIGHT as FLIGHT
+from studio.core.demo import SAMPLE_SCENE as SCENE
+from studio.core.demo import SCENE_OVERLAP as OVERLAP
 from studio.gui.common import PathField, show_error
 from studio.gui.image_view import ImageView
 from studio.gui.pages.live_page import LiveRunner
 from studio.gui.scene_view import ZOOM_STEP, SceneView
-
-SCENE = ASSETS / "samples" / "scene_000.jpg"
-FLIGHT = ASSETS / "samples" / "flight.avi"
-OVERLAP = 0.2
 
 
 def default_model(out: Path) -> Path | None:
@@ -160,15 +158,14 @@ class RemoteSensingDemo(QWidget):
         """The scene and the tile grid the session will use, before anything runs."""
         import cv2
 
-        from deploy.runtime.tiling import tile_origins
+        from deploy.runtime.tiling import tile_grid
 
         bgr = cv2.imread(str(self.scene_path), cv2.IMREAD_COLOR)
         if bgr is None:
             self.scene_status.setText(f"{self.scene_path}: not a readable image")
             return
         h, w = bgr.shape[:2]
-        self.grid = [(x, y, self.tile) for y in tile_origins(h, self.tile, OVERLAP)
-                     for x in tile_origins(w, self.tile, OVERLAP)]
+        self.grid = tile_grid(h, w, self.tile, OVERLAP)
         self.view.show_rgb(bgr[..., ::-1])
         self.view.set_grid(self.grid, (h, w))
 

@@ -206,7 +206,7 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     variants = _export(recipe, out / "exports", model, qat_model, job)
     begin("verify")
     rows = _verify(recipe, out / "verify", variants, model, job)
-    report = {"recipe": str(recipe.path), "stages": recipe.stages(), "float_model": str(model),
+    report = {"recipe": str(recipe.path), "stages": plan, "float_model": str(model),
               "qat_model": str(qat_model) if qat_model else None, "imgsz": recipe.imgsz, "data": str(recipe.data),
               "platform": recipe.export["platform"], "val_images": rows[0]["images"], "rows": rows,
               "qat": {k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")}

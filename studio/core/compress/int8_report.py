@@ -12,8 +12,15 @@ from deploy.runtime.metadata import write_json_atomic
 from studio.core.compress.report import fmt, save_figure, write_text_atomic
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f}"
+def variant_cells(row: dict, float_map: float) -> dict[str, str]:
+    """One variant's figures as every report prints them (this one, the demo's, the wizard's table)."""
+    build = row.get("npu_build") or {}
+    return {"variant": row["variant"], "map50_95": fmt(row["map50_95"]),
+            "delta": f"{100 * (row['map50_95'] - float_map):+.2f}", "map50": fmt(row["map50"]),
+            "small": fmt(row.get("small")), "mb": f"{row['bytes'] / 1e6:.2f}",
+            "int8_convs": f"{build['int8_convs']}/{build['convs']}" if build else "–",
+            "mcycles": fmt(build.get("mcycles"), 3), "host_ort_ms": fmt(row.get("host_ort_ms"), 2),
+            "min_cosine": fmt(row.get("min_cosine"))}
 
 
 def _markdown(report: dict) -> str:
@@ -26,12 +33,8 @@ def _markdown(report: dict) -> str:
              "| variant | mAP50-95 | Δ points | mAP50 | small | MB | int8 convs | Mcycles | host ORT ms | "
              "min cosine |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        build = r.get("npu_build") or {}
-        convs = f"{build['int8_convs']}/{build['convs']}" if build else "–"
-        lines.append(f"| {r['variant']} | {fmt(r['map50_95'])} | {100 * (r['map50_95'] - float_map):+.2f} | "
-                     f"{fmt(r['map50'])} | {fmt(r['small'])} | {_mb(r['bytes'])} | {convs} | "
-                     f"{fmt(build.get('mcycles'), 3)} | {fmt(r.get('host_ort_ms'), 2)} | "
-                     f"{fmt(r.get('min_cosine'))} |")
+        cells = variant_cells(r, float_map)
+        lines.append("| " + " | ".join(cells.values()) + " |")
     if report.get("qat"):
         q = report["qat"]
         lines += ["", f"QAT ({'→'.join(map(str, q['bits']))} bits), fake-quantized in torch: float "

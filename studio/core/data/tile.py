@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.runtime.tiling import tile_origins
+from deploy.runtime.tiling import tile_grid
 from studio.core.data.formats import images_in, labels_in_pixels, read_yaml, split_dirs, yaml_names
 from studio.core.data.synth import write_data_yaml
 
@@ -58,20 +58,19 @@ def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None =
             raise UserError(f"{path}: not a readable image")
         h, w = image.shape[:2]
         boxes = labels_in_pixels(path, w, h, len(names))
-        for ty in tile_origins(h, req.size, req.overlap):
-            for tx in tile_origins(w, req.size, req.overlap):
-                crop = image[ty : ty + req.size, tx : tx + req.size]
-                th, tw = crop.shape[:2]
-                stem = f"{path.stem}_{tx}_{ty}"
-                cv2.imwrite(str(req.out / "images" / req.out_split / f"{stem}.png"), crop)
-                lines = []
-                for cls, *box in boxes:
-                    clipped = clip_to_tile(box, tx, ty, req.size, req.min_area)
-                    if clipped:
-                        x0, y0, x1, y1 = clipped
-                        lines.append(f"{cls} {(x0 + x1) / 2 / tw:.6f} {(y0 + y1) / 2 / th:.6f} "
-                                     f"{(x1 - x0) / tw:.6f} {(y1 - y0) / th:.6f}\n")
-                (req.out / "labels" / req.out_split / f"{stem}.txt").write_text("".join(lines))
+        for tx, ty, _ in tile_grid(h, w, req.size, req.overlap):
+            crop = image[ty : ty + req.size, tx : tx + req.size]
+            th, tw = crop.shape[:2]
+            stem = f"{path.stem}_{tx}_{ty}"
+            cv2.imwrite(str(req.out / "images" / req.out_split / f"{stem}.png"), crop)
+            lines = []
+            for cls, *box in boxes:
+                clipped = clip_to_tile(box, tx, ty, req.size, req.min_area)
+                if clipped:
+                    x0, y0, x1, y1 = clipped
+                    lines.append(f"{cls} {(x0 + x1) / 2 / tw:.6f} {(y0 + y1) / 2 / th:.6f} "
+                                 f"{(x1 - x0) / tw:.6f} {(y1 - y0) / th:.6f}\n")
+            (req.out / "labels" / req.out_split / f"{stem}.txt").write_text("".join(lines))
         if progress:
             progress(n, len(images))
     return write_data_yaml(req.out, names, (req.out_split,))

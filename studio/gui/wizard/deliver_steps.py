@@ -13,12 +13,10 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
-from studio.core.demo import ASSETS
+from studio.core.demo import SAMPLE_FLIGHT
 from studio.core.wizard import board_backend, export_command, export_variant, live_backend, q
 from studio.gui.common import PathField
 from studio.gui.wizard.step import Step, form
-
-FLIGHT = ASSETS / "samples" / "flight.avi"
 
 
 class ExportStep(Step):
@@ -85,7 +83,7 @@ class DeployStep(Step):
             button.toggled.connect(lambda _: self.changed.emit())
         self.boards = QComboBox()
         self.source = PathField("video, image folder, large image or camera:0", key="wiz-source")
-        self.source.setText(str(FLIGHT) if FLIGHT.is_file() else "")
+        self.source.setText(str(SAMPLE_FLIGHT) if SAMPLE_FLIGHT.is_file() else "")
         self.source.edit.textChanged.connect(lambda _: self.changed.emit())
         self.workers = QSpinBox()
         self.workers.setRange(1, 6)

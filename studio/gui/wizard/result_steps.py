@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 
 from deploy.errors import UserError
 from studio.core.compress.chain import CHAIN
+from studio.core.compress.int8_report import variant_cells
 from studio.core.compress.recipe import write_run_recipe
-from studio.core.compress.report import fmt
 from studio.core.wizard import compress_command, front, recipe_text, suggested
 from studio.gui.common import PathField
 from studio.gui.wizard.pareto_plot import ParetoPlot
@@ -222,11 +222,10 @@ class CompareStep(Step):
         self.table.setRowCount(len(rows))
         base = rows[0]["map50_95"] if rows else 0.0
         for i, r in enumerate(rows):
-            build = r.get("npu_build") or {}
+            cells = variant_cells(r, base)
             marks = [k for k in ("compute", "size") if r["variant"] in fronts[k]]
-            values = (r["variant"], fmt(r["map50_95"]), f"{100 * (r['map50_95'] - base):+.2f}",
-                      f"{r['bytes'] / 1e6:.2f}", f"{build['int8_convs']}/{build['convs']}" if build else "–",
-                      fmt(build.get("mcycles"), 3), fmt(r.get("host_ort_ms"), 2), " + ".join(marks) or "–")
+            values = (*(cells[k] for k in ("variant", "map50_95", "delta", "mb", "int8_convs", "mcycles",
+                                           "host_ort_ms")), " + ".join(marks) or "–")
             for j, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter if j else Qt.AlignmentFlag.AlignLeft)
