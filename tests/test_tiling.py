@@ -74,3 +74,43 @@ def test_a_dropped_tile_never_mixes_two_frames():
     merged = list(merge_tiles(dets, NmsConfig()))
     assert [m.frame for m in merged] == [0, 1, 2]
     assert [len(m) for m in merged] == [1, 1, 1]
+
+
+def _merge(scene_hw, objects, classes, scores, overlap=0.1):
+    """Tile an empty scene of scene_hw, report each object clipped to every tile, merge; -> {(box, class, score)}."""
+    scene = Frame(np.zeros((*scene_hw, 3), np.uint8), 0, "scene.png")
+    tiles = list(tile_frames([scene], 512, overlap))
+    merged = list(merge_tiles([_tile_dets(t, objects, classes, scores) for t in tiles], NmsConfig()))
+    assert len(merged) == 1
+    m = merged[0]
+    return sorted((tuple(np.round(b).astype(int).tolist()), int(c), round(float(s), 3))
+                  for b, c, s in zip(m.boxes, m.classes, m.scores))
+
+
+def test_seam_cut_objects_are_merged_across_a_horizontal_seam():
+    """The y-direction twin of the x-seam test: y origins 0 and 460, objects cut at y=512 come back whole, once."""
+    objects = [[100, 380, 180, 700], [300, 100, 340, 140], [400, 470, 440, 500], [420, 490, 470, 540]]
+    classes, scores = [3, 0, 0, 1], [0.9, 0.8, 0.7, 0.6]
+    assert _merge((972, 512), objects, classes, scores) == sorted(
+        (tuple(o), c, s) for o, c, s in zip(objects, classes, scores))
+
+
+def test_an_object_across_the_corner_of_four_tiles_comes_back_once():
+    """Four partial views around a seam crossing (x and y cut) join into the one object."""
+    objects = [[400, 400, 600, 600], [100, 100, 140, 130]]
+    assert _merge((972, 972), objects, [2, 0], [0.9, 0.5]) == [((100, 100, 140, 130), 0, 0.5),
+                                                                ((400, 400, 600, 600), 2, 0.9)]
+
+
+def test_objects_of_different_classes_at_a_seam_are_never_joined():
+    """A vehicle on a plane's wing, cut by the seam: its pieces join each other, never the plane."""
+    objects = [[380, 100, 700, 300], [505, 120, 525, 140]]
+    assert _merge((512, 972), objects, [2, 0], [0.9, 0.8]) == [((380, 100, 700, 300), 2, 0.9),
+                                                                ((505, 120, 525, 140), 0, 0.8)]
+
+
+def test_touching_neighbours_of_one_class_across_a_seam_stay_apart():
+    """Two cars touching exactly at the left tile's edge (x=512), and two stacked ones at y=512: four cars."""
+    objects = [[490, 100, 512, 140], [512, 100, 540, 140], [100, 480, 140, 512], [100, 512, 140, 545]]
+    got = _merge((972, 972), objects, [0, 0, 0, 0], [0.9, 0.8, 0.7, 0.6])
+    assert got == sorted((tuple(o), 0, s) for o, s in zip(objects, [0.9, 0.8, 0.7, 0.6]))
