@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,52 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt widgets under test need no screen
 
 NAMES = ["vehicle", "storage-tank", "plane", "ship"]
+
+# The per-test limit of a test marked slow that sets none of its own (@pytest.mark.timeout); the others have
+# pyproject.toml's `timeout`. Above every deadline inside the slow tests (test_distributed's two-process QAT
+# waits up to 900 + 600 s for its subprocesses), so those fail first, with their own message.
+SLOW_TIMEOUT_S = 1800
+# pytest-timeout's signal method fails a test that runs over while Python code runs in the main thread. Inside
+# a Qt event loop (a modal dialog, QEventLoop.exec) Python may never run, and an exception raised in a slot is
+# swallowed; BACKSTOP_S after its limit such a test is ended the thread method's way: every thread's stack is
+# dumped and the run exits with status 1, after stopping the sshd servers (nothing else would end them).
+BACKSTOP_S = 60
+_HARD_STOP: list = []  # callables run before a backstop ends the run
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+def _backstop(item, settings) -> None:
+    import pytest_timeout
+
+    for stop in list(_HARD_STOP):
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 (the run is ending anyway)
+            pass
+    pytest_timeout.timeout_timer(item, settings)  # dumps the stacks and calls os._exit(1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item, settings):
+    yield
+    if settings.method == "signal" and settings.timeout:
+        timer = threading.Timer(settings.timeout + BACKSTOP_S, _backstop, (item, settings))
+        timer.daemon = True
+        timer.start()
+        item.timeout_backstop = timer
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_cancel_timer(item):
+    timer = getattr(item, "timeout_backstop", None)
+    if timer is not None:
+        timer.cancel()
+    yield
 
 
 def make_detector(nc: int = len(NAMES), seed: int = 0):
@@ -97,8 +144,10 @@ def sshd(tmp_path_factory):
     from tests.sshd import start_sshd
 
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    _HARD_STOP.append(server.stop)
     yield server
     server.stop()
+    _HARD_STOP.remove(server.stop)
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +156,10 @@ def second_sshd(tmp_path_factory):
     from tests.sshd import start_sshd
 
     server = start_sshd(tmp_path_factory.mktemp("sshd2"))
+    _HARD_STOP.append(server.stop)
     yield server
     server.stop()
+    _HARD_STOP.remove(server.stop)
 
 
 @pytest.fixture

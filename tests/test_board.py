@@ -103,6 +103,7 @@ def test_check_reports_this_machine_and_what_the_npu_still_needs(cli, board, boa
     assert report["agent_ready"] and not report["npu_ready"]
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_push_sends_only_what_changed_and_resumes(cli, board, tiny_onnx):
     first = cli("board", "push", BOARD, tiny_onnx, "--json")
     assert first.exit_code == 0, first.stderr
@@ -134,6 +135,7 @@ def test_push_sends_only_what_changed_and_resumes(cli, board, tiny_onnx):
     assert fresh["bytes_sent"] == tiny_onnx.stat().st_size and model.read_bytes() == tiny_onnx.read_bytes()
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_run_streams_detections_and_frames_then_leaves_no_process(cli, board, tiny_onnx, scenes):
     result = cli("board", "run", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", 2,
                  "--conf", 0.05, "--jpeg", 80, "--json")
@@ -141,7 +143,9 @@ def test_run_streams_detections_and_frames_then_leaves_no_process(cli, board, ti
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     frames, summary = lines[:-1], lines[-1]["summary"]
     assert [f["frame"] for f in frames] == list(range(8))
-    assert {f["worker"] for f in frames} == {0, 1}
+    # the agent ran two workers; which of them took the 8 frames is the board's scheduling (both are seen to
+    # work in test_dropped_connection_reconnects_and_stop_ends_the_agent, which streams until they have)
+    assert summary["hello"]["workers"] == 2 and {f["worker"] for f in frames} <= {0, 1}
     assert summary["agent"]["frames"] == 8 and summary["detections"] == sum(len(f["detections"]) for f in frames) > 0
     assert set(frames[0]["timings_ms"]) >= {"preprocess", "infer", "postprocess"}
     assert summary["hello"]["runtime"] == str(board / "studio" / "runtime")  # the pushed copy ran, not this checkout
@@ -155,20 +159,24 @@ def _started(board_name: str, tiny_onnx: Path, opts: RunOptions) -> tuple[Access
     return access, start_run(access, pushed, opts)
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_dropped_connection_reconnects_and_stop_ends_the_agent(board, tiny_onnx, scenes):
     access, run = _started(BOARD, tiny_onnx, RunOptions(str(scenes), "ort", workers=2, conf=0.05, jpeg_quality=70,
                                                         loop=True))
     stream = AgentStream(access.open, run, backoff_s=0.1)
-    frames, images = [], []
+    frames, images, workers = [], [], set()
     for dets in stream:
         frames.append(dets.frame)
         images.append(dets.image)
+        workers.add(dets.worker)
         if len(frames) == 3:
             stream.session.client.close()  # the network drops under the stream
-            dropped_at = len(frames)
-        if stream.reconnects and len(frames) >= dropped_at + 10 or len(frames) > 400:
+        if stream.reconnects and len(frames) >= 13 and workers == {0, 1}:
             break  # (what was buffered before the drop arrives first, then the reconnect)
-    assert stream.reconnects >= 1
+        if len(frames) > 400:
+            pytest.fail(f"400 frames without a reconnect and both workers: {stream.reconnects} reconnects, "
+                        f"workers {sorted(workers)}")
+    assert stream.reconnects >= 1 and workers == {0, 1}
     assert frames == list(range(frames[0], frames[0] + len(frames)))  # nothing lost, twice or out of order
     assert all(img is not None and img.ndim == 3 for img in images)
     assert processes_with(run.run_id) == [run.pid]
@@ -176,15 +184,17 @@ def test_dropped_connection_reconnects_and_stop_ends_the_agent(board, tiny_onnx,
     assert processes_with(run.run_id) == []  # (a reaped or zombie process has no command line left)
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_agent_with_no_host_stops_by_itself(board, tiny_onnx, scenes):
     _, run = _started(BOARD, tiny_onnx, RunOptions(str(scenes), "ort", workers=1, loop=True, idle_exit=1.0))
     deadline = time.monotonic() + 15
     while processes_with(run.run_id) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_with(run.run_id) == []
+    assert processes_with(run.run_id) == [], "the agent still runs 15 s after its 1 s idle limit"
     assert json.loads(Path(run.run_file).read_text())["state"] == "ended"
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_agent_that_fails_or_crashes_gives_a_clear_error(cli, board, tiny_onnx, scenes, tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
@@ -200,6 +210,8 @@ def test_agent_that_fails_or_crashes_gives_a_clear_error(cli, board, tiny_onnx, 
         for i, _ in enumerate(stream):
             if i == 2:
                 os.kill(run.pid, 9)  # the agent dies hard (an NPU driver crash, the OOM killer)
+            if i == 200:  # (it loops over its source: without the error the stream would never end)
+                pytest.fail("the stream still delivers results 198 frames after the agent was killed")
 
 
 def test_an_agent_speaking_another_protocol_version_is_refused(board):
@@ -223,6 +235,7 @@ def test_an_agent_speaking_another_protocol_version_is_refused(board):
     server.close()
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_no_password_in_any_file_or_log(cli, sshd, board, tiny_onnx, scenes, monkeypatch, caplog, capfd):
     """The password is asked (once per command) and offered to SSH; the key logs in first here, as the test
     server takes no passwords, so this checks what the studio itself writes: nothing holds the password."""
@@ -255,6 +268,7 @@ def make_wheel(folder: Path, filename: str, package: str, dist: str, version: st
     return path
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_setup_provisions_an_offline_board_and_refuses_wheels_for_another_machine(cli, board, tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -275,6 +289,7 @@ def test_setup_provisions_an_offline_board_and_refuses_wheels_for_another_machin
     assert "the board runs Python" in refused.stderr or "the board is" in refused.stderr
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_bench_measures_each_worker_count_on_the_board(cli, board, tiny_onnx, scenes):
     result = cli("board", "bench", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", "1,2",
                  "--frames", 16, "--json")
@@ -287,15 +302,18 @@ def test_bench_measures_each_worker_count_on_the_board(cli, board, tiny_onnx, sc
                "--workers", "one").exit_code == 2
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_the_agent_serves_only_the_token_holder_and_a_newer_host_takes_over(board, tiny_onnx, scenes):
     access, run = _started(BOARD, tiny_onnx, RunOptions(str(scenes), "ort", workers=1, loop=True))
     try:
         intruder = socket.create_connection(("127.0.0.1", run.port), timeout=10)  # another user on the board
         protocol.receive(intruder)
         protocol.send(intruder, {"type": "since", "token": "guess", "seq": 0})
+        deadline = time.monotonic() + 60
         with pytest.raises(protocol.ConnectionClosed):
             while True:  # only pings or nothing, then the agent hangs up
                 assert protocol.receive(intruder)[0]["type"] != "result"
+                assert time.monotonic() < deadline, "the agent kept a connection without the token open for 60 s"
         intruder.close()
 
         first, second = AgentStream(access.open, run), AgentStream(access.open, run)
@@ -321,6 +339,7 @@ def test_a_deleted_key_file_is_a_user_error(cli, board, sshd, tmp_path):
     assert result.exit_code == 2 and "the key file" in result.stderr
 
 
+@pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
 def test_detached_run_is_streamed_and_stopped_from_later_commands(cli, board, tiny_onnx, scenes):
     started = cli("board", "run", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--loop", "--detach",
                   "--json")

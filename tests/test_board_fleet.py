@@ -32,6 +32,7 @@ def scenes(tmp_path_factory, calib_dir) -> Path:
     return folder
 
 
+@pytest.mark.slow  # pushes to two boards over SSH (12-18 s here)
 def test_push_to_a_group_reaches_every_board_with_a_bar_each(cli, pair, tiny_onnx):
     result = cli("board", "push", "@pair", tiny_onnx)
     assert result.exit_code == 0, result.stderr
@@ -44,6 +45,7 @@ def test_push_to_a_group_reaches_every_board_with_a_bar_each(cli, pair, tiny_onn
                                                                                           ("b", True, 0)]
 
 
+@pytest.mark.slow  # pushes to two boards over SSH (12-18 s here)
 def test_one_unreachable_board_does_not_stop_the_others(cli, pair, tiny_onnx):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,6 +58,7 @@ def test_one_unreachable_board_does_not_stop_the_others(cli, pair, tiny_onnx):
     assert all((root / "studio" / "models" / tiny_onnx.name).exists() for root in pair.values())
 
 
+@pytest.mark.slow  # pushes to two boards over SSH (12-18 s here)
 def test_run_and_bench_on_two_boards_at_once(cli, pair, tiny_onnx, scenes):
     result = cli("board", "run", "@pair", tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", 1,
                  "--frames", 6, "--loop", "--conf", 0.05, "--json")

@@ -4,6 +4,9 @@ from __future__ import annotations
 import subprocess
 
 import cv2
+import pytest
+
+from deploy.board.agent import protocol
 
 
 def fingerprint(pub) -> str:
@@ -29,6 +32,7 @@ def test_refusing_the_host_key_sends_nothing(window, qtbot, sshd, tmp_path, monk
     assert not (tmp_path / "home" / "known_hosts").exists() and not (tmp_path / "board").exists()
 
 
+@pytest.mark.slow  # runs the agent on the board (16-18 s here)
 def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, qtbot, sshd, board_python, tiny_onnx,
                                                                        calib_dir, tmp_path, monkeypatch):
     scenes = tmp_path / "scenes"
@@ -54,6 +58,15 @@ def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, 
     qtbot.waitUntil(lambda: "Pushed to desk" in page.status.text(), timeout=60000)
     assert (root / "studio" / "models" / tiny_onnx.name).read_bytes() == tiny_onnx.read_bytes()
 
+    received = []  # (type, frame, worker) of every message the host reads from the agent
+    receive = protocol.receive
+
+    def recording(sock):
+        header, payload = receive(sock)
+        received.append((header.get("type"), header.get("frame"), header.get("worker")))
+        return header, payload
+
+    monkeypatch.setattr(protocol, "receive", recording)
     page.source.setText(str(scenes))
     page.backend.setCurrentText("ort")
     page.workers.setValue(2)
@@ -63,21 +76,43 @@ def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, 
     qtbot.waitUntil(lambda: live.frames_shown >= 6, timeout=60000)
     assert "frames/s" in live.numbers.text() and float(live.stage_labels["infer"].text()) > 0
     assert live.view.pixmap() is not None and not live.view.pixmap().isNull()
-    assert set(live.runner.session.meter.stats(0, 0).recent_workers) == {0, 1}
 
+    def results(since: int = 0) -> list[tuple]:
+        return [r for r in received[since:] if r[0] == "result"]
+
+    # both of the agent's workers handle frames (however the board's scheduler shares the first ones out)
+    qtbot.waitUntil(lambda: {r[2] for r in results()} == {0, 1}, timeout=60000)
+
+    def quiet(since: int) -> bool:
+        """The agent pinged after the last result since `since`: it had nothing to send for PING_S (2 s)."""
+        kinds = [r[0] for r in received[since:]]
+        return "ping" in kinds and "result" not in kinds[len(kinds) - kinds[::-1].index("ping"):]
+
+    def on_screen(count: int) -> bool:
+        return f"   frames {count}   " in live.numbers.text()
+
+    paused_at = len(received)
     live.toggle_pause()
-    qtbot.wait(1500)  # frames already on their way still arrive
-    held = live.frames_shown
-    qtbot.wait(1000)
-    assert live.frames_shown == held
+    qtbot.waitUntil(lambda: quiet(paused_at), timeout=60000)  # the frames already on their way have arrived
+    frames = [r[1] for r in results()]
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # in order, none lost
+    qtbot.waitUntil(lambda: on_screen(len(frames)), timeout=10000)
+    shown = live.frames_shown
+    stepped_at = len(received)
     live.step_button.click()
-    qtbot.waitUntil(lambda: live.frames_shown == held + 1, timeout=10000)
+    qtbot.waitUntil(lambda: bool(results(stepped_at)) and quiet(stepped_at), timeout=60000)
+    assert [r[1] for r in results(stepped_at)] == [frames[-1] + 1]  # a step is exactly one more frame
+    qtbot.waitUntil(lambda: live.frames_shown == shown + 1 and on_screen(len(frames) + 1), timeout=10000)
+    resumed_at = len(received)
+    live.toggle_pause()
+    qtbot.waitUntil(lambda: len(results(resumed_at)) >= 3, timeout=60000)  # resumed: frames flow again
     live.stop()
     qtbot.waitUntil(lambda: not live.runner.isRunning(), timeout=20000)
     out = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout
     assert out.strip() == ""
 
 
+@pytest.mark.slow  # runs the agent on the board (16-18 s here)
 def test_two_boards_run_side_by_side_in_the_live_panel(window, qtbot, cli, sshd, second_sshd, board_python,
                                                        tiny_onnx, calib_dir, tmp_path):
     roots = {}

@@ -13,7 +13,6 @@ import pytest
 
 from studio.core.data.synth import SynthConfig, generate
 
-pytestmark = pytest.mark.slow
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 STUDENT = ASSETS / "student.pt"
 TEACHER = ASSETS / "teacher.pt"
@@ -40,6 +39,7 @@ def calib_images(tmp_path_factory) -> Path:
     return data.parent / "images" / "train"
 
 
+@pytest.mark.slow  # evaluates the bundled models on 300 images
 def test_student_quality_and_parity_with_ultralytics_val(cli, val_data, student_info):
     from ultralytics import YOLO
 
@@ -52,6 +52,7 @@ def test_student_quality_and_parity_with_ultralytics_val(cli, val_data, student_
     assert abs(ours["map50"] - theirs.box.map50) <= 0.005
 
 
+@pytest.mark.slow  # evaluates the bundled models on 300 images
 def test_student_int8_rknn_is_faithful(cli, val_data, calib_images, tmp_path):
     out = tmp_path / "student.rknn"
     exported = cli("export", STUDENT, "--format", "rknn", "--platform", "rk3588", "--quant", "int8", "--imgsz", 320,
@@ -65,6 +66,7 @@ def test_student_int8_rknn_is_faithful(cli, val_data, calib_images, tmp_path):
     assert abs(json.loads(sim.stdout)["map50_95"] - float_map) <= 0.02
 
 
+@pytest.mark.slow  # evaluates the bundled models on 300 images
 def test_teacher_leads_the_student_by_three_points(cli, val_data, student_info):
     assert TEACHER.is_file(), "assets/models/teacher.pt is missing: run `make assets`"
     teacher_info = json.loads(TEACHER.with_suffix(".json").read_text())

@@ -158,6 +158,7 @@ def test_calibrated_grids_stay_close_to_float_and_baking_keeps_the_model(trained
         assert F.cosine_similarity(a.flatten(), b.flatten(), 0) > 0.999
 
 
+@pytest.mark.slow  # calibrates, exports and runs a QDQ yolov8n (11-17 s here)
 def test_qdq_export_runs_in_onnxruntime_like_the_torch_model(trained_like, tmp_path):
     q = _calibrated(trained_like)
     fq.bake(q)

@@ -1,6 +1,7 @@
 """The desktop studio under pytest-qt (offscreen): pages, jobs, errors, export report, data page."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -124,7 +125,13 @@ def flood(job):
     for i in range(20000):
         job.step("flood", i + 1, 20000)
 thread = window.jobs.start("Flood", flood)
-QTimer.singleShot(3000, lambda: (window.close(), app.quit()))
+def close_when_done():  # closing with the job still running would ask first; wait for it, however long it takes
+    if thread.isFinished():
+        window.close()
+        app.quit()
+poll = QTimer()
+poll.timeout.connect(close_when_done)
+poll.start(50)
 app.exec()
 print("outcome", thread.outcome)
 """
@@ -167,20 +174,111 @@ def _start_live(window, qtbot, model, source, conf: int):
     return page
 
 
-def test_live_panel_runs_frames_with_boxes_and_speed(window, qtbot, live_onnx, calib_dir):
+class _Flag(threading.Event):
+    """The session's run/pause flag; `held` is set when the frame gate (on the pipeline's reader thread) finds it
+    cleared, i.e. holds the next frame back until a step or a resume (cleared again by each frame let through)."""
+
+    def __init__(self):
+        super().__init__()
+        self.set()
+        self.held = threading.Event()
+
+    def is_set(self) -> bool:
+        running = super().is_set()
+        if not running and threading.current_thread().name == "pipeline-reader":
+            self.held.set()
+        return running
+
+
+@pytest.fixture
+def scripted_live(monkeypatch):
+    """Watches a live session: the frames its gate let through, the worker of each result, and whether the gate
+    holds a frame back; each worker's first inference waits (at most 60 s) until the other's has begun, so both
+    workers run whatever the scheduling."""
+    from studio.core.backends import BackendPool
+    from studio.core.live import LiveMeter, LiveSession
+
+    seen = {"passed": [], "workers": [], "entered": set(), "flag": None}
+    meet = threading.Barrier(2, timeout=60)
+    factory, gated, add, init = BackendPool.factory, LiveSession._gated, LiveMeter.add, LiveSession.__init__
+
+    def meeting_factory(self):
+        make = factory(self)
+
+        def backend(index):
+            inner = make(index)
+            infer = inner.infer
+
+            def first_meets(tensor):
+                if index not in seen["entered"]:
+                    seen["entered"].add(index)
+                    meet.wait()  # a BrokenBarrierError fails the worker, and the run shows the error
+                return infer(tensor)
+
+            inner.infer = first_meets
+            return inner
+
+        return backend
+
+    def counting_gate(self, frames):
+        for frame in gated(self, frames):
+            seen["passed"].append(frame.index)
+            self._running.held.clear()  # set again only when the gate holds back a frame after this one
+            yield frame
+
+    def recording_add(self, dets):
+        seen["workers"].append(dets.worker)
+        add(self, dets)
+
+    def flagged_init(self, req):
+        init(self, req)
+        self._running = seen["flag"] = _Flag()
+
+    monkeypatch.setattr(BackendPool, "factory", meeting_factory)
+    monkeypatch.setattr(LiveSession, "_gated", counting_gate)
+    monkeypatch.setattr(LiveMeter, "add", recording_add)
+    monkeypatch.setattr(LiveSession, "__init__", flagged_init)
+    return seen
+
+
+def test_live_panel_runs_frames_with_boxes_and_speed(window, qtbot, live_onnx, calib_dir, scripted_live):
+    seen = scripted_live
     page = _start_live(window, qtbot, live_onnx, calib_dir, conf=5)
-    qtbot.waitUntil(lambda: page.frames_shown >= 12, timeout=60000)
+    qtbot.waitUntil(lambda: page.frames_shown >= 12 or window.last_error is not None, timeout=60000)
+    assert window.last_error is None, window.last_error.text()
     assert page.table.rowCount() > 0  # boxes of the current frame
     assert page.view.pixmap() is not None and not page.view.pixmap().isNull()
     assert float(page.numbers.text().split()[1]) > 0  # frames/s
-    assert set(page.lanes.frames) == {0, 1}  # both workers handled frames
+    assert seen["entered"] == {0, 1} and sorted(seen["workers"][:2]) == [0, 1]  # both workers handled frames
+    session, flag = page.runner.session, seen["flag"]
+
+    def results() -> int:
+        return session.pipeline.stats.frames
+
+    def settled() -> bool:  # the gate holds the next frame back and every frame it let through has a result
+        return flag.held.is_set() and results() == len(seen["passed"])
+
+    def on_screen(count: int) -> bool:  # the panel shows the result that made `count`
+        return f"   frames {count}   " in page.numbers.text()
+
     page.toggle_pause()
-    qtbot.wait(300)
+    passed_at_pause = len(seen["passed"])
+    qtbot.waitUntil(settled, timeout=30000)
+    held = results()
+    assert held <= passed_at_pause + 1  # paused: the frames in flight arrive, and at most the one the gate let go
+    qtbot.waitUntil(lambda: on_screen(held), timeout=10000)
+    assert list(page.lanes.frames) == seen["workers"][-48:]  # the lanes: which worker made each recent frame
     shown = page.frames_shown
-    qtbot.wait(500)
-    assert page.frames_shown <= shown + 1  # paused: at most the frame already in flight
-    page.step_button.click()
-    qtbot.waitUntil(lambda: page.frames_shown > shown, timeout=10000)
+
+    for step in (1, 2):  # each step lets exactly one more frame through
+        page.step_button.click()
+        qtbot.waitUntil(lambda n=held + step: len(seen["passed"]) >= n and settled(), timeout=30000)
+        assert results() == len(seen["passed"]) == held + step
+        qtbot.waitUntil(lambda n=shown + step: page.frames_shown == n, timeout=10000)
+        assert on_screen(held + step)
+
+    page.toggle_pause()  # resumed: frames flow again
+    qtbot.waitUntil(lambda: results() > held + 12, timeout=30000)
     page.stop()
     assert not page.runner.isRunning()
 

@@ -96,6 +96,7 @@ def test_standard_layout_matches_reference():
         assert_identical(postprocess_standard(output, cfg), reference_standard(output, cfg))
 
 
+@pytest.mark.slow  # the reference post-processor on 15 classes at 320 px (8-10 s here)
 @pytest.mark.parametrize("int8", [False, True])
 def test_multi_label_matches_reference_and_finds_more(int8):
     heads = synthetic_heads(nc=15, imgsz=320, objects=30, seed=11)

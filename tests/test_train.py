@@ -9,9 +9,8 @@ from studio.core.data.synth import SynthConfig, generate
 from studio.core.jobs import Cancelled, CancelToken, Job, ProgressEvent
 from studio.core.train import TrainRequest, is_finished, train
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow  # trains
 def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
     data = generate(SynthConfig(tmp_path / "data", images=8, size=64))
     req = TrainRequest(model="yolov8n.yaml", data=data, epochs=2, imgsz=64, batch=4, project=tmp_path / "runs",

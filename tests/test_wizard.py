@@ -6,8 +6,6 @@ import json
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow
-
 
 def _next(page, title: str) -> None:
     assert page.next.isEnabled(), page.why.text()
@@ -15,6 +13,7 @@ def _next(page, title: str) -> None:
     assert page.steps[page.current].title == title
 
 
+@pytest.mark.slow  # trains
 def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path):
     data, teacher, student = tiny_pair
     window.show_page("Compress")

@@ -6,7 +6,7 @@ video's fps; when inference falls behind, frames are not rushed to catch up.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from deploy.runtime.pipeline import Frame
 from deploy.runtime.sources import Source
@@ -24,20 +24,26 @@ def video_fps(path: str) -> float:
 
 
 class PacedSource(Source):
-    """Yields the frames of `source` at most `fps` per second (unpaced when fps is 0)."""
+    """Yields the frames of `source` at most `fps` per second (unpaced when fps is 0).
 
-    def __init__(self, source: Source, fps: float):
+    `clock` (seconds, monotonic) and `sleep` are time.perf_counter and time.sleep; a test may pass
+    a fake clock and a sleep that advances it, and check the waits asked for instead of timing them.
+    """
+
+    def __init__(self, source: Source, fps: float, *, clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep):
         self.source, self.fps = source, fps
         self.live, self.name = source.live, source.name
+        self.clock, self.sleep = clock, sleep
 
     def __iter__(self) -> Iterator[Frame]:
         period = 1.0 / self.fps if self.fps > 0 else 0.0
-        due = time.perf_counter()
+        due = self.clock()
         for frame in self.source:
-            wait = due - time.perf_counter()
+            wait = due - self.clock()
             if wait > 0:
-                time.sleep(wait)
+                self.sleep(wait)
             else:  # behind: the next frame is due one period from now, not at once
-                due = time.perf_counter()
+                due = self.clock()
             due += period
             yield frame
