@@ -30,13 +30,47 @@ def test_one_npu_core_per_worker():
 @pytest.mark.parametrize("mask,value", [("0", 1), ("1", 2), ("2", 4), ("all", 0xFFFF), ("0_1_2", 7), ("auto", 0)])
 def test_core_mask_reaches_init_runtime(rknnlite_standin, mask, value):
     backend = RknnLiteBackend("model.rknn", core_mask=mask)
-    outputs = backend.infer(np.zeros((1, 64, 64, 3), np.uint8))
+    backend.infer(np.zeros((1, 64, 64, 3), np.uint8))
     backend.close()
     methods = [(name, kw) for _, name, kw in rknnlite_standin.CALLS]
     assert methods[1] == ("load_rknn", {"path": "model.rknn"})
     assert methods[2] == ("init_runtime", {"core_mask": value})
     assert methods[3][1] == {"shape": (1, 64, 64, 3), "dtype": "uint8", "data_format": "nhwc"}
-    assert methods[-1][0] == "release" and [o.shape for o in outputs] == [(1, 64, 8, 8), (1, 4, 8, 8)]
+    assert methods[-1][0] == "release"  # what inference returns is checked against ONNX Runtime below
+
+
+def test_board_backend_detects_what_onnx_runtime_detects(rknnlite_standin, monkeypatch, tiny_onnx, calib_dir):
+    """The stand-in NPU runs the real model on the tensor it is handed, as the NPU would (NHWC uint8 pixels,
+    /255 inside the model): the board path must then find exactly what ONNX Runtime finds on the host."""
+    import onnxruntime as ort
+
+    from deploy.convert.calibration import list_images, read_rgb
+    from deploy.runtime.backends import OrtBackend
+    from deploy.runtime.metadata import load_meta
+    from deploy.runtime.pipeline import Frame, detect
+    from deploy.runtime.postprocess import NmsConfig
+
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+
+    def npu(self, inputs, data_format=None):
+        (x,) = inputs
+        if data_format != "nhwc" or x.dtype != np.uint8:
+            raise ValueError(f"the NPU takes nhwc uint8 here, got {data_format} {x.dtype}")
+        return session.run(None, {"images": x.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)})
+
+    monkeypatch.setattr(rknnlite_standin.RKNNLite, "inference", npu)
+    meta, cfg = load_meta(tiny_onnx), NmsConfig(conf=0.05)
+    board, host = RknnLiteBackend("model.rknn", core_mask="1"), OrtBackend(str(tiny_onnx))
+    try:
+        for path in list_images(calib_dir, 0):  # square and non-square images: the letterbox is the same
+            frame = Frame(read_rgb(path))
+            on_board, on_host = detect(board, meta, frame, cfg), detect(host, meta, frame, cfg)
+            assert len(on_host) > 0
+            np.testing.assert_allclose(on_board.boxes, on_host.boxes, atol=1e-3)
+            np.testing.assert_array_equal(on_board.classes, on_host.classes)
+            np.testing.assert_allclose(on_board.scores, on_host.scores, atol=1e-5)
+    finally:
+        board.close()
 
 
 def test_unknown_core_mask(rknnlite_standin):

@@ -12,11 +12,12 @@ import pytest
 
 import studio.core.demo as demo_module
 
-pytestmark = pytest.mark.slow
 
-
-def test_demo_runs_the_chain_reports_it_and_resumes(cli, tiny_pair, tmp_path, monkeypatch):
-    _, teacher, student = tiny_pair
+@pytest.mark.slow  # trains
+def test_demo_runs_the_chain_reports_it_and_resumes(cli, tmp_path, monkeypatch):
+    # the bundled trained pair (as the demo's defaults), named explicitly: the val mAP is above zero at 64 px,
+    # so the report's figures can be checked against evaluations made here
+    student, teacher = demo_module.BUNDLED_STUDENT, demo_module.BUNDLED_TEACHER
     scene = tmp_path / "scene.jpg"  # a small scene keeps the tiled step quick at 64-px tiles
     cv2.imwrite(str(scene), np.random.default_rng(0).integers(0, 255, (200, 260, 3), dtype=np.uint8))
     monkeypatch.setattr(demo_module, "SAMPLE_SCENE", scene)
@@ -33,17 +34,39 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tiny_pair, tmp_path, mo
     assert float_row["host_ort_ms"] > 0 and float_row["npu_build"] is None
     for row in (ptq, qat):
         assert Path(row["path"]).is_file() and row["bytes"] == Path(row["path"]).stat().st_size
-        assert 0.0 <= row["map50_95"] <= 1.0 and row["images"] == 4
+        assert row["images"] == 4
         # pruned to multiples of 16 channels, QAT compiles to int8 throughout as PTQ does (with odd widths the
         # toolkit's concat+conv rewrite leaves float16 partial convs in a QDQ graph: docs/quantization.md)
         assert row["npu_build"]["convs"] >= 40 and row["npu_build"]["int8_convs"] == row["npu_build"]["convs"]
     assert ptq["quant"] == "int8" and ptq["algorithm"] == "normal" and qat["quant"] == "qdq"
     assert qat["host_ort_ms"] > 0  # the QDQ ONNX runs on the host too
+    # scores checked against evaluations made here on the demo's val split: the bundled student scores well
+    # above zero before the chain (as the prune stage recorded), and the float row is the score of the chain's
+    # float model (near zero after the toy budget), not that of the student it started from
+    data_yaml = out / "data" / "data.yaml"
+
+    def evaluated(model) -> dict:
+        run = cli("eval", model, "--data", data_yaml, "--imgsz", 64, "--json")
+        assert run.exit_code == 0, run.stderr
+        return json.loads(run.stdout)
+
+    start = evaluated(student)
+    pruned = json.loads((out / "chain" / "prune" / "prune_report.json").read_text())
+    assert start["images"] == 4 and pruned["map50_95"]["before"] == start["map50_95"] > 0.3
+    end = evaluated(chain["float_model"])
+    assert (float_row["map50_95"], float_row["map50"]) == (end["map50_95"], end["map50"])
+    for row in chain["rows"]:  # each row is the verification its variant wrote
+        assert json.loads((out / "chain" / "verify" / f"{row['variant']}.json").read_text()) == row
     table = (out / "chain" / "compress_report.md").read_text()
-    assert table.count("\n| ") == 4 and (out / "chain" / "compress_report.png").stat().st_size > 5000
+    assert table.count("\n| ") == 4
+    png = out / "chain" / "compress_report.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot = cv2.imread(str(png))
+    assert plot.shape[:2] == (440, 1210) and plot.std() > 10  # 11 x 4 inches at 110 dpi, drawn on
     runs = result["pipeline"]["runs"]
     assert [r["workers"] for r in runs] == [1, 2] and all(r["fps"] > 0 and r["in_order"] for r in runs)
-    assert result["scene"]["frames"] == 1 and Path(result["scene"]["picture"]).is_file()
+    assert result["scene"]["frames"] == 1
+    assert cv2.imread(result["scene"]["picture"]).shape[:2] == (200, 260)  # the whole scene, annotated
 
     md = Path(result["report"]).read_text()
     assert "**Short-budget run.**" in md and "Bundled full-budget run" in md

@@ -12,8 +12,6 @@ import torch
 
 from tests.sshd import free_port
 
-pytestmark = pytest.mark.slow
-
 
 def torchrun(*args: str, log_dir: Path | None = None) -> list[str]:
     logs = ["--log-dir", str(log_dir), "--redirects", "3"] if log_dir else []
@@ -34,6 +32,7 @@ def rank_stdout(log_dir: Path, rank: int) -> str:
     return "".join(p.read_text() for p in log_dir.rglob(f"attempt_*/{rank}/stdout.log"))
 
 
+@pytest.mark.slow  # trains on two processes
 def test_two_processes_train_with_ddp_rank0_writes_and_resume_continues(tiny_pair, tmp_path):
     out, logs = tmp_path / "ddp", tmp_path / "logs"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -56,6 +55,7 @@ def test_two_processes_train_with_ddp_rank0_writes_and_resume_continues(tiny_pai
     assert resumed.stdout.count("best weights") == 1  # one rank speaks
 
 
+@pytest.mark.slow  # trains on two processes
 def test_two_torchrun_nodes_on_localhost_train_together(tiny_pair, tmp_path):
     port = free_port()
     out = tmp_path / "nodes"
@@ -71,6 +71,7 @@ def test_two_torchrun_nodes_on_localhost_train_together(tiny_pair, tmp_path):
     assert "best weights" in results[0][0] and "best weights" not in results[1][0]
 
 
+@pytest.mark.slow  # trains on two processes
 def test_qat_trains_on_two_processes_and_rank0_writes_the_int8_model(tiny_pair, tmp_path):
     data, _, student = tiny_pair
     out = tmp_path / "qat"
@@ -80,7 +81,14 @@ def test_qat_trains_on_two_processes_and_rank0_writes_the_int8_model(tiny_pair, 
                             capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)  # one JSON object: only rank 0 printed
-    assert report["bits"] == [8] and Path(report["model"]).is_file()
+    assert report["bits"] == [8]
+    from studio.core.compress import fakequant as fq
+    from studio.core.models import load_detector
+
+    saved = torch.load(report["model"], map_location="cpu", weights_only=False)
+    assert saved["studio"]["operation"] == "qat" and saved["studio"]["bits"] == [8]
+    model = load_detector(report["model"])[0]  # what rank 0 wrote: the int8 fake-quantized student
+    assert fq.is_quantized(model) and fq.model_bits(model) == 8
     state = torch.load(out / "stage1-int8" / "state.pt", map_location="cpu", weights_only=False)
     assert state["world_size"] == 2
     refused = subprocess.run([sys.executable, "-m", "studio", "qat", str(student), "--data", str(data), "--out",
@@ -89,6 +97,7 @@ def test_qat_trains_on_two_processes_and_rank0_writes_the_int8_model(tiny_pair, 
     assert refused.returncode != 0 and "--tune-teacher runs in one process" in refused.stderr
 
 
+@pytest.mark.slow  # trains on two processes
 def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair, tmp_path):
     import yaml
 
@@ -109,12 +118,22 @@ def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair,
     assert [r["variant"] for r in report["rows"]] == ["float", "ptq-normal", "qat"]
     pruned = json.loads((out / "prune" / "prune_report.json").read_text())
     assert pruned["gflops"]["ratio"] < 0.95
+    assert report["float_model"] == pruned["model"]  # the chain exported the pruned model
+    pruned_params = sum(p.numel() for p in torch.load(pruned["model"], map_location="cpu",
+                                                      weights_only=False)["ema"].parameters())
+    original_params = sum(p.numel() for p in torch.load(student, map_location="cpu",
+                                                        weights_only=False)["model"].parameters())
+    assert pruned_params == pruned["params"]["after"] < original_params
+    for row, quant in zip(report["rows"][1:], ("int8", "qdq")):  # the RKNN files rank 0 built, as recorded
+        assert Path(row["path"]).stat().st_size == row["bytes"]
+        assert json.loads(Path(row["path"] + ".json").read_text())["build"]["quant"] == quant
     tuned = torch.load(out / "prune" / "step1" / "state.pt", map_location="cpu", weights_only=False)
     assert tuned["world_size"] == 2  # the fine-tuning after pruning ran on both processes
     assert torch.load(out / "qat" / "stage1-int8" / "state.pt", map_location="cpu",
                       weights_only=False)["world_size"] == 2
 
 
+@pytest.mark.slow  # trains on two processes
 def test_train_from_an_architecture_on_two_cpu_processes(tiny_pair, tmp_path):
     data, _, _ = tiny_pair
     result = subprocess.run([sys.executable, "-m", "studio", "train", "yolov8n.yaml", "--data", str(data), "--epochs",
@@ -123,7 +142,10 @@ def test_train_from_an_architecture_on_two_cpu_processes(tiny_pair, tmp_path):
                             env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
-    assert Path(out["best"]).is_file() and out["epochs"] == 1
+    assert out["epochs"] == 1
+    best = torch.load(out["best"], map_location="cpu", weights_only=False)
+    assert list(best["ema"].names.values()) == ["vehicle", "storage-tank", "plane", "ship"]  # the data's names
+    assert best["train_args"]["imgsz"] == 64 and best["train_args"]["batch"] == 8
     ckpt = torch.load(out["last"], map_location="cpu", weights_only=False)
     assert ckpt["world_size"] == 2 and len(ckpt["ema"].names) == 4  # built for the data's 4 classes
     provenance = json.loads((tmp_path / "ddp" / "provenance.json").read_text())

@@ -70,7 +70,10 @@ def test_qat_runs_a_bit_width_schedule_resumes_and_exports(cli, tiny, tmp_path):
                      calib_batches=2, lr=1e-3, tune_teacher=True, tune_every=2)
     with pytest.raises(Cancelled):  # interrupted in the int8 stage, after its first epoch
         qat(req, _cancel_after("epoch 1/2: val"))
-    assert (out / "stage1-int16" / "stage.json").is_file() and not (out / "qat.pt").exists()
+    assert not (out / "qat.pt").exists()
+    int16 = json.loads((out / "stage1-int16" / "stage.json").read_text())  # the finished first stage
+    assert int16["bits"] == 16 and int16["epochs"] == 1 and [h["epoch"] for h in int16["history"]] == [1]
+    assert fq.model_bits(load_detector(int16["model"])[0]) == 16
     calibrated_at = (out / "calibrated.pt").stat().st_mtime
 
     again = cli("qat", student_pt, "--data", data, "--out", out, "--epochs", 3, "--bits", "16,8", "--imgsz", 64)
@@ -84,7 +87,13 @@ def test_qat_runs_a_bit_width_schedule_resumes_and_exports(cli, tiny, tmp_path):
     assert [s["bits"] for s in report["stages"]] == [16, 8] and [s["epochs"] for s in report["stages"]] == [1, 2]
     assert [h["epoch"] for h in report["stages"][1]["history"]] == [1, 2]  # the second epoch followed the first
     assert {"kd_cls", "kd_fg", "tune_query"} <= report["stages"][1]["history"][0].keys()
-    assert (out / "stage1-int16" / "teacher.pt").is_file()  # the adapted teacher carried into the int8 stage
+    # the adapted teacher carried into the int8 stage: the float model's own weights (no --teacher), moved
+    adapted = torch.load(out / "stage1-int16" / "teacher.pt", map_location="cpu")
+    float_model = load_detector(str(student_pt))[0].float()
+    original = float_model.state_dict()
+    assert adapted.keys() == original.keys()
+    params = [name for name, _ in float_model.named_parameters()]
+    assert sum(not torch.equal(adapted[n], original[n]) for n in params) > len(params) // 2  # tuned (by ~1e-5)
     assert json.loads((out / "qat_report.json").read_text()) == report
 
     model = load_detector(report["model"])[0]

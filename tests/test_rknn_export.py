@@ -8,13 +8,17 @@ import numpy as np
 import onnx
 import pytest
 
+from deploy.convert.calibration import list_images, prepare_calibration, read_rgb
 from deploy.convert.onnx_export import export_onnx
 from deploy.convert.onnx_graph import qdq_output_quant
+from deploy.convert.verify import AGREEMENT_CFG
+from deploy.runtime.backends import OrtBackend
+from deploy.runtime.metadata import load_meta
+from deploy.runtime.pipeline import Frame, detect
 from tests.conftest import make_detector
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow  # builds RKNN
 def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib_dir, tmp_path):
     out = tmp_path / "tiny.rknn"
     result = cli("export", detector_pt, "--format", "rknn", "--platform", "rk3588", "--quant", "int8",
@@ -32,8 +36,14 @@ def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib
     assert len(report["images"]) == 3
     assert report["min_cosine"] == data["min_cosine"] == min(o["min_cosine"] for o in report["outputs"])
     det = report["detections"]
-    assert det["matched"] <= min(det["reference"], det["converted"]) and 0 <= det["agreement"] <= 1
+    # the reference side counts what the runtime itself finds on those images with ONNX Runtime
+    backend, onnx_meta = OrtBackend(data["onnx"]), load_meta(Path(data["onnx"]))
+    found = sum(len(detect(backend, onnx_meta, Frame(read_rgb(Path(p))), AGREEMENT_CFG)) for p in report["images"])
+    assert det["reference"] == found > 10
+    assert det["agreement"] > 0.9 and det["matched"] > 0.9 * det["reference"]  # int8 keeps the detections
     assert data["detection_agreement"] == det["agreement"]
+    assert (f"reference {det['reference']}, converted {det['converted']}, matched {det['matched']}: "
+            f"agreement **{det['agreement']:.3f}**") in (tmp_path / "tiny.report.md").read_text()
     box_cos = [o["min_cosine"] for o in report["outputs"] if o["name"].startswith("box")]
     assert min(box_cos) > 0.95  # box distributions survive int8 even untrained
 
@@ -51,6 +61,7 @@ def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib
     assert min(o["min_cosine"] for o in report["outputs"]) == report["min_cosine"] > 0.9
 
 
+@pytest.mark.slow  # builds RKNN
 def test_sigmoid_scores_quantize_within_zero_and_one(cli, detector_pt, calib_dir, tmp_path):
     out = tmp_path / "sig.rknn"
     result = cli("export", detector_pt, "--format", "rknn", "--scores", "sigmoid", "--imgsz", 96,
@@ -62,6 +73,7 @@ def test_sigmoid_scores_quantize_within_zero_and_one(cli, detector_pt, calib_dir
     assert all(q["scale"] <= 1 / 255 + 1e-9 for q in cls_q)  # sigmoid outputs live in [0, 1]
 
 
+@pytest.mark.slow  # builds RKNN
 def test_fp16_export_records_float_outputs(cli, detector_pt, calib_dir, tmp_path):
     out = tmp_path / "fp16.rknn"
     result = cli("export", detector_pt, "--format", "rknn", "--quant", "fp16", "--imgsz", 128,
@@ -94,6 +106,7 @@ def _qdq_onnx(tmp_path: Path) -> Path:
     return qdq_path
 
 
+@pytest.mark.slow  # builds RKNN
 def test_qdq_export_keeps_the_onnx_scales(cli, calib_dir, tmp_path):
     qdq = _qdq_onnx(tmp_path)
     expected = qdq_output_quant(onnx.load(str(qdq)))
@@ -115,6 +128,7 @@ def test_qdq_export_keeps_the_onnx_scales(cli, calib_dir, tmp_path):
                if o["name"].startswith("box")) > 0.9
 
 
+@pytest.mark.slow  # builds RKNN
 def test_onnx_input_keeps_names_from_its_sidecar(cli, detector_pt, calib_dir, tmp_path):
     onnx_path = tmp_path / "float.onnx"
     assert cli("export", detector_pt, "--imgsz", 96, "--out", onnx_path).exit_code == 0
@@ -128,10 +142,10 @@ def test_onnx_input_keeps_names_from_its_sidecar(cli, detector_pt, calib_dir, tm
     assert json.loads(result.stdout)["report"] is None
 
 
+@pytest.mark.slow  # builds RKNN
 def test_simulator_backend_rebuild_reproduces_quantization(cli, detector_pt, calib_dir, tmp_path):
     from deploy.convert.rknn_sim import RknnSimBackend
-    from deploy.convert.verify import cosine
-    from deploy.runtime.backends import OrtBackend
+    from deploy.convert.verify import compare_outputs, cosine, match_detections
     from deploy.runtime.preprocess import letterbox, to_nchw_float, to_nhwc_uint8
 
     out = tmp_path / "m.rknn"
@@ -147,9 +161,52 @@ def test_simulator_backend_rebuild_reproduces_quantization(cli, detector_pt, cal
         want = OrtBackend(str(tmp_path / "m.onnx")).infer(to_nchw_float(canvas))
         assert [g.shape for g in got] == [w.shape for w in want]
         assert min(cosine(g, w) for g, w in zip(got[::2], want[::2])) > 0.95  # box outputs
+
+        # verification can fail: the same simulator outputs against the faithful ONNX and against a perturbed one
+        (tmp_path / "verify").mkdir()
+        _, inputs = prepare_calibration(list_images(calib_dir, 0), 96, tmp_path / "verify")
+        simulated = [sim.infer(np.load(p).transpose(0, 2, 3, 1)) for p in inputs]
     finally:
         sim.close()
+    faithful = compare_outputs(tmp_path / "m.onnx", inputs, simulated, logits=True)
+    assert faithful["min_cosine"] > 0.99 and faithful["detections"]["reference"] > 20
+    assert faithful["detections"]["agreement"] > 0.95
+    # every weight moved by noise of its own spread: what a broken conversion would compute instead
+    broken = compare_outputs(_perturbed(tmp_path / "m.onnx", tmp_path / "perturbed.onnx"), inputs, simulated,
+                             logits=True)
+    assert broken["min_cosine"] < 0.5 and broken["detections"]["agreement"] < 0.7  # (-0.14 and 0.57 here)
 
     result = cli("predict", out, calib_dir, "--backend", "rknn-sim", "--workers", 2, "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["summary"]["frames"] == 4
+    host = cli("predict", tmp_path / "m.onnx", calib_dir, "--json")  # the float model, ONNX Runtime
+    assert host.exit_code == 0, host.stderr
+    on_sim, on_host = ([_frame_result(json.loads(line)) for line in r.stdout.splitlines()[:-1]] for r in (result, host))
+    matched = sum(match_detections(h, s) for h, s in zip(on_host, on_sim))
+    found = sum(len(h) + len(s) for h, s in zip(on_host, on_sim))
+    assert found > 40 and 2 * matched / found > 0.9  # the simulator's detections are the float model's
+
+
+def _frame_result(line: dict):
+    """One `studio predict --json` line as a FrameResult, for match_detections."""
+    from deploy.runtime.postprocess import FrameResult
+
+    dets = line["detections"]
+    return FrameResult(np.array([d["box"] for d in dets], np.float32).reshape(-1, 4),
+                       np.array([d["score"] for d in dets], np.float32), np.array([d["class"] for d in dets], np.int32),
+                       np.arange(len(dets)))
+
+
+def _perturbed(onnx_path: Path, out: Path, sigma: float = 1.0) -> Path:
+    """A copy of the ONNX with Gaussian noise of sigma x each weight tensor's own spread added to it."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    rng = np.random.default_rng(0)
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype.kind == "f" and w.size > 1:
+            noisy = w + rng.normal(0, sigma * float(w.std()), w.shape).astype(w.dtype)
+            init.CopyFrom(numpy_helper.from_array(noisy, init.name))
+    onnx.save(model, str(out))
+    return out

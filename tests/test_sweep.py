@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
@@ -63,15 +66,42 @@ def test_sweep_of_four_candidates_on_local_ray_survives_a_failing_one(cli, tiny_
     assert any(c["pareto"] for c in ok)
     cheapest = min(ok, key=lambda c: c["mcycles"])
     assert cheapest["overrides"]["prune.target_flops"] == 0.5 and cheapest["pareto"]
-    for name in ("sweep_report.json", "sweep_report.md", "sweep_report.png"):
-        assert (out / name).stat().st_size > 0
-    assert "Failed (the others ran on)" in (out / "sweep_report.md").read_text()
+    by_target = sorted(ok, key=lambda c: c["overrides"]["prune.target_flops"])
+    assert [c["mcycles"] for c in by_target] == sorted(c["mcycles"] for c in ok)  # fewer FLOPs kept, fewer cycles
+    # the front, by a plain loop: no other candidate is at most as costly and at least as accurate, and better in one
+    for c in ok:
+        beaten = any(o["mcycles"] <= c["mcycles"] and o["map50_95"] >= c["map50_95"]
+                     and (o["mcycles"], o["map50_95"]) != (c["mcycles"], c["map50_95"]) for o in ok if o is not c)
+        assert c["pareto"] == (not beaten), c["id"]
+
+    # each figure is the one of the candidate's own run, as its chain wrote it in its folder
+    for c in ok:
+        folder = out / "candidates" / c["id"]
+        written = yaml.safe_load((folder / "recipe.yaml").read_text())
+        assert written["prune"]["target_flops"] == c["overrides"]["prune.target_flops"]
+        run = json.loads((folder / "run" / "compress_report.json").read_text())
+        row = next(r for r in run["rows"] if r["variant"] == c["variant"])
+        assert json.loads((folder / "run" / "verify" / f"{c['variant']}.json").read_text()) == row
+        assert (c["map50_95"], c["mcycles"]) == (row["map50_95"], row["npu_build"]["mcycles"])
+        assert c["mb"] == round(Path(row["path"]).stat().st_size / 1e6, 3)
+        assert json.loads((folder / "run" / "prune" / "prune_report.json").read_text())["gflops"]["ratio"] \
+            <= c["overrides"]["prune.target_flops"]
+    assert json.loads((out / "sweep_report.json").read_text()) == report
+    table = (out / "sweep_report.md").read_text()
+    ranks = [line.split(" | ")[1].rstrip(" ★") for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert ranks == report["ranking"]  # the table lists the ranking, best first
+    assert f"- {failed['id']}: {failed['error']}" in table.split("Failed (the others ran on)")[1]
+    png = out / "sweep_report.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = cv2.imread(str(png))
+    assert image.shape[:2] == (495, 770) and image.std() > 10  # 7 x 4.5 inches at 110 dpi, drawn on
 
     reports = {p: p.stat().st_mtime_ns for p in out.glob("candidates/*/run/compress_report.json")}
     assert len(reports) == 3
     again = cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.9,0.7,0.5,1.5", "--out", out,
                 "--resume", "--json")  # finished candidates are kept; only the failed one runs again
-    assert again.exit_code == 0 and json.loads(again.stdout)["ranking"] == report["ranking"]
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["ranking"] == report["ranking"]
     assert {p: p.stat().st_mtime_ns for p in reports} == reports
     assert cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.5", "--out", tmp_path / "t",
                "--target", -1).exit_code == 2

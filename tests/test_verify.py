@@ -69,3 +69,92 @@ def test_detection_matching_needs_same_class_and_iou():
     assert match_detections(ref, conv) == 1  # only the first: same class and IoU 0.9
     assert agreement(3, 3, 1)["agreement"] == pytest.approx(1 / 3, abs=1e-4)
     assert agreement(0, 0, 0)["agreement"] == 1.0
+
+
+def test_each_reference_detection_pairs_once():
+    from deploy.convert.verify import match_detections
+
+    ref = _frame([[0, 0, 10, 10]], [0])
+    twice = _frame([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], [0, 0, 0])
+    assert match_detections(ref, twice) == 1  # three copies of one box are one match, not three
+    assert match_detections(twice, ref) == 1
+    empty = _frame([], [])
+    assert match_detections(ref, empty) == 0 and match_detections(empty, ref) == 0
+
+
+def test_match_iou_threshold_is_inclusive():
+    from deploy.convert.verify import MATCH_IOU, match_detections
+
+    ref = _frame([[0, 0, 10, 10]], [1])
+    assert MATCH_IOU == 0.5
+    assert match_detections(ref, _frame([[0, 0, 10, 5]], [1])) == 1  # IoU 50/100 = 0.5 exactly
+    assert match_detections(ref, _frame([[0, 0, 10, 4.9]], [1])) == 0  # IoU 49/100
+    assert match_detections(ref, _frame([[0, 0, 10, 4.9]], [1]), min_iou=0.49) == 1
+
+
+def test_a_detection_takes_its_best_overlapping_reference_not_the_first():
+    """A1=[0,10] and A2=[4,14] overlap; b1=[3,13] overlaps A1 at 7/13 but A2 at 9/11, b2=[-1,9] only A1 (9/11)
+    well (A2: 5/15). Pairing b1 with the first reference above 0.5 (A1) would leave b2 unmatched."""
+    from deploy.convert.verify import match_detections
+
+    ref = _frame([[0, 0, 10, 10], [4, 0, 14, 10]], [0, 0])
+    conv = _frame([[3, 0, 13, 10], [-1, 0, 9, 10]], [0, 0])
+    assert match_detections(ref, conv) == 2
+
+
+def test_agreement_is_the_f1_of_the_matches():
+    from deploy.convert.verify import agreement
+
+    # 4 reference detections, 2 converted, both matched: precision 1, recall 1/2, F1 = 2PR / (P + R) = 2/3
+    det = agreement(4, 2, 2)
+    assert det["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    assert (det["reference"], det["converted"], det["matched"]) == (4, 2, 2)
+    assert agreement(5, 0, 0)["agreement"] == 0.0  # everything lost is no agreement
+    assert agreement(3, 3, 3)["agreement"] == 1.0
+
+
+def _letterboxed_inputs(calib_dir, imgsz, workdir):
+    from deploy.convert.calibration import list_images, prepare_calibration
+
+    images = list_images(calib_dir, 0)
+    return images, prepare_calibration(images, imgsz, workdir)[1]
+
+
+def _ort_outputs(onnx_path, inputs):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return [session.run(None, {"images": np.load(p).astype(np.float32) / 255}) for p in inputs]
+
+
+def test_identical_outputs_agree_exactly_and_count_what_the_runtime_detects(tiny_onnx, calib_dir, tmp_path):
+    from deploy.convert.calibration import read_rgb
+    from deploy.convert.verify import AGREEMENT_CFG, compare_outputs
+    from deploy.runtime.backends import OrtBackend
+    from deploy.runtime.metadata import load_meta
+    from deploy.runtime.pipeline import Frame, detect
+
+    images, inputs = _letterboxed_inputs(calib_dir, 96, tmp_path)
+    report = compare_outputs(tiny_onnx, inputs, _ort_outputs(tiny_onnx, inputs), logits=True)
+    assert report["min_cosine"] == report["mean_cosine"] == 1.0
+    assert [o["name"] for o in report["outputs"]] == ["box0", "cls0", "box1", "cls1", "box2", "cls2"]
+    # the runtime's own path (letterbox, ONNX Runtime, post-processing) on the original images finds as many
+    backend, meta = OrtBackend(str(tiny_onnx)), load_meta(tiny_onnx)
+    found = sum(len(detect(backend, meta, Frame(read_rgb(p)), AGREEMENT_CFG)) for p in images)
+    det = report["detections"]
+    assert found > 0 and (det["reference"], det["converted"], det["matched"]) == (found, found, found)
+    assert det["agreement"] == 1.0
+
+
+def test_box_outputs_off_by_a_scale_keep_cosine_but_lose_detections(tiny_onnx, calib_dir, tmp_path):
+    """Cosine cannot see a converted box output scaled by a constant (a wrong output scale, say);
+    the detections decoded from it move, and the agreement says so."""
+    from deploy.convert.verify import compare_outputs
+
+    _, inputs = _letterboxed_inputs(calib_dir, 96, tmp_path)
+    faithful = _ort_outputs(tiny_onnx, inputs)
+    halved = [[o * 0.5 if k % 2 == 0 else o for k, o in enumerate(frame)] for frame in faithful]
+    report = compare_outputs(tiny_onnx, inputs, halved, logits=True)
+    assert report["min_cosine"] == pytest.approx(1.0, abs=1e-6)
+    det = report["detections"]
+    assert det["matched"] < det["reference"] and det["agreement"] < 0.97
