@@ -77,3 +77,53 @@ def test_split_layout_finds_what_the_standard_layout_finds(both_layouts, cfg):
     np.testing.assert_array_equal(split.classes, standard.classes)
     np.testing.assert_allclose(split.scores, standard.scores, atol=1e-5, rtol=0)
     np.testing.assert_allclose(split.boxes, standard.boxes, atol=2e-3, rtol=0)
+
+
+def test_anchor_grid_gives_literal_float32_centres_and_strides():
+    """A 2x3 level at stride 8 then a 1x1 level at stride 16: centres (x + 0.5, y + 0.5) row by row, in float32."""
+    centres, strides = anchor_grid([(2, 3), (1, 1)], [8, 16])
+    assert centres.dtype == np.float32 and strides.dtype == np.float32
+    np.testing.assert_array_equal(centres, [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5],
+                                            [0.5, 0.5]])
+    np.testing.assert_array_equal(strides, [8, 8, 8, 8, 8, 8, 16])
+
+
+def test_dfl_decodes_huge_logits_side_by_side_with_small_ones():
+    """Each side's softmax is shifted by its own maximum: a side at logit 1000 and a side near 0 both decode."""
+    dist = np.zeros((1, 4, 4), np.float32)  # reg_max 4
+    dist[0, 0, 3] = 1000.0  # left: all mass on bin 3
+    dist[0, 1, 1] = 900.0   # top: all mass on bin 1
+    # right: weights (1, 1, 3, 1) -> expectation (0 * 1 + 1 * 1 + 2 * 3 + 3 * 1) / 6 = 5/3
+    dist[0, 2] = [0.0, 0.0, np.log(3.0), 0.0]
+    # bottom: flat -> expectation 1.5
+    boxes = decode_dfl(dist.reshape(1, 16), np.array([[10.0, 10.0]], np.float32), np.array([2.0], np.float32))
+    assert boxes.dtype == np.float32
+    np.testing.assert_allclose(boxes, [[(10 - 3) * 2, (10 - 1) * 2, (10 + 5 / 3) * 2, (10 + 1.5) * 2]], rtol=1e-6)
+
+
+def test_iou_of_sub_pixel_and_side_by_side_boxes():
+    """IoU is exact for boxes smaller than a pixel, and 0 for boxes that share a y range but not an x range."""
+    from deploy.runtime.decode import box_areas, iou_one_to_many
+
+    box = np.array([0.0, 0.0, 0.5, 0.5])
+    others = np.array([[0.0, 0.0, 0.5, 0.5], [0.25, 0.0, 0.75, 0.5], [0.6, 0.0, 1.0, 0.5]])
+    # identical: 1; half overlapping in x: 0.125 / (0.25 + 0.25 - 0.125) = 1/3; apart in x: 0
+    np.testing.assert_allclose(iou_one_to_many(box, 0.25, others, box_areas(others)), [1.0, 1 / 3, 0.0])
+
+
+def test_int8_threshold_is_the_first_level_at_or_above_the_confidence():
+    """With scale 1/256 and zero point -128, q means (q + 128) / 256: conf 0.5 is met exactly at q = 0."""
+    from deploy.runtime.decode import int8_threshold
+
+    assert int8_threshold(0.5, 1 / 256, -128) == 0          # exactly equal counts as above
+    assert int8_threshold(0.5 + 1e-4, 1 / 256, -128) == 1
+    assert int8_threshold(-1.0, 1 / 256, -128) == -128      # every level passes
+    assert int8_threshold(2.0, 1 / 256, -128) == 128        # none does: a threshold above every int8 value
+
+
+def test_logit_of_certainty_is_finite():
+    """conf 1.0 (keep only certain boxes) becomes logit(1 - 1e-7) = ln(1e7 - 1), not a division by zero."""
+    from deploy.runtime.decode import logit
+
+    assert float(logit(1.0)) == pytest.approx(np.log(1e7 - 1), rel=1e-5)
+    assert float(logit(0.5)) == 0.0

@@ -57,3 +57,68 @@ def test_numpy_resize_fallback_matches_opencv(monkeypatch):
     monkeypatch.setattr(preprocess, "cv2", None)
     without, _ = letterbox(image, 128)
     assert np.abs(with_cv2.astype(int) - without.astype(int)).max() <= 1
+
+
+def test_boxes_in_the_top_and_left_padding_clip_to_the_image_edge():
+    """A box reaching into the top padding of a wide image, or past its left edge, starts at 0 in the original."""
+    _, info = letterbox(np.zeros((100, 200, 3), np.uint8), 128)  # scale 0.64, 64 rows of image, 32 rows of pad above
+    assert (info.scale, info.pad_x, info.pad_y) == (0.64, 0.0, 32.0)
+    boxes = np.array([[-10.0, 0.0, 64.0, 64.0], [64.0, 64.0, 140.0, 128.0]], np.float32)
+    # y 0 -> (0 - 32) / 0.64 = -50 -> 0; y 64 -> 50; y 128 -> 150 -> clipped to 100; x 140 -> 218.75 -> 200
+    np.testing.assert_allclose(boxes_to_original(boxes, info), [[0, 0, 100, 50], [100, 50, 200, 100]], rtol=1e-6)
+
+
+def test_mapping_boxes_back_returns_new_float32_rows_and_leaves_the_input_alone():
+    """The input array is not modified (even when it is already float32), and float64 input comes back float32."""
+    _, info = letterbox(np.zeros((100, 200, 3), np.uint8), 128)
+    for dtype in (np.float32, np.float64):
+        boxes = np.array([[0.0, 40.0, 64.0, 80.0]], dtype)
+        out = boxes_to_original(boxes, info)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(boxes, np.array([[0.0, 40.0, 64.0, 80.0]], dtype))
+        np.testing.assert_allclose(out, [[0, 12.5, 100, 75]], rtol=1e-6)
+
+
+def test_numpy_resize_fallback_upscales_like_opencv_at_the_borders(monkeypatch):
+    """Enlarging (where sample points fall outside the image and must clamp to its edge rows) matches OpenCV."""
+    image = np.zeros((3, 4, 3), np.uint8)
+    image[0], image[-1] = 250, 10  # first and last rows far apart, so wrapping around an edge would show
+    image[:, 0, 1], image[:, -1, 1] = 0, 200
+    expected = preprocess.resize_bilinear(image, 11, 9)
+    monkeypatch.setattr(preprocess, "cv2", None)
+    got = preprocess.resize_bilinear(image, 11, 9)
+    assert got.dtype == np.uint8 and got.shape == (9, 11, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("level", [0, 255])
+def test_numpy_resize_fallback_keeps_a_flat_image_flat(monkeypatch, level):
+    """A flat black or white image stays exactly that grey level, in either direction of resize."""
+    monkeypatch.setattr(preprocess, "cv2", None)
+    image = np.full((6, 10, 3), level, np.uint8)
+    for width, height in ((4, 3), (15, 9)):
+        np.testing.assert_array_equal(preprocess.resize_bilinear(image, width, height),
+                                      np.full((height, width, 3), level, np.uint8))
+
+
+def test_numpy_resize_fallback_keeps_a_single_channel_image_two_dimensional(monkeypatch):
+    """An (H, W) grey image comes back (h, w), not (h, w, 1)."""
+    monkeypatch.setattr(preprocess, "cv2", None)
+    image = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
+    out = preprocess.resize_bilinear(image, 3, 2)
+    assert out.shape == (2, 3)
+    # halving: each output pixel is the mean of a 2x2 block, e.g. (0 + 10 + 60 + 70) / 4 = 35
+    np.testing.assert_array_equal(out, [[35, 55, 75], [155, 175, 195]])
+
+
+def test_model_inputs_have_the_layouts_and_scales_the_runtimes_expect():
+    """ONNX input: (1, 3, H, W) float32 in [0, 1]; RKNN input: (1, H, W, 3) uint8, both contiguous."""
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 1] = (255, 51, 0)  # row 0, column 1
+    nchw = preprocess.to_nchw_float(rgb)
+    assert nchw.shape == (1, 3, 2, 3) and nchw.dtype == np.float32 and nchw.flags.c_contiguous
+    assert nchw[0, :, 0, 1].tolist() == pytest.approx([1.0, 0.2, 0.0])
+    assert nchw.sum() == pytest.approx(1.2)
+    nhwc = preprocess.to_nhwc_uint8(rgb)
+    assert nhwc.shape == (1, 2, 3, 3) and nhwc.dtype == np.uint8 and nhwc.flags.c_contiguous
+    np.testing.assert_array_equal(nhwc[0], rgb)

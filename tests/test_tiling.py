@@ -6,7 +6,7 @@ import numpy as np
 from deploy.runtime.detections import Detections
 from deploy.runtime.pipeline import Frame
 from deploy.runtime.postprocess import NmsConfig
-from deploy.runtime.tiling import merge_tiles, tile_frames, tile_origins
+from deploy.runtime.tiling import _cut_sides, _join_seams, merge_scene, merge_tiles, tile_frames, tile_origins
 
 
 def test_tiles_cover_the_scene_with_the_requested_overlap():
@@ -114,3 +114,158 @@ def test_touching_neighbours_of_one_class_across_a_seam_stay_apart():
     objects = [[490, 100, 512, 140], [512, 100, 540, 140], [100, 480, 140, 512], [100, 512, 140, 545]]
     got = _merge((972, 972), objects, [0, 0, 0, 0], [0.9, 0.8, 0.7, 0.6])
     assert got == sorted((tuple(o), 0, s) for o, s in zip(objects, [0.9, 0.8, 0.7, 0.6]))
+
+
+def test_tiny_tiles_with_huge_overlap_step_one_pixel():
+    """A step that rounds below one pixel becomes 1 px, never more: 4 px tiles on 10 px start at 0..6."""
+    assert tile_origins(10, 4, 0.9) == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_tiles_carry_source_read_time_and_the_scene():
+    """Every tile names its frame's source and carries the whole scene; only the first tile keeps read_ms."""
+    image = np.zeros((512, 972, 3), np.uint8)
+    tiles = list(tile_frames([Frame(image, 3, "cam.png", 5.5)], 512, 0.1))
+    assert len(tiles) == 2
+    assert [t.source for t in tiles] == ["cam.png", "cam.png"]
+    assert [t.read_ms for t in tiles] == [5.5, 0.0]
+    assert all(t.extra["scene"] is image for t in tiles)
+
+
+def test_cut_sides_flags_only_edges_inside_the_scene():
+    """A side within 2 px (strictly) of a tile edge is a seam cut only where that edge is not the scene border."""
+    cases = [  # box, tile offset, scene (h, w), cut?  (tiles are 512 px)
+        ([100, 100, 140, 140], (0, 0), (972, 972), False),  # middle of the tile
+        ([1, 100, 40, 140], (0, 0), (972, 972), False),  # at the scene's left border
+        ([100, 1, 140, 40], (0, 0), (972, 972), False),  # at the scene's top border
+        ([600, 600, 640, 640], (460, 460), (972, 972), False),  # middle of an inner tile
+        ([600, 100, 640, 140], (460, 0), (512, 972), False),  # right tile, far from its left seam
+        ([100, 600, 140, 640], (0, 460), (972, 512), False),  # bottom tile, far from its top seam
+        ([462, 100, 500, 140], (460, 0), (512, 972), False),  # exactly 2 px from the left seam
+        ([461.5, 100, 500, 140], (460, 0), (512, 972), True),
+        ([2, 100, 40, 140], (1, 0), (512, 972), True),  # a tile starting at x=1 has a seam there
+        ([400, 100, 510, 140], (0, 0), (512, 972), False),  # exactly 2 px from the right seam
+        ([400, 100, 510.5, 140], (0, 0), (512, 972), True),
+        ([900, 100, 971, 140], (460, 0), (512, 972), False),  # at the scene's right border
+        ([100, 462, 140, 500], (0, 460), (972, 512), False),  # exactly 2 px from the top seam
+        ([100, 461.5, 140, 500], (0, 460), (972, 512), True),
+        ([100, 2, 140, 40], (0, 1), (972, 512), True),  # a tile starting at y=1 has a seam there
+        ([100, 400, 140, 510], (0, 0), (972, 512), False),  # exactly 2 px from the bottom seam
+        ([100, 400, 140, 510.5], (0, 0), (972, 512), True),
+        ([100, 900, 140, 971], (0, 460), (972, 512), False),  # at the scene's bottom border
+    ]
+    for box, offset, scene_hw, expected in cases:
+        got = _cut_sides(np.array([box], np.float32), offset, 512, scene_hw)
+        assert got.tolist() == [expected], (box, offset, scene_hw)
+
+
+def _join(rows, min_ios=0.5):
+    """Run the seam join on rows of (box, tile, cut), one class; -> sorted merged boxes as lists."""
+    boxes = np.array([r[0] for r in rows], np.float32)
+    n = len(rows)
+    out, _, _ = _join_seams(boxes, np.linspace(0.9, 0.5, n).astype(np.float32), np.zeros(n, np.int32),
+                            np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), min_ios)
+    return sorted(out.tolist())
+
+
+def test_join_seams_threshold_edges():
+    """ios exactly min_ios joins; extent IoU exactly 0.6 joins two cut pieces; touching or disjoint ones don't."""
+    assert _join([([0, 0, 10, 10], 0, True), ([5, 0, 15, 10], 1, False)]) == [[0, 0, 15, 10]]  # ios 50/100
+    assert _join([([0, 0, 10, 10], 0, True), ([9, 0, 19, 10], 1, False)]) == [[0, 0, 10, 10], [9, 0, 19, 10]]
+    # x extents [0,4] and [1,5]: 3/5 = 0.6; y [0,10] and [6,16]: 4/16; ios 12/40
+    assert _join([([0, 0, 4, 10], 0, True), ([1, 6, 5, 16], 1, True)]) == [[0, 0, 5, 16]]
+    # aligned in y, overlapping by only half a pixel in x: still two pieces of one object
+    assert _join([([0, 0, 10, 10], 0, True), ([9.5, 0, 19.5, 10], 1, True)]) == [[0, 0, 19.5, 10]]
+    assert _join([([0, 0, 10, 10], 0, True), ([10, 0, 20, 10], 1, True)]) == [[0, 0, 10, 10], [10, 0, 20, 10]]
+    assert _join([([0, 0, 10, 10], 0, True), ([50, 50, 60, 60], 1, True)]) == [[0, 0, 10, 10], [50, 50, 60, 60]]
+
+
+def test_join_seams_weighs_each_partner_on_its_own():
+    """One cut box against several partners: each pair's ios and extents decide alone, never mixed across pairs."""
+    far = ([500, 500, 510, 510], 2, False)
+    # ios 300/1000, y extents agree fully: joins as a piece; the far box stays apart
+    assert _join([([0, 0, 100, 10], 0, True), ([70, 0, 200, 10], 1, True), far]) == [[0, 0, 200, 10], far[0]]
+    # a partner inside the cut box joins on ios, one overlapping little in both extents does not
+    rows = [([0, 0, 100, 10], 0, True), ([20, 0, 40, 10], 1, False), ([90, 5, 300, 200], 2, True), far]
+    assert _join(rows) == [[0, 0, 100, 10], [90, 5, 300, 200], far[0]]
+
+
+def test_join_seams_sub_pixel_boxes():
+    """Areas and spans below one pixel are divided by as they are, not by a floor of 1."""
+    assert _join([([0, 0, 0.5, 0.5], 0, True), ([0, 0, 0.5, 0.5], 1, False)]) == [[0, 0, 0.5, 0.5]]
+    # x extents 0.4/0.6 = 0.67 >= 0.6; ios 2/5
+    assert _join([([0, 0, 0.5, 10], 0, True), ([0.1, 5, 0.6, 15], 1, True)]) == [[0, 0, np.float32(0.6), 15]]
+
+
+def test_a_cut_box_without_partner_does_not_stop_the_join():
+    """A cut box with no same-class box in another tile is skipped; later cut boxes still join."""
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [22, 0, 30, 10]], np.float32)
+    out, scores, classes = _join_seams(boxes, np.array([0.9, 0.8, 0.7], np.float32), np.array([1, 0, 0], np.int32),
+                                       np.array([0, 0, 1]), np.array([True, True, False]), 0.5)
+    assert out.tolist() == [[0, 0, 10, 10], [20, 0, 30, 10]]
+    assert scores.tolist() == [np.float32(0.9), np.float32(0.8)] and classes.tolist() == [1, 0]
+
+
+def _dets(boxes, scores, classes, offset=(0, 0), k=0, tiles=1, scene_hw=(512, 512), timings=None, image=None):
+    """Detections of one 512 px tile at offset (boxes in tile pixels), built directly."""
+    extra = {"offset": offset, "tile": k, "tiles": tiles, "scene_hw": scene_hw, "size": 512, "scene": "whole"}
+    return Detections(np.array(boxes).reshape(-1, 4), np.array(scores), np.array(classes), timings or {}, 4,
+                      "scene.png", extra, image)
+
+
+def test_merge_scene_output_types_frame_timings_and_scene():
+    """Merged: float32 boxes/scores, int32 classes whatever the tiles held; timings summed; frame and source kept."""
+    tiles = [_dets([[10, 10, 50, 50]], [0.9], [2], (0, 0), 0, 2, (512, 972), {"infer": 1.5, "post": 0.25}),
+             _dets([[100, 10, 150, 50]], [0.8], [1], (460, 0), 1, 2, (512, 972), {"infer": 2.0})]
+    m = merge_scene(tiles, NmsConfig())
+    assert m.boxes.dtype == np.float32 and m.scores.dtype == np.float32 and m.classes.dtype == np.int32
+    assert m.boxes.tolist() == [[10, 10, 50, 50], [560, 10, 610, 50]] and m.classes.tolist() == [2, 1]
+    assert m.timings == {"infer": 3.5, "post": 0.25}
+    assert (m.frame, m.source, m.tile, m.image) == (4, "scene.png", None, None)
+    drawn = merge_scene([_dets([[10, 10, 50, 50]], [0.9], [2], image=np.zeros((512, 512, 3), np.uint8))],
+                        NmsConfig())
+    assert drawn.image == "whole" and drawn.tile is None
+
+
+def test_merge_scene_of_empty_tiles_is_empty_float32():
+    """Tiles with no detections merge into an empty (0, 4) float32 result."""
+    empty = [_dets(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), (x, 0), k, 2,
+                   (512, 972)) for k, x in enumerate([0, 460])]
+    m = merge_scene(empty, NmsConfig())
+    assert m.boxes.shape == (0, 4) and m.boxes.dtype == np.float32 and len(m) == 0
+
+
+def test_merge_scene_nms_keeps_the_best_duplicate_with_the_callers_settings():
+    """Duplicate views keep the higher score; the caller's IoU threshold and agnostic flag apply."""
+    tiles = [_dets([[470, 400, 500, 440]], [0.6], [0], (0, 0), 0, 2, (512, 972)),
+             _dets([[12, 400, 42, 440]], [0.9], [0], (460, 0), 1, 2, (512, 972))]
+    m = merge_scene(tiles, NmsConfig())
+    assert m.boxes.tolist() == [[472, 400, 502, 440]] and m.scores.tolist() == [np.float32(0.9)]
+    pair = [[100, 100, 140, 140], [104, 100, 144, 140]]  # IoU 36/44 = 0.82
+    assert len(merge_scene([_dets(pair, [0.9, 0.8], [0, 0])], NmsConfig(iou=0.9))) == 2
+    assert len(merge_scene([_dets(pair, [0.9, 0.8], [0, 0])], NmsConfig())) == 1
+    assert len(merge_scene([_dets(pair, [0.9, 0.8], [0, 1])], NmsConfig(agnostic=True))) == 1
+
+
+def test_merge_scene_ties_keep_tile_then_detector_order():
+    """Equal scores come out in tile order, then in each tile's own order (stable sorts)."""
+    boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(20)]
+    tiles = [_dets(boxes, [0.5] * 20, [0] * 20, (0, 0), 0, 2, (512, 972)),
+             _dets(boxes, [0.5] * 20, [1] * 20, (460, 0), 1, 2, (512, 972))]
+    m = merge_scene(tiles, NmsConfig())
+    assert m.boxes[:, 0].tolist() == [20 * i for i in range(20)] + [460 + 20 * i for i in range(20)]
+
+
+def test_merge_scene_does_not_cap_before_joining():
+    """Hundreds of one-class boxes (past the pairwise NMS limit) all survive when max_det allows them."""
+    boxes = [[12 * (i % 40) + 1, 12 * (i // 40) + 1, 12 * (i % 40) + 9, 12 * (i // 40) + 9] for i in range(700)]
+    m = merge_scene([_dets(boxes, np.linspace(0.9, 0.3, 700), [0] * 700)], NmsConfig(max_det=1000))
+    assert len(m) == 700
+
+
+def test_a_dropped_last_tile_still_yields_the_last_frame():
+    """When the final tile of the stream is lost, the scene's remaining tiles are merged and yielded."""
+    scenes = [Frame(np.zeros((512, 972, 3), np.uint8), k, f"frame{k}") for k in range(2)]
+    tiles = list(tile_frames(scenes, 512, 0.1))
+    dets = [_tile_dets(t, [[100, 300, 140, 340]], [0], [0.9]) for t in tiles][:-1]
+    merged = list(merge_tiles(dets, NmsConfig()))
+    assert [(m.frame, len(m)) for m in merged] == [(0, 1), (1, 1)]

@@ -1,7 +1,7 @@
-"""Shared arithmetic of both post-processors: anchors, DFL decoding, IoU, int8 thresholds.
+"""The batched post-processor's arithmetic: anchors, DFL decoding, IoU, int8 thresholds.
 
-The batched post-processor and the reference one call these same functions, so any
-difference between them comes from which anchors they visit, never from the maths.
+The batched post-processor and tile merging call these; the reference post-processor
+(reference.py) writes the same maths out again loop by loop, so the two check each other.
 """
 from collections.abc import Sequence
 
