@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.runtime.atomic import write_json_atomic
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -41,18 +41,6 @@ class BoardProfile:
     @property
     def address(self) -> str:
         return f"{self.user}@{self.host}" + (f":{self.port}" if self.port != 22 else "")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target and rename: a crash never leaves half a file (owner-only permissions)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BoardStore:
@@ -101,4 +89,4 @@ class BoardStore:
         self._save(boards)
 
     def _save(self, boards: dict[str, BoardProfile]) -> None:
-        write_atomic(self.path, json.dumps({n: asdict(p) for n, p in sorted(boards.items())}, indent=2) + "\n")
+        write_json_atomic(self.path, {n: asdict(p) for n, p in sorted(boards.items())}, mode=0o600)

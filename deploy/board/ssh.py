@@ -14,8 +14,9 @@ from pathlib import Path
 
 import paramiko
 
-from deploy.board.profiles import BoardProfile, write_atomic
+from deploy.board.profiles import BoardProfile
 from deploy.errors import UnreachableError, UserError
+from deploy.runtime.atomic import write_text_atomic
 
 TIMEOUT_S = 10
 
@@ -43,8 +44,8 @@ class HostKeyChanged(UserError):
 
 def _save_keys(keys: paramiko.HostKeys, path: Path) -> None:
     """known_hosts in OpenSSH's format, replaced in one step."""
-    write_atomic(path, "".join(f"{host} {kt} {k.get_base64()}\n" for host, entry in keys.items()
-                               for kt, k in entry.items()))
+    write_text_atomic(path, "".join(f"{host} {kt} {k.get_base64()}\n" for host, entry in keys.items()
+                                    for kt, k in entry.items()), mode=0o600)
 
 
 class _TrustPolicy(paramiko.MissingHostKeyPolicy):

@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deploy.runtime.atomic import write_text_atomic
+
 _VALUE = r"([-+\d.eE]+|nan|inf|q_zero|f_zero)"
 _ROW = re.compile(rf"^\[(\w+)\]\s+(\S+)\s+{_VALUE}\s*\|\s*{_VALUE}\s+{_VALUE}\s*\|\s*{_VALUE}", re.M)
 _NOT_LAYERS = ("Input", "exDataConvert", "OutputOperator")
@@ -73,6 +75,4 @@ def mark_float16(config: Path, tensors: list[str]) -> None:
             break
     else:
         raise ValueError(f"{config}: no custom_quantize_layers entry to extend")
-    tmp = Path(config).with_name(Path(config).name + ".tmp")
-    tmp.write_text("".join(lines))
-    tmp.replace(config)
+    write_text_atomic(config, "".join(lines))

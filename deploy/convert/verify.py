@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.runtime.atomic import write_json_atomic, write_text_atomic
 from deploy.runtime.decode import box_areas, iou_one_to_many
-from deploy.runtime.metadata import write_json_atomic
 from deploy.runtime.postprocess import FrameResult, NmsConfig, postprocess_split
 
 AGREEMENT_CFG = NmsConfig(conf=0.25, iou=0.45)  # the defaults of studio predict
@@ -160,6 +160,4 @@ def report_markdown(report: dict) -> str:
 def write_report(report: dict, json_path: Path, md_path: Path) -> None:
     """Write the report as JSON and Markdown, each atomically."""
     write_json_atomic(json_path, report)
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(report_markdown(report))
-    tmp.replace(md_path)
+    write_text_atomic(md_path, report_markdown(report))

@@ -4,11 +4,11 @@ Everything that consumes a model (runtime, evaluation, board agent, GUI) reads t
 instead of guessing. Plain dataclasses and json so the board can read it too.
 """
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+from deploy.runtime.atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
 LAYOUTS = ("rknn-split", "standard")
@@ -87,23 +87,6 @@ def sidecar_path(model_path) -> Path:
     """The sidecar of `model.rknn` is `model.rknn.json` (an export writes model.onnx and model.rknn side by side)."""
     path = Path(model_path)
     return path.with_name(path.name + ".json")
-
-
-def write_json_atomic(path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file beside `path`, then rename, so readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_meta(model_path, meta: ModelMeta) -> Path:

@@ -3,6 +3,7 @@ import json
 import os
 from typing import Callable, Optional, TextIO
 
+from deploy.runtime.atomic import StagedFile, staged
 from deploy.runtime.detections import Detections
 from deploy.runtime.draw import draw_detections
 
@@ -44,9 +45,8 @@ class ImageSink(Sink):
 
         stem = os.path.splitext(os.path.basename(dets.source or "frame"))[0] or "frame"
         path = os.path.join(self.folder, f"{stem}_{dets.frame:06d}.jpg")
-        tmp = path + ".tmp.jpg"
-        cv2.imwrite(tmp, draw_detections(dets.image, dets, self.names))
-        os.replace(tmp, path)
+        with staged(path, ".jpg") as tmp:
+            cv2.imwrite(str(tmp), draw_detections(dets.image, dets, self.names))
         self.written.append(path)
 
 
@@ -56,8 +56,7 @@ class VideoSink(Sink):
     needs_images = True
 
     def __init__(self, path: str, fps: float = 25.0, names: Optional[list[str]] = None):
-        self.path, self.fps, self.names, self.writer = path, fps, names, None
-        self.tmp = path + ".tmp.avi"
+        self.path, self.fps, self.names, self.writer, self.stage = path, fps, names, None, None
 
     def write(self, dets: Detections) -> None:
         import cv2
@@ -65,13 +64,14 @@ class VideoSink(Sink):
         frame = draw_detections(dets.image, dets, self.names)
         if self.writer is None:
             h, w = frame.shape[:2]
-            self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h))
+            self.stage = StagedFile(self.path, ".avi")
+            self.writer = cv2.VideoWriter(str(self.stage.tmp), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h))
         self.writer.write(frame)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
-            os.replace(self.tmp, self.path)
+            self.stage.publish()
 
 
 class CallbackSink(Sink):

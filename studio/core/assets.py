@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import staged, write_json_atomic
 from studio.core.data.synth import SynthConfig, generate
 from studio.core.jobs import Job
 from studio.core.models import sha256
@@ -107,9 +107,8 @@ def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
     models = req.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     dest = models / f"{role}.pt"
-    tmp = dest.with_suffix(".pt.tmp")
-    shutil.copyfile(best, tmp)
-    tmp.replace(dest)
+    with staged(dest) as tmp:
+        shutil.copyfile(best, tmp)
     metrics = {}
     for split in ("val", "test"):
         result = evaluate(EvalRequest(model=dest, data=req.data_yaml, split=split, imgsz=req.size), job)
@@ -155,10 +154,9 @@ def flight_video(scene: np.ndarray, path: Path, size: int = 320, frames: int = 1
     t = np.linspace(0, 1, frames)
     xs = (w - size) * t
     ys = (h - size) * (0.5 + 0.35 * np.sin(2 * np.pi * t))
-    tmp = path.with_suffix(".tmp.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
-    for x, y in zip(xs.astype(int), ys.astype(int)):
-        writer.write(scene[y : y + size, x : x + size])
-    writer.release()
-    tmp.replace(path)
+    with staged(path, ".avi") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
+        for x, y in zip(xs.astype(int), ys.astype(int)):
+            writer.write(scene[y : y + size, x : x + size])
+        writer.release()
     return path

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.board.profiles import BoardStore, write_atomic
+from deploy.board.profiles import BoardStore
 from deploy.board.push import PushResult, push
 from deploy.board.remote_run import AgentRun, AgentStream, RunOptions, start_agent, stop_agent
 from deploy.board.session import BoardSession
 from deploy.errors import UserError
+from deploy.runtime.atomic import write_text_atomic
 from deploy.runtime.detections import Detections
 from studio.core.jobs import Job
 
@@ -55,7 +56,7 @@ def _runs_file(store: BoardStore, board: str) -> Path:
 
 def remember_run(store: BoardStore, run: AgentRun) -> None:
     """The last agent started on a board, so `studio board stream/stop` find it."""
-    write_atomic(_runs_file(store, run.board), json.dumps(run.to_dict(), indent=2))
+    write_text_atomic(_runs_file(store, run.board), json.dumps(run.to_dict(), indent=2), mode=0o600)
 
 
 def last_run(store: BoardStore, board: str) -> AgentRun:

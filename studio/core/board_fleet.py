@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.board.profiles import NAME, BoardStore, write_atomic
+from deploy.board.profiles import NAME, BoardStore
 from deploy.errors import UnreachableError, UserError
+from deploy.runtime.atomic import write_text_atomic
 from studio.core.jobs import Cancelled, Job, ProgressEvent
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def save_group(store: BoardStore, name: str, boards: list[str]) -> None:
         groups[name] = list(dict.fromkeys(boards))
     else:
         groups.pop(name, None)
-    write_atomic(_groups_file(store), json.dumps(groups, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(_groups_file(store), json.dumps(groups, indent=2, sort_keys=True) + "\n", mode=0o600)
 
 
 def resolve_boards(spec: str, store: BoardStore) -> list[str]:

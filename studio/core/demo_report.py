@@ -13,8 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
+from deploy.runtime.atomic import staged, write_text_atomic
 from studio.core.compress.int8_report import variant_cells
-from studio.core.compress.report import fmt, save_figure, write_text_atomic
+from studio.core.compress.report import fmt, save_figure
 
 LABEL = ("**Short-budget run.** Every stage ran, with budgets cut to minutes on this machine's CPU (the recipe "
          "is recipe.yaml beside this report): these figures show that the chain works end to end, not what it "
@@ -149,8 +150,8 @@ def write_demo_report(out: Path, chain: dict, pipeline: dict, scene: dict | None
     """report.md and report.html in `out` (with pipeline.png, and the bundled run's plot copied beside them)."""
     bundled = json.loads(bundled_json.read_text()) if bundled_json.is_file() else None
     if bundled and bundled_json.with_suffix(".png").is_file():
-        shutil.copyfile(bundled_json.with_suffix(".png"), out / "full-budget.png.tmp")
-        os.replace(out / "full-budget.png.tmp", out / "full-budget.png")
+        with staged(out / "full-budget.png") as tmp:
+            shutil.copyfile(bundled_json.with_suffix(".png"), tmp)
     _pipeline_plot(pipeline, out / "pipeline.png")
     blocks = _blocks(out, chain, pipeline, scene, seconds, recipe, bundled)
     md, page = out / "report.md", out / "report.html"

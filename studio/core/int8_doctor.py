@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.convert.verify import compare_outputs, mark_below_resolution, write_report
-from deploy.runtime.metadata import sidecar_path, write_json_atomic
+from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.metadata import sidecar_path
 from studio.core.compress.report import fmt
 
 DOCTOR_IMAGES = 4  # images the per-layer analysis runs on

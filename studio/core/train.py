@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import write_json_atomic
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
 from studio.core.provenance import provenance

@@ -9,7 +9,6 @@ idle link observable, and with no host for `idle_exit` seconds the agent stops b
 so a lost studio never leaves an orphan running on the board.
 """
 import collections
-import json
 import logging
 import os
 import queue
@@ -24,6 +23,7 @@ from typing import Optional
 import deploy
 from deploy.board.agent import protocol
 from deploy.board.agent.messages import encode_jpeg, result_header
+from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import OrtBackend, RknnLiteBackend, worker_core_masks
 from deploy.runtime.metadata import load_meta
 from deploy.runtime.pipeline import Frame, Pipeline
@@ -54,11 +54,7 @@ class AgentConfig:
 
 def write_run_file(path: str, state: dict) -> None:
     """Replace the run file in one step (owner-only: it holds the token), so the host never reads half of it."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f)
-    os.replace(tmp, path)
+    write_json_atomic(path, state, mode=0o600, indent=None)
 
 
 class HostGone(Exception):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress.kd_config import KdConfig, parse_terms
 from studio.core.compress.recipe import KD_WEIGHTS, Recipe
 from studio.core.jobs import Job

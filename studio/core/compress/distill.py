@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress import distributed
 from studio.core.compress.distiller import Distiller
 from studio.core.compress.kd_config import KdConfig

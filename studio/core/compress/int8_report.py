@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.runtime.metadata import write_json_atomic
-from studio.core.compress.report import fmt, save_figure, write_text_atomic
+from deploy.runtime.atomic import write_json_atomic, write_text_atomic
+from studio.core.compress.report import fmt, save_figure
 
 
 def variant_cells(row: dict, float_map: float) -> dict[str, str]:

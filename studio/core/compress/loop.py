@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deploy.errors import UserError
+from deploy.runtime.atomic import staged
 from studio.core.jobs import Job
 
 ExtraLoss = Callable[[dict, dict, nn.Module], "tuple[torch.Tensor, dict[str, float]]"]
@@ -148,9 +149,8 @@ def save_checkpoint(model: nn.Module, path: Path, hyp, epoch: int, extra: dict |
     ckpt = {"epoch": epoch, "model": None, "ema": saved, "train_args": dict(saved.args), "version": __version__,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
+    with staged(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def validate(weights: Path, cfg: LoopConfig) -> dict:
@@ -275,11 +275,11 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         if metrics["map50_95"] > best_fitness:
             best_fitness = metrics["map50_95"]
             save_checkpoint(ema.ema, best_path, hyp, epoch, checkpoint_extra)
-        tmp = state_path.with_name("state.pt.tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(), "updates": ema.updates,
-                    "optimizer": optimizer.state_dict(), "extra": extra_modules.state_dict() if extra_modules else None,
-                    "epoch": epoch, "best_fitness": best_fitness, "history": history, "world_size": ctx.world}, tmp)
-        tmp.replace(state_path)
+        with staged(state_path) as tmp:
+            torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(), "updates": ema.updates,
+                        "optimizer": optimizer.state_dict(),
+                        "extra": extra_modules.state_dict() if extra_modules else None, "epoch": epoch,
+                        "best_fitness": best_fitness, "history": history, "world_size": ctx.world}, tmp)
         distributed.barrier(ctx)
     history = distributed.share_from_main(history, ctx)  # every rank returns what rank 0 measured
     best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}

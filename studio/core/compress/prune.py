@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress.criteria import CRITERIA, NEEDS_GRADIENTS, make_importance
 from studio.core.compress.kd_config import KD_TERMS
 from studio.core.compress.pruner import PruneTarget, prune_to

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import staged, write_json_atomic
 from studio.core.compress.kd_config import KdConfig
 from studio.core.jobs import Job
 
@@ -173,8 +173,8 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         stage = _train_stage(student, teacher, req, replace(base, epochs=epochs, out=folder,
                                                             resume=(folder / "state.pt").is_file()), job, extra)
         if req.tune_teacher:  # the next stage starts from the teacher as adapted so far (saved before stage.json)
-            torch.save(teacher.state_dict(), folder / "teacher.pt.tmp")
-            (folder / "teacher.pt.tmp").replace(folder / "teacher.pt")
+            with staged(folder / "teacher.pt") as tmp:
+                torch.save(teacher.state_dict(), tmp)
         if main:
             write_json_atomic(done, stage)
         stages.append(stage)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from deploy.convert.rknn_convert import ALGORITHMS, PLATFORMS
 from deploy.errors import UserError
+from deploy.runtime.atomic import staged
 
 _TOP = ("model", "teacher", "data", "imgsz", "prune", "distill", "qat", "export", "verify")
 _PRUNE = ("target_flops", "target_params", "criterion", "scope", "protect", "steps", "schedule_k", "finetune_epochs",
@@ -181,15 +182,12 @@ def refuse_other_run(text: str, path: Path, chain: Path, hint: str) -> None:
 def write_run_recipe(text: str, path: Path, chain: Path, hint: str) -> Recipe:
     """Write the recipe a run in `chain` is made from, checked first, through a temp file."""
     refuse_other_run(text, path, chain, hint)
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        recipe = load_recipe(tmp)
-        tmp.replace(path)
+        with staged(path, ".yaml") as tmp:
+            tmp.write_text(text)
+            recipe = load_recipe(tmp)  # checked before it replaces anything
     except OSError as exc:
         raise UserError(f"{path}: cannot write the recipe ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     recipe.path = path
     return recipe

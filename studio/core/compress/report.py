@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import staged, write_json_atomic, write_text_atomic
 from studio.core.jobs import Job
 
 LATENCY_RUNS = 30
@@ -94,21 +94,16 @@ def compare(paths: list[Path], data: Path | None, imgsz: int, out: Path, val_lim
     return summary
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def save_figure(fig, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically, and free it."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with staged(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def fmt(value, digits: int = 4) -> str:

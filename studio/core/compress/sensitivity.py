@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from deploy.errors import UserError
-from deploy.runtime.metadata import write_json_atomic
+from deploy.runtime.atomic import write_json_atomic
 from studio.core.jobs import Job
 
 RATIOS = (0.25, 0.5, 0.75)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from deploy.runtime.metadata import write_json_atomic
-from studio.core.compress.report import fmt, save_figure, write_text_atomic
+from deploy.runtime.atomic import write_json_atomic, write_text_atomic
+from studio.core.compress.report import fmt, save_figure
 
 LATENCY = "toolkit estimate, Mcycles per image on one NPU core"
 
