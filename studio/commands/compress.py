@@ -1,4 +1,5 @@
-"""`studio prune` and `studio distill`: make a detector smaller, then win its accuracy back."""
+"""`studio prune`, `distill`, `compare` and `compress`: make a detector smaller, win its accuracy back,
+compare the results, or run the whole recipe (prune, distill, QAT, export, verify) in one go."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -186,3 +187,31 @@ def compare_cmd(
         print_json(summary)
     else:
         stdout.print((out / "compare.md").read_text(), highlight=False)
+
+
+@handles_errors
+def compress_cmd(
+    recipe: Path = typer.Option(..., help="Recipe YAML: model, data, teacher, and prune / distill / qat / export / "
+                                "verify sections (see assets/recipes/)."),
+    out: Path = typer.Option(Path("out/compress"), help="Folder for every stage and compress_report.*."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    nproc: int = typer.Option(1, help=NPROC_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """The whole chain from one recipe: prune -> distill -> QAT -> export (PTQ and QAT int8) -> verify
+    in the RKNN simulator, resumable, with one report comparing float, PTQ and QAT.
+
+    Example: studio compress --recipe assets/recipes/int8.yaml --out out/compress
+    """
+    from studio.core.compress.chain import run_recipe
+    from studio.core.compress.recipe import load_recipe
+
+    plan = load_recipe(recipe)
+    launch_if_asked(nproc)
+    report = run_job(lambda job: run_recipe(plan, out, resume, job), json_out)
+    if not speaks_for_the_run():
+        return
+    if json_out:
+        print_json(report)
+    else:
+        stdout.print((out / "compress_report.md").read_text(), highlight=False)

@@ -1,4 +1,4 @@
-"""`studio qat` and `studio compress`: int8 for the NPU, by quantization-aware training and by a whole recipe."""
+"""`studio qat`: int8 for the NPU by quantization-aware training."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,31 +77,3 @@ def qat_cmd(
                  f"{result.calibrated_map50_95:.4f} -> QAT int8 {result.map50_95:.4f}\n"
                  f"next: studio export {result.model} --format rknn --quant qdq --calib IMAGES --report",
                  highlight=False)
-
-
-@handles_errors
-def compress_cmd(
-    recipe: Path = typer.Option(..., help="Recipe YAML: model, data, teacher, and prune / distill / qat / export / "
-                                "verify sections (see assets/recipes/)."),
-    out: Path = typer.Option(Path("out/compress"), help="Folder for every stage and compress_report.*."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    nproc: int = typer.Option(1, help=NPROC_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-):
-    """The whole chain from one recipe: prune -> distill -> QAT -> export (PTQ and QAT int8) -> verify
-    in the RKNN simulator, resumable, with one report comparing float, PTQ and QAT.
-
-    Example: studio compress --recipe assets/recipes/int8.yaml --out out/compress
-    """
-    from studio.core.compress.chain import run_recipe
-    from studio.core.compress.recipe import load_recipe
-
-    plan = load_recipe(recipe)
-    launch_if_asked(nproc)
-    report = run_job(lambda job: run_recipe(plan, out, resume, job), json_out)
-    if not speaks_for_the_run():
-        return
-    if json_out:
-        print_json(report)
-    else:
-        stdout.print((out / "compress_report.md").read_text(), highlight=False)
