@@ -9,8 +9,8 @@ import torch
 
 
 def test_distiller_builds_adapters_only_where_widths_differ(tiny_pair):
-    from studio.core.compress.distiller import Distiller
     from studio.core.compress.kd_config import KdConfig
+    from studio.core.compress.kd_step import Distiller
     from studio.core.models import load_detector
 
     _, teacher_pt, student_pt = tiny_pair

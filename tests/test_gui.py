@@ -195,7 +195,7 @@ def scripted_live(monkeypatch):
     """Watches a live session: the frames its gate let through, the worker of each result, and whether the gate
     holds a frame back; each worker's first inference waits (at most 60 s) until the other's has begun, so both
     workers run whatever the scheduling."""
-    from studio.core.backends import BackendPool
+    from studio.core.backend_factory import BackendPool
     from studio.core.live import LiveMeter, LiveSession
 
     seen = {"passed": [], "workers": [], "entered": set(), "flag": None}

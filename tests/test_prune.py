@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from studio.core.compress.c2f import C2fSplit, split_c2f
+from studio.core.compress.channel_pruner import PruneTarget, prune_to
 from studio.core.compress.criteria import CRITERIA, make_importance
 from studio.core.compress.prune import schedule
-from studio.core.compress.pruner import PruneTarget, prune_to
 from studio.core.compress.yolo import head_output_convs, raw_head_outputs
 
 PLANTED = [1, 5, 9, 13]  # the channels of conv1 made unimportant

@@ -19,8 +19,8 @@ def tiny(tiny_pair):
 
 
 def test_two_qat_steps_with_distillation_lower_the_loss(tiny):
-    from studio.core.compress.distiller import Distiller
     from studio.core.compress.kd_config import KdConfig
+    from studio.core.compress.kd_step import Distiller
     from studio.core.compress.loop import LoopConfig, optimizer_for, prepare_training, train_step, training_batches
     from studio.core.compress.qat import QAT_TERMS
     from studio.core.models import load_detector
@@ -133,8 +133,8 @@ def test_bad_qat_requests_get_one_line(cli, tiny, tmp_path):
 
 @pytest.mark.slow
 def test_teacher_fine_tuning_changes_the_teacher_and_lowers_the_pseudo_students_query_loss(tiny):
-    from studio.core.compress.distiller import Distiller
     from studio.core.compress.kd_config import KdConfig
+    from studio.core.compress.kd_step import Distiller
     from studio.core.compress.loop import LoopConfig, prepare_training, training_batches
     from studio.core.compress.qat import QAT_TERMS
     from studio.core.compress.teacher_tuning import TeacherTuner

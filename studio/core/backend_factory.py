@@ -2,6 +2,8 @@
 
 ort: ONNX Runtime on a float .onnx. rknnlite: the board's NPU, worker i on core i % 3.
 rknn-sim: the rknn-toolkit2 simulator, one shared instance, one frame at a time.
+The backends themselves live in deploy/runtime/backends.py (which runs on the board too)
+and deploy/convert/rknn_sim.py; this host-side module only chooses and opens them.
 """
 from __future__ import annotations
 

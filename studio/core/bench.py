@@ -107,9 +107,10 @@ def bench_pipeline(model: str, workers: list[int], frames: int = 200, backend: s
     """
     from pathlib import Path
 
+    from deploy.runtime.frame import Frame
     from deploy.runtime.metadata import load_meta
-    from deploy.runtime.pipeline import Frame, Pipeline
-    from studio.core.backends import BackendPool
+    from deploy.runtime.pipeline import Pipeline
+    from studio.core.backend_factory import BackendPool
     from studio.core.data.synth import SynthConfig, render_image
 
     try:

@@ -17,10 +17,11 @@ import numpy as np
 
 from deploy.errors import UserError
 from deploy.runtime.backends import Backend
+from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import ModelMeta, load_meta
-from deploy.runtime.pipeline import Frame, Pipeline
+from deploy.runtime.pipeline import Pipeline
 from deploy.runtime.postprocess import NmsConfig
-from studio.core.backends import BackendPool
+from studio.core.backend_factory import BackendPool
 from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
 from studio.core.jobs import Job
 

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.detections import Detections
+from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import load_meta
-from deploy.runtime.pipeline import Frame, Pipeline
+from deploy.runtime.pipeline import Pipeline
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.sinks import VideoSink
 from deploy.runtime.sources import open_source
 from deploy.runtime.tiling import merge_tiles, tile_frames, tile_grid
-from studio.core.backends import BackendPool
+from studio.core.backend_factory import BackendPool
 
 
 @dataclass

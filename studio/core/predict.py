@@ -14,7 +14,7 @@ from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.sinks import CallbackSink, ImageSink, JsonLinesSink, Sink, VideoSink
 from deploy.runtime.sources import ImageSource, open_source
 from deploy.runtime.tiling import merge_tiles, tile_frames
-from studio.core.backends import BackendPool
+from studio.core.backend_factory import BackendPool
 from studio.core.jobs import Job
 
 

@@ -3,7 +3,8 @@
 The student is a checkpoint (fine-tuning, e.g. after pruning) or an architecture yaml
 (training from scratch, e.g. a narrower model). The ablation trains the same student
 from the same start with the same budget four times, adding one family of terms at a
-time: none, response, + feature, + relation.
+time: none, response, + feature, + relation. The loss a training step adds lives in
+kd_step.py, its terms in kd_losses.py.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress import distributed
-from studio.core.compress.distiller import Distiller
 from studio.core.compress.kd_config import KdConfig
+from studio.core.compress.kd_step import Distiller
 from studio.core.jobs import Job
 
 ABLATION = {"none": (), "response": ("response",), "+feature": ("response", "feature"),

@@ -5,7 +5,8 @@ parameters), with p_i = p_f * (1 - (1 - i/n)^k): large steps first, while the ne
 is redundant, small ones near the target. Between steps the model fine-tunes (optionally
 distilled from a teacher). Each step's pruned and tuned weights stay on disk, so an
 interrupted run resumes where it stopped; the result is an ordinary ultralytics
-checkpoint that `studio export` converts like any other.
+checkpoint that `studio export` converts like any other. This module schedules the steps
+and the fine-tuning; channel_pruner.py removes the channels of one step.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import torch
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from studio.core.compress.channel_pruner import PruneTarget, prune_to
 from studio.core.compress.criteria import CRITERIA, NEEDS_GRADIENTS, make_importance
 from studio.core.compress.kd_config import KD_TERMS
-from studio.core.compress.pruner import PruneTarget, prune_to
 from studio.core.jobs import Job
 
 TAYLOR_BATCHES = 4  # training batches whose gradients rank channels for the Taylor criterion
@@ -187,7 +188,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
 
 
 def _measure(model, example) -> tuple[float, int]:
-    from studio.core.compress.pruner import ConvFlops
+    from studio.core.compress.channel_pruner import ConvFlops
     from studio.core.compress.yolo import raw_head_outputs
 
     was = model.training
@@ -260,8 +261,8 @@ def _sparse_train(model, req: PruneRequest, cfg, job: Job):
 def _distiller(req: PruneRequest, model, imgsz: int):
     if req.teacher is None:
         return None, None
-    from studio.core.compress.distiller import Distiller
     from studio.core.compress.kd_config import KdConfig
+    from studio.core.compress.kd_step import Distiller
     from studio.core.models import load_detector
 
     teacher, _ = load_detector(str(req.teacher))

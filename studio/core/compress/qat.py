@@ -198,8 +198,8 @@ def _train_stage(student, teacher, req: QatRequest, cfg, job: Job, extra: dict) 
     """One bit width: the loop with the distillation terms; returns the stage's summary."""
     from torch import nn
 
-    from studio.core.compress.distiller import Distiller
     from studio.core.compress.fakequant import model_bits
+    from studio.core.compress.kd_step import Distiller
     from studio.core.compress.loop import fit, hyperparameters
     from studio.core.compress.teacher_tuning import TeacherTuner
 

@@ -56,7 +56,7 @@ def model_card(path: Path, data: Path | None, imgsz: int, val_limit: int | None 
     """Parameters, GFLOPs, val mAP (overall and small objects) and CPU latency of one checkpoint."""
     import torch
 
-    from studio.core.compress.pruner import ConvFlops
+    from studio.core.compress.channel_pruner import ConvFlops
     from studio.core.compress.yolo import raw_head_outputs
     from studio.core.models import load_detector
 

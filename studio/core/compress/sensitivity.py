@@ -29,9 +29,9 @@ def scan(model_path: Path, data: Path, out: Path, criterion: str = "l1", ratios:
          imgsz: int | None = None, val_limit: int | None = 100, job: Job | None = None) -> dict:
     """mAP50-95 on the val split after pruning each layer group alone at each ratio; writes JSON and a PNG."""
     from studio.core.compress.c2f import split_c2f
+    from studio.core.compress.channel_pruner import PruneTarget, prune_to
     from studio.core.compress.criteria import NEEDS_GRADIENTS, make_importance
     from studio.core.compress.loop import default_hyperparameters, save_checkpoint
-    from studio.core.compress.pruner import PruneTarget, prune_to
     from studio.core.compress.yolo import head_output_convs, raw_head_outputs, trained_imgsz
     from studio.core.evaluate import EvalRequest, evaluate
     from studio.core.models import load_detector

@@ -24,7 +24,7 @@ import copy
 import torch
 from torch import nn
 
-from studio.core.compress.distiller import Distiller
+from studio.core.compress.kd_step import Distiller
 
 
 def split_batch(batch: dict, first: int) -> tuple[dict, dict]:
