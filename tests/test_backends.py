@@ -46,8 +46,9 @@ def test_board_backend_detects_what_onnx_runtime_detects(rknnlite_standin, monke
 
     from deploy.convert.calibration import list_images, read_rgb
     from deploy.runtime.backends import OrtBackend
+    from deploy.runtime.frame import Frame
     from deploy.runtime.metadata import load_meta
-    from deploy.runtime.pipeline import Frame, detect
+    from deploy.runtime.pipeline import detect
     from deploy.runtime.postprocess import NmsConfig
 
     session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from deploy.runtime.backends import Backend
+from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import ModelMeta
-from deploy.runtime.pipeline import Frame, Pipeline, PipelineError
+from deploy.runtime.pipeline import Pipeline, PipelineError
 from studio.core.heads import synthetic_heads
 
 

@@ -56,7 +56,8 @@ def test_predict_tiles_a_large_scene_and_finds_each_planted_object_once(cli, stu
     """A 416x256 synthetic scene with 13 planted objects, cut into 128-px tiles (12 of them, overlapping):
     every object comes back exactly once, as the class it is, including those cut by a tile seam."""
     from deploy.runtime.backends import OrtBackend
-    from deploy.runtime.pipeline import Frame, Pipeline
+    from deploy.runtime.frame import Frame
+    from deploy.runtime.pipeline import Pipeline
     from deploy.runtime.postprocess import NmsConfig
     from deploy.runtime.tiling import tile_frames, tile_origins
     from studio.core.data.aerial import render_scene

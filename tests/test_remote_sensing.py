@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QPushButton, QWidget
 
-from deploy.runtime.pipeline import Frame
+from deploy.runtime.frame import Frame
 from deploy.runtime.sources import Source
 from studio.core.pacing import PacedSource, video_fps
 from studio.gui.remote_sensing import FLIGHT, SCENE, RemoteSensingDemo, default_model, open_remote_sensing_demo

@@ -13,8 +13,9 @@ from deploy.convert.onnx_export import export_onnx
 from deploy.convert.onnx_graph import qdq_output_quant
 from deploy.convert.verify import AGREEMENT_CFG
 from deploy.runtime.backends import OrtBackend
+from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import load_meta
-from deploy.runtime.pipeline import Frame, detect
+from deploy.runtime.pipeline import detect
 from tests.conftest import make_detector
 
 

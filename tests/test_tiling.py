@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploy.runtime.detections import Detections
-from deploy.runtime.pipeline import Frame
+from deploy.runtime.frame import Frame
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.tiling import _cut_sides, _join_seams, merge_scene, merge_tiles, tile_frames, tile_origins
 

@@ -131,8 +131,9 @@ def test_identical_outputs_agree_exactly_and_count_what_the_runtime_detects(tiny
     from deploy.convert.calibration import read_rgb
     from deploy.convert.verify import AGREEMENT_CFG, compare_outputs
     from deploy.runtime.backends import OrtBackend
+    from deploy.runtime.frame import Frame
     from deploy.runtime.metadata import load_meta
-    from deploy.runtime.pipeline import Frame, detect
+    from deploy.runtime.pipeline import detect
 
     images, inputs = _letterboxed_inputs(calib_dir, 96, tmp_path)
     report = compare_outputs(tiny_onnx, inputs, _ort_outputs(tiny_onnx, inputs), logits=True)

@@ -18,10 +18,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import numpy as np
-
 from deploy.runtime.backends import Backend
 from deploy.runtime.detections import Detections
+from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import NmsConfig, postprocess_split, postprocess_standard
 from deploy.runtime.preprocess import boxes_to_original, letterbox, to_nchw_float, to_nhwc_uint8
@@ -29,17 +28,6 @@ from deploy.runtime.preprocess import boxes_to_original, letterbox, to_nchw_floa
 STAGES = ("read", "preprocess", "infer", "postprocess", "total")
 _END = object()
 POLL_S = 0.05  # how often blocked threads look at the stop flag
-
-
-@dataclass
-class Frame:
-    """One image to run: (H, W, 3) uint8 RGB, plus where it came from."""
-
-    image: np.ndarray
-    index: int = 0
-    source: str = ""
-    read_ms: float = 0.0
-    extra: dict = field(default_factory=dict)  # tile offsets and counts, carried to Detections.tile
 
 
 class PipelineError(RuntimeError):
@@ -209,8 +197,3 @@ class Pipeline:
             except queue.Empty:
                 continue
         return None
-
-
-def run_all(pipeline: Pipeline, frames: Iterable[Frame]) -> list[Detections]:
-    """Convenience: run to the end and return every result."""
-    return list(pipeline.run(frames))

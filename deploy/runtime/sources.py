@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Callable, Optional
 
 from deploy.errors import UserError
-from deploy.runtime.pipeline import Frame
+from deploy.runtime.frame import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")

@@ -12,7 +12,7 @@ import numpy as np
 
 from deploy.runtime.decode import box_areas
 from deploy.runtime.detections import Detections
-from deploy.runtime.pipeline import Frame
+from deploy.runtime.frame import Frame
 from deploy.runtime.postprocess import NmsConfig, greedy_nms
 
 EDGE_PX = 2.0  # a box side this close to an inner tile edge counts as cut there

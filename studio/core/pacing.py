@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from deploy.runtime.pipeline import Frame
+from deploy.runtime.frame import Frame
 from deploy.runtime.sources import Source
 
 

@@ -32,7 +32,7 @@ from studio.core.demo import SAMPLE_SCENE as SCENE
 from studio.core.demo import SCENE_OVERLAP as OVERLAP
 from studio.gui.common import PathField, show_error
 from studio.gui.image_view import ImageView
-from studio.gui.pages.live_page import LiveRunner
+from studio.gui.live_runner import LiveRunner
 from studio.gui.scene_view import ZOOM_STEP, SceneView
 
 
@@ -282,7 +282,7 @@ class RemoteSensingDemo(QWidget):
 
 def open_remote_sensing_demo(out: Path) -> None:
     """`studio demo --remote-sensing`: show the demo on out's model and run Qt until its window closes."""
-    from studio.gui.app import application
+    from studio.gui.qt_app import application
 
     application()
     demo = RemoteSensingDemo(out)

@@ -25,8 +25,9 @@ from deploy.board.agent import protocol
 from deploy.board.agent.messages import encode_jpeg, result_header
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import OrtBackend, RknnLiteBackend, worker_core_masks
+from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import load_meta
-from deploy.runtime.pipeline import Frame, Pipeline
+from deploy.runtime.pipeline import Pipeline
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.sources import open_source
 
