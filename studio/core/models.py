@@ -7,7 +7,6 @@ network, and silently downloading weights would hide where a model came from).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -193,8 +192,3 @@ def _inspect_torch(model, path: Path, imgsz: int) -> ModelInfo:
         inputs={"images": [1, 3, imgsz, imgsz]},
         outputs={"output0": list(pred.shape)},
     )
-
-
-def names_json(names: list[str]) -> str:
-    """Class names as the JSON string stored in ONNX metadata_props."""
-    return json.dumps(names)

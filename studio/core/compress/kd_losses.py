@@ -1,6 +1,6 @@
 """Distillation losses for detectors in remote sensing, as plain functions of tensors.
 
-The methods are described in docs/RESEARCH.md: response distillation of class scores
+The methods are described in docs/distillation.md: response distillation of class scores
 and box distributions, feature distillation with foreground/background separation,
 size weighting and local attention, and relation distillation of cosine-similarity
 matrices. Each loss is zero when the student's tensors equal the teacher's, and each
