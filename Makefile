@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RKNN_TOOLKIT := rknn-toolkit2==2.5.0
 export YOLO_OFFLINE := 1
 
-.PHONY: venv sysdeps board-python test test-fast demo studio lint assets screenshots clean
+.PHONY: venv sysdeps board-python test test-fast mutate demo studio lint assets screenshots clean
 
 venv: $(STAMP)  ## create .venv from the pinned recipe (idempotent)
 
@@ -52,8 +52,17 @@ test test-fast: export QT_QPA_PLATFORM ?= offscreen
 test: venv sysdeps lint board-python  ## the whole suite, slow tests included
 	$(BIN)/python -m pytest -q
 
-test-fast: venv board-python  ## the suite without slow tests (RKNN builds, training)
+test-fast: venv board-python  ## the suite without slow tests (RKNN builds, training, boards over SSH)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# One torch thread: mutmut forks a child per mutant, and a child forked after torch started its thread
+# pool waits forever on it (every distillation-loss mutant timed out that way).
+mutate: export OMP_NUM_THREADS := 1
+mutate: export QT_QPA_PLATFORM ?= offscreen
+mutate: venv  ## mutation-test decode, post-/pre-processing, tiling, KD losses, fake-quant (~1 h): out/mutation/report.md
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $$(nproc)
+	$(BIN)/python tests/mutation_report.py
 
 demo: venv  ## the whole chain with short budgets (prune, distill, QAT, export, verify, pipeline): out/demo/report.html
 	$(BIN)/studio demo
@@ -80,4 +89,4 @@ lint: venv  ## ruff (py39 syntax for deploy/runtime) and the import contracts
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf out exports runs .pytest_cache
+	rm -rf out exports runs .pytest_cache mutants
