@@ -195,12 +195,13 @@ def scripted_live(monkeypatch):
     """Watches a live session: the frames its gate let through, the worker of each result, and whether the gate
     holds a frame back; each worker's first inference waits (at most 60 s) until the other's has begun, so both
     workers run whatever the scheduling."""
+    from deploy.runtime.run_loop import Gate
     from studio.core.backend_factory import BackendPool
     from studio.core.live import LiveMeter, LiveSession
 
     seen = {"passed": [], "workers": [], "entered": set(), "flag": None}
     meet = threading.Barrier(2, timeout=60)
-    factory, gated, add, init = BackendPool.factory, LiveSession._gated, LiveMeter.add, LiveSession.__init__
+    factory, gated, add, init = BackendPool.factory, Gate.frames, LiveMeter.add, LiveSession.__init__
 
     def meeting_factory(self):
         make = factory(self)
@@ -232,10 +233,10 @@ def scripted_live(monkeypatch):
 
     def flagged_init(self, req):
         init(self, req)
-        self._running = seen["flag"] = _Flag()
+        self.gate._running = seen["flag"] = _Flag()
 
     monkeypatch.setattr(BackendPool, "factory", meeting_factory)
-    monkeypatch.setattr(LiveSession, "_gated", counting_gate)
+    monkeypatch.setattr(Gate, "frames", counting_gate)
     monkeypatch.setattr(LiveMeter, "add", recording_add)
     monkeypatch.setattr(LiveSession, "__init__", flagged_init)
     return seen

@@ -125,3 +125,33 @@ def test_consumer_stopping_early_shuts_workers_down():
         if d.frame == 3:
             break  # the generator is closed as the loop lets go of it: its finally stops and joins the threads
     assert not [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
+
+
+class CountingBackend(ScriptedBackend):
+    """Counts frames inferred, across all workers."""
+
+    def __init__(self, counter: list, lock: threading.Lock):
+        super().__init__()
+        self.counter, self.lock = counter, lock
+
+    def infer(self, tensor):
+        out = super().infer(tensor)
+        with self.lock:
+            self.counter[0] += 1
+        return out
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_slow_consumer_holds_the_workers_back(workers):
+    """Results in flight stay within 2 x workers while the consumer dawdles; a file source loses nothing."""
+    inferred, lock = [0], threading.Lock()
+    pipeline = Pipeline(lambda i: CountingBackend(inferred, lock), META, workers=workers)
+    ahead = []
+    taken = []
+    for dets in pipeline.run(frames(30)):
+        taken.append(dets.frame)
+        time.sleep(0.01)  # a slow sink; during it, uncapped workers would run through the whole source
+        with lock:
+            ahead.append(inferred[0] - len(taken))
+    assert taken == list(range(30)) and pipeline.stats.dropped == 0
+    assert max(ahead) <= 2 * workers

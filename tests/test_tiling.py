@@ -6,7 +6,16 @@ import numpy as np
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
 from deploy.runtime.postprocess import NmsConfig
-from deploy.runtime.tiling import _cut_sides, _join_seams, merge_scene, merge_tiles, tile_frames, tile_origins
+from deploy.runtime.tiling import (
+    _cut_sides,
+    _join_seams,
+    merge_scene,
+    merge_tiles,
+    near_pairs,
+    tile_frames,
+    tile_grid,
+    tile_origins,
+)
 
 
 def test_tiles_cover_the_scene_with_the_requested_overlap():
@@ -269,3 +278,56 @@ def test_a_dropped_last_tile_still_yields_the_last_frame():
     dets = [_tile_dets(t, [[100, 300, 140, 340]], [0], [0.9]) for t in tiles][:-1]
     merged = list(merge_tiles(dets, NmsConfig()))
     assert [(m.frame, len(m)) for m in merged] == [(0, 1), (1, 1)]
+
+
+def test_a_dense_scene_comes_back_whole_once_per_object():
+    """Over 600 planted objects, many cut by seams, some touching across one: every object exactly once,
+    none cut off at the per-frame max_det, none doubled at a seam, touching neighbours not fused."""
+    from studio.core.dense_scene import plant
+
+    scene = plant(650, 3)
+    seams = {x for x, _, _ in tile_grid(*scene.hw, 512, 0.2)} | {x + 512 for x, _, _ in tile_grid(*scene.hw, 512, 0.2)}
+    crossing = [b for b in scene.boxes.tolist() if any(b[0] < s < b[2] or b[1] < s < b[3] for s in seams)]
+    touching = [b for b in scene.boxes.tolist() if b[2] in seams or b[0] in seams]
+    assert len(scene.boxes) == 650 and len(crossing) > 50 and len(touching) > 10
+    assert sum(len(t) for t in scene.tiles) > 1.3 * 650  # the overlaps see many objects twice or more
+    merged = merge_scene(scene.tiles, NmsConfig(max_det=300))
+    found = sorted((tuple(b), c) for b, c in zip(np.round(merged.boxes).tolist(), merged.classes.tolist()))
+    assert found == sorted((tuple(b), c) for b, c in zip(scene.boxes.tolist(), scene.classes.tolist()))
+    assert sorted(merged.scores.tolist(), reverse=True) == merged.scores.tolist()
+
+
+def test_a_scene_cap_keeps_the_best_objects_only_when_asked():
+    """scene_max_det keeps the highest-scored objects of the merged scene; without it nothing is dropped."""
+    from studio.core.dense_scene import plant
+
+    scene = plant(120, 2)
+    best = np.sort(scene.scores)[::-1][:50]
+    capped = merge_scene(scene.tiles, NmsConfig(), scene_max_det=50)
+    assert len(capped) == 50 and np.array_equal(capped.scores, best)
+    assert len(merge_scene(scene.tiles, NmsConfig(max_det=10))) == 120
+
+
+def test_the_merge_reads_the_settings_again_for_every_scene():
+    """Given a function, merge_tiles asks it for the settings at each scene: an IoU changed mid-run applies."""
+    scenes = [Frame(np.zeros((512, 512, 3), np.uint8), k, f"frame{k}") for k in range(2)]
+    tiles = list(tile_frames(scenes, 512, 0.1))  # one tile per frame
+    pair = [[100, 100, 140, 140], [104, 100, 144, 140]]  # IoU 36/44 = 0.82
+    dets = [_tile_dets(t, pair, [0, 0], [0.9, 0.8]) for t in tiles]
+    settings = iter([NmsConfig(iou=0.5), NmsConfig(iou=0.9)])
+    assert [len(m) for m in merge_tiles(dets, lambda: next(settings))] == [1, 2]
+
+
+def test_neighbour_pairs_include_every_overlapping_or_touching_pair():
+    """The grid search finds each pair of boxes that overlap or touch (checked against all pairs), once."""
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 600, (300, 2))
+    wh = rng.uniform(1, 150, (300, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    i, j = near_pairs(boxes)
+    found = set(zip(i.tolist(), j.tolist()))
+    assert len(found) == len(i) and all(a < b for a, b in found)
+    every = {(a, b) for a in range(300) for b in range(a + 1, 300)
+             if boxes[a, 0] <= boxes[b, 2] and boxes[b, 0] <= boxes[a, 2]
+             and boxes[a, 1] <= boxes[b, 3] and boxes[b, 1] <= boxes[a, 3]}
+    assert every <= found and len(every) > 100

@@ -6,6 +6,8 @@ package until it uses it. (The rknn-toolkit2 simulator, host-only, lives in
 deploy.convert.rknn_sim and implements the same interface.)
 """
 
+from typing import Callable
+
 import numpy as np
 
 from deploy.errors import UserError
@@ -90,3 +92,14 @@ class RknnLiteBackend(Backend):
 def worker_core_masks(workers: int) -> list[str]:
     """One NPU core per worker (0, 1, 2, 0, ...), as the RK3588's three cores run independently."""
     return [str(i % 3) for i in range(workers)]
+
+
+def worker_backends(name: str, model_path: str, workers: int) -> Callable[[int], Backend]:
+    """The backend factory of a pipeline: worker i gets its own ONNX Runtime session (one thread: the
+    workers are the parallelism) or its own NPU context on core i % 3."""
+    if name == "ort":
+        return lambda i: OrtBackend(str(model_path), threads=1)
+    if name == "rknnlite":
+        masks = worker_core_masks(workers)
+        return lambda i: RknnLiteBackend(str(model_path), core_mask=masks[i])
+    raise ValueError(f"unknown backend {name!r} (rknnlite or ort)")

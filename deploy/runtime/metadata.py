@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -102,6 +103,16 @@ def build_onnx_path(model_path, meta: ModelMeta) -> Path:
         raise ValueError(f"{model_path}: its sidecar does not record the ONNX it was built from")
     onnx = Path(meta.build.onnx)
     return onnx if onnx.is_absolute() else Path(model_path).parent / onnx
+
+
+def read_model_meta(model_path) -> ModelMeta:
+    """The sidecar of an exported model, or one line for the user (UserError): no model, no sidecar, another schema."""
+    if not Path(model_path).is_file():
+        raise UserError(f"{model_path}: no such model file")
+    try:
+        return load_meta(model_path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def load_meta(model_path) -> ModelMeta:

@@ -7,9 +7,11 @@
 
 Why threads: the heavy parts (resize, ONNX Runtime, the NPU driver, most numpy) release
 the GIL, so N workers overlap; on the RK3588 worker i is pinned to NPU core i % 3.
-Queues are bounded; a live source (camera) drops the oldest waiting frame instead of
-falling behind, and counts it. A worker's exception stops the pipeline and is raised
-from run(); nothing waits forever.
+Queues are bounded, and so are results in flight (taken by a worker but not yet
+handed on, 2 x workers by default): a slow consumer holds the workers back instead of
+letting finished frames and their images pile up. A file source then waits; a live
+source (camera) drops the oldest waiting frame instead of falling behind, and counts it.
+A worker's exception stops the pipeline and is raised from run(); nothing waits forever.
 """
 import queue
 import threading
@@ -76,12 +78,14 @@ class Pipeline:
     """N workers over a bounded queue; `run(frames)` yields Detections in frame order."""
 
     def __init__(self, backend_factory: Callable[[int], Backend], meta: ModelMeta, cfg: NmsConfig = NmsConfig(),
-                 workers: int = 1, live: bool = False, queue_size: Optional[int] = None, keep_images: bool = False):
+                 workers: int = 1, live: bool = False, queue_size: Optional[int] = None, keep_images: bool = False,
+                 in_flight: Optional[int] = None):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.factory, self.meta, self.cfg, self.workers, self.live = backend_factory, meta, cfg, workers, live
         self.queue_size = queue_size or (workers if live else 2 * workers)
         self.keep_images = keep_images  # attach each frame to its Detections (for drawing sinks)
+        self.in_flight = in_flight or 2 * workers
         self.stats = PipelineStats()
 
     def run(self, frames: Iterable[Frame]) -> Iterator[Detections]:
@@ -91,6 +95,7 @@ class Pipeline:
         stop = threading.Event()
         take_lock = threading.Lock()
         counter = [0]
+        slots = threading.Semaphore(self.in_flight)  # released when the consumer takes a result
         self.stats = PipelineStats()
         stage_sums = dict.fromkeys(STAGES, 0.0)
 
@@ -111,12 +116,15 @@ class Pipeline:
             try:
                 backend = self.factory(index)
                 while not stop.is_set():
+                    if not self._acquire(slots, stop):
+                        break
                     with take_lock:  # sequence numbers follow the queue order, so results can be re-ordered
                         item = self._dequeue(inbox, stop)
                         seq = counter[0]
                         if item is not _END and item is not None:
                             counter[0] += 1
                     if item is _END or item is None:
+                        slots.release()
                         break
                     try:
                         dets = detect(backend, self.meta, item, self.cfg, self.keep_images)  # cfg may change live
@@ -156,6 +164,7 @@ class Pipeline:
                 pending[seq] = payload
                 while next_seq in pending:
                     dets = pending.pop(next_seq)
+                    slots.release()
                     next_seq += 1
                     self.stats.frames += 1
                     for stage in STAGES:
@@ -188,6 +197,13 @@ class Pipeline:
                             self.stats.dropped += 1
                     except (queue.Empty, queue.Full):
                         pass
+
+    @staticmethod
+    def _acquire(slots: threading.Semaphore, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            if slots.acquire(timeout=POLL_S):
+                return True
+        return False
 
     @staticmethod
     def _dequeue(inbox: "queue.Queue", stop: threading.Event):

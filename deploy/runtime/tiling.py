@@ -7,15 +7,17 @@ their intersection covers enough of the smaller box: the object comes back once,
 one box covering it.
 """
 from collections.abc import Iterable, Iterator
+from typing import Callable, Optional, Union
 
 import numpy as np
 
 from deploy.runtime.decode import box_areas
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
-from deploy.runtime.postprocess import NmsConfig, greedy_nms
+from deploy.runtime.postprocess import NmsConfig, pair_iou
 
 EDGE_PX = 2.0  # a box side this close to an inner tile edge counts as cut there
+CELL_PX = 64.0  # grid cell of the neighbour search: about the size of a typical object
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
@@ -54,8 +56,17 @@ def _cut_sides(boxes: np.ndarray, offset: tuple[int, int], size: int, scene_hw: 
             | ((boxes[:, 1] - y < EDGE_PX) & (y > 0)) | ((bottom - boxes[:, 3] < EDGE_PX) & (bottom < h)))
 
 
-def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5) -> Detections:
-    """Detections of all tiles of one scene (boxes in tile pixels) -> one Detections in scene pixels."""
+def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5,
+                scene_max_det: Optional[int] = None) -> Detections:
+    """Detections of all tiles of one scene (boxes in tile pixels) -> one Detections in scene pixels.
+
+    First the pieces of objects cut by seams are joined to the other tiles' views of them
+    (before NMS, so a piece can never suppress the whole view it belongs to), then greedy
+    NMS removes the views of one object that several tiles saw whole. cfg.max_det capped
+    each tile; the scene keeps every object (a dense aerial scene holds thousands) unless
+    scene_max_det caps it too. Only boxes near each other are compared, so the work grows
+    with the number of boxes, not with its square.
+    """
     boxes, scores, classes, tile_ids, cut = [], [], [], [], []
     timings = {}
     for dets in tiles:
@@ -71,14 +82,60 @@ def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5) -
     boxes, scores, classes = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
     tile_ids, cut = np.concatenate(tile_ids), np.concatenate(cut)
     order = np.argsort(-scores, kind="stable")
-    boxes, scores, classes, tile_ids, cut = boxes[order], scores[order], classes[order], tile_ids[order], cut[order]
-    keep = greedy_nms(boxes, classes, NmsConfig(iou=cfg.iou, max_det=len(boxes) or 1, agnostic=cfg.agnostic))
-    boxes, scores, classes, tile_ids, cut = boxes[keep], scores[keep], classes[keep], tile_ids[keep], cut[keep]
-    boxes, scores, classes = _join_seams(boxes, scores, classes, tile_ids, cut, min_ios)
-    order = np.argsort(-scores, kind="stable")[: cfg.max_det]
+    boxes, scores, classes = _join_seams(boxes[order], scores[order], classes[order], tile_ids[order], cut[order],
+                                         min_ios)
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    keep = _nms_near(boxes, classes, cfg)[:scene_max_det]
     first = tiles[0]
     scene = first.tile["scene"] if first.image is not None else None
-    return Detections(boxes[order], scores[order], classes[order], timings, first.frame, first.source, None, scene)
+    return Detections(boxes[keep], scores[keep], classes[keep], timings, first.frame, first.source, None, scene)
+
+
+def near_pairs(boxes: np.ndarray, cell: float = CELL_PX) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) with i < j of every two boxes that share a cell of a `cell`-px grid: all pairs that overlap
+    or touch are among them. Each box is entered in the cells it covers; pairs come from within cells."""
+    n = len(boxes)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo = np.floor(np.maximum(boxes[:, :2], 0) / cell).astype(np.int64)
+    hi = np.maximum(np.floor(np.maximum(boxes[:, 2:], 0) / cell).astype(np.int64), lo)
+    span = hi - lo + 1  # (n, 2) cells along x and y
+    counts = span[:, 0] * span[:, 1]
+    owner = np.repeat(np.arange(n), counts)
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # cell number within its box
+    cx = lo[owner, 0] + k % span[owner, 0]
+    cy = lo[owner, 1] + k // span[owner, 0]
+    key = cy * (int(hi[:, 0].max()) + 1) + cx
+    order = np.argsort(key, kind="stable")
+    key, owner = key[order], owner[order]
+    _, sizes = np.unique(key, return_counts=True)
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    later = np.repeat(sizes, sizes) - 1 - (np.arange(len(key)) - starts)  # members after each one in its cell
+    first = np.repeat(np.arange(len(key)), later)
+    second = first + 1 + np.arange(len(first)) - np.repeat(np.cumsum(later) - later, later)
+    a, b = owner[first], owner[second]
+    pair = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
+    return pair // n, pair % n
+
+
+def _nms_near(boxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig) -> np.ndarray:
+    """Greedy NMS (boxes sorted by score) that measures only nearby pairs: box j is dropped when a kept box
+    of its class ranked before it overlaps it by more than cfg.iou; settled by iterating that rule."""
+    i, j = near_pairs(boxes)
+    if not cfg.agnostic:
+        same = classes[i] == classes[j]
+        i, j = i[same], j[same]
+    b64 = boxes.astype(np.float64)
+    overlap = pair_iou(b64, box_areas(b64), i, j) > cfg.iou
+    src, dst = i[overlap], j[overlap]  # i < j: src ranks before dst
+    keep = np.ones(len(boxes), bool)
+    while True:
+        suppressed = np.zeros(len(boxes), bool)
+        suppressed[dst[keep[src]]] = True
+        if np.array_equal(~suppressed, keep):
+            return np.flatnonzero(keep)
+        keep = ~suppressed
 
 
 def _join_seams(boxes, scores, classes, tile_ids, cut, min_ios: float, min_extent_iou: float = 0.6):
@@ -86,57 +143,71 @@ def _join_seams(boxes, scores, classes, tile_ids, cut, min_ios: float, min_exten
 
     One object: the intersection covers >= min_ios of the smaller box (a partial view inside
     a whole one), or both are cut and, across the seam, their extents agree (IoU along x or
-    y >= min_extent_iou): the two halves of an object longer than the overlap.
+    y >= min_extent_iou): the two halves of an object longer than the overlap. Returns the
+    groups' union boxes, best scores and classes, in the order of each group's first box.
     """
     n = len(boxes)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    b64 = boxes.astype(np.float64)
-    areas = box_areas(b64)
-    for i in np.flatnonzero(cut):
-        others = np.flatnonzero((classes == classes[i]) & (tile_ids != tile_ids[i]))
-        if not others.size:
-            continue
-        lo, hi = np.maximum(b64[i, :2], b64[others, :2]), np.minimum(b64[i, 2:], b64[others, 2:])
-        inter = np.maximum(0.0, hi - lo)  # (M, 2) overlap along x and y
-        ios = inter.prod(axis=1) / np.maximum(np.minimum(areas[i], areas[others]), 1e-9)
-        # two pieces of one long object, each cut by the seam, share their extent across it
-        span = np.maximum(b64[i, 2:], b64[others, 2:]) - np.minimum(b64[i, :2], b64[others, :2])
-        extent_iou = (inter / np.maximum(span, 1e-9)).max(axis=1)
-        pieces = cut[others] & (inter > 0).all(axis=1) & (extent_iou >= min_extent_iou)
-        for j in others[(ios >= min_ios) | pieces]:
-            parent[find(int(j))] = find(int(i))
-    groups = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    merged = [(np.concatenate([boxes[m, :2].min(0), boxes[m, 2:].max(0)]), scores[m].max(), classes[m[0]])
-              for m in (np.array(g) for g in groups.values())]
-    if not merged:
+    if not n:
         return boxes, scores, classes
-    return (np.array([m[0] for m in merged], np.float32), np.array([m[1] for m in merged], np.float32),
-            np.array([m[2] for m in merged], np.int32))
+    i, j = near_pairs(boxes)
+    i, j = _seam_partners(boxes.astype(np.float64), i, j, classes, tile_ids, cut, min_ios, min_extent_iou)
+    parent = np.arange(n)
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in zip(i.tolist(), j.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(k) for k in range(n)], np.int64)
+    heads, group = np.unique(roots, return_inverse=True)  # heads: each group's first box, in order
+    out = np.empty((len(heads), 4), np.float32)
+    out[:, :2] = np.inf
+    out[:, 2:] = -np.inf
+    np.minimum.at(out[:, :2], group, boxes[:, :2])
+    np.maximum.at(out[:, 2:], group, boxes[:, 2:])
+    best = np.full(len(heads), -np.inf, np.float32)
+    np.maximum.at(best, group, scores)
+    return out, best, classes[heads].astype(np.int32)
 
 
-def merge_tiles(results: Iterable[Detections], cfg: NmsConfig) -> Iterator[Detections]:
+def _seam_partners(b64, i, j, classes, tile_ids, cut, min_ios: float, min_extent_iou: float):
+    """The pairs (i, j) that are pieces of one object across a seam (see _join_seams)."""
+    candidate = (classes[i] == classes[j]) & (tile_ids[i] != tile_ids[j]) & (cut[i] | cut[j])
+    i, j = i[candidate], j[candidate]
+    lo, hi = np.maximum(b64[i, :2], b64[j, :2]), np.minimum(b64[i, 2:], b64[j, 2:])
+    inter = np.maximum(0.0, hi - lo)  # (M, 2) overlap along x and y
+    areas = box_areas(b64)
+    ios = inter.prod(axis=1) / np.maximum(np.minimum(areas[i], areas[j]), 1e-9)
+    span = np.maximum(b64[i, 2:], b64[j, 2:]) - np.minimum(b64[i, :2], b64[j, :2])
+    extent_iou = (inter / np.maximum(span, 1e-9)).max(axis=1)
+    pieces = cut[i] & cut[j] & (inter > 0).all(axis=1) & (extent_iou >= min_extent_iou)
+    join = (ios >= min_ios) | pieces
+    return i[join], j[join]
+
+
+def merge_tiles(results: Iterable[Detections], cfg: Union[NmsConfig, Callable[[], NmsConfig]],
+                scene_max_det: Optional[int] = None) -> Iterator[Detections]:
     """Group the tiles of each scene (consecutive, same frame index) and merge each scene.
 
     A live source may drop single tiles; a scene then ends when the next frame's tiles
     begin, and is merged from the tiles that arrived, never mixed with another frame's.
+    `cfg` may be a function giving the current settings, read again for every scene, so a
+    threshold changed during a live run reaches the merge as well as the workers.
     """
+    current = cfg if callable(cfg) else (lambda: cfg)
     scene: list[Detections] = []
     for dets in results:
         if scene and dets.frame != scene[0].frame:
-            yield merge_scene(scene, cfg)
+            yield merge_scene(scene, current(), scene_max_det=scene_max_det)
             scene = []
         scene.append(dets)
         if len(scene) == dets.tile["tiles"]:
-            yield merge_scene(scene, cfg)
+            yield merge_scene(scene, current(), scene_max_det=scene_max_det)
             scene = []
     if scene:
-        yield merge_scene(scene, cfg)
+        yield merge_scene(scene, current(), scene_max_det=scene_max_det)

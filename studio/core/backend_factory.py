@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.runtime.backends import Backend, OrtBackend, RknnLiteBackend, worker_core_masks
+from deploy.runtime.backends import Backend, worker_backends
 
 BACKENDS = ("ort", "rknn-sim", "rknnlite")
 SUFFIX = {"ort": ".onnx", "rknn-sim": ".rknn", "rknnlite": ".rknn"}
@@ -42,13 +42,10 @@ class BackendPool:
             from deploy.convert.rknn_sim import RknnSimBackend
 
             self.shared = RknnSimBackend(model)
-        self.masks = worker_core_masks(workers)
 
     def factory(self) -> Callable[[int], Backend]:
-        if self.name == "ort":
-            return lambda i: OrtBackend(str(self.model), threads=1)
-        if self.name == "rknnlite":
-            return lambda i: RknnLiteBackend(str(self.model), core_mask=self.masks[i])
+        if self.shared is None:
+            return worker_backends(self.name, str(self.model), self.workers)
         return lambda i: _Shared(self.shared)
 
     def close(self) -> None:

@@ -108,27 +108,20 @@ def bench_pipeline(model: str, workers: list[int], frames: int = 200, backend: s
     from pathlib import Path
 
     from deploy.runtime.frame import Frame
-    from deploy.runtime.metadata import load_meta
-    from deploy.runtime.pipeline import Pipeline
+    from deploy.runtime.metadata import read_model_meta
+    from deploy.runtime.run_loop import RunLoop
     from studio.core.backend_factory import BackendPool
     from studio.core.data.synth import SynthConfig, render_image
 
-    try:
-        meta = load_meta(model)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    meta = read_model_meta(model)
     cfg = SynthConfig(Path("."), size=meta.imgsz, seed=seed)
     images = [render_image(cfg, i)[0][..., ::-1].copy() for i in range(min(frames, 16))]
     runs = []
     for n in workers:
         pool = BackendPool(backend, Path(model), n)
-        try:
-            pipeline = Pipeline(pool.factory(), meta, workers=n)
-            order = [d.frame for d in pipeline.run(Frame(images[i % len(images)], i, "synthetic")
-                                                   for i in range(frames))]
-        finally:
-            pool.close()
-        stats = pipeline.stats.to_dict()
+        loop = RunLoop(pool.factory(), meta, workers=n, close=pool.close)
+        order = [d.frame for d in loop.results(Frame(images[i % len(images)], i, "synthetic") for i in range(frames))]
+        stats = loop.stats.to_dict()
         runs.append({"workers": n, "fps": stats["fps"], "stage_ms": stats["stage_ms"],
                      "in_order": order == list(range(frames))})
     base = runs[0]["fps"] or 1.0
@@ -161,3 +154,36 @@ def bench_gui_startup(runs: int = 3) -> dict:
     return {"seconds": round(statistics.median(times), 3),
             "after_interpreter_start": round(statistics.median(inside), 3), "runs": runs,
             "platform": env["QT_QPA_PLATFORM"]}
+
+
+def bench_merge(objects: int = 5000, tiles: int = 64, repeat: int = 5) -> dict:
+    """Merging a planted dense scene's tiles into one result: time, and every object back exactly once.
+
+    The reference, timed in the same run, is plain greedy NMS over the same tile detections
+    (measuring every same-class pair, and joining no seams): what the merge costs beside it.
+    """
+    from deploy.runtime.postprocess import greedy_nms
+    from deploy.runtime.tiling import merge_scene
+    from studio.core.dense_scene import plant
+
+    side = int(round(tiles ** 0.5))
+    if side < 1 or side * side != tiles:
+        raise UserError(f"--tiles {tiles}: expected a square number of tiles (a square scene), like 16 or 64")
+    if objects < 1:
+        raise UserError(f"--objects {objects}: expected at least 1")
+    scene = plant(objects, side)
+    cfg = NmsConfig()
+    merged = merge_scene(scene.tiles, cfg)
+    merge_ms = median_ms(lambda: merge_scene(scene.tiles, cfg), repeat, warmup=1)
+    boxes = np.concatenate([d.boxes + np.array([*d.tile["offset"]] * 2, np.float32) for d in scene.tiles])
+    scores = np.concatenate([d.scores for d in scene.tiles])
+    classes = np.concatenate([d.classes for d in scene.tiles])
+    order = np.argsort(-scores, kind="stable")
+    reference = NmsConfig(max_det=len(boxes))
+    nms_ms = median_ms(lambda: greedy_nms(boxes[order], classes[order], reference), max(1, repeat // 5), warmup=0)
+    found = {(tuple(b), int(c)) for b, c in zip(np.round(merged.boxes).tolist(), merged.classes.tolist())}
+    planted = {(tuple(b), int(c)) for b, c in zip(scene.boxes.tolist(), scene.classes.tolist())}
+    return {"objects_in": len(scene.boxes), "tiles": tiles, "scene_px": scene.hw[0],
+            "tile_detections": int(len(boxes)), "objects_out": len(merged), "exact": found == planted,
+            "merge_ms": round(merge_ms, 2), "reference_nms_ms": round(nms_ms, 2),
+            "merge_vs_reference": round(merge_ms / nms_ms, 3) if nms_ms else None}

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from deploy.board.remote_run import AgentStream, RunOptions
 from deploy.runtime.detections import Detections
+from deploy.runtime.metadata import read_model_meta
 from studio.core.board import Access, push_model, start_run, stop_run
 from studio.core.jobs import CancelToken, Job
-from studio.core.live import LiveMeter, LiveStats, model_meta
+from studio.core.live import LiveMeter, LiveStats
 
 
 @dataclass
@@ -34,7 +35,7 @@ class BoardLiveRequest:
 
 class BoardLiveSession:
     def __init__(self, req: BoardLiveRequest):
-        self.meta = model_meta(req.model)
+        self.meta = read_model_meta(req.model)
         self.req = req
         self.tile_grid: list = []
         self.meter = LiveMeter()

@@ -18,9 +18,9 @@ import numpy as np
 from deploy.errors import UserError
 from deploy.runtime.backends import Backend
 from deploy.runtime.frame import Frame
-from deploy.runtime.metadata import ModelMeta, load_meta
-from deploy.runtime.pipeline import Pipeline
+from deploy.runtime.metadata import ModelMeta, read_model_meta
 from deploy.runtime.postprocess import NmsConfig
+from deploy.runtime.run_loop import RunLoop
 from studio.core.backend_factory import BackendPool
 from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
 from studio.core.jobs import Job
@@ -168,27 +168,21 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
     if req.backend == "torch":
         factory, meta, close = _torch_setup(req)
     else:
-        try:
-            meta = load_meta(req.model)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        meta = read_model_meta(req.model)
         pool = BackendPool(req.backend, Path(req.model), req.workers)
         factory, close = pool.factory(), pool.close
     gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)
     cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det, multi_label=True)
-    pipeline = Pipeline(factory, meta, cfg, workers=req.workers)
+    loop = RunLoop(factory, meta, cfg, workers=req.workers, close=close)
     detections = []
     job.stage("evaluate", len(images), f"{req.backend}")
-    try:
-        for dets in pipeline.run(_frames(images)):
-            for box, score, cls in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist()):
-                detections.append({"image_id": dets.frame, "category_id": cls, "score": score,
-                                   "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
-            job.step("evaluate", dets.frame + 1, len(images))
-    finally:
-        close()
+    for dets in loop.results(_frames(images)):
+        for box, score, cls in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist()):
+            detections.append({"image_id": dets.frame, "category_id": cls, "score": score,
+                               "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+        job.step("evaluate", dets.frame + 1, len(images))
     metrics = coco_metrics(gt, detections, meta.names, req.max_det)
-    stats = pipeline.stats
+    stats = loop.stats
     return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(images),
                       latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
                       settings={"conf": req.conf, "iou": req.iou, "max_det": req.max_det, "imgsz": meta.imgsz,

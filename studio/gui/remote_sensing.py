@@ -185,7 +185,8 @@ class RemoteSensingDemo(QWidget):
 
     def start(self) -> None:
         """Run the scene (once, tiled) and the flight (looping, paced) on the chosen model."""
-        from studio.core.live import LiveRequest, model_meta
+        from deploy.runtime.metadata import read_model_meta
+        from studio.core.live import LiveRequest
 
         if self.running():
             return
@@ -194,7 +195,7 @@ class RemoteSensingDemo(QWidget):
             return
         model = Path(self.model.text())
         try:
-            self.names = model_meta(model).names
+            self.names = read_model_meta(model).names
         except UserError as exc:
             self.error(str(exc))
             return

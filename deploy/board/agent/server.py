@@ -24,11 +24,10 @@ import deploy
 from deploy.board.agent import protocol
 from deploy.board.agent.messages import encode_jpeg, result_header
 from deploy.runtime.atomic import write_json_atomic
-from deploy.runtime.backends import OrtBackend, RknnLiteBackend, worker_core_masks
-from deploy.runtime.frame import Frame
+from deploy.runtime.backends import worker_backends
 from deploy.runtime.metadata import load_meta
-from deploy.runtime.pipeline import Pipeline
 from deploy.runtime.postprocess import NmsConfig
+from deploy.runtime.run_loop import Gate, RunLoop, replayed
 from deploy.runtime.sources import open_source
 
 log = logging.getLogger("agent")
@@ -67,15 +66,12 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
-        self.stop = threading.Event()
+        self.gate = Gate()  # stop, and the host's pause and step
         self.ready = threading.Event()  # the model's metadata is read (or reading it failed)
-        self.running = threading.Event()  # cleared while the host has paused the run
-        self.running.set()
-        self.steps = threading.Semaphore(0)  # frames the host let through while paused
         self.outbox: queue.Queue = queue.Queue(maxsize=8)
         self.sent: collections.deque = collections.deque(maxlen=REPLAY)  # (seq, header, payload)
         self.seq = 0
-        self.pipeline: Optional[Pipeline] = None
+        self.loop: Optional[RunLoop] = None
         self.live = False
         self.names: list = []
         self.token = secrets.token_hex(16)
@@ -96,33 +92,9 @@ class Agent:
 
     # --- the pipeline side -------------------------------------------------------------------
 
-    def _backend_factory(self):
-        model, masks = self.cfg.model, worker_core_masks(self.cfg.workers)
-        if self.cfg.backend == "ort":
-            return lambda i: OrtBackend(model, threads=1)
-        if self.cfg.backend == "rknnlite":
-            return lambda i: RknnLiteBackend(model, core_mask=masks[i])
-        raise ValueError(f"unknown backend {self.cfg.backend!r} (rknnlite or ort)")
-
-    def _frames(self, source):
-        index = 0
-        while not self.stop.is_set():
-            produced = False
-            for frame in source:
-                produced = True
-                while not self.running.is_set() and not self.stop.is_set():
-                    if self.steps.acquire(timeout=POLL_S):
-                        break
-                yield Frame(frame.image, index, frame.source, frame.read_ms)
-                index += 1
-                if self.stop.is_set() or (self.cfg.max_frames and index >= self.cfg.max_frames):
-                    return
-            if not (self.cfg.loop and produced) or source.live:
-                return
-
     def _post(self, item) -> None:
         """Hand a message to the server side; a live source drops the oldest waiting result instead of waiting."""
-        while not self.stop.is_set():
+        while not self.gate.stopped:
             try:
                 self.outbox.put(item, timeout=POLL_S)
                 return
@@ -143,19 +115,17 @@ class Agent:
                 self.ready.set()
             source = open_source(self.cfg.source, warn=log.warning, max_frames=self.cfg.max_frames)
             self.live = source.live
-            self.pipeline = Pipeline(self._backend_factory(), meta, NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou),
-                                     workers=self.cfg.workers, live=source.live,
-                                     keep_images=self.cfg.jpeg_quality > 0)
+            self.loop = RunLoop(worker_backends(self.cfg.backend, self.cfg.model, self.cfg.workers), meta,
+                                NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou), workers=self.cfg.workers,
+                                live=source.live, gate=self.gate, keep_images=self.cfg.jpeg_quality > 0)
             self._update(state="running")
             first, count = None, 0
-            for dets in self.pipeline.run(self._frames(source)):
+            for dets in self.loop.results(replayed(source, self.cfg.loop, self.gate, self.cfg.max_frames)):
                 now = time.perf_counter()
                 first, count = first or now, count + 1
                 payload = encode_jpeg(dets.image, self.cfg.jpeg_quality) if self.cfg.jpeg_quality else b""
                 self._post(("result", result_header(dets), payload))
-                if self.stop.is_set():
-                    break
-            stats = self.pipeline.stats.to_dict()
+            stats = self.loop.stats.to_dict()
             # frames/s from the first result on, without the time the backends took to load the model
             span = time.perf_counter() - first if first else 0.0
             stats["steady_fps"] = round((count - 1) / span, 2) if count > 1 and span > 0 else None
@@ -175,21 +145,21 @@ class Agent:
         idle_since = time.monotonic()
         conn = None
         try:
-            while not self.stop.is_set():
+            while not self.gate.stopped:
                 if conn is None:
                     try:
                         conn, _ = self.listener.accept()
                     except socket.timeout:  # (not TimeoutError: on Python 3.9 they differ)
                         if time.monotonic() - idle_since > self.cfg.idle_exit:
                             log.info("no host for %.0f s: stopping", self.cfg.idle_exit)
-                            self.stop.set()
+                            self.gate.stop()
                         continue
                 finished, conn = self._stream(conn)
                 idle_since = time.monotonic()
                 if finished:
                     break
         finally:
-            self.stop.set()
+            self.gate.stop()
             if conn is not None:
                 conn.close()
             self.listener.close()
@@ -221,7 +191,7 @@ class Agent:
                 if seq > since:
                     protocol.send(conn, header, payload)
             last_send = time.monotonic()
-            while not self.stop.is_set():
+            while not self.gate.stopped:
                 newer = self._newer_host()
                 if newer is not None:
                     log.info("a newer host connected: it takes over")
@@ -229,7 +199,7 @@ class Agent:
                     return False, newer
                 if self._host_says_stop(conn):
                     log.info("the host asked to stop")
-                    self.stop.set()
+                    self.gate.stop()
                     return True, conn
                 try:
                     kind, header, payload = self.outbox.get(timeout=POLL_S)
@@ -269,18 +239,18 @@ class Agent:
             if kind == "stop":
                 return True
             if kind == "pause":
-                self.running.clear()
+                self.gate.pause()
             elif kind == "resume":
-                self.running.set()
-            elif kind == "step" and not self.running.is_set():
-                self.steps.release()
-            elif kind == "thresholds" and self.pipeline is not None:
+                self.gate.resume()
+            elif kind == "step":
+                self.gate.step()
+            elif kind == "thresholds" and self.loop is not None:
                 try:
                     conf, iou = float(header["conf"]), float(header["iou"])
                 except (KeyError, TypeError, ValueError):
                     log.warning("ignored thresholds without numbers: %s", header)
                     continue
-                self.pipeline.cfg = NmsConfig(conf=conf, iou=iou)
+                self.loop.cfg = NmsConfig(conf=conf, iou=iou)
         return False
 
     @staticmethod
