@@ -57,6 +57,7 @@ class ModelMeta:
     imgsz: int
     layout: str  # rknn-split | standard
     outputs: list[str]  # output names in order
+    task: str = "detect"  # what the outputs mean (deploy/runtime/heads.py); sidecars without it are detect
     class_scores: str = "sigmoid"  # rknn-split: what the class outputs hold, sigmoid | logits
     strides: list[int] = field(default_factory=list)
     reg_max: int = 16

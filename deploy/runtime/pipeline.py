@@ -23,8 +23,9 @@ from typing import Callable, Optional
 from deploy.runtime.backends import Backend
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
+from deploy.runtime.heads import head_for
 from deploy.runtime.metadata import ModelMeta
-from deploy.runtime.postprocess import NmsConfig, postprocess_split, postprocess_standard
+from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.preprocess import boxes_to_original, letterbox, to_nchw_float, to_nhwc_uint8
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "total")
@@ -60,11 +61,7 @@ def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep
     t1 = time.perf_counter()
     outputs = backend.infer(tensor)
     t2 = time.perf_counter()
-    if meta.layout == "rknn-split":
-        quant = [(q.scale, q.zero_point) for q in meta.quantization] if backend.int8_outputs else None
-        result = postprocess_split(outputs, meta.strides, cfg, quant, logits=meta.class_scores == "logits")[0]
-    else:
-        result = postprocess_standard(outputs[0], cfg)[0]
+    result = head_for(meta).decode(outputs, cfg, backend.int8_outputs)
     boxes = boxes_to_original(result.boxes, info)
     t3 = time.perf_counter()
     timings = {"read": frame.read_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,

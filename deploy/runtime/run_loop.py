@@ -18,6 +18,7 @@ from deploy.errors import UserError
 from deploy.runtime.backends import Backend
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
+from deploy.runtime.heads import head_for
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.pipeline import POLL_S, Pipeline, PipelineError, PipelineStats
 from deploy.runtime.postprocess import NmsConfig
@@ -101,6 +102,10 @@ class RunLoop:
                  sinks: Iterable[Sink] = (), gate: Optional[Gate] = None, keep_images: bool = False,
                  on_result: Optional[Callable[[Detections], None]] = None, close: Callable[[], None] = lambda: None,
                  scene_max_det: Optional[int] = None):
+        try:
+            head_for(meta)  # a task or layout this runtime cannot decode fails here, as one line
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         self.sinks = list(sinks)
         self.pipeline = Pipeline(backends, meta, cfg, workers=workers, live=live,
                                  keep_images=keep_images or any(s.needs_images for s in self.sinks))
