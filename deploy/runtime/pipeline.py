@@ -87,60 +87,11 @@ class Pipeline:
 
     def run(self, frames: Iterable[Frame]) -> Iterator[Detections]:
         """Yield Detections in the order frames were taken; raise PipelineError if anything failed."""
-        inbox: queue.Queue = queue.Queue(self.queue_size)
-        outbox: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        take_lock = threading.Lock()
-        counter = [0]
-        slots = threading.Semaphore(self.in_flight)  # released when the consumer takes a result
+        run = _Run(self)
         self.stats = PipelineStats()
         stage_sums = dict.fromkeys(STAGES, 0.0)
-
-        def reader() -> None:
-            try:
-                for frame in frames:
-                    if stop.is_set():
-                        return
-                    self._enqueue(inbox, frame, stop)
-            except Exception as exc:  # a source failure ends the run with its message
-                outbox.put(("error", None, PipelineError(f"source failed: {type(exc).__name__}: {exc}"), exc))
-            finally:
-                for _ in range(self.workers):
-                    self._enqueue(inbox, _END, stop, never_drop=True)
-
-        def worker(index: int) -> None:
-            backend = None
-            try:
-                backend = self.factory(index)
-                while not stop.is_set():
-                    if not self._acquire(slots, stop):
-                        break
-                    with take_lock:  # sequence numbers follow the queue order, so results can be re-ordered
-                        item = self._dequeue(inbox, stop)
-                        seq = counter[0]
-                        if item is not _END and item is not None:
-                            counter[0] += 1
-                    if item is _END or item is None:
-                        slots.release()
-                        break
-                    try:
-                        dets = detect(backend, self.meta, item, self.cfg, self.keep_images)  # cfg may change live
-                    except Exception as exc:
-                        raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
-                                            f"{type(exc).__name__}: {exc}") from exc
-                    dets.worker = index
-                    outbox.put(("ok", seq, dets, None))
-            except PipelineError as exc:
-                outbox.put(("error", None, exc, exc.__cause__))
-            except Exception as exc:
-                outbox.put(("error", None, PipelineError(f"worker {index} failed: {type(exc).__name__}: {exc}"), exc))
-            finally:
-                if backend is not None:
-                    backend.close()
-                outbox.put(("done", None, None, None))
-
-        threads = [threading.Thread(target=reader, name="pipeline-reader", daemon=True)]
-        threads += [threading.Thread(target=worker, args=(i,), name=f"pipeline-worker-{i}", daemon=True)
+        threads = [threading.Thread(target=self._read, args=(run, frames), name="pipeline-reader", daemon=True)]
+        threads += [threading.Thread(target=self._work, args=(run, i), name=f"pipeline-worker-{i}", daemon=True)
                     for i in range(self.workers)]
         started = time.perf_counter()
         for t in threads:
@@ -150,7 +101,7 @@ class Pipeline:
         try:
             while finished < self.workers:
                 try:
-                    kind, seq, payload, cause = outbox.get(timeout=POLL_S)
+                    kind, seq, payload, cause = run.outbox.get(timeout=POLL_S)
                 except queue.Empty:
                     continue
                 if kind == "error":
@@ -161,19 +112,64 @@ class Pipeline:
                 pending[seq] = payload
                 while next_seq in pending:
                     dets = pending.pop(next_seq)
-                    slots.release()
+                    run.slots.release()
                     next_seq += 1
                     self.stats.frames += 1
                     for stage in STAGES:
                         stage_sums[stage] += dets.timings.get(stage, 0.0)
                     yield dets
         finally:
-            stop.set()
+            run.stop.set()
             for t in threads:
                 t.join(timeout=5)
             self.stats.seconds = time.perf_counter() - started
             if self.stats.frames:
                 self.stats.stage_ms = {k: v / self.stats.frames for k, v in stage_sums.items()}
+
+    def _read(self, run: "_Run", frames: Iterable[Frame]) -> None:
+        """The reader thread: frames into the inbox, then one end marker per worker."""
+        try:
+            for frame in frames:
+                if run.stop.is_set():
+                    return
+                self._enqueue(run.inbox, frame, run.stop)
+        except Exception as exc:  # a source failure ends the run with its message
+            run.outbox.put(("error", None, PipelineError(f"source failed: {type(exc).__name__}: {exc}"), exc))
+        finally:
+            for _ in range(self.workers):
+                self._enqueue(run.inbox, _END, run.stop, never_drop=True)
+
+    def _work(self, run: "_Run", index: int) -> None:
+        """Worker thread `index`: its own backend, frames from the inbox, numbered results to the outbox."""
+        backend = None
+        try:
+            backend = self.factory(index)
+            while not run.stop.is_set():
+                if not self._acquire(run.slots, run.stop):
+                    break
+                with run.take_lock:  # sequence numbers follow the queue order, so results can be re-ordered
+                    item = self._dequeue(run.inbox, run.stop)
+                    seq = run.taken
+                    if item is not _END and item is not None:
+                        run.taken += 1
+                if item is _END or item is None:
+                    run.slots.release()
+                    break
+                try:
+                    dets = detect(backend, self.meta, item, self.cfg, self.keep_images)  # cfg may change live
+                except Exception as exc:
+                    raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
+                                        f"{type(exc).__name__}: {exc}") from exc
+                dets.worker = index
+                run.outbox.put(("ok", seq, dets, None))
+        except PipelineError as exc:
+            run.outbox.put(("error", None, exc, exc.__cause__))
+        except Exception as exc:
+            run.outbox.put(("error", None, PipelineError(f"worker {index} failed: {type(exc).__name__}: {exc}"), exc))
+        finally:
+            if backend is not None:
+                backend.close()
+            run.outbox.put(("done", None, None, None))
 
     def _enqueue(self, inbox: "queue.Queue", item, stop: threading.Event, never_drop: bool = False) -> None:
         """Put a frame; a live source drops the oldest waiting frame rather than wait."""
@@ -210,3 +206,15 @@ class Pipeline:
             except queue.Empty:
                 continue
         return None
+
+
+class _Run:
+    """The queues, flags and counters of one Pipeline.run, shared by its reader, workers and consumer."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.inbox: queue.Queue = queue.Queue(pipeline.queue_size)
+        self.outbox: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.take_lock = threading.Lock()
+        self.taken = 0  # frames taken by workers so far: the next sequence number
+        self.slots = threading.Semaphore(pipeline.in_flight)  # released when the consumer takes a result

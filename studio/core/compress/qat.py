@@ -98,11 +98,9 @@ def _stage_dir(out: Path, index: int, bits: int) -> Path:
 
 def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     """Quantize, calibrate, train through the bit-width schedule; write qat.pt and qat_report.json in req.out."""
-    import torch
-
     from studio.core.compress import distributed
     from studio.core.compress import fakequant as fq
-    from studio.core.compress.loop import LoopConfig, hyperparameters, save_checkpoint, training_batches, validate
+    from studio.core.compress.loop import LoopConfig, hyperparameters, save_checkpoint
     from studio.core.models import load_detector
     from studio.core.provenance import provenance
 
@@ -117,15 +115,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     job = distributed.quiet(job, ctx)
     out = Path(req.out)
     report_path = out / "qat_report.json"
-    if report_path.exists() and not req.resume:
-        raise UserError(f"{out} already holds a finished QAT run; choose another --out")
-    if out.exists() and any(out.iterdir()) and not req.resume:
-        raise UserError(f"{out} already holds a QAT run; add --resume to continue it, or choose another --out")
-    if req.resume and not out.is_dir():
-        raise UserError(f"nothing to resume: {out} does not exist")
-    distributed.barrier(ctx)  # every rank has checked the folder before rank 0 writes into it
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    _claim_out(req, out, report_path, ctx)
     float_model, _ = load_detector(str(req.model))
     if fq.is_quantized(float_model):
         raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
@@ -139,27 +129,71 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
 
     calibrated = out / "calibrated.pt"  # appears last: with it, calibration.json is there too
     if main and not calibrated.is_file():
-        job.stage("float mAP")
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(float_model, Path(tmp) / "float.pt", hyp, -1)
-            float_metrics = validate(Path(tmp) / "float.pt", base)
-        job.stage("calibrate", req.calib_batches)
-        student = fq.quantize_model(float_model, req.bits[0], req.imgsz)
-        images = [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)]
-        fq.calibrate(student, images)
-        pending = out / "calibrated.pending.pt"
-        save_checkpoint(student, pending, hyp, -1, extra)
-        calib_metrics = validate(pending, base)
-        write_json_atomic(out / "calibration.json", {"float": float_metrics, "calibrated": calib_metrics,
-                                                     "bits": req.bits[0], "batches": req.calib_batches})
-        pending.replace(calibrated)
+        _calibrate(float_model, req, base, hyp, extra, calibrated, job)
     distributed.barrier(ctx)
     start = json.loads((out / "calibration.json").read_text())
-    student = load_detector(str(calibrated))[0]
+    student, stages = _bit_width_stages(load_detector(str(calibrated))[0], teacher, req, base, extra, main, job)
+    fq.bake(student)
+    final = out / "qat.pt"
+    if main:
+        save_checkpoint(student, final, hyp, req.epochs - 1, extra)
+    best = stages[-1]
+    result = QatResult(model=str(final), float_map50_95=start["float"]["map50_95"],
+                       calibrated_map50_95=start["calibrated"]["map50_95"], map50_95=best["map50_95"],
+                       map50=best["map50"], small=best.get("small"), bits=list(req.bits), stages=stages,
+                       seconds=round(time.monotonic() - started, 1))
+    if main:
+        write_json_atomic(report_path, result.to_dict())
+    return result
+
+
+def _claim_out(req: QatRequest, out: Path, report_path: Path, ctx) -> None:
+    """Refuse a folder holding another (or a finished) run; every rank checks before rank 0 creates it."""
+    from studio.core.compress import distributed
+
+    if report_path.exists() and not req.resume:
+        raise UserError(f"{out} already holds a finished QAT run; choose another --out")
+    if out.exists() and any(out.iterdir()) and not req.resume:
+        raise UserError(f"{out} already holds a QAT run; add --resume to continue it, or choose another --out")
+    if req.resume and not out.is_dir():
+        raise UserError(f"nothing to resume: {out} does not exist")
+    distributed.barrier(ctx)  # every rank has checked the folder before rank 0 writes into it
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+
+
+def _calibrate(float_model, req: QatRequest, base, hyp, extra: dict, calibrated: Path, job: Job) -> None:
+    """Rank 0: the float model's mAP, then the fake-quantized one calibrated on training batches and its mAP."""
+    from studio.core.compress import fakequant as fq
+    from studio.core.compress.loop import save_checkpoint, training_batches, validate
+
+    job.stage("float mAP")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(float_model, Path(tmp) / "float.pt", hyp, -1)
+        float_metrics = validate(Path(tmp) / "float.pt", base)
+    job.stage("calibrate", req.calib_batches)
+    student = fq.quantize_model(float_model, req.bits[0], req.imgsz)
+    images = [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)]
+    fq.calibrate(student, images)
+    with staged(calibrated, ".pt") as pending:  # calibrated.pt appears only after calibration.json
+        save_checkpoint(student, pending, hyp, -1, extra)
+        calib_metrics = validate(pending, base)
+        write_json_atomic(calibrated.parent / "calibration.json",
+                          {"float": float_metrics, "calibrated": calib_metrics, "bits": req.bits[0],
+                           "batches": req.calib_batches})
+
+
+def _bit_width_stages(student, teacher, req: QatRequest, base, extra: dict, main: bool, job: Job):
+    """Train through the bit-width schedule, one stage at a time; a finished stage is read back, not rerun.
+    Returns the last student and every stage's summary."""
+    import torch
+
+    from studio.core.compress import fakequant as fq
+    from studio.core.models import load_detector
 
     stages = []
     for index, (bits, epochs) in enumerate(zip(req.bits, stage_epochs(req.epochs, len(req.bits)))):
-        folder = _stage_dir(out, index, bits)
+        folder = _stage_dir(Path(req.out), index, bits)
         done = folder / "stage.json"
         if done.is_file():
             stages.append(json.loads(done.read_text()))
@@ -179,19 +213,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
             write_json_atomic(done, stage)
         stages.append(stage)
         student = load_detector(stage["model"])[0]
-
-    fq.bake(student)
-    final = out / "qat.pt"
-    if main:
-        save_checkpoint(student, final, hyp, req.epochs - 1, extra)
-    best = stages[-1]
-    result = QatResult(model=str(final), float_map50_95=start["float"]["map50_95"],
-                       calibrated_map50_95=start["calibrated"]["map50_95"], map50_95=best["map50_95"],
-                       map50=best["map50"], small=best.get("small"), bits=list(req.bits), stages=stages,
-                       seconds=round(time.monotonic() - started, 1))
-    if main:
-        write_json_atomic(report_path, result.to_dict())
-    return result
+    return student, stages
 
 
 def _train_stage(student, teacher, req: QatRequest, cfg, job: Job, extra: dict) -> dict:
