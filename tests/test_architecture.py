@@ -1,4 +1,4 @@
-"""The layout's rules that no linter checks: one place builds the pipeline."""
+"""The layout's rules that no linter checks: one place builds the pipeline, functions stay short."""
 from __future__ import annotations
 
 import ast
@@ -25,3 +25,17 @@ def test_only_the_run_loop_constructs_a_pipeline():
                 if (lines := _calls_to(ast.parse(path.read_text()), "Pipeline"))}
     assert builders == {str(RUN_LOOP.relative_to(ROOT)): builders.get(str(RUN_LOOP.relative_to(ROOT)))}
     assert builders[str(RUN_LOOP.relative_to(ROOT))]
+
+
+def test_functions_outside_the_gui_stay_short():
+    """No function of studio/ or deploy/ outside studio/gui has a body over 60 lines (docstring included)."""
+    long = []
+    for path in _modules():
+        if path.is_relative_to(ROOT / "studio" / "gui"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.body[0].lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}() {lines} lines")
+    assert not long, "\n".join(long)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -118,6 +119,14 @@ def barrier(ctx: Dist) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def on_main(ctx: Dist, work: Callable[..., object], *args):
+    """Run work(*args) on rank 0 alone while the other ranks wait for it; its result, or None off rank 0.
+    Without torchrun this is a plain call."""
+    result = work(*args) if ctx.main else None
+    barrier(ctx)
+    return result
 
 
 def launch(nproc: int, argv: list[str]) -> None:

@@ -197,6 +197,58 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     return float(total.detach()), parts
 
 
+@dataclass
+class _EpochEnd:
+    """What rank 0 does after each epoch: save last.pt, validate, keep best.pt, save the state to resume from."""
+
+    model: nn.Module
+    ema: object
+    optimizer: object
+    extra_modules: nn.Module | None
+    hyp: object
+    cfg: LoopConfig
+    checkpoint_extra: dict
+    history: list
+    best_fitness: float
+
+    def __call__(self, epoch: int, epoch_sums: dict, job: Job, stage: str, batches: int, world: int) -> None:
+        """Adds this epoch to `history` and keeps `best_fitness`, the best val mAP50-95 so far."""
+        out = self.cfg.out
+        save_checkpoint(self.ema.ema, out / "last.pt", self.hyp, epoch, self.checkpoint_extra)
+        metrics = validate(out / "last.pt", self.cfg)
+        self.history.append({"epoch": epoch + 1, **metrics, **epoch_sums})
+        job.step(stage, (epoch + 1) * batches, self.cfg.epochs * batches,
+                 f"epoch {epoch + 1}/{self.cfg.epochs}: val mAP50-95 {metrics['map50_95']:.4f}")
+        if metrics["map50_95"] > self.best_fitness:
+            self.best_fitness = metrics["map50_95"]
+            save_checkpoint(self.ema.ema, out / "best.pt", self.hyp, epoch, self.checkpoint_extra)
+        with staged(out / "state.pt") as tmp:
+            torch.save({"model": self.model.state_dict(), "ema": self.ema.ema.state_dict(),
+                        "updates": self.ema.updates, "optimizer": self.optimizer.state_dict(),
+                        "extra": self.extra_modules.state_dict() if self.extra_modules else None, "epoch": epoch,
+                        "best_fitness": self.best_fitness, "history": self.history, "world_size": world}, tmp)
+
+
+def _resume(cfg: LoopConfig, state_path: Path, model, ema, extra_modules, optimizer, ctx):
+    """Load the training state every rank continues from (read by rank 0, shared); -> (epoch, best, history)."""
+    from studio.core.compress import distributed
+
+    if not distributed.share_from_main(state_path.is_file(), ctx):  # every rank says so, none waits
+        raise UserError(f"nothing to resume: {state_path} does not exist")
+    state = distributed.share_from_main(torch.load(state_path, map_location="cpu", weights_only=False)
+                                        if ctx.main else None, ctx)
+    model.load_state_dict(state["model"])
+    ema.ema.load_state_dict(state["ema"])
+    ema.updates = state["updates"]
+    if extra_modules is not None and state.get("extra") is not None:
+        extra_modules.load_state_dict(state["extra"])
+    optimizer.load_state_dict(state["optimizer"])
+    start_epoch = state["epoch"] + 1
+    if start_epoch >= cfg.epochs:
+        raise UserError(f"{cfg.out} already finished its {cfg.epochs} epochs; nothing to resume")
+    return start_epoch, state["best_fitness"], state["history"]
+
+
 def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: ExtraLoss | None = None,
         extra_modules: nn.Module | None = None, stage: str = "fine-tune", checkpoint_extra: dict | None = None
         ) -> LoopResult:
@@ -222,19 +274,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     state_path, best_path, last_path = cfg.out / "state.pt", cfg.out / "best.pt", cfg.out / "last.pt"
     start_epoch, best_fitness, history = 0, -1.0, []
     if cfg.resume:
-        if not distributed.share_from_main(state_path.is_file(), ctx):  # every rank says so, none waits
-            raise UserError(f"nothing to resume: {state_path} does not exist")
-        state = distributed.share_from_main(torch.load(state_path, map_location="cpu", weights_only=False)
-                                            if ctx.main else None, ctx)
-        model.load_state_dict(state["model"])
-        ema.ema.load_state_dict(state["ema"])
-        ema.updates = state["updates"]
-        if extra_modules is not None and state.get("extra") is not None:
-            extra_modules.load_state_dict(state["extra"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_fitness, history = state["epoch"] + 1, state["best_fitness"], state["history"]
-        if start_epoch >= cfg.epochs:
-            raise UserError(f"{cfg.out} already finished its {cfg.epochs} epochs; nothing to resume")
+        start_epoch, best_fitness, history = _resume(cfg, state_path, model, ema, extra_modules, optimizer, ctx)
     from studio.core.compress.fakequant import is_quantized
 
     forward = distributed.wrap(model, ctx, find_unused=is_quantized(model))
@@ -243,6 +283,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     batches = len(loader)
     warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
     job.stage(stage, cfg.epochs * batches)
+    end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness)
     for epoch in range(start_epoch, cfg.epochs):
         if epoch >= cfg.epochs - cfg.close_mosaic:
             dataset.close_mosaic(hyp)
@@ -264,23 +305,8 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
                 sums[k] = sums.get(k, 0.0) + v
             job.step(stage, epoch * batches + i + 1, cfg.epochs * batches,
                      f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
-        if not ctx.main:  # rank 0 alone validates and writes; the others wait for it
-            distributed.barrier(ctx)
-            continue
-        save_checkpoint(ema.ema, last_path, hyp, epoch, checkpoint_extra)
-        metrics = validate(last_path, cfg)
-        history.append({"epoch": epoch + 1, **metrics, **{k: round(v / batches, 5) for k, v in sums.items()}})
-        job.step(stage, (epoch + 1) * batches, cfg.epochs * batches,
-                 f"epoch {epoch + 1}/{cfg.epochs}: val mAP50-95 {metrics['map50_95']:.4f}")
-        if metrics["map50_95"] > best_fitness:
-            best_fitness = metrics["map50_95"]
-            save_checkpoint(ema.ema, best_path, hyp, epoch, checkpoint_extra)
-        with staged(state_path) as tmp:
-            torch.save({"model": model.state_dict(), "ema": ema.ema.state_dict(), "updates": ema.updates,
-                        "optimizer": optimizer.state_dict(),
-                        "extra": extra_modules.state_dict() if extra_modules else None, "epoch": epoch,
-                        "best_fitness": best_fitness, "history": history, "world_size": ctx.world}, tmp)
-        distributed.barrier(ctx)
+        epoch_sums = {k: round(v / batches, 5) for k, v in sums.items()}
+        distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
     history = distributed.share_from_main(history, ctx)  # every rank returns what rank 0 measured
     best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}
     return LoopResult(best=best_path, last=last_path, epochs=cfg.epochs, map50_95=best["map50_95"],

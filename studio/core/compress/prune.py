@@ -101,10 +101,8 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     """Prune (and fine-tune) step by step; writes <out>/pruned.pt and <out>/prune_report.json."""
     from studio.core.compress import distributed
     from studio.core.compress.c2f import split_c2f
-    from studio.core.compress.loop import LoopConfig, default_hyperparameters, fit, hyperparameters, save_checkpoint
-    from studio.core.compress.yolo import head_output_convs, raw_head_outputs, trained_imgsz
+    from studio.core.compress.loop import default_hyperparameters, save_checkpoint
     from studio.core.models import load_detector
-    from studio.core.provenance import provenance
 
     job = job or Job()
     started = time.monotonic()
@@ -115,19 +113,12 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     _validate(req)
     out = Path(req.out)
     model, source = load_detector(str(req.model))
-    imgsz = req.imgsz or trained_imgsz(model)
-    if imgsz % 32:
-        raise UserError(f"--imgsz {imgsz} is not a multiple of 32")
+    imgsz, loop_cfg, hyp = _training_setup(req, model, out)
     protect = _protected(model, req.protect)
-    loop_cfg = LoopConfig(data=Path(req.data) if req.data else Path(), epochs=req.finetune_epochs, out=out,
-                          imgsz=imgsz, batch=req.batch, workers=req.workers, val_limit=req.val_limit)
-    hyp = hyperparameters(loop_cfg) if req.data else None
     example = torch.zeros(1, 3, imgsz, imgsz)
     split_c2f(model)
     progress_file = out / "progress.json"
-    done = json.loads(progress_file.read_text()) if req.resume and progress_file.is_file() else {"steps": []}
-    if not req.resume and progress_file.is_file():
-        raise UserError(f"{out} holds an earlier pruning run; pass --resume to continue it or choose another --out")
+    done = _progress(req, progress_file)
     before = _measure(model, example)
     base_map = validate_model(model, hyp, loop_cfg, out / "original.pt") if req.data and main else None
     base_map = distributed.share_from_main(base_map, ctx)
@@ -147,14 +138,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             model, _ = load_detector(record["pruned"])
         else:
             job.stage(f"prune step {i}/{req.steps}", None, f"to {1 - share:.0%} of the {target.measure}")
-            current = _measure(model, example)[0 if target.measure == "flops" else 1]
-            original = before[0 if target.measure == "flops" else 1]
-            keep = (1 - share) * original / current
-            if keep < 1.0:
-                backward = _taylor_backward(model, loop_cfg, hyp) if req.criterion in NEEDS_GRADIENTS else None
-                prune_to(model, example, make_importance(req.criterion), PruneTarget(target.measure, keep),
-                         ignored=head_output_convs(model) + protect, scope=req.scope, round_to=req.round_to,
-                         backward=backward, forward=raw_head_outputs)
+            _prune_step(model, example, req, target, share, before, loop_cfg, hyp, protect)
             record = {"step": i, "share": round(share, 4), "pruned": str(step_dir / "pruned.pt")}
             save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz), -1)
             _save_progress(progress_file, done, record)
@@ -162,29 +146,85 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
         gflops, params = _measure(model, example)
         record.update(gflops=round(gflops, 4), params=params)
         if req.finetune_epochs:
-            cfg = LoopConfig(**{**asdict(loop_cfg), "out": step_dir, "resume": (step_dir / "state.pt").is_file()})
-            extra, modules = _distiller(req, model, imgsz)
-            result = fit(model, cfg, job, extra_loss=extra, extra_modules=modules, stage=f"fine-tune step {i}")
-            model, _ = load_detector(str(result.best))
-            record.update(tuned=str(result.best), map50_95=result.map50_95, history=result.history)
+            model = _fine_tune(model, req, loop_cfg, step_dir, imgsz, record, job, i)
         _save_progress(progress_file, done, record, write=main)
-    final = out / "pruned.pt"
-    after = _measure(model, example)
     if not main:
         distributed.barrier(ctx)  # rank 0 validates and writes the result
         return PruneResult(**json.loads((out / "prune_report.json").read_text()))
-    final_map = validate_model(model, hyp, loop_cfg, final) if req.data else None
-    save_checkpoint(model, final, hyp or default_hyperparameters(imgsz), -1, {"studio": provenance(
-        Path(req.model), operation="prune", criterion=req.criterion, target=asdict(target), steps=req.steps)})
-    result = PruneResult(
-        model=str(final), source=str(source), criterion=req.criterion, imgsz=imgsz,
-        gflops={"before": round(before[0], 4), "after": round(after[0], 4), "ratio": round(after[0] / before[0], 4)},
-        params={"before": before[1], "after": after[1], "ratio": round(after[1] / before[1], 4)},
-        steps=done["steps"], seconds=round(time.monotonic() - started, 1),
-        map50_95={"before": base_map, "after": final_map} if req.data else {})
+    result = _final(model, example, req, target, source, imgsz, hyp, loop_cfg, before, base_map, done, started)
     write_json_atomic(out / "prune_report.json", result.to_dict())
     distributed.barrier(ctx)
     return result
+
+
+def _final(model, example, req: PruneRequest, target, source, imgsz: int, hyp, loop_cfg, before, base_map,
+           done: dict, started: float) -> PruneResult:
+    """Rank 0: the pruned model validated and saved as <out>/pruned.pt with its provenance, and the result."""
+    from studio.core.compress.loop import default_hyperparameters, save_checkpoint
+    from studio.core.provenance import provenance
+
+    final = Path(req.out) / "pruned.pt"
+    final_map = validate_model(model, hyp, loop_cfg, final) if req.data else None
+    save_checkpoint(model, final, hyp or default_hyperparameters(imgsz), -1, {"studio": provenance(
+        Path(req.model), operation="prune", criterion=req.criterion, target=asdict(target), steps=req.steps)})
+    return _result(req, final, source, imgsz, before, _measure(model, example), done["steps"], started,
+                   {"before": base_map, "after": final_map} if req.data else {})
+
+
+def _training_setup(req: PruneRequest, model, out: Path):
+    """(input size, fine-tuning settings, hyperparameters or None without data) of a pruning run."""
+    from studio.core.compress.loop import LoopConfig, hyperparameters
+    from studio.core.compress.yolo import trained_imgsz
+
+    imgsz = req.imgsz or trained_imgsz(model)
+    if imgsz % 32:
+        raise UserError(f"--imgsz {imgsz} is not a multiple of 32")
+    loop_cfg = LoopConfig(data=Path(req.data) if req.data else Path(), epochs=req.finetune_epochs, out=out,
+                          imgsz=imgsz, batch=req.batch, workers=req.workers, val_limit=req.val_limit)
+    return imgsz, loop_cfg, hyperparameters(loop_cfg) if req.data else None
+
+
+def _progress(req: PruneRequest, progress_file: Path) -> dict:
+    """The steps an earlier run finished (with --resume), or none; refuses to overwrite a run without it."""
+    if not req.resume and progress_file.is_file():
+        raise UserError(f"{progress_file.parent} holds an earlier pruning run; pass --resume to continue it or "
+                        "choose another --out")
+    return json.loads(progress_file.read_text()) if req.resume and progress_file.is_file() else {"steps": []}
+
+
+def _fine_tune(model, req: PruneRequest, loop_cfg, step_dir: Path, imgsz: int, record: dict, job: Job, step: int):
+    """Fine-tune after a pruning step (resuming its own state), note the result in `record`; -> the best model."""
+    from studio.core.compress.loop import LoopConfig, fit
+    from studio.core.models import load_detector
+
+    cfg = LoopConfig(**{**asdict(loop_cfg), "out": step_dir, "resume": (step_dir / "state.pt").is_file()})
+    extra, modules = _distiller(req, model, imgsz)
+    result = fit(model, cfg, job, extra_loss=extra, extra_modules=modules, stage=f"fine-tune step {step}")
+    record.update(tuned=str(result.best), map50_95=result.map50_95, history=result.history)
+    return load_detector(str(result.best))[0]
+
+
+def _prune_step(model, example, req: PruneRequest, target, share: float, before, loop_cfg, hyp, protect) -> None:
+    """Remove channels until the model is at 1 - share of its original FLOPs (or parameters)."""
+    from studio.core.compress.yolo import head_output_convs, raw_head_outputs
+
+    current = _measure(model, example)[0 if target.measure == "flops" else 1]
+    original = before[0 if target.measure == "flops" else 1]
+    keep = (1 - share) * original / current
+    if keep < 1.0:
+        backward = _taylor_backward(model, loop_cfg, hyp) if req.criterion in NEEDS_GRADIENTS else None
+        prune_to(model, example, make_importance(req.criterion), PruneTarget(target.measure, keep),
+                 ignored=head_output_convs(model) + protect, scope=req.scope, round_to=req.round_to,
+                 backward=backward, forward=raw_head_outputs)
+
+
+def _result(req: PruneRequest, final: Path, source, imgsz: int, before, after, steps: list, started: float,
+            map50_95: dict) -> PruneResult:
+    return PruneResult(
+        model=str(final), source=str(source), criterion=req.criterion, imgsz=imgsz,
+        gflops={"before": round(before[0], 4), "after": round(after[0], 4), "ratio": round(after[0] / before[0], 4)},
+        params={"before": before[1], "after": after[1], "ratio": round(after[1] / before[1], 4)},
+        steps=steps, seconds=round(time.monotonic() - started, 1), map50_95=map50_95)
 
 
 def _measure(model, example) -> tuple[float, int]:
