@@ -331,3 +331,44 @@ def test_neighbour_pairs_include_every_overlapping_or_touching_pair():
              if boxes[a, 0] <= boxes[b, 2] and boxes[b, 0] <= boxes[a, 2]
              and boxes[a, 1] <= boxes[b, 3] and boxes[b, 1] <= boxes[a, 3]}
     assert every <= found and len(every) > 100
+
+
+def test_merge_nms_keeps_an_overlap_exactly_at_the_threshold_and_other_classes():
+    """Within a scene, IoU exactly at cfg.iou does not suppress, and boxes of different classes never do."""
+    half = [[0, 0, 10, 10], [0, 0, 10, 5]]  # IoU 50/100 = 0.5
+    assert len(merge_scene([_dets(half, [0.9, 0.8], [0, 0])], NmsConfig(iou=0.5))) == 2
+    assert len(merge_scene([_dets(half, [0.9, 0.8], [0, 0])], NmsConfig(iou=0.49))) == 1
+    same_place = [[100, 100, 140, 140], [100, 100, 140, 140]]
+    assert len(merge_scene([_dets(same_place, [0.9, 0.8], [0, 1])], NmsConfig())) == 2
+
+
+def test_a_long_object_joins_across_a_seam_beside_touching_neighbours():
+    """Two halves of one long object (joined by their shared extent) and, in the same scene, a same-class pair
+    touching on the seam (kept apart): each pair is judged on its own."""
+    objects = [[100, 380, 180, 700], [300, 490, 340, 512], [300, 512, 340, 540]]
+    assert _merge((972, 512), objects, [3, 3, 3], [0.9, 0.8, 0.7]) == sorted(
+        (tuple(o), 3, s) for o, s in zip(objects, [0.9, 0.8, 0.7]))
+
+
+def test_tied_objects_keep_the_order_of_their_best_view_after_joining():
+    """An object joined from pieces ranks by its best piece; at a tie with another object, the one whose best
+    view came first (tile order) stays first, whatever the scores of lower-ranked pieces."""
+    # tile 0 (x 0..512): whole object A at 0.5, and the left piece of object B at 0.3 (cut at the seam x=512);
+    # tile 1 (x 460..972): B's right part, including what tile 0 saw, at 0.5
+    tiles = [_dets([[100, 10, 140, 50], [480, 100, 512, 140]], [0.5, 0.3], [0, 0], (0, 0), 0, 2, (512, 972)),
+             _dets([[20, 100, 80, 140]], [0.5], [0], (460, 0), 1, 2, (512, 972))]
+    m = merge_scene(tiles, NmsConfig())
+    assert m.boxes.tolist() == [[100, 10, 140, 50], [480, 100, 540, 140]]
+    assert m.scores.tolist() == [0.5, 0.5]
+
+
+def test_every_way_a_scene_ends_honours_the_scene_cap():
+    """scene_max_det caps a scene whether it ends complete, at the next frame (a tile dropped) or at the end."""
+    scenes = [Frame(np.zeros((512, 972, 3), np.uint8), k, f"frame{k}") for k in range(3)]
+    tiles = list(tile_frames(scenes, 512, 0.1))  # two tiles per frame
+    objects = [[100, 300, 140, 340], [200, 300, 240, 340], [600, 300, 640, 340]]  # two in the first tile
+    dets = [_tile_dets(t, objects, [0, 1, 2], [0.9, 0.8, 0.7]) for t in tiles]
+    del dets[-1], dets[1]  # frame 0 loses its second tile, frame 2 its last
+    assert [len(m) for m in merge_tiles(dets, NmsConfig())] == [2, 3, 2]
+    capped = list(merge_tiles(dets, NmsConfig(), scene_max_det=1))
+    assert [m.scores.tolist() for m in capped] == [[np.float32(0.9)]] * 3
