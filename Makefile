@@ -56,12 +56,13 @@ test-fast: venv board-python  ## the suite without slow tests (RKNN builds, trai
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # One torch thread: mutmut forks a child per mutant, and a child forked after torch started its thread
-# pool waits forever on it (every distillation-loss mutant timed out that way).
+# pool waits forever on it (every distillation-loss mutant timed out that way). One child per core
+# (counted by Python: `nproc` would read OMP_NUM_THREADS and say 1).
 mutate: export OMP_NUM_THREADS := 1
 mutate: export QT_QPA_PLATFORM ?= offscreen
 mutate: venv  ## mutation-test decode, post-/pre-processing, tiling, KD losses, fake-quant (~1 h): out/mutation/report.md
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children $$(nproc)
+	$(BIN)/mutmut run --max-children $$($(BIN)/python -c "import os; print(len(os.sched_getaffinity(0)))")
 	$(BIN)/python tests/mutation_report.py
 
 demo: venv  ## the whole chain with short budgets (prune, distill, QAT, export, verify, pipeline): out/demo/report.html

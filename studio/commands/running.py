@@ -53,7 +53,8 @@ def predict_cmd(
     overlap: float = typer.Option(0.2, help="Tile overlap fraction."),
     conf: float = typer.Option(0.25, help="Minimum class score."),
     iou: float = typer.Option(0.45, help="NMS IoU threshold."),
-    max_det: int = typer.Option(300, help="Most detections per image."),
+    max_det: int = typer.Option(300, help="Most detections per image, or per tile with --tile (a merged scene "
+                                "keeps every object)."),
     save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi)."),
     max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
