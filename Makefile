@@ -60,7 +60,7 @@ test-fast: venv board-python  ## the suite without slow tests (RKNN builds, trai
 # (counted by Python: `nproc` would read OMP_NUM_THREADS and say 1).
 mutate: export OMP_NUM_THREADS := 1
 mutate: export QT_QPA_PLATFORM ?= offscreen
-mutate: venv  ## mutation-test decode, post-/pre-processing, tiling, KD losses, fake-quant (~1 h): out/mutation/report.md
+mutate: venv  ## mutation-test decode, post-/pre-processing, tiling, KD losses, fake-quant (~15 min): out/mutation/report.md
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children $$($(BIN)/python -c "import os; print(len(os.sched_getaffinity(0)))")
 	$(BIN)/python tests/mutation_report.py
