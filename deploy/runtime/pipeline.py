@@ -23,7 +23,7 @@ from typing import Callable, Optional
 from deploy.runtime.backends import Backend
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
-from deploy.runtime.heads import head_for
+from deploy.runtime.heads import Head, head_for
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.preprocess import boxes_to_original, letterbox, to_nchw_float, to_nhwc_uint8
@@ -53,15 +53,17 @@ class PipelineStats:
                 "fps": round(self.fps, 2), "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}}
 
 
-def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep_image: bool = False) -> Detections:
-    """Preprocess, infer and post-process one frame; boxes in the frame's own pixels."""
+def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep_image: bool = False,
+           head: Optional[Head] = None) -> Detections:
+    """Preprocess, infer and post-process one frame; boxes in the frame's own pixels (`head`: the meta's
+    decoder, when the caller already has it)."""
     t0 = time.perf_counter()
     canvas, info = letterbox(frame.image, meta.imgsz)
     tensor = to_nhwc_uint8(canvas) if backend.layout == "nhwc-uint8" else to_nchw_float(canvas)
     t1 = time.perf_counter()
     outputs = backend.infer(tensor)
     t2 = time.perf_counter()
-    result = head_for(meta).decode(outputs, cfg, backend.int8_outputs)
+    result = (head or head_for(meta)).decode(outputs, cfg, backend.int8_outputs)
     boxes = boxes_to_original(result.boxes, info)
     t3 = time.perf_counter()
     timings = {"read": frame.read_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
@@ -82,6 +84,7 @@ class Pipeline:
         self.factory, self.meta, self.cfg, self.workers, self.live = backend_factory, meta, cfg, workers, live
         self.queue_size = queue_size or (workers if live else 2 * workers)
         self.keep_images = keep_images  # attach each frame to its Detections (for drawing sinks)
+        self.head = head_for(meta)  # chosen once, not per frame
         self.in_flight = in_flight or 2 * workers
         self.stats = PipelineStats()
 
@@ -156,7 +159,7 @@ class Pipeline:
                     run.slots.release()
                     break
                 try:
-                    dets = detect(backend, self.meta, item, self.cfg, self.keep_images)  # cfg may change live
+                    dets = detect(backend, self.meta, item, self.cfg, self.keep_images, self.head)  # cfg may change
                 except Exception as exc:
                     raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
                                         f"{type(exc).__name__}: {exc}") from exc
