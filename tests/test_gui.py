@@ -23,11 +23,14 @@ def test_signal_emission_keeps_refcounts():
     emitter = Emitter()
     emitter.bare.connect(lambda: None)
     emitter.carrying.connect(lambda value: None)
-    before = sys.getrefcount(True), sys.getrefcount(False), sys.getrefcount(None)
+    singletons = (True, False, None)
+    before = [sys.getrefcount(value) for value in singletons]
     for i in range(200):
         emitter.bare.emit()
         emitter.carrying.emit(i)
-    assert (sys.getrefcount(True), sys.getrefcount(False), sys.getrefcount(None)) == before
+    drift = [sys.getrefcount(value) - count for value, count in zip(singletons, before)]
+    # The bug moved a count by one per emit (400 here); threads left by earlier tests move them by a few.
+    assert all(abs(d) < 100 for d in drift), drift
 
 
 def test_every_page_opens_with_an_empty_state(window):
