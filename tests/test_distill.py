@@ -102,6 +102,6 @@ def test_distill_rejects_bad_requests(cli, tiny_pair, tmp_path):
     assert no_teacher.exit_code == 2 and "--teacher" in no_teacher.stderr
     bad_term = cli("distill", "--student", student, "--teacher", teacher, "--data", data, "--kd", "logits",
                    "--out", tmp_path / "b")
-    assert bad_term.exit_code == 2 and "unknown term" in bad_term.stderr
+    assert bad_term.exit_code == 2 and "--kd 'logits' must be known terms" in bad_term.stderr
     missing = cli("compare", student, tmp_path / "nope.pt")
     assert missing.exit_code == 2 and "nope.pt" in missing.stderr

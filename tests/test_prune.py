@@ -262,7 +262,7 @@ def test_prune_cli_rejects_bad_requests(cli, detector_pt, tmp_path):
     taylor = cli("prune", detector_pt, "--target-flops", "0.5", "--criterion", "taylor", "--out", tmp_path / "c")
     assert taylor.exit_code == 2 and "--data" in taylor.stderr
     ratio = cli("prune", detector_pt, "--target-flops", "1.5", "--out", tmp_path / "d")
-    assert ratio.exit_code == 2 and "between 0 and 1" in ratio.stderr
+    assert ratio.exit_code == 2 and "--target-flops 1.5 must be in 0..1" in ratio.stderr
     protect = cli("prune", detector_pt, "--target-flops", "0.5", "--protect", "99", "--out", tmp_path / "e")
     assert protect.exit_code == 2 and "--protect" in protect.stderr
     assert not (tmp_path / "a").exists()

@@ -120,7 +120,7 @@ def test_bad_qat_requests_get_one_line(cli, tiny, tmp_path):
         (("--bits", "8,x"), "whole numbers"),
         (("--epochs", 1, "--bits", "16,8"), "one epoch per bit width"),
         (("--teacher", tmp_path / "none.pt"), "no such file"),
-        (("--kd", "response,magic"), "unknown term"),
+        (("--kd", "response,magic"), "must be known terms: response, feature, relation"),
     ]
     for extra, message in cases:
         result = cli("qat", student_pt, "--data", data, "--out", tmp_path / "q", *extra)

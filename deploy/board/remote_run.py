@@ -7,6 +7,7 @@ Stopping asks the agent to stop, then ends its process (TERM, then KILL) and che
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import secrets
@@ -18,6 +19,7 @@ import paramiko
 
 from deploy.board.agent import protocol
 from deploy.board.agent.messages import decode_jpeg, detections_from
+from deploy.board.agent.options import AGENT_OPTIONS, RunOptions
 from deploy.board.push import PushResult
 from deploy.board.session import BoardError, BoardSession, quote
 from deploy.errors import UnreachableError
@@ -45,19 +47,6 @@ class AgentRun:
         return dict(self.__dict__)
 
 
-@dataclass
-class RunOptions:
-    source: str  # a path on the board, or camera:N
-    backend: str = "rknnlite"
-    workers: int = 3
-    conf: float = 0.25
-    iou: float = 0.45
-    jpeg_quality: int = 0
-    max_frames: int | None = None
-    loop: bool = False
-    idle_exit: float = 30.0
-
-
 def _read_run_file(board: BoardSession, path: str) -> dict | None:
     try:
         with board.sftp.open(path) as f:
@@ -82,13 +71,8 @@ def start_agent(board: BoardSession, pushed: PushResult, opts: RunOptions) -> Ag
     run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     runs = posixpath.join(pushed.project_dir, "runs")
     run_file, log_file = posixpath.join(runs, f"{run_id}.json"), posixpath.join(runs, f"{run_id}.log")
-    args = [board.profile.python, "-s", "-m", "deploy.board.agent", "--model", pushed.model, "--source", opts.source,
-            "--run-file", run_file, "--backend", opts.backend, "--workers", str(opts.workers), "--conf", str(opts.conf),
-            "--iou", str(opts.iou), "--jpeg-quality", str(opts.jpeg_quality), "--idle-exit", str(opts.idle_exit)]
-    if opts.max_frames:
-        args += ["--max-frames", str(opts.max_frames)]
-    if opts.loop:
-        args.append("--loop")
+    values = {**dataclasses.asdict(opts), "model": pushed.model, "run_file": run_file}
+    args = [board.profile.python, "-s", "-m", "deploy.board.agent", *AGENT_OPTIONS.argv(values)]
     # Only the agent goes to the background, with every stream redirected, so the SSH command returns at once.
     # The pushed runtime first, then what `studio board setup` unpacked (wheels in site/, librknnrt.so in lib/).
     env = (f"PYTHONPATH={quote(pushed.runtime_dir + ':' + posixpath.join(board.root, 'site'))} "

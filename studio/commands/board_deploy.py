@@ -10,10 +10,13 @@ from pathlib import Path
 
 import typer
 
+from deploy.board.agent.options import AGENT_OPTIONS
 from deploy.errors import UserError
+from studio.cli_options import checked, declared
 from studio.cli_support import fail, handles_errors, print_json, run_job, stderr, stdout
 from studio.commands.board import ASK, JSON, PROJECT, TRUST
 
+DETACHED_IDLE_EXIT_S = 300.0  # a detached agent waits longer for a host to come and watch
 BOARDS = typer.Argument(..., help="A board, several (a,b) or a group (@shelf: studio board group).")
 
 
@@ -91,17 +94,20 @@ def push_cmd(boards: str = BOARDS, model: Path = typer.Argument(..., help="An ex
 
 
 @handles_errors
+@checked(AGENT_OPTIONS, skip=("model",))
 def run_cmd(
     boards: str = BOARDS,
     model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
-    source: str = typer.Option(..., help="On the board: camera:N, a video, an image folder or glob."),
-    workers: int = typer.Option(3, help="Pipeline workers; on the RK3588 worker i runs on NPU core i % 3."),
-    backend: str = typer.Option("rknnlite", help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
-    conf: float = typer.Option(0.25, help="Minimum class score."),
-    iou: float = typer.Option(0.45, help="NMS IoU threshold."),
-    frames: int | None = typer.Option(None, help="Stop after this many frames."),
-    jpeg: int = typer.Option(0, help="Also send each frame home as JPEG of this quality (0: detections only)."),
-    loop: bool = typer.Option(False, "--loop", help="Start a finished folder or video again."),
+    source: str = declared(AGENT_OPTIONS["source"], help="On the board: camera:N, a video, an image folder or glob."),
+    workers: int = declared(AGENT_OPTIONS["workers"]),
+    backend: str = declared(AGENT_OPTIONS["backend"],
+                            help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
+    conf: float = declared(AGENT_OPTIONS["conf"]),
+    iou: float = declared(AGENT_OPTIONS["iou"]),
+    max_frames: int | None = declared(AGENT_OPTIONS["max_frames"], "--frames"),
+    jpeg_quality: int = declared(AGENT_OPTIONS["jpeg_quality"], "--jpeg",
+                                 help="Also send each frame home as JPEG of this quality (0: detections only)."),
+    loop: bool = declared(AGENT_OPTIONS["loop"]),
     detach: bool = typer.Option(False, "--detach", help="Start it and return; watch with studio board stream."),
     project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK,
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame (with its board when several), "
@@ -117,12 +123,12 @@ def run_cmd(
     from deploy.board.remote_run import RunOptions
     from studio.core.board import push_model, start_run, stream_run
 
-    if workers < 1:
-        raise UserError("--workers must be at least 1")
     check_model(model, backend)
     accesses = _accesses(boards, trust, ask_password)
     several = len(accesses) > 1
-    opts = RunOptions(source, backend, workers, conf, iou, jpeg, frames, loop, idle_exit=300.0 if detach else 30.0)
+    idle_exit = DETACHED_IDLE_EXIT_S if detach else AGENT_OPTIONS.default("idle_exit")
+    opts = RunOptions(source=source, backend=backend, workers=workers, conf=conf, iou=iou, jpeg_quality=jpeg_quality,
+                      max_frames=max_frames, loop=loop, idle_exit=idle_exit)
     lock = threading.Lock()
 
     def printer(board: str):

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from deploy.errors import UserError
+from deploy.runtime.options import Options
+from studio.cli_options import checked, declared
 from studio.cli_support import (
     NPROC_HELP,
     handles_errors,
@@ -17,37 +19,31 @@ from studio.cli_support import (
     speaks_for_the_run,
     stdout,
 )
-from studio.core.compress.kd_config import KdConfig, parse_terms
-
-
-def _layers(protect: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(i) for i in protect.split(",") if i.strip())
-    except ValueError:
-        raise UserError(f"--protect {protect!r}: expected layer indices like 0,1,9") from None
+from studio.core.compress.kd_config import KdConfig
+from studio.core.compress.options import DISTILL, IMGSZ, PRUNE
 
 
 @handles_errors
+@checked(PRUNE)
 def prune_cmd(
     model: Path = typer.Argument(..., help="The .pt checkpoint to prune (a pickle: load only files you trust)."),
     data: Path | None = typer.Option(None, help="data.yaml for fine-tuning, Taylor ranking and mAP before/after."),
-    target_flops: float | None = typer.Option(None, help="Share of the GFLOPs to keep, e.g. 0.5."),
-    target_params: float | None = typer.Option(None, help="Share of the parameters to keep (instead of GFLOPs)."),
-    criterion: str = typer.Option("l1", help="Channel ranking: l1 | l2 | bn | taylor | energy."),
-    scope: str = typer.Option("global", help="global: rank channels across layers; layer: same ratio everywhere."),
-    protect: str = typer.Option("", help="Layer indices never pruned, e.g. 0,1 "
-                                         "(see `studio models inspect --layers`)."),
-    steps: int = typer.Option(1, help="Progressive pruning: prune in N steps, fine-tuning after each."),
-    schedule_k: float = typer.Option(3.0, "--schedule-k", help="Schedule exponent k of p_i = p_f(1-(1-i/n)^k)."),
-    finetune_epochs: int = typer.Option(0, help="Fine-tuning epochs after each step (needs --data)."),
-    sparsity_epochs: int = typer.Option(0, help="bn criterion: epochs with an L1 penalty on BN gammas first."),
-    bn_l1: float = typer.Option(1e-3, "--bn-l1", help="Weight of that L1 penalty."),
+    target_flops: float | None = declared(PRUNE["target_flops"]),
+    target_params: float | None = declared(PRUNE["target_params"]),
+    criterion: str = declared(PRUNE["criterion"]),
+    scope: str = declared(PRUNE["scope"]),
+    protect: str = declared(PRUNE["protect"]),
+    steps: int = declared(PRUNE["steps"]),
+    schedule_k: float = declared(PRUNE["schedule_k"]),
+    finetune_epochs: int = declared(PRUNE["finetune_epochs"]),
+    sparsity_epochs: int = declared(PRUNE["sparsity_epochs"]),
+    bn_l1: float = declared(PRUNE["bn_l1"]),
     teacher: Path | None = typer.Option(None, help="Distil from this teacher while fine-tuning."),
-    kd: str = typer.Option("response,feature,relation", help="Distillation terms used with --teacher."),
+    kd: str = declared(PRUNE["kd"], help="Distillation terms used with --teacher."),
     imgsz: int | None = typer.Option(None, help="Image size (default: the model's training size)."),
-    batch: int = typer.Option(16, help="Images per fine-tuning step."),
-    round_to: int = typer.Option(8, help="Keep channel counts multiples of this (0: any count)."),
-    val_limit: int | None = typer.Option(None, help="Validate on the first N val images only (faster)."),
+    batch: int = declared(PRUNE["batch"]),
+    round_to: int = declared(PRUNE["round_to"]),
+    val_limit: int | None = declared(PRUNE["val_limit"]),
     out: Path = typer.Option(Path("out/prune"), help="Folder for pruned.pt, each step and the report."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     scan: bool = typer.Option(False, "--scan", help="Instead of pruning, measure each layer's sensitivity "
@@ -68,9 +64,9 @@ def prune_cmd(
         return _scan(model, data, out, criterion, scan_ratios, imgsz, val_limit, json_out)
     launch_if_asked(nproc)
     req = PruneRequest(model=model, out=out, data=data, target_flops=target_flops, target_params=target_params,
-                       criterion=criterion, scope=scope, protect=_layers(protect), steps=steps, schedule_k=schedule_k,
+                       criterion=criterion, scope=scope, protect=protect, steps=steps, schedule_k=schedule_k,
                        finetune_epochs=finetune_epochs, sparsity_epochs=sparsity_epochs, bn_l1=bn_l1,
-                       teacher=teacher, kd=parse_terms(kd), imgsz=imgsz, batch=batch, round_to=round_to or None,
+                       teacher=teacher, kd=kd, imgsz=imgsz, batch=batch, round_to=round_to or None,
                        val_limit=val_limit, resume=resume)
     result = run_job(lambda job: prune(req, job), json_out)
     if not speaks_for_the_run():
@@ -88,7 +84,6 @@ def prune_cmd(
 
 def _scan(model: Path, data: Path | None, out: Path, criterion: str, ratios: str, imgsz: int | None,
           val_limit: int | None, json_out: bool) -> None:
-    from deploy.errors import UserError
     from studio.core.compress.sensitivity import scan
 
     if data is None:
@@ -109,22 +104,23 @@ def _scan(model: Path, data: Path | None, out: Path, criterion: str, ratios: str
 
 
 @handles_errors
+@checked(DISTILL, Options(IMGSZ))
 def distill_cmd(
     student: str = typer.Option(..., help="Student: a .pt to fine-tune (e.g. a pruned model) or a .yaml to train."),
     teacher: Path | None = typer.Option(None, help="Teacher .pt (same classes and strides; any width)."),
     data: Path = typer.Option(..., help="data.yaml in YOLO layout."),
-    epochs: int = typer.Option(10, help="Training epochs."),
-    kd: str = typer.Option("response,feature,relation", help="Terms: response, feature, relation; 'none' for none."),
-    temperature: float = typer.Option(KdConfig.temperature, help="Softening temperature of the response terms."),
-    w_cls: float = typer.Option(KdConfig.cls, "--w-cls", help="Weight of the class-score response term."),
-    w_box: float = typer.Option(KdConfig.box, "--w-box", help="Weight of the box-distribution response term."),
-    w_fg: float = typer.Option(KdConfig.foreground, "--w-fg", help="Weight of the foreground feature term."),
-    w_bg: float = typer.Option(KdConfig.background, "--w-bg", help="Weight of the background feature term."),
-    w_relation: float = typer.Option(KdConfig.relation, "--w-relation", help="Weight of the relation term."),
-    imgsz: int = typer.Option(320, help="Training image size."),
-    batch: int = typer.Option(16, help="Images per step."),
-    lr: float = typer.Option(0.001, help="Peak learning rate (AdamW, cosine decay)."),
-    val_limit: int | None = typer.Option(None, help="Validate on the first N val images only (faster)."),
+    epochs: int = declared(DISTILL["epochs"]),
+    kd: str = declared(DISTILL["kd"]),
+    temperature: float = declared(DISTILL["temperature"]),
+    w_cls: float = declared(DISTILL["w_cls"]),
+    w_box: float = declared(DISTILL["w_box"]),
+    w_fg: float = declared(DISTILL["w_fg"]),
+    w_bg: float = declared(DISTILL["w_bg"]),
+    w_relation: float = declared(DISTILL["w_relation"]),
+    imgsz: int = declared(IMGSZ),
+    batch: int = declared(DISTILL["batch"]),
+    lr: float = declared(DISTILL["lr"]),
+    val_limit: int | None = declared(DISTILL["val_limit"]),
     ablation: bool = typer.Option(False, "--ablation", help="Train none / response / +feature / +relation and "
                                   "write ablation.json, .md and .png."),
     out: Path = typer.Option(Path("out/distill"), help="Folder for best.pt, last.pt, state and reports."),
@@ -144,8 +140,7 @@ def distill_cmd(
     if ablation:
         one_process_only(nproc, "--ablation")
     launch_if_asked(nproc)
-    terms = parse_terms(kd)
-    config = KdConfig(terms=terms, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
+    config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                       relation=w_relation)
     req = DistillRequest(teacher=teacher, student=student, data=data, out=out, epochs=epochs, kd=config, imgsz=imgsz,
                          batch=batch, lr=lr, val_limit=val_limit, resume=resume)
@@ -176,7 +171,6 @@ def compare_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Models side by side: parameters, GFLOPs, mAP, torch and ONNX Runtime CPU latency (measured in one run)."""
-    from deploy.errors import UserError
     from studio.core.compress.report import compare
 
     missing = [str(m) for m in models if not m.is_file()]

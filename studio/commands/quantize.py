@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from deploy.runtime.options import Options
+from studio.cli_options import checked, declared
 from studio.cli_support import (
     NPROC_HELP,
     handles_errors,
@@ -14,39 +16,35 @@ from studio.cli_support import (
     speaks_for_the_run,
     stdout,
 )
-from studio.core.compress.kd_config import KdConfig, parse_terms
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    from deploy.errors import UserError
-
-    try:
-        return tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        raise UserError(f"{flag} {text!r}: expected whole numbers like 16,8") from None
+from studio.core.compress.kd_config import KdConfig
+from studio.core.compress.options import IMGSZ, QAT
 
 
 @handles_errors
+@checked(QAT, Options(IMGSZ))
 def qat_cmd(
     model: Path = typer.Argument(..., help="Float .pt to quantize, e.g. a pruned and distilled student "
                                  "(a pickle: load only files you trust)."),
     data: Path = typer.Option(..., help="data.yaml in YOLO layout (training, calibration and val images)."),
-    teacher: Path | None = typer.Option(None, help="Float teacher .pt; default: MODEL's own float self."),
-    epochs: int = typer.Option(5, help="Training epochs over all bit-width stages."),
-    bits: str = typer.Option("8", help="Bit-width schedule ending at 8, e.g. 16,8: train at each width in turn."),
-    kd: str = typer.Option(",".join(("response", "feature")), help="Distillation terms: response, feature, "
-                           "relation; 'none' trains on the labels alone."),
-    temperature: float = typer.Option(KdConfig.temperature, help="Softening temperature of the response terms."),
-    learn_scales: bool = typer.Option(True, "--learn-scales/--frozen-scales",
-                                      help="Train the grids' scales (LSQ) or keep the calibrated ones."),
-    tune_teacher: bool = typer.Option(False, "--tune-teacher", help="Fine-tune the teacher toward what the int8 "
-                                      "student can learn (a MAML-style inner/outer loop; slower)."),
-    tune_every: int = typer.Option(10, help="With --tune-teacher: training steps between teacher updates."),
-    calib_batches: int = typer.Option(8, help="Training batches whose ranges place the initial grids."),
-    imgsz: int = typer.Option(320, help="Training image size."),
-    batch: int = typer.Option(16, help="Images per step."),
-    lr: float = typer.Option(1e-4, help="Peak learning rate (AdamW, cosine decay)."),
-    val_limit: int | None = typer.Option(None, help="Validate on the first N val images only (faster)."),
+    teacher: Path | None = declared(QAT["teacher"], help="Float teacher .pt; default: MODEL's own float self."),
+    epochs: int = declared(QAT["epochs"]),
+    bits: str = declared(QAT["bits"]),
+    kd: str = declared(QAT["kd"], help="Distillation terms: response, feature, relation; 'none' trains on the "
+                                        "labels alone."),
+    temperature: float = declared(QAT["temperature"]),
+    w_cls: float = declared(QAT["w_cls"]),
+    w_box: float = declared(QAT["w_box"]),
+    w_fg: float = declared(QAT["w_fg"]),
+    w_bg: float = declared(QAT["w_bg"]),
+    w_relation: float = declared(QAT["w_relation"]),
+    learn_scales: bool = declared(QAT["learn_scales"]),
+    tune_teacher: bool = declared(QAT["tune_teacher"]),
+    tune_every: int = declared(QAT["tune_every"]),
+    calib_batches: int = declared(QAT["calib_batches"]),
+    imgsz: int = declared(IMGSZ),
+    batch: int = declared(QAT["batch"]),
+    lr: float = declared(QAT["lr"]),
+    val_limit: int | None = declared(QAT["val_limit"]),
     out: Path = typer.Option(Path("out/qat"), help="Folder for qat.pt, each stage and qat_report.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     nproc: int = typer.Option(1, help=NPROC_HELP),
@@ -62,8 +60,10 @@ def qat_cmd(
     from studio.core.compress.qat import QatRequest, qat
 
     launch_if_asked(nproc)
-    req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=_ints(bits, "--bits"),
-                     kd=KdConfig(terms=parse_terms(kd), temperature=temperature), learn_scales=learn_scales,
+    kd_config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
+                         relation=w_relation)
+    req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=tuple(bits), kd=kd_config,
+                     learn_scales=learn_scales,
                      tune_teacher=tune_teacher, tune_every=tune_every,
                      calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, resume=resume)
     result = run_job(lambda job: qat(req, job), json_out)

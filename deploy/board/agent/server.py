@@ -17,12 +17,12 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Optional
 
 import deploy
 from deploy.board.agent import protocol
 from deploy.board.agent.messages import encode_jpeg, result_header
+from deploy.board.agent.options import AgentConfig
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import worker_backends
 from deploy.runtime.metadata import load_meta
@@ -34,22 +34,6 @@ log = logging.getLogger("agent")
 POLL_S = 0.1
 PING_S = 2.0  # an idle link still carries a ping this often
 REPLAY = 256  # results kept for a host that reconnects
-
-
-@dataclass
-class AgentConfig:
-    model: str
-    source: str
-    run_file: str
-    backend: str = "rknnlite"  # rknnlite on the board; ort where a host stands in for one
-    workers: int = 3
-    port: int = 0  # 0: any free port (the run file says which)
-    conf: float = 0.25
-    iou: float = 0.45
-    jpeg_quality: int = 0  # 0: send no frames, only detections
-    max_frames: Optional[int] = None
-    loop: bool = False
-    idle_exit: float = 30.0  # seconds without a connected host before the agent stops
 
 
 def write_run_file(path: str, state: dict) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress.kd_config import KdConfig, parse_terms
-from studio.core.compress.recipe import KD_WEIGHTS, Recipe
+from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS
+from studio.core.compress.recipe import Recipe
 from studio.core.jobs import Job
 
 REPORT_IMAGES = 8  # images the exporter compares ONNX Runtime and the simulator on
@@ -71,7 +72,7 @@ def _distill(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, fl
 
 
 def _qat(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, dict]:
-    from studio.core.compress.qat import QAT_TERMS, QatRequest, qat
+    from studio.core.compress.qat import QatRequest, qat
 
     report = out / "qat_report.json"
     if not report.is_file():

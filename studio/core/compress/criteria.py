@@ -19,7 +19,8 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning.pruner import function
 
-CRITERIA = ("l1", "l2", "bn", "taylor", "energy")
+from studio.core.compress.options import CRITERIA
+
 NEEDS_GRADIENTS = ("taylor",)
 
 

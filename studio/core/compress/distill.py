@@ -18,6 +18,7 @@ from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress import distributed
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.kd_step import Distiller
+from studio.core.compress.options import DISTILL, IMGSZ
 from studio.core.jobs import Job
 
 ABLATION = {"none": (), "response": ("response",), "+feature": ("response", "feature"),
@@ -30,11 +31,11 @@ class DistillRequest:
     student: str  # .pt checkpoint or .yaml architecture
     data: Path
     out: Path
-    epochs: int = 10
+    epochs: int = DISTILL.default("epochs")
     kd: KdConfig = field(default_factory=KdConfig)
-    imgsz: int = 320
-    batch: int = 16
-    lr: float = 0.001
+    imgsz: int = IMGSZ.default
+    batch: int = DISTILL.default("batch")
+    lr: float = DISTILL.default("lr")
     workers: int = 2
     val_limit: int | None = None
     resume: bool = False
@@ -71,8 +72,7 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
         raise UserError("--teacher is needed for distillation (or pass --kd none to train without one)")
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
-    if req.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {req.epochs}")
+    DISTILL.check_fields(req, skip=("kd",))
     student, _ = load_detector(req.student)
     if str(req.student).endswith((".yaml", ".yml")):
         _name_like_teacher(student, req)

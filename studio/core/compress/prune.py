@@ -20,8 +20,9 @@ import torch
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from studio.core.compress.channel_pruner import PruneTarget, prune_to
-from studio.core.compress.criteria import CRITERIA, NEEDS_GRADIENTS, make_importance
+from studio.core.compress.criteria import NEEDS_GRADIENTS, make_importance
 from studio.core.compress.kd_config import KD_TERMS
+from studio.core.compress.options import PRUNE
 from studio.core.jobs import Job
 
 TAYLOR_BATCHES = 4  # training batches whose gradients rank channels for the Taylor criterion
@@ -36,19 +37,19 @@ class PruneRequest:
     data: Path | None = None
     target_flops: float | None = None
     target_params: float | None = None
-    criterion: str = "l1"
-    scope: str = "global"  # global: rank channels across layers; layer: the same ratio in every layer
-    protect: tuple[int, ...] = ()  # ultralytics layer indices left untouched
-    steps: int = 1
-    schedule_k: float = 3.0
-    finetune_epochs: int = 0
-    sparsity_epochs: int = 0  # bn criterion: epochs of L1 penalty on BatchNorm gammas before pruning
-    bn_l1: float = 1e-3
+    criterion: str = PRUNE.default("criterion")
+    scope: str = PRUNE.default("scope")  # global: rank channels across layers; layer: the same ratio in every layer
+    protect: tuple[int, ...] = PRUNE.default("protect")  # ultralytics layer indices left untouched
+    steps: int = PRUNE.default("steps")
+    schedule_k: float = PRUNE.default("schedule_k")
+    finetune_epochs: int = PRUNE.default("finetune_epochs")
+    sparsity_epochs: int = PRUNE.default("sparsity_epochs")  # bn criterion: L1 on BatchNorm gammas before pruning
+    bn_l1: float = PRUNE.default("bn_l1")
     teacher: Path | None = None  # distil from it while fine-tuning
     kd: tuple[str, ...] = KD_TERMS
     imgsz: int | None = None  # default: the size the model was trained at
-    batch: int = 16
-    round_to: int | None = 8  # keep channel counts multiples of this (NPU-friendly)
+    batch: int = PRUNE.default("batch")
+    round_to: int | None = PRUNE.default("round_to")  # keep channel counts multiples of this (NPU-friendly)
     workers: int = 2
     val_limit: int | None = None
     resume: bool = False
@@ -86,10 +87,7 @@ def _target(req: PruneRequest) -> PruneTarget:
 
 
 def _validate(req: PruneRequest) -> None:
-    if req.criterion not in CRITERIA:
-        raise UserError(f"--criterion {req.criterion!r} is not one of: {', '.join(CRITERIA)}")
-    if req.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {req.steps}")
+    PRUNE.check_fields(req)
     needs_data = req.finetune_epochs or req.sparsity_epochs or req.criterion in NEEDS_GRADIENTS
     if needs_data and (req.data is None or not Path(req.data).is_file()):
         raise UserError(f"--data: a data.yaml is needed to fine-tune or rank by {req.criterion}; got {req.data}")

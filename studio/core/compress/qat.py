@@ -22,9 +22,8 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged, write_json_atomic
 from studio.core.compress.kd_config import KdConfig
+from studio.core.compress.options import IMGSZ, QAT, QAT_TERMS
 from studio.core.jobs import Job
-
-QAT_TERMS = ("response", "feature")
 
 
 @dataclass
@@ -33,16 +32,16 @@ class QatRequest:
     data: Path
     out: Path
     teacher: Path | None = None  # None: the model's own float self
-    epochs: int = 5  # over all stages
-    bits: tuple[int, ...] = (8,)  # the bit-width schedule; ends at 8
+    epochs: int = QAT.default("epochs")  # over all stages
+    bits: tuple[int, ...] = QAT.default("bits")  # the bit-width schedule; ends at 8
     kd: KdConfig = field(default_factory=lambda: KdConfig(terms=QAT_TERMS))
-    learn_scales: bool = True  # LSQ; False keeps the calibrated grids
-    tune_teacher: bool = False  # adapt the teacher to the quantized student (teacher_tuning.py)
-    tune_every: int = 10  # training steps between teacher adaptations
-    calib_batches: int = 8
-    imgsz: int = 320
-    batch: int = 16
-    lr: float = 1e-4  # a trained model only needs nudging onto its grids
+    learn_scales: bool = QAT.default("learn_scales")  # LSQ; False keeps the calibrated grids
+    tune_teacher: bool = QAT.default("tune_teacher")  # adapt the teacher to the quantized student (teacher_tuning.py)
+    tune_every: int = QAT.default("tune_every")  # training steps between teacher adaptations
+    calib_batches: int = QAT.default("calib_batches")
+    imgsz: int = IMGSZ.default
+    batch: int = QAT.default("batch")
+    lr: float = QAT.default("lr")  # a trained model only needs nudging onto its grids
     workers: int = 2
     val_limit: int | None = None
     resume: bool = False
@@ -73,17 +72,11 @@ def _validate(req: QatRequest) -> None:
         raise UserError(f"--data {req.data}: no such data.yaml")
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
-    if not req.bits or req.bits[-1] != 8 or any(not 2 <= b <= 16 for b in req.bits):
-        raise UserError(f"--bits {','.join(map(str, req.bits))}: a schedule of widths in 2..16 that ends at 8 "
-                        f"(the NPU's int8), e.g. 8 or 16,8")
+    QAT.check_fields(req, skip=("kd", "teacher"))
     if req.epochs < len(req.bits):
         raise UserError(f"--epochs {req.epochs}: need at least one epoch per bit width ({len(req.bits)})")
-    if req.tune_every < 1:
-        raise UserError(f"--tune-every must be at least 1, got {req.tune_every}")
     if req.tune_teacher and not req.kd.terms:
         raise UserError("--tune-teacher adapts the teacher the student distils from; it needs --kd terms")
-    if req.calib_batches < 1:
-        raise UserError(f"--calib-batches must be at least 1, got {req.calib_batches}")
 
 
 def stage_epochs(epochs: int, stages: int) -> list[int]:

@@ -13,28 +13,21 @@
 
 A section left out is a stage skipped (export and verify always run); a section given
 with no options (`distill:`) runs with the defaults. Keys are the option names of the
-matching command, with underscores; unknown keys are refused with the list of known
-ones and values are checked for their type here, so that neither a typo nor a wrong
-type surfaces hours into a run.
+matching command, with underscores (both come from studio/core/compress/options.py);
+unknown keys are refused with the list of known ones and values are checked for their
+type and range here, so that neither a typo nor a wrong value surfaces hours into a run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.convert.rknn_convert import ALGORITHMS, PLATFORMS
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged
+from deploy.runtime.options import Options
+from studio.core.compress.options import EXPORT, IMGSZ, SECTIONS, VERIFY
 
-_TOP = ("model", "teacher", "data", "imgsz", "prune", "distill", "qat", "export", "verify")
-_PRUNE = ("target_flops", "target_params", "criterion", "scope", "protect", "steps", "schedule_k", "finetune_epochs",
-          "sparsity_epochs", "bn_l1", "kd", "batch", "round_to", "val_limit")
-KD_WEIGHTS = {"w_cls": "cls", "w_box": "box", "w_fg": "foreground", "w_bg": "background", "w_relation": "relation"}
-_DISTILL = ("epochs", "kd", "temperature", *KD_WEIGHTS, "batch", "lr", "val_limit")
-_QAT = ("epochs", "bits", "kd", "teacher", "temperature", *KD_WEIGHTS, "learn_scales", "tune_teacher", "tune_every",
-        "calib_batches", "batch", "lr", "val_limit")
-_EXPORT = ("platform", "ptq", "calib_count")
-_VERIFY = ("limit",)
+TOP = ("model", "teacher", "data", "imgsz", *SECTIONS)
 
 
 @dataclass
@@ -47,64 +40,31 @@ class Recipe:
     prune: dict | None = None
     distill: dict | None = None
     qat: dict | None = None
-    export: dict = field(default_factory=lambda: {"platform": "rk3588", "ptq": ["normal", "kl_divergence"],
-                                                  "calib_count": 100})
-    verify: dict = field(default_factory=lambda: {"limit": None})
+    export: dict = field(default_factory=lambda: _defaults(EXPORT))
+    verify: dict = field(default_factory=lambda: _defaults(VERIFY))
 
     def stages(self) -> list[str]:
         return [s for s in ("prune", "distill", "qat") if getattr(self, s) is not None] + ["export", "verify"]
 
 
-_INTS = {"epochs", "steps", "finetune_epochs", "sparsity_epochs", "batch", "round_to", "val_limit", "calib_batches",
-         "tune_every", "calib_count", "limit", "imgsz"}
-_FLOATS = {"target_flops", "target_params", "schedule_k", "bn_l1", "temperature", "lr", *KD_WEIGHTS}
-_BOOLS = {"learn_scales", "tune_teacher"}
-_MAY_BE_EMPTY = {"val_limit", "limit", "teacher", "target_flops", "target_params", "protect"}  # None: the default
 RECIPE_HEADER = "# written by "  # the first line of every recipe the studio writes (demo, wizard)
 
 
-def _typed(key: str, value, where: str):
-    """A recipe value as its option's type, or a UserError naming it."""
-    if value is None and key not in _MAY_BE_EMPTY:
-        raise UserError(f"{where}: {key} has no value")
-    if key in KD_WEIGHTS and isinstance(value, (int, float)) and value < 0:
-        raise UserError(f"{where}: {key} {value} must not be negative")
-    try:
-        if value is None or key not in _INTS | _FLOATS | _BOOLS | {"bits"}:
-            return value
-        if key in _BOOLS:
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if key == "bits":
-            widths = [int(b) for b in (value.split(",") if isinstance(value, str) else
-                                       value if isinstance(value, list) else [value])]
-            if not widths or widths[-1] != 8 or any(not 2 <= b <= 16 for b in widths):
-                raise UserError(f"{where}: bits {value!r} must be widths in 2..16 ending at 8, e.g. [16, 8]")
-            return widths
-        if isinstance(value, bool):
-            raise ValueError
-        if key in _INTS:
-            number = float(value)
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        return float(value)
-    except (TypeError, ValueError):
-        kind = "a whole number" if key in _INTS else "a number" if key in _FLOATS else "true or false"
-        raise UserError(f"{where}: {key} {value!r} must be {kind}") from None
+def _defaults(table: Options) -> dict:
+    return {option.name: list(option.default) if isinstance(option.default, tuple) else option.default
+            for option in table}
 
 
-def _section(raw: dict, name: str, known: tuple[str, ...], path: Path) -> dict | None:
+def _section(raw: dict, name: str, path: Path) -> dict | None:
+    """A stage's options, typed and range-checked; None for a stage left out, None values mean the default."""
     if name not in raw:
         return None
     value = raw[name] if raw[name] is not None else {}  # `distill:` alone: the stage with its defaults
+    table = SECTIONS[name]
     if not isinstance(value, dict):
-        raise UserError(f"{path}: '{name}' must be a mapping of options, e.g. {name}: {{{known[0]}: ...}}")
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise UserError(f"{path}: unknown {name} option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return {k: _typed(k, v, f"{path} {name}") for k, v in value.items()}
+        raise UserError(f"{path}: '{name}' must be a mapping of options, e.g. {name}: {{{table.names[0]}: ...}}")
+    checked = table.check(value, str(path), section=name)
+    return {key: typed for key, typed in checked.items() if typed is not None}
 
 
 def _file(value, key: str, path: Path, required: bool) -> Path | None:
@@ -132,37 +92,28 @@ def load_recipe(path: Path) -> Recipe:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with model, data and stage sections")
-    unknown = sorted(set(raw) - set(_TOP))
+    unknown = sorted(set(raw) - set(TOP))
     if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_TOP)}")
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP)}")
     recipe = Recipe(path=path, model=_file(raw.get("model"), "model", path, True),
                     data=_file(raw.get("data"), "data", path, True),
                     teacher=_file(raw.get("teacher"), "teacher", path, False),
-                    imgsz=_typed("imgsz", raw.get("imgsz", 320), str(path)),
-                    prune=_section(raw, "prune", _PRUNE, path), distill=_section(raw, "distill", _DISTILL, path),
-                    qat=_section(raw, "qat", _QAT, path))
-    export = _section(raw, "export", _EXPORT, path)
-    if export:
-        recipe.export.update(export)
-    verify = _section(raw, "verify", _VERIFY, path)
-    if verify:
-        recipe.verify.update(verify)
+                    imgsz=IMGSZ.check(raw.get("imgsz", IMGSZ.default), str(path)),
+                    prune=_section(raw, "prune", path), distill=_section(raw, "distill", path),
+                    qat=_section(raw, "qat", path))
+    recipe.export.update(_section(raw, "export", path) or {})
+    recipe.verify.update(_section(raw, "verify", path) or {})
     _check(recipe)
     return recipe
 
 
 def _check(recipe: Recipe) -> None:
     where = recipe.path
-    if recipe.imgsz <= 0 or recipe.imgsz % 32:
+    if recipe.imgsz % 32:
         raise UserError(f"{where}: imgsz {recipe.imgsz} must be a positive multiple of 32")
     if recipe.distill is not None and recipe.teacher is None:
         raise UserError(f"{where}: the distill stage needs a teacher")
-    if recipe.export["platform"] not in PLATFORMS:
-        raise UserError(f"{where}: export platform {recipe.export['platform']!r} is not one of {', '.join(PLATFORMS)}")
-    ptq = recipe.export["ptq"]
-    if not isinstance(ptq, list) or any(a not in ALGORITHMS for a in ptq):
-        raise UserError(f"{where}: export ptq must be a list of {', '.join(ALGORITHMS)} (or [] for none)")
-    if recipe.qat is None and not ptq:
+    if recipe.qat is None and not recipe.export["ptq"]:
         raise UserError(f"{where}: nothing to deploy: add a qat section or at least one export ptq algorithm")
     if recipe.qat and recipe.qat.get("teacher") is not None:
         recipe.qat["teacher"] = _file(recipe.qat["teacher"], "qat teacher", where, True)

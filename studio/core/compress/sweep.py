@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import UserError
-from studio.core.compress.recipe import _TOP
+from studio.core.compress.recipe import TOP
 from studio.core.jobs import Job
 
 STAGES = ("prune", "distill", "qat")
@@ -70,7 +70,7 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list]]:
         elif "." not in key and key in STAGES:
             if not set(options) <= {True, False, "on", "off"}:
                 raise UserError(f"--grid {spec!r}: a stage takes on and/or off")
-        elif section not in _TOP or section in ("model", "data", "teacher") or key.count(".") > 1:
+        elif section not in TOP or section in ("model", "data", "teacher") or key.count(".") > 1:
             raise UserError(f"--grid {spec!r}: {key} is not a recipe option (section.option, a stage=on,off, "
                             "or quant=ptq,qat)")
         axes.append((key, options))

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from deploy.convert.rknn_convert import ALGORITHMS, PLATFORMS
 from deploy.errors import UserError
 from deploy.runtime.sources import IMAGE_SUFFIXES
-from studio.core.compress.criteria import CRITERIA
+from studio.core.compress.options import CRITERIA
 from studio.core.compress.kd_config import KD_TERMS
 from studio.core.demo import BUNDLED_STUDENT, BUNDLED_TEACHER
 from studio.core.wizard import PRESETS, compress_command, q, recipe_text
