@@ -72,17 +72,18 @@ class ProgressView:
             self._show(event)
 
     def _show(self, event: ProgressEvent) -> None:
-        starts = event.stage != self.current and not (self.parallel and event.stage in self.tasks)
+        key = event.label
+        starts = key != self.current and not (self.parallel and key in self.tasks)
         if starts:
             if not self.parallel:
                 self._finish_current()
-            self.current = event.stage
-            label = f"{event.stage} {event.message}".strip()
+            self.current = key
+            label = f"{key} {event.message}".strip()
             if self.plain_lines:
                 print(f"- {label}", flush=True)
-            self.tasks[event.stage] = self.progress.add_task(label, total=event.total)
-        update = {"description": f"{event.stage} {event.message}"} if event.message else {}
-        self.progress.update(self.tasks[event.stage], completed=event.done, total=event.total, **update)
+            self.tasks[key] = self.progress.add_task(label, total=event.total)
+        update = {"description": f"{key} {event.message}"} if event.message else {}
+        self.progress.update(self.tasks[key], completed=event.done, total=event.total, **update)
         if self.plain_lines and event.message and not starts and (
                 event.done == event.total or time.monotonic() - self.last_line > PLAIN_EVERY_S):
             print(f"  {event.message}", flush=True)

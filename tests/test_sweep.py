@@ -58,7 +58,7 @@ def test_sweep_of_four_candidates_on_local_ray_survives_a_failing_one(cli, tiny_
     by_id = {c["id"]: c for c in report["candidates"]}
     assert len(by_id) == 4 and len(report["failed"]) == 1
     failed = by_id[report["failed"][0]]
-    assert failed["overrides"] == {"prune.target_flops": 1.5} and "between 0 and 1" in failed["error"]
+    assert failed["overrides"] == {"prune.target_flops": 1.5} and "target_flops 1.5 must be in 0..1" in failed["error"]
     assert len(report["ranking"]) == 3
     ok = [by_id[i] for i in report["ranking"]]
     assert all(c["variant"] == "ptq-normal" and c["mcycles"] > 0 and 0 <= c["map50_95"] <= 1 for c in ok)

@@ -16,7 +16,7 @@ from typing import Any
 from deploy.board.profiles import NAME, BoardStore
 from deploy.errors import UnreachableError, UserError
 from deploy.runtime.atomic import write_text_atomic
-from studio.core.jobs import Cancelled, Job, ProgressEvent
+from studio.core.jobs import Cancelled, Job
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +87,11 @@ class Outcome:
         return {"board": self.board, "ok": self.error is None, "result": result, "error": self.error}
 
 
-def board_job(job: Job, board: str) -> Job:
-    """A job whose stages carry the board's name, sharing the parent's cancel token."""
-    def forward(event: ProgressEvent) -> None:
-        job.progress(ProgressEvent(f"{board}: {event.stage}", event.done, event.total, event.message))
-
-    return Job(progress=forward, cancel=job.cancel)
-
-
 def on_each_board(boards: list[str], work: Callable[[str, Job], Any], job: Job) -> list[Outcome]:
     """Run work(board, job) for every board at once; collect each outcome, errors included."""
     def one(board: str) -> Outcome:
         try:
-            return Outcome(board, work(board, board_job(job, board)))
+            return Outcome(board, work(board, job.within(board)))
         except UserError as exc:
             return Outcome(board, error=_named(board, str(exc)), code=2)
         except UnreachableError as exc:

@@ -61,6 +61,6 @@ class JobThread(QThread):
         """
         now = time.monotonic()
         last = getattr(self, "_last", None)
-        if last is None or event.stage != last[0] or event.done == event.total or now - last[1] >= 0.05:
-            self._last = (event.stage, now)
+        if last is None or event.label != last[0] or event.done == event.total or now - last[1] >= 0.05:
+            self._last = (event.label, now)
             self.progress.emit(event)

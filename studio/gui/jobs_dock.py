@@ -49,7 +49,7 @@ class JobRow(QWidget):
         self._done_fraction = 0.0
 
     def on_progress(self, event: ProgressEvent) -> None:
-        self.stage.setText(f"{event.stage} {event.message}".strip())
+        self.stage.setText(f"{event.label} {event.message}".strip())
         if event.total:
             self.bar.setRange(0, event.total)
             self.bar.setValue(min(event.done, event.total))
@@ -115,9 +115,9 @@ class JobsDock(QDockWidget):
         stages: list[str] = []
 
         def log_stage(event: ProgressEvent) -> None:  # one log line per stage, not per step
-            if not stages or stages[-1] != event.stage:
-                stages.append(event.stage)
-                self._log(f"{title}: {event.stage} {event.message}".strip())
+            if not stages or stages[-1] != event.label:
+                stages.append(event.label)
+                self._log(f"{title}: {event.label} {event.message}".strip())
 
         thread.progress.connect(log_stage)
         thread.succeeded.connect(lambda _: (row.finish("done"), self._log(f"{title}: done")))

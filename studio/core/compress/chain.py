@@ -1,9 +1,10 @@
 """`studio compress --recipe`: prune -> distill -> QAT -> export -> verify as one resumable run, one report.
 
-Every stage writes into its own folder under --out and leaves a file that says it is
-done (the stage's own report, an export's sidecar, a verification JSON); a run started
-again with --resume skips what is done and continues the stage it was in, through that
-stage's own resume. The report puts the float model, post-training int8 (one row per
+Every stage is a `Stage`: it writes into its own folder under --out and writes its report
+there last; a run started again with --resume skips the stages whose report is there and
+resumes the one it was in (through that stage's own resume, when its checkpoint is
+there). Stages hand each other their reports, read back from disk for a finished stage,
+so a resumed run and a fresh one take the same path. The report puts the float model, post-training int8 (one row per
 calibration algorithm) and the QAT int8 model side by side: mAP on the val split (the
 RKNN rows measured in rknn-toolkit2's simulator), file size, the share of convolutions
 the toolkit compiled to int8, its static cycle estimate, and host ONNX Runtime latency
@@ -14,17 +15,40 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
-from studio.core.compress.kd_config import KdConfig, parse_terms
+from studio.core.compress.kd_config import KD_TERMS, KdConfig, parse_terms
 from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS
 from studio.core.compress.recipe import Recipe
 from studio.core.jobs import Job
 
 REPORT_IMAGES = 8  # images the exporter compares ONNX Runtime and the simulator on
-CHAIN = "chain"  # the progress stage name that announces each stage of the chain
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the chain, all alike: a folder under --out, the report it writes last (with it the stage
+    is done and never runs again), the file that makes a started stage resume rather than start (None: any
+    file in its folder), and `run(recipe, folder, reports so far, resume, job)` returning its report."""
+
+    name: str
+    folder: str
+    report: str
+    checkpoint: str | None
+    run: Callable[[Recipe, Path, dict, bool, Job], dict]
+
+    def done(self, out: Path) -> bool:
+        return (out / self.folder / self.report).is_file()
+
+    def started(self, out: Path) -> bool:
+        folder = out / self.folder
+        if self.checkpoint:
+            return (folder / self.checkpoint).is_file()
+        return folder.is_dir() and any(folder.iterdir())
 
 
 def _kd(options: dict, default_terms: str) -> KdConfig:
@@ -35,60 +59,43 @@ def _kd(options: dict, default_terms: str) -> KdConfig:
     return KdConfig(terms=terms, temperature=options.pop("temperature", KdConfig.temperature), **weights)
 
 
-def _written() -> None:
-    """Under torchrun, wait until rank 0 has written the stage's report before reading it."""
-    from studio.core.compress import distributed
+def _float_model(recipe: Recipe, reports: dict) -> Path:
+    """The float model so far: the last training stage's, or the recipe's own."""
+    made = [reports[name]["model"] for name in ("distill", "prune") if name in reports]
+    return Path(made[0]) if made else recipe.model
 
-    distributed.barrier(distributed.context())
 
-
-def _prune(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, float]:
+def _prune(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
     from studio.core.compress.prune import PruneRequest, prune
 
-    report = out / "prune_report.json"
-    if not report.is_file():
-        options = dict(recipe.prune)
-        kd = options.pop("kd", "response,feature,relation")
-        prune(PruneRequest(model=model, out=out, data=recipe.data, teacher=recipe.teacher, imgsz=recipe.imgsz,
-                           kd=parse_terms(kd) if isinstance(kd, str) else tuple(kd),
-                           resume=(out / "progress.json").is_file(), **options), job)
-    _written()
-    done = json.loads(report.read_text())
-    return Path(done["model"]), done["seconds"]
+    options = dict(recipe.prune)
+    kd = options.pop("kd", KD_TERMS)
+    return prune(PruneRequest(model=_float_model(recipe, reports), out=folder, data=recipe.data,
+                              teacher=recipe.teacher, imgsz=recipe.imgsz, kd=tuple(kd), resume=resume, **options),
+                 job).to_dict()
 
 
-def _distill(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, float]:
+def _distill(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
     from studio.core.compress.distill import DistillRequest, distill
 
-    report = out / "distill_report.json"
-    if not report.is_file():
-        options = dict(recipe.distill)
-        kd = _kd(options, "response,feature,relation")
-        distill(DistillRequest(teacher=recipe.teacher, student=str(model), data=recipe.data, out=out, kd=kd,
-                               imgsz=recipe.imgsz, resume=(out / "state.pt").is_file(), **options), job)
-    _written()
-    done = json.loads(report.read_text())
-    return Path(done["model"]), done["seconds"]
+    options = dict(recipe.distill)
+    kd = _kd(options, ",".join(KD_TERMS))
+    return distill(DistillRequest(teacher=recipe.teacher, student=str(_float_model(recipe, reports)),
+                                  data=recipe.data, out=folder, kd=kd, imgsz=recipe.imgsz, resume=resume, **options),
+                   job).to_dict()
 
 
-def _qat(recipe: Recipe, out: Path, model: Path, job: Job) -> tuple[Path, dict]:
+def _qat(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
     from studio.core.compress.qat import QatRequest, qat
 
-    report = out / "qat_report.json"
-    if not report.is_file():
-        options = dict(recipe.qat)
-        kd = _kd(options, ",".join(QAT_TERMS))
-        bits = options.pop("bits", [8])
-        teacher = options.pop("teacher", None)
-        qat(QatRequest(model=model, data=recipe.data, out=out, teacher=teacher, kd=kd, imgsz=recipe.imgsz,
-                       bits=tuple(bits) if isinstance(bits, (list, tuple)) else (int(bits),),
-                       resume=out.is_dir(), **options), job)
-    _written()
-    done = json.loads(report.read_text())
-    return Path(done["model"]), done
+    options = dict(recipe.qat)
+    kd = _kd(options, ",".join(QAT_TERMS))
+    bits = options.pop("bits", [8])
+    return qat(QatRequest(model=_float_model(recipe, reports), data=recipe.data, out=folder, kd=kd,
+                          imgsz=recipe.imgsz, bits=tuple(bits), resume=resume, **options), job).to_dict()
 
 
-def _export(recipe: Recipe, out: Path, float_model: Path, qat_model: Path | None, job: Job) -> list[dict]:
+def _export(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
     """The float ONNX and every RKNN variant; an existing file (with its sidecar) is a finished export."""
     from deploy.convert.rknn_convert import RknnOptions
     from deploy.runtime.metadata import sidecar_path
@@ -96,17 +103,18 @@ def _export(recipe: Recipe, out: Path, float_model: Path, qat_model: Path | None
     from studio.core.export import ExportRequest, export_model
 
     calib = split_dirs(read_yaml(recipe.data), recipe.data).get("train")
-    platform, count = recipe.export["platform"], int(recipe.export["calib_count"])
+    platform, count, float_model = recipe.export["platform"], int(recipe.export["calib_count"]), _float_model(
+        recipe, reports)
     plan = [("float", ExportRequest(model=str(float_model), format="onnx", imgsz=recipe.imgsz,
-                                    out=out / "float.onnx"))]
+                                    out=folder / "float.onnx"))]
     for algorithm in recipe.export["ptq"]:
         plan.append((f"ptq-{algorithm}", ExportRequest(
-            model=str(float_model), format="rknn", imgsz=recipe.imgsz, out=out / f"ptq-{algorithm}.rknn",
+            model=str(float_model), format="rknn", imgsz=recipe.imgsz, out=folder / f"ptq-{algorithm}.rknn",
             rknn=RknnOptions(platform, "int8", algorithm), calib=calib, calib_count=count, report=True,
             report_count=REPORT_IMAGES)))
-    if qat_model is not None:
-        plan.append(("qat", ExportRequest(model=str(qat_model), format="rknn", imgsz=recipe.imgsz,
-                                          out=out / "qat.rknn", rknn=RknnOptions(platform, "qdq"), calib=calib,
+    if "qat" in reports:
+        plan.append(("qat", ExportRequest(model=reports["qat"]["model"], format="rknn", imgsz=recipe.imgsz,
+                                          out=folder / "qat.rknn", rknn=RknnOptions(platform, "qdq"), calib=calib,
                                           calib_count=REPORT_IMAGES, report=True, report_count=REPORT_IMAGES)))
     variants = []
     for name, req in plan:
@@ -117,19 +125,20 @@ def _export(recipe: Recipe, out: Path, float_model: Path, qat_model: Path | None
         variants.append({"variant": name, "path": str(req.out), "format": req.format,
                          "quant": "float32" if req.format == "onnx" else req.rknn.quant,
                          "algorithm": req.rknn.algorithm if ptq else None})
-    return variants
+    return {"model": str(float_model), "variants": variants}
 
 
-def _verify(recipe: Recipe, out: Path, variants: list[dict], float_model: Path, job: Job) -> list[dict]:
+def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
     """mAP of each variant (torch for float, the simulator for RKNN), with size, int8 share and latency figures."""
     from deploy.convert import rknn_log
     from studio.core.evaluate import EvalRequest, evaluate
 
-    out.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     limit = recipe.verify.get("limit")
+    float_model = Path(reports["export"]["model"])
     rows = []
-    for variant in variants:
-        done = out / f"{variant['variant']}.json"
+    for variant in reports["export"]["variants"]:
+        done = folder / f"{variant['variant']}.json"
         if not done.is_file():
             job.stage(f"verify {variant['variant']}")
             path = Path(variant["path"])
@@ -147,7 +156,15 @@ def _verify(recipe: Recipe, out: Path, variants: list[dict], float_model: Path, 
                 row["min_cosine"] = _report_cosine(path)
             write_json_atomic(done, row)
         rows.append(json.loads(done.read_text()))
-    return rows
+    return {"rows": rows}
+
+
+STAGES = (Stage("prune", "prune", "prune_report.json", "progress.json", _prune),
+          Stage("distill", "distill", "distill_report.json", "state.pt", _distill),
+          Stage("qat", "qat", "qat_report.json", None, _qat),
+          Stage("export", "exports", "export_report.json", None, _export),
+          Stage("verify", "verify", "verify_report.json", None, _verify))
+TRAINING = ("prune", "distill", "qat")  # under torchrun every rank trains; rank 0 alone exports and verifies
 
 
 def _report_cosine(rknn: Path) -> float | None:
@@ -170,8 +187,23 @@ def _ort_ms(onnx_path: Path) -> float | None:
     return median_ms(lambda: session.run(None, feed), LATENCY_RUNS)
 
 
+def _run_stage(stage: Stage, recipe: Recipe, out: Path, reports: dict, job: Job) -> dict:
+    """A stage's report: read back when it is done, else from running (resuming) it; rank 0 writes it."""
+    from studio.core.compress import distributed
+
+    path = out / stage.folder / stage.report
+    if not stage.done(out):
+        report = stage.run(recipe, out / stage.folder, reports, stage.started(out), job)
+        if stage.name not in TRAINING:  # the training stages write their own, as their commands do
+            write_json_atomic(path, report)
+    distributed.barrier(distributed.context())  # every rank reads what rank 0 wrote
+    return json.loads(path.read_text())
+
+
 def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None = None) -> dict:
-    """Run every stage of the recipe into `out` (resuming what is there) and write compress_report.*."""
+    """Run every stage of the recipe into `out` (resuming what is there) and write compress_report.*.
+
+    Each stage's events carry its name as their `part`; its first event announces it ("1 of 5")."""
     from studio.core.compress import distributed
     from studio.core.compress.int8_report import write_int8_report
 
@@ -184,36 +216,23 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     distributed.barrier(ctx)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-    plan = recipe.stages()
-
-    def begin(stage: str) -> None:  # "chain <stage>" announces each stage; the wizard shows one bar per stage
-        job.stage(f"{CHAIN} {stage}", None, f"({plan.index(stage) + 1} of {len(plan)})")
-
-    model, seconds = recipe.model, {}
-    if recipe.prune is not None:
-        begin("prune")
-        model, seconds["prune"] = _prune(recipe, out / "prune", model, job)
-    if recipe.distill is not None:
-        begin("distill")
-        model, seconds["distill"] = _distill(recipe, out / "distill", model, job)
-    qat_model, qat_report = None, None
-    if recipe.qat is not None:
-        begin("qat")
-        qat_model, qat_report = _qat(recipe, out / "qat", model, job)
-        seconds["qat"] = qat_report["seconds"]
-    if not ctx.main:
-        return {}
-    begin("export")
-    variants = _export(recipe, out / "exports", model, qat_model, job)
-    begin("verify")
-    rows = _verify(recipe, out / "verify", variants, model, job)
-    report = {"recipe": str(recipe.path), "stages": plan, "float_model": str(model),
-              "qat_model": str(qat_model) if qat_model else None, "imgsz": recipe.imgsz, "data": str(recipe.data),
-              "platform": recipe.export["platform"], "val_images": rows[0]["images"], "rows": rows,
+    plan = [stage for stage in STAGES if stage.name in recipe.stages()]
+    reports: dict[str, dict] = {}
+    for number, stage in enumerate(plan, start=1):
+        if not ctx.main and stage.name not in TRAINING:
+            return {}
+        part = job.within(stage.name)
+        part.stage(stage.name, None, f"({number} of {len(plan)})")
+        reports[stage.name] = _run_stage(stage, recipe, out, reports, part)
+    qat_report = reports.get("qat")
+    rows = reports["verify"]["rows"]
+    report = {"recipe": str(recipe.path), "stages": [stage.name for stage in plan],
+              "float_model": reports["export"]["model"], "qat_model": qat_report["model"] if qat_report else None,
+              "imgsz": recipe.imgsz, "data": str(recipe.data), "platform": recipe.export["platform"],
+              "val_images": rows[0]["images"], "rows": rows,
               "qat": {k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")}
               if qat_report else None,
-              "training_seconds": seconds, "seconds_this_run": round(time.monotonic() - started, 1)}
+              "training_seconds": {name: reports[name]["seconds"] for name in TRAINING if name in reports},
+              "seconds_this_run": round(time.monotonic() - started, 1)}
     write_int8_report(report, out)
-    job.stage(f"{CHAIN} done")
     return report
-

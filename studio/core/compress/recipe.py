@@ -28,6 +28,23 @@ from deploy.runtime.options import Options
 from studio.core.compress.options import EXPORT, IMGSZ, SECTIONS, VERIFY
 
 TOP = ("model", "teacher", "data", "imgsz", *SECTIONS)
+STAGES = ("prune", "distill", "qat", "export", "verify")  # in the order they run
+OPTIONAL = ("prune", "distill", "qat")  # run when the recipe has their section; export and verify always run
+
+
+def planned(sections) -> list[str]:
+    """The stages a recipe with these sections runs, in order."""
+    present = set(sections)
+    return [stage for stage in STAGES if stage not in OPTIONAL or stage in present]
+
+
+def plan_problem(raw: dict) -> str | None:
+    """What makes a recipe mapping (sections present or not, paths as given) impossible to run, or None."""
+    if raw.get("distill") is not None and not raw.get("teacher"):
+        return "the distill stage needs a teacher"
+    if raw.get("qat") is None and not (raw.get("export") or {}).get("ptq", EXPORT.default("ptq")):
+        return "nothing to deploy: run QAT or at least one post-training (export ptq) algorithm"
+    return None
 
 
 @dataclass
@@ -44,7 +61,7 @@ class Recipe:
     verify: dict = field(default_factory=lambda: _defaults(VERIFY))
 
     def stages(self) -> list[str]:
-        return [s for s in ("prune", "distill", "qat") if getattr(self, s) is not None] + ["export", "verify"]
+        return planned(s for s in OPTIONAL if getattr(self, s) is not None)
 
 
 RECIPE_HEADER = "# written by "  # the first line of every recipe the studio writes (demo, wizard)
@@ -111,10 +128,10 @@ def _check(recipe: Recipe) -> None:
     where = recipe.path
     if recipe.imgsz % 32:
         raise UserError(f"{where}: imgsz {recipe.imgsz} must be a positive multiple of 32")
-    if recipe.distill is not None and recipe.teacher is None:
-        raise UserError(f"{where}: the distill stage needs a teacher")
-    if recipe.qat is None and not recipe.export["ptq"]:
-        raise UserError(f"{where}: nothing to deploy: add a qat section or at least one export ptq algorithm")
+    problem = plan_problem({"teacher": recipe.teacher, "distill": recipe.distill, "qat": recipe.qat,
+                            "export": recipe.export})
+    if problem:
+        raise UserError(f"{where}: {problem}")
     if recipe.qat and recipe.qat.get("teacher") is not None:
         recipe.qat["teacher"] = _file(recipe.qat["teacher"], "qat teacher", where, True)
 

@@ -20,15 +20,12 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
-from studio.core.compress.chain import CHAIN
 from studio.core.compress.int8_report import variant_cells
-from studio.core.compress.recipe import write_run_recipe
+from studio.core.compress.recipe import STAGES, planned, write_run_recipe
 from studio.core.wizard import compress_command, front, recipe_text, suggested
 from studio.gui.common import PathField
 from studio.gui.wizard.pareto_plot import ParetoPlot
 from studio.gui.wizard.step import Step
-
-STAGES = ("prune", "distill", "qat", "export", "verify")
 
 
 class RunStep(Step):
@@ -85,7 +82,7 @@ class RunStep(Step):
         return chain.is_dir() and any(chain.iterdir())
 
     def _planned(self) -> list[str]:
-        return [s for s in STAGES if s in self.state.recipe or s in ("export", "verify")]
+        return planned(self.state.recipe)
 
     def enter(self) -> None:
         if self.busy():
@@ -143,17 +140,13 @@ class RunStep(Step):
         label.setText(status)
 
     def on_progress(self, event) -> None:
-        if event.stage.startswith(f"{CHAIN} "):  # the chain moved on to a stage ("done" at the end)
-            stage = event.stage[len(CHAIN) + 1:]
-            upto = self._plan.index(stage) if stage in self._plan else len(self._plan)
-            for earlier in self._plan[:upto]:
+        if event.part in self._plan and event.part != self._current:  # the chain moved on to a stage
+            for earlier in self._plan[:self._plan.index(event.part)]:
                 self._mark(earlier, "done")
-            self._current = self._plan[upto] if upto < len(self._plan) else None
-            if self._current:
-                self.bars[self._current][2].setText("running")
-                self.log.appendPlainText(f"— {self._current}")
-            return
-        if self._current is None:
+            self._current = event.part
+            self.bars[self._current][2].setText("running")
+            self.log.appendPlainText(f"— {self._current}")
+        if self._current is None or event.stage == event.part:  # the stage's announcement has no steps
             return
         _, bar, status = self.bars[self._current]
         bar.setRange(0, event.total or 0)

@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
 from deploy.convert.rknn_convert import ALGORITHMS, PLATFORMS
 from deploy.errors import UserError
 from deploy.runtime.sources import IMAGE_SUFFIXES
-from studio.core.compress.options import CRITERIA
 from studio.core.compress.kd_config import KD_TERMS
+from studio.core.compress.options import CRITERIA
+from studio.core.compress.recipe import plan_problem
 from studio.core.demo import BUNDLED_STUDENT, BUNDLED_TEACHER
 from studio.core.wizard import PRESETS, compress_command, q, recipe_text
 from studio.gui.common import PathField
@@ -304,13 +305,9 @@ class RecipeStep(Step):
 
     def blocked(self) -> str | None:
         recipe = self.state.recipe
-        if "qat" not in recipe and not recipe["export"]["ptq"]:
-            return "nothing to deploy: choose QAT or at least one PTQ algorithm"
-        if "distill" in recipe and not recipe["distill"]["kd"]:
-            return "choose at least one distillation term, or switch distillation off"
-        if "distill" in recipe and not self.state.teacher:
-            return "distillation needs a teacher (step 1), or switch it off"
-        return None
+        if "distill" in recipe and not recipe["distill"]["kd"]:  # the wizard's rule: plain fine-tuning is not
+            return "choose at least one distillation term, or switch distillation off"  # what its box offers
+        return plan_problem(self.state.full_recipe())
 
     def cli(self) -> str:
         return compress_command(self.state.recipe_path, self.state.chain, resume=False)
