@@ -196,7 +196,8 @@ def _run_stage(stage: Stage, recipe: Recipe, out: Path, reports: dict, job: Job)
         report = stage.run(recipe, out / stage.folder, reports, stage.started(out), job)
         if stage.name not in TRAINING:  # the training stages write their own, as their commands do
             write_json_atomic(path, report)
-    distributed.barrier(distributed.context())  # every rank reads what rank 0 wrote
+    if stage.name in TRAINING:  # every rank trains, then reads what rank 0 wrote; rank 0 alone goes on
+        distributed.barrier(distributed.context())
     return json.loads(path.read_text())
 
 

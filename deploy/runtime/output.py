@@ -1,0 +1,169 @@
+"""One output transaction for every writer: stage beside the destination, publish by rename, or leave nothing.
+
+    with Output(out, force=force, inputs=[data]) as staging:
+        ...write everything under `staging` (a folder; for a single file, the file's temporary path)...
+
+Before any work: an existing destination is refused unless `force` (which replaces it whole at
+publish, never mixing old and new); a destination that is an input, lies inside one or holds
+one is refused; the staging place is created at once, so a read-only or missing parent fails
+before the work, and `need_bytes` is checked against the free space. Leftovers of a killed run
+(its staging, or a destination set aside mid-publish) are cleared or restored on the next run.
+On an error or Ctrl-C the staging is removed and the destination is as it was; a write that
+fails for want of space or permission becomes one UserError line. Standard library only.
+"""
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Optional
+
+from deploy.errors import UserError
+
+_STAGING, _ASIDE = "staging", "aside"
+USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}  # the user's to fix
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _leftovers(dest: Path, kind: str) -> Iterable[Path]:
+    """Places a dead run left beside `dest`: `.NAME.KIND-PID-TOKEN` whose PID is gone."""
+    prefix = f".{dest.name}.{kind}-"
+    if not dest.parent.is_dir():
+        return []
+    found = []
+    for path in dest.parent.iterdir():
+        pid = path.name[len(prefix):].split("-")[0] if path.name.startswith(prefix) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            found.append(path)
+    return found
+
+
+def clear_leftovers(dest: Path) -> None:
+    """Remove a killed run's staging; put back a destination it had set aside when the new one never arrived."""
+    for aside in _leftovers(dest, _ASIDE):
+        if dest.exists():
+            _remove(aside)
+        else:
+            os.replace(aside, dest)
+    for staging in _leftovers(dest, _STAGING):
+        _remove(staging)
+
+
+def cannot_write(path: Path, exc: OSError) -> UserError:
+    """The one line for a write that failed for a reason the user can fix (space, permission, read-only)."""
+    reason = exc.strerror or str(exc)
+    return UserError(f"cannot write {path}: {reason}")
+
+
+def refuse_overlap(dest: Path, inputs: Iterable[Optional[Path]]) -> None:
+    """An output may not be an input, lie inside one, or hold one (replacing it would delete the input)."""
+    target = dest.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise UserError(f"the output {dest} overlaps the input {given}; write it somewhere else")
+
+
+class Output:
+    """A destination written whole or not at all (see the module's docstring); `folder=False` for one file."""
+
+    def __init__(self, dest, force: bool = False, inputs: Iterable[Optional[Path]] = (), folder: bool = True,
+                 need_bytes: int = 0, suffix: str = ""):
+        self.dest, self.force, self.folder = Path(dest), force, folder
+        self.need_bytes, self.suffix = need_bytes, suffix
+        self.inputs = list(inputs)
+        self.staging: Optional[Path] = None
+        self._token = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+    def check(self) -> None:
+        """Refuse what would lose or mix data, before any work starts."""
+        refuse_overlap(self.dest, self.inputs)
+        clear_leftovers(self.dest)
+        if self.dest.exists() and not self.force:
+            raise UserError(f"{self.dest} already exists; add --force to replace it, or choose another output")
+        if self.dest.exists() and self.folder != self.dest.is_dir():
+            raise UserError(f"{self.dest} is a {'folder' if self.dest.is_dir() else 'file'}; "
+                            f"expected a {'folder' if self.folder else 'file'}")
+
+    def __enter__(self) -> Path:
+        self.check()
+        parent = self.dest.parent
+        staging = parent / f".{self.dest.name}.{_STAGING}-{self._token}{self.suffix}"
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            if self.folder:
+                staging.mkdir()
+            else:
+                staging.touch()
+            free = shutil.disk_usage(parent).free
+        except OSError as exc:
+            raise cannot_write(self.dest, exc) from None
+        self.staging = staging
+        if self.need_bytes > free:
+            self._discard()
+            raise UserError(f"cannot write {self.dest}: {free / 2**20:.0f} MiB free in {parent}, "
+                            f"about {self.need_bytes / 2**20:.0f} MiB needed")
+        return staging
+
+    def __exit__(self, kind, exc, _tb) -> bool:
+        if kind is None:
+            try:
+                self._publish()
+            except OSError as failed:
+                self._discard()
+                raise cannot_write(self.dest, failed) from None
+            return False
+        self._discard()
+        if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
+            raise cannot_write(self.dest, exc) from None
+        return False
+
+    def _publish(self) -> None:
+        if not self.dest.exists() or not self.folder:
+            os.replace(self.staging, self.dest)
+            return
+        aside = self.dest.parent / f".{self.dest.name}.{_ASIDE}-{self._token}"
+        os.replace(self.dest, aside)  # a crash between these two renames is undone by clear_leftovers
+        os.replace(self.staging, self.dest)
+        _remove(aside)
+
+    def _discard(self) -> None:
+        if self.staging is not None:
+            _remove(self.staging)
+
+
+def claim_run(folder: Path, resume: bool, force: bool, what: str) -> None:
+    """A resumable writer's folder: --resume continues what is there, --force starts over, and with neither
+    an earlier run is refused with a message that names both."""
+    folder = Path(folder)
+    if resume and force:
+        raise UserError("--resume continues an earlier run and --force starts over; give one of them")
+    clear_leftovers(folder)
+    holds = folder.is_dir() and any(folder.iterdir())
+    if holds and force:
+        _remove(folder)
+    elif holds and not resume:
+        raise UserError(f"{folder} holds an earlier {what}; --resume continues it, --force starts over "
+                        "(or choose another output)")
