@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typer
 
+from studio.cli_support import OneLineErrors
 from studio.commands import (
     bench,
     board,
@@ -35,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    cls=OneLineErrors,
 )
 models_app = typer.Typer(help="Load and describe detectors (.pt, .yaml, .onnx).", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: synthesize, import, check and tile.", no_args_is_help=True)
@@ -70,6 +72,21 @@ board.board_app.command("push")(board_deploy.push_cmd)
 board.board_app.command("run")(board_deploy.run_cmd)
 board.board_app.command("bench")(board_deploy.bench_cmd)
 app.command("gui")(gui.gui)
+
+
+def _check_every_command(*apps: typer.Typer) -> None:
+    """Every command's numeric values are checked against the one range table before it starts work
+    (a bad value is one line and exit code 2, never a traceback or an ignored nan)."""
+    from studio.cli_options import checked
+    from studio.cli_support import handles_errors
+    from studio.core.ranges import RANGES
+
+    for typer_app in apps:
+        for info in typer_app.registered_commands:
+            info.callback = handles_errors(checked(RANGES)(info.callback))
+
+
+_check_every_command(app, models_app, data_app, bench_app, board.board_app)
 
 
 def _quiet_ultralytics_first_run() -> None:

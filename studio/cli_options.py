@@ -41,6 +41,10 @@ def declared(option: Option, *flags: str, help: str | None = None) -> Any:
     return typer.Option(default, *names, help=text, show_default=default is not None)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def checked(*tables: Options, skip: tuple = ()) -> Callable:
     """Type and range-check every keyword argument a table declares before the command runs (UserError if bad).
 
@@ -52,6 +56,8 @@ def checked(*tables: Options, skip: tuple = ()) -> Callable:
         def wrapper(*args, **kwargs):
             for table in tables:
                 for name in set(kwargs) & set(table.names) - set(skip):
+                    if table[name].numeric and not _is_number(kwargs[name]):
+                        continue  # the same name as text here (--workers 1,2 of the benches, import's --images DIR)
                     kwargs[name] = table[name].check(kwargs[name])
             return command(*args, **kwargs)
 

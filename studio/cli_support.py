@@ -4,20 +4,23 @@ Commands stay thin: parse options, call a core function inside `run_job`, print 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from deploy.errors import UnreachableError, UserError
 from studio.core.jobs import Cancelled, Job, ProgressEvent
 
+UsageError = typer.BadParameter.__mro__[1]  # typer vendors click; this is its UsageError (BadParameter's parent)
 stderr = Console(stderr=True)
 stdout = Console()
 EXIT_USER, EXIT_UNREACHABLE, EXIT_CANCELLED = 2, 3, 130
@@ -28,6 +31,30 @@ def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
     """Print one clear line on stderr and return the Exit to raise."""
     stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def usage_in_one_line() -> Iterator[None]:
+    """click's usage mistakes (a value of the wrong type, a missing or unknown option) as one line, exit code 2."""
+    try:
+        yield
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+            raise
+        where = exc.ctx.command_path if exc.ctx else "studio"
+        raise fail(f"{exc.format_message()} (see: {where} --help)") from None
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level command group: every user error, usage mistakes included, is one line on stderr."""
+
+    def make_context(self, *args, **kwargs):
+        with usage_in_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with usage_in_one_line():
+            return super().invoke(ctx)
 
 
 def handles_errors(command: Callable) -> Callable:

@@ -126,3 +126,53 @@ def test_each_stage_command_takes_every_recipe_key_with_the_tables_default(comma
 def test_commands_refuse_out_of_range_values_in_one_line(cli, args, message):
     result = cli(*args)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def _commands():
+    """(words, callback) of every `studio` command."""
+    from studio import cli
+
+    groups = [((), cli.app), (("models",), cli.models_app), (("data",), cli.data_app), (("bench",), cli.bench_app),
+              (("board",), cli.board.board_app)]
+    return [((*words, info.name), info.callback) for words, group in groups for info in group.registered_commands]
+
+
+def _required_args(callback) -> list[str]:
+    """Stand-in values for a command's required arguments and options (the range check comes before any use)."""
+    from typer.models import ArgumentInfo
+
+    positional, options = [], []
+    for name, param in inspect.signature(callback).parameters.items():
+        info = param.default
+        if getattr(info, "default", None) is not ...:
+            continue
+        if isinstance(info, ArgumentInfo):
+            positional.append("x")
+        else:
+            options += [(info.param_decls or ("--" + name.replace("_", "-"),))[0].split("/")[0], "x"]
+    return positional + options
+
+
+def _range_cases():
+    from studio.core.ranges import RANGES
+
+    cases = []
+    for words, callback in _commands():
+        for name, param in inspect.signature(callback).parameters.items():
+            if name not in RANGES.names or not re.fullmatch(r"(int|float)( \| None)?", str(param.annotation)):
+                continue  # the same name as text (the benches' --workers 1,2,3, import's --images DIR)
+            option = RANGES[name]
+            decls = getattr(param.default, "param_decls", None) or ("--" + name.replace("_", "-"),)
+            bad = ["nan"] + [str(v) for v in (_too_small(option), option.high and option.high + 1) if v is not None]
+            cases += [(words, callback, decls[0], value) for value in bad]
+    return cases
+
+
+@pytest.mark.parametrize("words, callback, flag, value", _range_cases(),
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else v if isinstance(v, str) else "")
+def test_every_numeric_option_of_every_command_is_range_checked(cli, words, callback, flag, value):
+    result = cli(*words, *_required_args(callback), flag, value)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    said = result.stderr.strip()
+    assert flag in said and (" must " in said or "Invalid value" in said) and "Traceback" not in said
+    assert len(said.splitlines()) == 1, said

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ def _number(value: Any, kind: type) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(value)
     number = float(value)
+    if not math.isfinite(number):  # nan passes every comparison, so no range could catch it
+        raise ValueError(value)
     if kind is float:
         return number
     if number != int(number):
@@ -48,6 +51,14 @@ class Option:
     required: bool = False
     off: str = ""
     kind: str = ""
+
+    def but(self, **changes: Any) -> Option:
+        """The same option with another default or help (a command whose default differs keeps the range)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in (int, float)
 
     @property
     def flag(self) -> str:
@@ -174,6 +185,17 @@ class Options:
         made = dataclasses.make_dataclass(name, fields)
         made.__doc__ = doc or made.__doc__
         return made
+
+
+def ranges(*tables: Options) -> Options:
+    """The numeric options of several tables as one table of ranges; one name has one range everywhere."""
+    found: dict = {}
+    for option in (option for table in tables for option in table if option.numeric):
+        known = found.setdefault(option.name, option.but(empty=True))  # None: an optional option left out
+        bounds = (known.type, known.low, known.high, known.positive)
+        if bounds != (option.type, option.low, option.high, option.positive):
+            raise ValueError(f"{option.name} is declared with two ranges")
+    return Options(*found.values())
 
 
 def _argparse_type(option: Option) -> Callable[[str], Any]:

@@ -115,7 +115,7 @@ EXPORT = Options(
     Option("platform", str, "rk3588", "Target NPU.", choices=PLATFORMS),
     Option("ptq", algorithms, ("normal", "kl_divergence"), "Post-training int8 variants, one per algorithm.",
            kind=f"a list of {', '.join(ALGORITHMS)} (or [] for none)"),
-    Option("calib_count", int, 100, "Calibration images for post-training int8.", low=1),
+    Option("calib_count", int, 100, "Calibration images for post-training int8 (0: all).", low=0),
 )
 VERIFY = Options(Option("limit", int, None, "Val images for the simulator's mAP (default: all).", low=1, empty=True))
 SECTIONS = {"prune": PRUNE, "distill": DISTILL, "qat": QAT, "export": EXPORT, "verify": VERIFY}
