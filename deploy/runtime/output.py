@@ -15,14 +15,15 @@ import errno
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 from deploy.errors import UserError
 
 _STAGING, _ASIDE = "staging", "aside"
-USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}  # the user's to fix
+USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}  # not bugs
 
 
 def _alive(pid: int) -> bool:
@@ -43,6 +44,10 @@ def _remove(path: Path) -> None:
             path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
 
 
 def _leftovers(dest: Path, kind: str) -> Iterable[Path]:
@@ -75,6 +80,29 @@ def cannot_write(path: Path, exc: OSError) -> UserError:
     return UserError(f"cannot write {path}: {reason}")
 
 
+@contextmanager
+def writing(dest) -> Iterator[None]:
+    """Writes into an existing place (plots beside a dataset): a full, read-only or forbidden place is one line."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in USER_ERRNOS:
+            raise cannot_write(Path(dest), exc) from None
+        raise
+
+
+def write_image(path, image, params=()) -> None:
+    """cv2.imwrite, whose False (a full or read-only disk) becomes an OSError saying which."""
+    import cv2
+
+    if cv2.imwrite(str(path), image, list(params)):
+        return
+    parent = Path(path).parent
+    full = shutil.disk_usage(parent).free < image.nbytes if parent.is_dir() else False
+    code = errno.ENOSPC if full else errno.EROFS if not os.access(parent, os.W_OK) else errno.EIO
+    raise OSError(code, os.strerror(code), str(path))
+
+
 def refuse_overlap(dest: Path, inputs: Iterable[Optional[Path]]) -> None:
     """An output may not be an input, lie inside one, or hold one (replacing it would delete the input)."""
     target = dest.resolve()
@@ -101,7 +129,7 @@ class Output:
         """Refuse what would lose or mix data, before any work starts."""
         refuse_overlap(self.dest, self.inputs)
         clear_leftovers(self.dest)
-        if self.dest.exists() and not self.force:
+        if self.dest.exists() and not self.force and not _empty_folder(self.dest):
             raise UserError(f"{self.dest} already exists; add --force to replace it, or choose another output")
         if self.dest.exists() and self.folder != self.dest.is_dir():
             raise UserError(f"{self.dest} is a {'folder' if self.dest.is_dir() else 'file'}; "

@@ -9,7 +9,7 @@ RUN_OPTIONS = Options(
     Option("max_frames", int, None, "stop after this many frames", low=1),
     Option("limit", int, None, "only the first N images", low=1),
     Option("imgsz", int, None, "input size in pixels", low=32),
-    Option("tile", int, None, "cut large images into tiles of this side", low=32),
+    Option("tile", int, None, "cut large images into tiles of this side", low=64),
     Option("overlap", float, 0.2, "overlap between neighbouring tiles (a fraction)", low=0, high=0.9),
     Option("jpeg_quality", int, 0, "send frames as JPEG of this quality (0: none, only detections)", low=0, high=100),
 )

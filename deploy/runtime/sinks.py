@@ -6,6 +6,7 @@ from typing import Callable, Optional, TextIO
 from deploy.runtime.atomic import StagedFile, staged
 from deploy.runtime.detections import Detections
 from deploy.runtime.draw import draw_detections
+from deploy.runtime.output import write_image
 
 
 class Sink:
@@ -41,12 +42,11 @@ class ImageSink(Sink):
         self.folder, self.names, self.written = folder, names, []
 
     def write(self, dets: Detections) -> None:
-        import cv2
 
         stem = os.path.splitext(os.path.basename(dets.source or "frame"))[0] or "frame"
         path = os.path.join(self.folder, f"{stem}_{dets.frame:06d}.jpg")
         with staged(path, ".jpg") as tmp:
-            cv2.imwrite(str(tmp), draw_detections(dets.image, dets, self.names))
+            write_image(tmp, draw_detections(dets.image, dets, self.names))
         self.written.append(path)
 
 

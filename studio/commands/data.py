@@ -16,6 +16,7 @@ def data_synth(
     seed: int = typer.Option(0, help="Same seed, same bytes."),
     scenes: int = typer.Option(0, help="Also write this many large scenes (split 'scenes') for tiling."),
     scene_size: int = typer.Option(2048, help="Side of the large scenes in pixels."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Generate a synthetic remote-sensing dataset in YOLO layout: mostly small objects, clutter, water, roads.
@@ -25,7 +26,8 @@ def data_synth(
     """
     from studio.core.data.synth import SynthConfig, generate
 
-    cfg = SynthConfig(out=out, images=images, size=size, seed=seed, scenes=scenes, scene_size=scene_size)
+    cfg = SynthConfig(out=out, images=images, size=size, seed=seed, scenes=scenes, scene_size=scene_size,
+                      force=force)
     data_yaml = run_job(lambda job: generate(cfg, stage(job, "synthetic data", images + scenes)), json_out)
     if json_out:
         print_json({"data": str(data_yaml), "images": images, "scenes": scenes, "size": size, "seed": seed})
@@ -41,6 +43,7 @@ def data_import(
     out: Path = typer.Option(..., help="Folder for the dataset in the studio's form (YOLO layout + data.yaml)."),
     images: Path | None = typer.Option(None, help="Folder of the images (coco, voc, dota)."),
     split: str = typer.Option("train", help="Split to file the images under (coco, voc, dota)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Import a dataset: YOLO, COCO json, Pascal VOC xml or DOTA (oriented boxes become axis-aligned).
@@ -51,7 +54,7 @@ def data_import(
     """
     from studio.core.data.formats import import_dataset
 
-    data_yaml = import_dataset(fmt, source, out, images, split)
+    data_yaml = import_dataset(fmt, source, out, images, split, force)
     if json_out:
         print_json({"data": str(data_yaml)})
     else:
@@ -91,12 +94,13 @@ def data_tile(
     size: int = typer.Option(512, help="Tile side in pixels."),
     overlap: float = typer.Option(0.2, help="Overlap between neighbouring tiles (fraction)."),
     min_area: float = typer.Option(0.5, help="Keep a cut object if this fraction of its area is in the tile."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Cut large images into overlapping tiles with clipped labels (for training on huge scenes)."""
     from studio.core.data.tile import TileRequest, tile_dataset
 
-    req = TileRequest(data=data, out=out, split=split, size=size, overlap=overlap, min_area=min_area)
+    req = TileRequest(data=data, out=out, split=split, size=size, overlap=overlap, min_area=min_area, force=force)
     data_yaml = run_job(lambda job: tile_dataset(req, stage(job, "tile", 0)), json_out)
     if json_out:
         print_json({"data": str(data_yaml)})

@@ -55,7 +55,9 @@ def predict_cmd(
     iou: float = typer.Option(0.45, help="NMS IoU threshold."),
     max_det: int = typer.Option(300, help="Most detections per image, or per tile with --tile (a merged scene "
                                 "keeps every object)."),
-    save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi)."),
+    save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi); "
+                                     "it appears whole at the end."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --save folder (wholly; never mixed)."),
     max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
 ):
@@ -69,7 +71,7 @@ def predict_cmd(
     from studio.core.predict import PredictRequest, json_lines_printer, predict
 
     req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
-                         conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames)
+                         conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force)
     on_result = None
     if json_out:
         from deploy.runtime.metadata import load_meta

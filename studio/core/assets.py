@@ -79,7 +79,8 @@ def _data(req: AssetsRequest, job: Job) -> str:
     if req.data_yaml.is_file():
         return f"kept {req.data_yaml}"
     job.stage("synthetic data", req.images + req.scenes)
-    cfg = SynthConfig(req.work / "data", images=req.images, size=req.size, seed=req.seed, scenes=req.scenes)
+    cfg = SynthConfig(req.work / "data", images=req.images, size=req.size, seed=req.seed, scenes=req.scenes,
+                      force=True)  # no data.yaml: whatever the folder holds is no dataset
     return f"wrote {generate(cfg, job.stepper('synthetic data'))}"
 
 

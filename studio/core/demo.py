@@ -118,7 +118,7 @@ def run_demo(req: DemoRequest, job: Job | None = None) -> DemoResult:
     seconds: dict[str, float] = {}
     started = time.monotonic()
     job.stage("synthetic data", req.images)
-    generate(SynthConfig(req.out / "data", images=req.images, size=req.imgsz, seed=req.seed),
+    generate(SynthConfig(req.out / "data", images=req.images, size=req.imgsz, seed=req.seed, force=True),
              job.stepper("synthetic data"))
     seconds["data"] = time.monotonic() - started
     recipe_path = req.out / "recipe.yaml"
@@ -148,7 +148,7 @@ def _scene(model: Path, req: DemoRequest, job: Job) -> dict:
     from studio.core.predict import PredictRequest, predict
 
     summary = predict(PredictRequest(model=model, source=str(SAMPLE_SCENE), tile=req.imgsz, overlap=SCENE_OVERLAP,
-                                     workers=2, save=req.out / "scene"), job=job)
+                                     workers=2, save=req.out / "scene", force=True), job=job)  # the demo's own
     h, w = cv2.imread(str(SAMPLE_SCENE)).shape[:2]
     return {**summary.to_dict(), "tiles": len(tile_grid(h, w, req.imgsz, SCENE_OVERLAP)),
             "picture": str(req.out / "scene" / f"{SAMPLE_SCENE.stem}_000000.jpg")}

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.errors import UserError
 from deploy.runtime.detections import Detections
 from deploy.runtime.metadata import read_model_meta
+from deploy.runtime.output import Output
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import RunLoop
+from deploy.runtime.run_options import RUN_OPTIONS
 from deploy.runtime.sinks import CallbackSink, ImageSink, JsonLinesSink, Sink, VideoSink
 from deploy.runtime.sources import ImageSource, open_source
 from studio.core.backend_factory import BackendPool
@@ -32,6 +33,7 @@ class PredictRequest:
     max_det: int = 300
     save: Path | None = None  # folder for annotated images (or a video for video sources)
     max_frames: int | None = None
+    force: bool = False  # replace an existing `save` folder wholly
 
 
 @dataclass
@@ -49,31 +51,35 @@ class PredictSummary:
         return dict(self.__dict__)
 
 
-def _validate(req: PredictRequest) -> None:
-    if req.workers < 1:
-        raise UserError("--workers must be at least 1")
-    if not 0 <= req.overlap < 1:
-        raise UserError(f"--overlap {req.overlap} must be in [0, 1)")
-    if req.tile is not None and req.tile < 64:
-        raise UserError(f"--tile {req.tile} is too small (at least 64)")
+def _source_paths(source: str) -> list[Path]:
+    """The files or folders a source reads (a glob: its folder), so --save can never be one of them."""
+    path = Path(source)
+    if path.exists():
+        return [path]
+    return [path.parent] if any(ch in source for ch in "*?[") else []
 
 
 def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None = None,
             job: Job | None = None, warn: Callable[[str], None] | None = None) -> PredictSummary:
-    """Detect objects in every frame of the source; results go to `on_result` and the --save sink."""
-    job = job or Job()
-    _validate(req)
+    """Detect objects in every frame of the source; results go to `on_result` and, with `save`, annotated
+    images (or a video) appear in that folder at the end, whole (a cancelled run leaves nothing there)."""
+    RUN_OPTIONS.check_fields(req)
     meta = read_model_meta(req.model)
-    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
-    source = open_source(req.source, warn=warn, max_frames=req.max_frames)
-    sinks: list[Sink] = [CallbackSink(on_result)] if on_result else []
-    saved = None
-    if req.save:
-        is_video = not isinstance(source, ImageSource)
+    source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
+                         max_frames=req.max_frames)
+    if not req.save:
+        return _run(req, meta, source, [], None, on_result, job or Job())
+    is_video = not isinstance(source, ImageSource)
+    with Output(req.save, force=req.force, inputs=_source_paths(req.source)) as staging:
+        sink = VideoSink(str(staging / "annotated.avi"), names=meta.names) if is_video else ImageSink(
+            str(staging), meta.names)
         saved = str(req.save / "annotated.avi") if is_video else str(req.save)
-        if is_video:
-            req.save.mkdir(parents=True, exist_ok=True)
-        sinks.append(VideoSink(saved, names=meta.names) if is_video else ImageSink(saved, meta.names))
+        return _run(req, meta, source, [sink], saved, on_result, job or Job())
+
+
+def _run(req: PredictRequest, meta, source, sinks: list[Sink], saved: str | None,
+         on_result: Callable[[Detections], None] | None, job: Job) -> PredictSummary:
+    sinks = ([CallbackSink(on_result)] if on_result else []) + sinks
     pool = BackendPool(req.backend, Path(req.model), req.workers)
     loop = RunLoop(pool.factory(), meta, NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det),
                    workers=req.workers, live=source.live, tile=req.tile, overlap=req.overlap, sinks=sinks,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.runtime.output import Output
 
 FORMATS = ("yolo", "coco", "voc", "dota")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -252,17 +253,23 @@ def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]]) -> 
     return write_data_yaml(out, names, tuple(s for s in ("train", "val", "test", "scenes") if s in splits))
 
 
-def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None, split: str = "train") -> Path:
-    """Read `source` in `fmt` and write the internal form under `out`; returns its data.yaml."""
+def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None, split: str = "train",
+                   force: bool = False) -> Path:
+    """Read `source` in `fmt` and write the internal form under `out`, whole or not at all; returns its data.yaml."""
     if fmt not in FORMATS:
         raise UserError(f"format {fmt!r} is not one of: {', '.join(FORMATS)}")
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
     if fmt == "yolo":
-        names, splits = read_yolo(source if source.is_file() else source / "data.yaml")
-        return write_yolo(out, names, splits)
-    if images is None or not images.is_dir():
-        raise UserError(f"--images: give the folder of images that {source.name} describes")
-    reader = {"coco": read_coco, "voc": read_voc, "dota": read_dota}[fmt]
-    names, samples = reader(source, images)
-    return write_yolo(out, names, {split: samples})
+        yaml_path = source if source.is_file() else source / "data.yaml"
+        names, splits = read_yolo(yaml_path)
+        inputs = [yaml_path.parent, *(Path(s.image).parent for samples in splits.values() for s in samples[:1])]
+    else:
+        if images is None or not images.is_dir():
+            raise UserError(f"--images: give the folder of images that {source.name} describes")
+        reader = {"coco": read_coco, "voc": read_voc, "dota": read_dota}[fmt]
+        names, samples = reader(source, images)
+        splits, inputs = {split: samples}, [source, images]
+    with Output(out, force=force, inputs=inputs) as staging:
+        write_yolo(staging, names, splits)
+    return out / "data.yaml"

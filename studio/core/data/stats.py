@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import UserError
+from deploy.runtime.atomic import staged
+from deploy.runtime.output import writing
 from studio.core.data.formats import image_size, images_in, label_path, read_yaml, split_dirs, yaml_names
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO area thresholds in pixels
@@ -126,7 +128,8 @@ def dataset_stats(data_yaml: Path, plots_dir: Path | None = None,
     stats.small_fraction = round(float((a < SMALL).mean()), 4) if a.size else 0.0
     stats.objects_per_image = round(float(np.mean(per_image)), 3) if per_image else 0.0
     if plots_dir is not None:
-        stats.plots = write_plots(plots_dir, stats, a, np.array(per_image))
+        with writing(plots_dir):  # a read-only or full place is one line, not a traceback from matplotlib
+            stats.plots = write_plots(plots_dir, stats, a, np.array(per_image))
     return stats
 
 
@@ -143,7 +146,8 @@ def write_plots(folder: Path, stats: DatasetStats, areas: np.ndarray, per_image:
     def save(fig, name: str) -> None:
         path = folder / name
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        with staged(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
         paths.append(str(path))
 

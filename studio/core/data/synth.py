@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.errors import UserError
+from deploy.runtime.output import Output, write_image
 from studio.core.data.aerial import CLASSES, render_scene
 
 SCENE_SEED_OFFSET = 1_000_000  # scenes draw from their own seed stream
@@ -32,6 +33,7 @@ class SynthConfig:
     test_fraction: float = 0.1  # the last images
     scenes: int = 0  # large scenes for the tiling demo, written as the split "scenes"
     scene_size: int = 2048
+    force: bool = False  # replace an existing `out` (wholly: old and new images are never mixed)
 
 
 def render_image(cfg: SynthConfig, index: int, size: int | None = None) -> tuple[np.ndarray, list[list[float]]]:
@@ -62,11 +64,9 @@ def write_data_yaml(out: Path, names, splits=("train", "val", "test")) -> Path:
 
 
 def _write(out: Path, split: str, stem: str, image: np.ndarray, labels: list[list[float]]) -> None:
-    import cv2
-
     for sub in ("images", "labels"):
         (out / sub / split).mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out / "images" / split / f"{stem}.png"), image)
+    write_image(out / "images" / split / f"{stem}.png", image)
     text = "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
     (out / "labels" / split / f"{stem}.txt").write_text(text)
 
@@ -85,15 +85,18 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
     if cfg.scenes and cfg.scene_size < cfg.size:
         raise UserError(f"--scene-size {cfg.scene_size} must be at least --size {cfg.size}")
     total = cfg.images + cfg.scenes
-    for i in range(cfg.images):
-        if split_of(i, cfg) in splits:
-            _write(cfg.out, split_of(i, cfg), f"{i:06d}", *render_image(cfg, i))
-        if progress:
-            progress(i + 1, total)
-    for k in range(cfg.scenes):
-        image, labels = render_image(cfg, SCENE_SEED_OFFSET + k, cfg.scene_size)
-        _write(cfg.out, "scenes", f"scene_{k:03d}", image, labels)
-        if progress:
-            progress(cfg.images + k + 1, total)
-    written = [s for s in splits if any(split_of(i, cfg) == s for i in range(cfg.images))]
-    return write_data_yaml(cfg.out, CLASSES, tuple(written))
+    need = 2 * (cfg.images * cfg.size**2 + cfg.scenes * cfg.scene_size**2)  # their PNGs take 1.4-1.8 bytes a pixel
+    with Output(cfg.out, force=cfg.force, need_bytes=need) as staging:
+        for i in range(cfg.images):
+            if split_of(i, cfg) in splits:
+                _write(staging, split_of(i, cfg), f"{i:06d}", *render_image(cfg, i))
+            if progress:
+                progress(i + 1, total)
+        for k in range(cfg.scenes):
+            image, labels = render_image(cfg, SCENE_SEED_OFFSET + k, cfg.scene_size)
+            _write(staging, "scenes", f"scene_{k:03d}", image, labels)
+            if progress:
+                progress(cfg.images + k + 1, total)
+        written = [s for s in splits if any(split_of(i, cfg) == s for i in range(cfg.images))]
+        write_data_yaml(staging, CLASSES, tuple(written))
+    return cfg.out / "data.yaml"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.runtime.output import Output, write_image
 from deploy.runtime.tiling import tile_grid
 from studio.core.data.formats import images_in, labels_in_pixels, read_yaml, split_dirs, yaml_names
 from studio.core.data.synth import write_data_yaml
@@ -25,6 +26,7 @@ class TileRequest:
     overlap: float = 0.2
     min_area: float = 0.5  # keep a clipped object if this fraction of its area is inside the tile
     out_split: str = "train"
+    force: bool = False  # replace an existing `out` wholly
 
 
 def clip_to_tile(box, x: int, y: int, size: int, min_area: float):
@@ -39,9 +41,7 @@ def clip_to_tile(box, x: int, y: int, size: int, min_area: float):
 
 
 def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Write tiles of req.split into req.out/{images,labels}/{out_split} and a data.yaml."""
-    import cv2
-
+    """Write tiles of req.split into req.out/{images,labels}/{out_split} and a data.yaml, all at once or not at all."""
     if not 0 <= req.overlap < 1 or not 0 < req.min_area <= 1 or req.size < 32:
         raise UserError("need --size >= 32, 0 <= --overlap < 1 and 0 < --min-area <= 1")
     data = read_yaml(req.data)
@@ -50,27 +50,36 @@ def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None =
     images = images_in(dirs[req.split])
     if not images:
         raise UserError(f"{dirs[req.split]}: no images to tile")
-    for sub in ("images", "labels"):
-        (req.out / sub / req.out_split).mkdir(parents=True, exist_ok=True)
-    for n, path in enumerate(images, 1):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"{path}: not a readable image")
-        h, w = image.shape[:2]
-        boxes = labels_in_pixels(path, w, h, len(names))
-        for tx, ty, _ in tile_grid(h, w, req.size, req.overlap):
-            crop = image[ty : ty + req.size, tx : tx + req.size]
-            th, tw = crop.shape[:2]
-            stem = f"{path.stem}_{tx}_{ty}"
-            cv2.imwrite(str(req.out / "images" / req.out_split / f"{stem}.png"), crop)
-            lines = []
-            for cls, *box in boxes:
-                clipped = clip_to_tile(box, tx, ty, req.size, req.min_area)
-                if clipped:
-                    x0, y0, x1, y1 = clipped
-                    lines.append(f"{cls} {(x0 + x1) / 2 / tw:.6f} {(y0 + y1) / 2 / th:.6f} "
-                                 f"{(x1 - x0) / tw:.6f} {(y1 - y0) / th:.6f}\n")
-            (req.out / "labels" / req.out_split / f"{stem}.txt").write_text("".join(lines))
-        if progress:
-            progress(n, len(images))
-    return write_data_yaml(req.out, names, (req.out_split,))
+    with Output(req.out, force=req.force, inputs=[req.data.parent, dirs[req.split]]) as staging:
+        for sub in ("images", "labels"):
+            (staging / sub / req.out_split).mkdir(parents=True)
+        for n, path in enumerate(images, 1):
+            _tile_image(path, staging, req, len(names))
+            if progress:
+                progress(n, len(images))
+        write_data_yaml(staging, names, (req.out_split,))
+    return req.out / "data.yaml"
+
+
+def _tile_image(path: Path, out: Path, req: TileRequest, classes: int) -> None:
+    """One large image's tiles and their clipped labels, under out/{images,labels}/<out_split>."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: not a readable image")
+    h, w = image.shape[:2]
+    boxes = labels_in_pixels(path, w, h, classes)
+    for tx, ty, _ in tile_grid(h, w, req.size, req.overlap):
+        crop = image[ty : ty + req.size, tx : tx + req.size]
+        th, tw = crop.shape[:2]
+        stem = f"{path.stem}_{tx}_{ty}"
+        write_image(out / "images" / req.out_split / f"{stem}.png", crop)
+        lines = []
+        for cls, *box in boxes:
+            clipped = clip_to_tile(box, tx, ty, req.size, req.min_area)
+            if clipped:
+                x0, y0, x1, y1 = clipped
+                lines.append(f"{cls} {(x0 + x1) / 2 / tw:.6f} {(y0 + y1) / 2 / th:.6f} "
+                             f"{(x1 - x0) / tw:.6f} {(y1 - y0) / th:.6f}\n")
+        (out / "labels" / req.out_split / f"{stem}.txt").write_text("".join(lines))

@@ -141,8 +141,8 @@ class DataStep(Step):
         count = self.images.value()
         self.last_generated = folder
         self.generate_button.setEnabled(False)
-        self.jobs.start("Synthetic data", lambda job: generate(SynthConfig(folder, images=count, size=320),
-                                                               job.stepper("synthetic data")),
+        cfg = SynthConfig(folder, images=count, size=320, force=True)  # the wizard's own folder
+        self.jobs.start("Synthetic data", lambda job: generate(cfg, job.stepper("synthetic data")),
                         on_success=lambda path: (self.data.setText(str(path)), self._update(),
                                                  self.generate_button.setEnabled(True)),
                         on_failure=lambda m: (self.window().show_error(m), self.generate_button.setEnabled(True)))
