@@ -15,6 +15,7 @@ import errno
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,16 +92,43 @@ def writing(dest) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def native_stderr(noise: list) -> Iterator[None]:
+    """Catch what C libraries print on file descriptor 2 (libpng's 'Write Error') into `noise`, so a failure can
+    fold it into its one line; when nothing failed, it is passed on to stderr unchanged."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            noise.append(caught.read().decode(errors="replace").strip())
+
+
 def write_image(path, image, params=()) -> None:
-    """cv2.imwrite, whose False (a full or read-only disk) becomes an OSError saying which."""
+    """cv2.imwrite, whose False (a full or read-only disk) becomes an OSError saying which, the codec's own
+    complaint folded into it."""
     import cv2
 
-    if cv2.imwrite(str(path), image, list(params)):
+    noise: list = []
+    with native_stderr(noise):
+        ok = cv2.imwrite(str(path), image, list(params))
+    if ok:
+        if noise[0]:
+            print(noise[0], file=sys.stderr)
         return
     parent = Path(path).parent
     full = shutil.disk_usage(parent).free < image.nbytes if parent.is_dir() else False
     code = errno.ENOSPC if full else errno.EROFS if not os.access(parent, os.W_OK) else errno.EIO
-    raise OSError(code, os.strerror(code), str(path))
+    said = f" ({' '.join(noise[0].split())})" if noise[0] else ""
+    raise OSError(code, os.strerror(code) + said, str(path))
 
 
 def refuse_overlap(dest: Path, inputs: Iterable[Optional[Path]]) -> None:
@@ -182,16 +210,17 @@ class Output:
             _remove(self.staging)
 
 
-def claim_run(folder: Path, resume: bool, force: bool, what: str) -> None:
+def claim_run(folder: Path, resume: bool, force: bool, what: str, remove: bool = True) -> None:
     """A resumable writer's folder: --resume continues what is there, --force starts over, and with neither
-    an earlier run is refused with a message that names both."""
+    an earlier run is refused with a message that names both. remove=False checks only (the other ranks of
+    a distributed run, while rank 0 clears the folder)."""
     folder = Path(folder)
     if resume and force:
         raise UserError("--resume continues an earlier run and --force starts over; give one of them")
     clear_leftovers(folder)
     holds = folder.is_dir() and any(folder.iterdir())
-    if holds and force:
+    if holds and force and remove:
         _remove(folder)
-    elif holds and not resume:
+    elif holds and not resume and not force:
         raise UserError(f"{folder} holds an earlier {what}; --resume continues it, --force starts over "
                         "(or choose another output)")

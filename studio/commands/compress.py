@@ -46,6 +46,7 @@ def prune_cmd(
     val_limit: int | None = declared(PRUNE["val_limit"]),
     out: Path = typer.Option(Path("out/prune"), help="Folder for pruned.pt, each step and the report."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
     scan: bool = typer.Option(False, "--scan", help="Instead of pruning, measure each layer's sensitivity "
                               "(mAP vs share pruned, no fine-tuning): sensitivity.json and .png in --out."),
     scan_ratios: str = typer.Option("0.25,0.5,0.75", help="Shares of channels tried per layer by --scan."),
@@ -67,7 +68,7 @@ def prune_cmd(
                        criterion=criterion, scope=scope, protect=protect, steps=steps, schedule_k=schedule_k,
                        finetune_epochs=finetune_epochs, sparsity_epochs=sparsity_epochs, bn_l1=bn_l1,
                        teacher=teacher, kd=kd, imgsz=imgsz, batch=batch, round_to=round_to or None,
-                       val_limit=val_limit, resume=resume)
+                       val_limit=val_limit, resume=resume, force=force)
     result = run_job(lambda job: prune(req, job), json_out)
     if not speaks_for_the_run():
         return
@@ -125,6 +126,7 @@ def distill_cmd(
                                   "write ablation.json, .md and .png."),
     out: Path = typer.Option(Path("out/distill"), help="Folder for best.pt, last.pt, state and reports."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
     nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
@@ -143,7 +145,7 @@ def distill_cmd(
     config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                       relation=w_relation)
     req = DistillRequest(teacher=teacher, student=student, data=data, out=out, epochs=epochs, kd=config, imgsz=imgsz,
-                         batch=batch, lr=lr, val_limit=val_limit, resume=resume)
+                         batch=batch, lr=lr, val_limit=val_limit, resume=resume, force=force)
     if ablation:
         summary = run_job(lambda job: run_ablation(req, job), json_out)
         if json_out:
@@ -189,6 +191,7 @@ def compress_cmd(
                                 "verify sections (see assets/recipes/)."),
     out: Path = typer.Option(Path("out/compress"), help="Folder for every stage and compress_report.*."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
     nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
@@ -202,7 +205,7 @@ def compress_cmd(
 
     plan = load_recipe(recipe)
     launch_if_asked(nproc)
-    report = run_job(lambda job: run_recipe(plan, out, resume, job), json_out)
+    report = run_job(lambda job: run_recipe(plan, out, resume, job, force), json_out)
     if not speaks_for_the_run():
         return
     if json_out:

@@ -47,6 +47,7 @@ def qat_cmd(
     val_limit: int | None = declared(QAT["val_limit"]),
     out: Path = typer.Option(Path("out/qat"), help="Folder for qat.pt, each stage and qat_report.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
     nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
@@ -65,7 +66,8 @@ def qat_cmd(
     req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=tuple(bits), kd=kd_config,
                      learn_scales=learn_scales,
                      tune_teacher=tune_teacher, tune_every=tune_every,
-                     calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, resume=resume)
+                     calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, resume=resume,
+                     force=force)
     result = run_job(lambda job: qat(req, job), json_out)
     if not speaks_for_the_run():
         return

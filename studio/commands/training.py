@@ -19,6 +19,8 @@ def train_cmd(
     project: Path = typer.Option(Path("runs/train"), help="Folder for runs."),
     name: str = typer.Option("exp", help="Run name; weights go to PROJECT/NAME/weights/."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last.pt."),
+    force: bool = typer.Option(False, "--force", help="Start over in a PROJECT/NAME that holds an earlier run "
+                               "(it is deleted)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show ultralytics' own log."),
     devices: str = typer.Option("cpu", help="cpu, or GPU ids like 0,1 (ultralytics then trains with DDP itself)."),
     nproc: int = typer.Option(1, help="CPU processes (torchrun + DDP with gloo, the studio's training loop); "
@@ -35,7 +37,7 @@ def train_cmd(
         raise UserError("--nproc is for CPU processes; with GPUs give --devices 0,1 and ultralytics runs DDP")
     launch_if_asked(nproc)
     req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
-                       name=name, resume=resume, verbose=verbose, devices=devices)
+                       name=name, resume=resume, force=force, verbose=verbose, devices=devices)
     result = run_job(lambda job: train(req, job), json_out)
     if not speaks_for_the_run():
         return

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.output import claim_run
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
 from studio.core.provenance import provenance
@@ -32,6 +33,7 @@ class TrainRequest:
     workers: int = 2  # dataloader processes; the machine has 2 cores (0: load in the main process)
     seed: int = 0
     resume: bool = False  # continue from <project>/<name>/weights/last.pt
+    force: bool = False  # start over in a <project>/<name> that holds an earlier run
     verbose: bool = False  # show ultralytics' own log
     devices: str = "cpu"  # ultralytics' device: cpu, or GPU ids "0,1" (ultralytics then runs DDP itself)
 
@@ -62,9 +64,12 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     started = time.monotonic()
     if not Path(req.data).is_file():
         raise UserError(f"--data {req.data}: no such data.yaml")
-    if distributed.context().active:  # under torchrun on CPUs: ultralytics' trainer does DDP on GPUs only
-        return _train_with_loop(req, job)
     run_dir = Path(req.project) / req.name
+    ctx = distributed.context()
+    claim_run(run_dir, req.resume, req.force, "training run", remove=ctx.main)
+    distributed.barrier(ctx)
+    if ctx.active:  # under torchrun on CPUs: ultralytics' trainer does DDP on GPUs only
+        return _train_with_loop(req, job)
     last = run_dir / "weights" / "last.pt"
     if req.resume and not last.is_file():
         raise UserError(f"nothing to resume: {last} does not exist")

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.output import claim_run
 from studio.core.compress.kd_config import KD_TERMS, KdConfig, parse_terms
 from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS
 from studio.core.compress.recipe import Recipe
@@ -71,8 +71,8 @@ def _prune(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) 
     options = dict(recipe.prune)
     kd = options.pop("kd", KD_TERMS)
     return prune(PruneRequest(model=_float_model(recipe, reports), out=folder, data=recipe.data,
-                              teacher=recipe.teacher, imgsz=recipe.imgsz, kd=tuple(kd), resume=resume, **options),
-                 job).to_dict()
+                              teacher=recipe.teacher, imgsz=recipe.imgsz, kd=tuple(kd), resume=resume,
+                              force=not resume, **options), job).to_dict()
 
 
 def _distill(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
@@ -81,8 +81,8 @@ def _distill(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job
     options = dict(recipe.distill)
     kd = _kd(options, ",".join(KD_TERMS))
     return distill(DistillRequest(teacher=recipe.teacher, student=str(_float_model(recipe, reports)),
-                                  data=recipe.data, out=folder, kd=kd, imgsz=recipe.imgsz, resume=resume, **options),
-                   job).to_dict()
+                                  data=recipe.data, out=folder, kd=kd, imgsz=recipe.imgsz, resume=resume,
+                                  force=not resume, **options), job).to_dict()
 
 
 def _qat(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
@@ -92,7 +92,8 @@ def _qat(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) ->
     kd = _kd(options, ",".join(QAT_TERMS))
     bits = options.pop("bits", [8])
     return qat(QatRequest(model=_float_model(recipe, reports), data=recipe.data, out=folder, kd=kd,
-                          imgsz=recipe.imgsz, bits=tuple(bits), resume=resume, **options), job).to_dict()
+                          imgsz=recipe.imgsz, bits=tuple(bits), resume=resume, force=not resume, **options),
+               job).to_dict()
 
 
 def _export(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
@@ -201,7 +202,7 @@ def _run_stage(stage: Stage, recipe: Recipe, out: Path, reports: dict, job: Job)
     return json.loads(path.read_text())
 
 
-def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None = None) -> dict:
+def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None = None, force: bool = False) -> dict:
     """Run every stage of the recipe into `out` (resuming what is there) and write compress_report.*.
 
     Each stage's events carry its name as their `part`; its first event announces it ("1 of 5")."""
@@ -211,9 +212,8 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     job = job or Job()
     started = time.monotonic()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise UserError(f"{out} already holds a compress run; add --resume to continue it, or choose another --out")
     ctx = distributed.context()  # under torchrun: every rank trains, rank 0 alone exports and verifies
+    claim_run(out, resume, force, "compress run", remove=ctx.main)
     distributed.barrier(ctx)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.output import claim_run
 from studio.core.compress import distributed
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.kd_step import Distiller
@@ -39,6 +40,7 @@ class DistillRequest:
     workers: int = 2
     val_limit: int | None = None
     resume: bool = False
+    force: bool = False  # start over in an `out` that holds an earlier run
 
 
 @dataclass
@@ -73,6 +75,9 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
     DISTILL.check_fields(req, skip=("kd",))
+    ctx = distributed.context()
+    claim_run(Path(req.out), req.resume, req.force, "distillation run", remove=ctx.main)
+    distributed.barrier(ctx)
     student, _ = load_detector(req.student)
     if str(req.student).endswith((".yaml", ".yml")):
         _name_like_teacher(student, req)
@@ -112,8 +117,9 @@ def ablation(req: DistillRequest, job: Job | None = None) -> dict:
     started = time.monotonic()
     rows = []
     for name, terms in ABLATION.items():
-        variant = replace(req, kd=replace(req.kd, terms=terms), out=Path(req.out) / name.lstrip("+"),
-                          resume=(Path(req.out) / name.lstrip("+") / "state.pt").is_file())
+        folder = Path(req.out) / name.lstrip("+")
+        resumable = (folder / "state.pt").is_file()  # a variant killed before its first state starts over
+        variant = replace(req, kd=replace(req.kd, terms=terms), out=folder, resume=resumable, force=not resumable)
         report = Path(variant.out) / "distill_report.json"  # written once a variant has finished
         if report.is_file():
             result = json.loads(report.read_text())

@@ -19,6 +19,7 @@ import torch
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.output import claim_run
 from studio.core.compress.channel_pruner import PruneTarget, prune_to
 from studio.core.compress.criteria import NEEDS_GRADIENTS, make_importance
 from studio.core.compress.kd_config import KD_TERMS
@@ -53,6 +54,7 @@ class PruneRequest:
     workers: int = 2
     val_limit: int | None = None
     resume: bool = False
+    force: bool = False  # start over in an `out` that holds an earlier run
 
 
 @dataclass
@@ -110,6 +112,8 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     target = _target(req)
     _validate(req)
     out = Path(req.out)
+    claim_run(out, req.resume, req.force, "pruning run", remove=main)
+    distributed.barrier(ctx)
     model, source = load_detector(str(req.model))
     imgsz, loop_cfg, hyp = _training_setup(req, model, out)
     protect = _protected(model, req.protect)
@@ -183,10 +187,7 @@ def _training_setup(req: PruneRequest, model, out: Path):
 
 
 def _progress(req: PruneRequest, progress_file: Path) -> dict:
-    """The steps an earlier run finished (with --resume), or none; refuses to overwrite a run without it."""
-    if not req.resume and progress_file.is_file():
-        raise UserError(f"{progress_file.parent} holds an earlier pruning run; pass --resume to continue it or "
-                        "choose another --out")
+    """The steps an earlier run finished (with --resume), or none."""
     return json.loads(progress_file.read_text()) if req.resume and progress_file.is_file() else {"steps": []}
 
 

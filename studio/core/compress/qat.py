@@ -21,6 +21,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged, write_json_atomic
+from deploy.runtime.output import claim_run
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.options import IMGSZ, QAT, QAT_TERMS
 from studio.core.jobs import Job
@@ -45,6 +46,7 @@ class QatRequest:
     workers: int = 2
     val_limit: int | None = None
     resume: bool = False
+    force: bool = False  # start over in an `out` that holds an earlier run
 
 
 @dataclass
@@ -108,7 +110,7 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     job = distributed.quiet(job, ctx)
     out = Path(req.out)
     report_path = out / "qat_report.json"
-    _claim_out(req, out, report_path, ctx)
+    _claim_out(req, out, ctx)
     float_model, _ = load_detector(str(req.model))
     if fq.is_quantized(float_model):
         raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
@@ -140,14 +142,11 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     return result
 
 
-def _claim_out(req: QatRequest, out: Path, report_path: Path, ctx) -> None:
-    """Refuse a folder holding another (or a finished) run; every rank checks before rank 0 creates it."""
+def _claim_out(req: QatRequest, out: Path, ctx) -> None:
+    """Refuse a folder holding another run (unless resumed or forced); every rank checks before rank 0 creates it."""
     from studio.core.compress import distributed
 
-    if report_path.exists() and not req.resume:
-        raise UserError(f"{out} already holds a finished QAT run; choose another --out")
-    if out.exists() and any(out.iterdir()) and not req.resume:
-        raise UserError(f"{out} already holds a QAT run; add --resume to continue it, or choose another --out")
+    claim_run(out, req.resume, req.force, "QAT run", remove=ctx.main)
     if req.resume and not out.is_dir():
         raise UserError(f"nothing to resume: {out} does not exist")
     distributed.barrier(ctx)  # every rank has checked the folder before rank 0 writes into it

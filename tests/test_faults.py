@@ -1,0 +1,173 @@
+"""Faults every writing command meets: an existing output, an output over its input, a read-only or full
+destination, Ctrl-C, a kill and a rerun. Each ends in one line and exit code 2 (130 for Ctrl-C), no traceback,
+and the destination unchanged or complete, never half-written or mixed.
+
+Read-only and full destinations are real mounts: a tmpfs in a private mount namespace (`unshare -m`), since
+CI runs as root and root writes into a chmod'ed folder. Where that is impossible the tests fail saying so.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.core.data.synth import SynthConfig, generate
+
+STUDIO = [sys.executable, "-m", "studio"]
+
+
+def _one_line_error(result, code: int = 2) -> str:
+    err = result.stderr.strip()
+    assert result.returncode == code, (result.returncode, result.stdout[-500:], err[-2000:])
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err[-2000:]
+    return err
+
+
+def _beside(dest: Path) -> list[str]:
+    """What lies beside an output: staging or set-aside folders would show here."""
+    return sorted(p.name for p in dest.parent.iterdir()) if dest.parent.is_dir() else []
+
+
+def _mounted(args: list[str], mount: Path, size: str, read_only: bool, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run `studio ARGS` with a fresh tmpfs of `size` at `mount` (read-only if asked), in a private namespace."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to mount a read-only or full destination")
+    mount.mkdir(parents=True, exist_ok=True)
+    remount = f" && mount -o remount,ro {mount}" if read_only else ""
+    script = f'mount -t tmpfs -o size={size} tmpfs {mount}{remount} && exec "$@"'
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs in a private mount namespace here: {probe.stderr.strip()}")
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *STUDIO,
+                           *map(str, args)], capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _studio(*args, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([*STUDIO, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return generate(SynthConfig(tmp_path_factory.mktemp("faults") / "data", images=6, size=96, scenes=1,
+                                scene_size=200))
+
+
+def _writers(dataset: Path, tiny_onnx: Path, out: Path) -> dict[str, list]:
+    """Each writing command with `out` as its destination."""
+    images = dataset.parent / "images" / "train"
+    return {
+        "synth": ["data", "synth", "--out", out, "--images", 6, "--size", 96],
+        "import": ["data", "import", "yolo", dataset, "--out", out],
+        "tile": ["data", "tile", dataset, "--out", out, "--size", 96],
+        "predict": ["predict", tiny_onnx, images, "--save", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["synth", "import", "tile", "predict"])
+def test_an_existing_output_is_kept_unless_forced_then_replaced_whole(command, dataset, tiny_onnx, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    args = _writers(dataset, tiny_onnx, out)[command]
+    err = _one_line_error(_studio(*args))
+    assert "already exists; add --force" in err and (out / "mine.txt").read_text() == "keep"
+    done = _studio(*args, "--force")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "mine.txt").exists() and any(out.iterdir())  # replaced, never mixed
+    assert _beside(out) == ["out"]
+
+
+@pytest.mark.parametrize("command", ["import", "tile", "predict"])
+def test_an_output_inside_its_input_is_refused(command, dataset, tiny_onnx, tmp_path):
+    inside = dataset.parent / "images" / "train" / "out"
+    before = sorted(p.relative_to(dataset.parent) for p in dataset.parent.rglob("*"))
+    err = _one_line_error(_studio(*_writers(dataset, tiny_onnx, inside)[command], "--force"))
+    assert "overlaps the input" in err
+    assert sorted(p.relative_to(dataset.parent) for p in dataset.parent.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", ["synth", "import", "tile", "predict"])
+def test_a_read_only_destination_is_one_line(command, dataset, tiny_onnx, tmp_path):
+    mount = tmp_path / "ro"
+    err = _one_line_error(_mounted(_writers(dataset, tiny_onnx, mount / "out")[command], mount, "1m", True,
+                                   tmp_path))
+    assert "Read-only file system" in err
+
+
+def test_stats_plots_on_a_read_only_destination_is_one_line(dataset, tmp_path):
+    mount = tmp_path / "ro"
+    err = _one_line_error(_mounted(["data", "stats", dataset, "--plots", mount / "plots"], mount, "1m", True,
+                                   tmp_path))
+    assert "Read-only file system" in err
+
+
+@pytest.mark.parametrize("command, size, said", [
+    ("synth", "64k", "MiB free"),  # its size is known up front: refused before any work
+    ("predict", "24k", "No space left on device"),  # found out while writing: staging removed, nothing published
+    ("tile", "24k", "No space left on device"),
+])
+def test_a_full_destination_is_one_line_and_leaves_nothing(command, size, said, dataset, tiny_onnx, tmp_path):
+    mount = tmp_path / "full"
+    err = _one_line_error(_mounted(_writers(dataset, tiny_onnx, mount / "out")[command], mount, size, False,
+                                   tmp_path))
+    assert said in err
+
+
+def _wait_for_staging(parent: Path, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(".staging-" in p.name for p in parent.iterdir()) and any(
+                f for s in parent.iterdir() if ".staging-" in s.name for f in s.rglob("*.png")):
+            return
+        time.sleep(0.05)
+    pytest.fail("the writer never began writing into its staging folder")
+
+
+def test_ctrl_c_leaves_nothing_and_a_killed_runs_leftovers_go_with_the_next_run(tmp_path):
+    out = tmp_path / "synth"
+    args = [*STUDIO, "data", "synth", "--out", str(out), "--images", 400, "--size", 128]
+    interrupted = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_staging(tmp_path, interrupted)
+    interrupted.send_signal(signal.SIGINT)
+    _, err = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 130 and "cancelled" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+    killed = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_staging(tmp_path, killed)
+    killed.kill()
+    killed.wait()
+    assert not out.exists() and any(".staging-" in p.name for p in tmp_path.iterdir())  # what a kill leaves
+    rerun = _studio("data", "synth", "--out", out, "--images", 6, "--size", 96)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _beside(out) == ["synth"] and len(list((out / "images" / "train").iterdir())) == 4
+
+
+@pytest.mark.parametrize("command, args, what", [
+    ("train", ["yolov8n.yaml", "--data", "D", "--project", "P", "--name", "run"], "training run"),
+    ("prune", ["M", "--target-flops", 0.8, "--out", "O"], "pruning run"),
+    ("distill", ["--student", "M", "--data", "D", "--kd", "none", "--out", "O"], "distillation run"),
+    ("qat", ["M", "--data", "D", "--out", "O"], "QAT run"),
+])
+def test_a_resumable_writer_refuses_an_earlier_run_naming_resume_and_force(cli, command, args, what, tiny_pair,
+                                                                           tmp_path):
+    data, _, student = tiny_pair
+    out = tmp_path / ("P/run" if command == "train" else "O")
+    out.mkdir(parents=True)
+    (out / "last.pt").write_text("an earlier run")
+    given = [{"D": data, "M": student, "P": tmp_path / "P", "O": out}.get(a, a) for a in args]
+    result = cli(command, *given)
+    assert result.exit_code == 2 and f"holds an earlier {what}; --resume continues it, --force starts over" in (
+        result.stderr)
+    assert (out / "last.pt").read_text() == "an earlier run"
+    both = cli(command, *given, "--resume", "--force")
+    assert both.exit_code == 2 and "give one of them" in both.stderr
