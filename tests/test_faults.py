@@ -171,3 +171,31 @@ def test_a_resumable_writer_refuses_an_earlier_run_naming_resume_and_force(cli, 
     assert (out / "last.pt").read_text() == "an earlier run"
     both = cli(command, *given, "--resume", "--force")
     assert both.exit_code == 2 and "give one of them" in both.stderr
+
+
+def test_an_rknn_export_keeps_an_existing_build_log_unless_forced(cli, detector_pt, calib_dir, tmp_path):
+    out = tmp_path / "m.rknn"
+    log = out.with_suffix(".rknn.log")
+    log.write_text("the log of an earlier build")
+    result = cli("export", detector_pt, "--format", "rknn", "--imgsz", 96, "--calib", calib_dir, "--out", out)
+    assert result.exit_code == 2 and f"{log} already exist(s); add --force" in result.stderr
+    assert log.read_text() == "the log of an earlier build" and not out.exists()
+
+
+def test_what_a_killed_export_left_goes_with_the_next_one(tmp_path):
+    """Its staging folder beside the outputs and the toolkit's work folder in the temp folder (tens of MB)."""
+    from deploy.runtime.output import clear_dead
+    from studio.core.artifacts import STAGING_PREFIX, Staging
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    left = tmp_path / f"{STAGING_PREFIX}{dead}-x1"
+    work = tmp_path / f"studio-rknn-{dead}-x2"
+    alive = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-x3"  # this process's own: never touched
+    for folder in (left, work, alive):
+        (folder / "big.bin").parent.mkdir()
+        (folder / "big.bin").write_bytes(b"0" * 1024)
+    with Staging(tmp_path):
+        assert not left.exists() and alive.exists()
+    clear_dead(tmp_path, "studio-rknn-")
+    assert not work.exists() and alive.exists()

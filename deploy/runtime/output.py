@@ -51,17 +51,26 @@ def _empty_folder(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def _leftovers(dest: Path, kind: str) -> Iterable[Path]:
-    """Places a dead run left beside `dest`: `.NAME.KIND-PID-TOKEN` whose PID is gone."""
-    prefix = f".{dest.name}.{kind}-"
-    if not dest.parent.is_dir():
+def dead_leftovers(parent: Path, prefix: str) -> list:
+    """Entries of `parent` named PREFIX + PID + '-...' whose process is gone: what a killed run left."""
+    if not parent.is_dir():
         return []
     found = []
-    for path in dest.parent.iterdir():
+    for path in parent.iterdir():
         pid = path.name[len(prefix):].split("-")[0] if path.name.startswith(prefix) else ""
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             found.append(path)
     return found
+
+
+def clear_dead(parent: Path, prefix: str) -> None:
+    """Remove what killed runs left in `parent` under `prefix` (a staging folder, a toolkit's work folder)."""
+    for path in dead_leftovers(parent, prefix):
+        _remove(path)
+
+
+def _leftovers(dest: Path, kind: str) -> Iterable[Path]:
+    return dead_leftovers(dest.parent, f".{dest.name}.{kind}-")
 
 
 def clear_leftovers(dest: Path) -> None:

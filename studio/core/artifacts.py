@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.runtime.output import clear_dead
+
+STAGING_PREFIX = ".studio-staging-"
 
 
 def ensure_writable_dir(folder: Path) -> None:
@@ -37,7 +40,8 @@ class Staging:
     """A temp folder beside the outputs; `commit()` renames staged files to their destinations."""
 
     def __init__(self, out_dir: Path):
-        self.dir = Path(tempfile.mkdtemp(prefix=".studio-staging-", dir=out_dir))
+        clear_dead(Path(out_dir), STAGING_PREFIX)  # a killed export's half-built files
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
         self._moves: list[tuple[Path, Path]] = []
 
     def path(self, destination: Path) -> Path:

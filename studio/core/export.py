@@ -7,6 +7,7 @@ into place only when the whole export succeeded.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from deploy.runtime.metadata import (
     sidecar_path,
     write_json_atomic,
 )
+from deploy.runtime.output import clear_dead
 from studio.core.artifacts import Staging, ensure_writable_dir, refuse_overwrite
 from studio.core.int8_doctor import DOCTOR_IMAGES, doctor_paths, write_doctor
 from studio.core.jobs import Job
@@ -33,6 +35,7 @@ from studio.core.models import class_names, load_detector, resolve_model_path
 from studio.core.provenance import provenance
 
 FORMATS = ("onnx", "rknn")
+RKNN_WORK_PREFIX = "studio-rknn-"  # + the pid: a killed build's work folder is found and removed next time
 
 
 @dataclass
@@ -193,7 +196,7 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
     _check_quant_matches(req, src)
     paths = _plan_paths(req, src)
     ensure_writable_dir(paths["main"].parent)
-    refuse_overwrite([p for k, p in paths.items() if k != "log"], req.force)
+    refuse_overwrite(list(paths.values()), req.force)  # the build log too: it is written as the build runs
     needs_images = req.format == "rknn" and (req.rknn.quant == "int8" or req.report or req.doctor)
     if needs_images and req.calib is None:
         raise UserError("--quant int8 and --report need images: add --calib DIR (training or validation images)")
@@ -239,7 +242,8 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
     opts = req.rknn
     result.log = str(paths["log"])
     outputs = [o.name for o in onnx_graph.load_onnx(onnx_path).graph.output]
-    with tempfile.TemporaryDirectory(prefix="studio-rknn-") as work:
+    clear_dead(Path(tempfile.gettempdir()), RKNN_WORK_PREFIX)  # a killed build's work folder (tens of MB)
+    with tempfile.TemporaryDirectory(prefix=f"{RKNN_WORK_PREFIX}{os.getpid()}-") as work:
         work = Path(work)
         dataset, inputs = None, []
         if images:
