@@ -13,6 +13,7 @@ from deploy.convert.onnx_export import export_onnx
 from deploy.convert.onnx_graph import qdq_output_quant
 from deploy.convert.verify import AGREEMENT_CFG
 from deploy.runtime.backends import OrtBackend
+from deploy.runtime.digest import sha256_of
 from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import load_meta
 from deploy.runtime.pipeline import detect
@@ -50,6 +51,7 @@ def test_int8_export_writes_model_sidecar_report_and_log(cli, detector_pt, calib
 
     meta = json.loads(Path(data["metadata"]).read_text())
     assert meta["format"] == "rknn" and meta["imgsz"] == 128
+    assert meta["sha256"] == sha256_of(Path(data["rknn"]))  # what predict, eval and the board check it against
     assert meta["build"]["platform"] == "rk3588" and meta["build"]["quant"] == "int8"
     assert meta["build"]["onnx"] == "tiny.onnx"  # beside the model, so recorded by name
     assert meta["build"]["algorithm"] == "normal" and len(meta["build"]["calibration"]) == 4

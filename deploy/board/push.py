@@ -20,6 +20,7 @@ from pathlib import Path
 import deploy
 from deploy.board.agent.protocol import VERSION
 from deploy.board.session import BoardError, BoardSession, quote
+from deploy.runtime.digest import sha256_of
 from deploy.runtime.metadata import sidecar_path
 
 RUNTIME_GLOBS = ("deploy/__init__.py", "deploy/errors.py", "deploy/runtime/*.py", "deploy/board/__init__.py",
@@ -48,20 +49,6 @@ class PushResult:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def sha256_of(path: Path, count: int | None = None) -> str:
-    """SHA-256 of a file, or of its first `count` bytes."""
-    digest, left = hashlib.sha256(), count
-    with open(path, "rb") as f:
-        while left is None or left > 0:
-            block = f.read(1 << 20 if left is None else min(left, 1 << 20))
-            if not block:
-                break
-            digest.update(block)
-            if left is not None:
-                left -= len(block)
-    return digest.hexdigest()
 
 
 def runtime_files() -> dict[str, Path]:

@@ -39,7 +39,7 @@ def _serve(conn: Connection, req: dict) -> None:
         grids = output_grids(req, req["outputs"]) if req.get("verify") and quantize else None
         conn.send(("ready", grids))
     except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        conn.send(("error", _said(exc)))
         return
     while True:
         tensor = conn.recv()
@@ -49,8 +49,16 @@ def _serve(conn: Connection, req: dict) -> None:
             outputs = rknn.inference(inputs=[tensor], data_format="nhwc")
             conn.send(("ok", [np.asarray(o, dtype=np.float32) for o in outputs]))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", _said(exc)))
     rknn.release()
+
+
+def _said(exc: Exception) -> str:
+    """One line for an exception: the toolkit puts a whole traceback in its messages; its last line says it."""
+    lines = str(exc).strip().splitlines()
+    last = lines[-1].strip() if lines else ""
+    name = type(exc).__name__
+    return last if last.startswith(name) else f"{name}: {last}"
 
 
 class RknnSimBackend(Backend):
@@ -68,9 +76,20 @@ class RknnSimBackend(Backend):
             raise UserError(str(exc)) from None
         if not onnx_path.is_file():
             raise UserError(f"{onnx_path}: the ONNX that {model_path.name} was built from is missing")
-        options = RknnOptions(meta.build.platform, meta.build.quant, meta.build.algorithm or "normal")
         self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="studio-rknn-sim-")
+        try:  # a start that fails leaves no child, socket or temp folder behind
+            self._start(model_path, meta, onnx_path, verify)
+        except BaseException:
+            self._shutdown()
+            raise
+        self.meta = meta
+
+    def _start(self, model_path: Path, meta, onnx_path: Path, verify: bool) -> None:
+        """Rebuild the model in a child process and wait until it serves frames."""
+        options = RknnOptions(meta.build.platform, meta.build.quant, meta.build.algorithm or "normal")
         work = Path(self._tmp.name)
         dataset = None
         if options.quant == "int8":
@@ -84,26 +103,30 @@ class RknnSimBackend(Backend):
                "verify": verify, "verbose": True}
         request_path = work / "request.json"
         request_path.write_text(json.dumps(req))
-        self.log_path = work / "rknn-sim.log"
+        log_path = work / "rknn-sim.log"
         parent, child = socket.socketpair()
-        with open(self.log_path, "wb") as log:  # the child's stdout/stderr: all toolkit noise
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "deploy.convert.rknn_sim", str(child.fileno()), str(request_path)],
-                pass_fds=[child.fileno()], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        child.close()
+        try:
+            with open(log_path, "wb") as log:  # the child's stdout/stderr: all toolkit noise
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "deploy.convert.rknn_sim", str(child.fileno()), str(request_path)],
+                    pass_fds=[child.fileno()], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         self._conn = Connection(parent.detach())
         status, payload = self._receive()
         if status != "ready":
-            self.close()
-            raise UserError(f"the rknn-toolkit2 simulator could not rebuild {model_path.name}: {payload}")
+            raise UserError(f"the rknn-toolkit2 simulator could not rebuild {model_path.name}: {payload}"
+                            f"{_last_error(log_path)}")
         self.rebuilt_quantization = payload  # int8 grids of the rebuild (verify=True), else None
-        self.meta = meta
 
     def _receive(self):
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            return "error", f"the simulator process exited (code {self._proc.poll()}); log: {self.log_path}"
+            return "error", f"the simulator process exited (code {self._proc.poll()})"
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         with self._lock:  # one frame at a time through the one simulator
@@ -121,15 +144,28 @@ class RknnSimBackend(Backend):
             self._shutdown()
 
     def _shutdown(self) -> None:
-        if self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             try:
+                if self._conn is None:
+                    raise OSError("no connection to the child")
                 self._conn.send(None)
                 self._proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self._proc.terminate()
                 self._proc.wait()
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
         self._tmp.cleanup()
+
+
+def _last_error(log_path: Path) -> str:
+    """The toolkit's last error line from the child's log (which goes with the temp folder), or nothing."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip() for line in lines if line.lstrip().startswith(("E ", "ERROR"))]
+    return f" (the toolkit said: {errors[-1]})" if errors else ""
 
 
 if __name__ == "__main__":  # the child: python -m deploy.convert.rknn_sim FD REQUEST.json

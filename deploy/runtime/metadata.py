@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.model_file import check_model_file
 
 SCHEMA_VERSION = 1
 LAYOUTS = ("rknn-split", "standard")
@@ -65,6 +66,7 @@ class ModelMeta:
     build: Optional[BuildOptions] = None
     quantization: list[OutputQuant] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""  # the model file's SHA-256 as export wrote it (.rknn), checked before it runs
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,13 +109,19 @@ def build_onnx_path(model_path, meta: ModelMeta) -> Path:
 
 
 def read_model_meta(model_path) -> ModelMeta:
-    """The sidecar of an exported model, or one line for the user (UserError): no model, no sidecar, another schema."""
-    if not Path(model_path).is_file():
-        raise UserError(f"{model_path}: no such model file")
+    """The sidecar of an exported model whose file is what the sidecar describes, or one line for the user
+    (UserError): no model, a folder, no sidecar, another schema, a damaged or mismatched model file."""
+    path = Path(model_path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the model file in it (an .onnx or .rknn beside its .json)")
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
     try:
-        return load_meta(model_path)
+        meta = load_meta(path)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    check_model_file(path, meta)
+    return meta
 
 
 def load_meta(model_path) -> ModelMeta:
@@ -121,5 +129,14 @@ def load_meta(model_path) -> ModelMeta:
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ValueError(f"{path} is missing: every exported model needs its sidecar JSON")
-    with open(path) as fh:
-        return ModelMeta.from_dict(json.load(fh))
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except ValueError as exc:  # not JSON, or not text
+        raise ValueError(f"{path}: not a readable sidecar ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a sidecar (expected a JSON object)")
+    try:
+        return ModelMeta.from_dict(data)
+    except TypeError as exc:  # a field this studio does not know, or one missing
+        raise ValueError(f"{path}: not a sidecar this studio reads ({exc})") from None

@@ -11,7 +11,8 @@ from studio.cli_support import handles_errors, print_json, stdout
 @handles_errors
 def models_inspect(
     model: str = typer.Argument(..., help="A .pt checkpoint, a .yaml architecture (yolov8n.yaml) or a .onnx file."),
-    imgsz: int = typer.Option(512, help="Input size for GFLOPs and output shapes."),
+    imgsz: int | None = typer.Option(None, help="Input size for GFLOPs and output shapes (default: the size it "
+                                                "was trained at; an exported model has only its own)."),
     layers: bool = typer.Option(False, "--layers", help="Also list the layers with their indices (what "
                                                          "`studio prune --protect` takes); .pt and .yaml only."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import typer
 
-from deploy.errors import UserError
 from studio.cli_support import handles_errors, print_json, run_job, stdout
 
 
@@ -74,12 +73,9 @@ def predict_cmd(
                          conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force)
     on_result = None
     if json_out:
-        from deploy.runtime.metadata import load_meta
+        from deploy.runtime.metadata import read_model_meta
 
-        try:
-            on_result = json_lines_printer(load_meta(model).names)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        on_result = json_lines_printer(read_model_meta(model).names)
     summary = run_job(lambda job: predict(req, on_result, job), json_out)
     if json_out:
         print_json({"summary": summary.to_dict()}, one_line=True)

@@ -20,9 +20,9 @@ import numpy as np
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged, write_json_atomic
+from deploy.runtime.digest import sha256_of
 from studio.core.data.synth import SynthConfig, generate
 from studio.core.jobs import Job
-from studio.core.models import sha256
 from studio.core.provenance import tool_versions
 from studio.core.train import TrainRequest, is_finished, train
 
@@ -116,7 +116,7 @@ def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
         metrics[split] = {k: getattr(result, k) for k in ("map50_95", "map50", "per_class", "per_size", "images")}
     run = json.loads((req.run_dir(role) / "provenance.json").read_text())
     write_json_atomic(models / f"{role}.json", {
-        "role": role, "architecture": MODELS[role], "file": dest.name, "sha256": sha256(dest),
+        "role": role, "architecture": MODELS[role], "file": dest.name, "sha256": sha256_of(dest),
         "imgsz": req.size, "generator": req.generator(), "training": run,
         "evaluation": {"tool": "studio eval (faster-coco-eval), torch backend", "conf": 0.001, "iou": 0.7, **metrics},
         "tools": tool_versions(),

@@ -22,6 +22,7 @@ from deploy.runtime.metadata import ModelMeta, read_model_meta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import RunLoop
 from studio.core.backend_factory import BackendPool
+from studio.core.data.checks import check_dataset
 from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
 from studio.core.jobs import Job
 
@@ -83,12 +84,11 @@ def _torch_setup(req: EvalRequest):
     """(backend factory, meta, closer) for a .pt checkpoint, run as ultralytics' standard output."""
     import torch
 
+    from studio.core.compress.yolo import trained_imgsz
     from studio.core.models import class_names, load_detector
 
     model, _ = load_detector(str(req.model))
-    args = getattr(model, "args", None)  # training arguments: a dict, or a namespace mid-training
-    trained = args.get("imgsz") if isinstance(args, dict) else getattr(args, "imgsz", None)
-    imgsz = req.imgsz or int(trained or 640)
+    imgsz = req.imgsz or trained_imgsz(model)
     if imgsz % 32:
         raise UserError(f"--imgsz {imgsz} must be a multiple of 32")
     model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
@@ -163,12 +163,14 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
         raise UserError(f"--backend {req.backend!r} is not one of: {', '.join(EVAL_BACKENDS)}")
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such model file")
-    if not Path(req.data).is_file():
-        raise UserError(f"--data {req.data}: no such data.yaml")
+    check_dataset(Path(req.data), (req.split,))
     if req.backend == "torch":
         factory, meta, close = _torch_setup(req)
     else:
         meta = read_model_meta(req.model)
+        if req.imgsz and req.imgsz != meta.imgsz:
+            raise UserError(f"--imgsz {req.imgsz}: {Path(req.model).name} was exported for {meta.imgsz} px and "
+                            f"takes no other size; export it again with --imgsz {req.imgsz}")
         pool = BackendPool(req.backend, Path(req.model), req.workers)
         factory, close = pool.factory(), pool.close
     gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)

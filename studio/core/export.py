@@ -18,6 +18,7 @@ from deploy.convert.calibration import list_images, prepare_calibration
 from deploy.convert.rknn_convert import RknnOptions, build_rknn
 from deploy.convert.verify import compare_outputs, mark_below_resolution, write_report
 from deploy.errors import UserError
+from deploy.runtime.digest import sha256_of
 from deploy.runtime.metadata import (
     CLASS_SCORES,
     LAYOUTS,
@@ -287,8 +288,10 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
     meta.build = BuildOptions(opts.platform, opts.quant, opts.algorithm if opts.quant == "int8" else None,
                               [str(p.resolve()) for p in images] if opts.quant == "int8" else [], recorded)
     meta.quantization = [OutputQuant(**q) for q in quant]
+    meta.sha256 = sha256_of(staging.path(paths["main"]))
     write_json_atomic(staging.path(paths["meta"]), meta.to_dict())
     result.rknn = str(paths["main"])
     if req.doctor:  # the hybrid model's sidecar: the same model, its own output grids
         meta.quantization = [OutputQuant(**q) for q in outcome.doctor["quantization"] or quant]
+        meta.sha256 = sha256_of(staging.path(paths["hybrid"]))
         write_json_atomic(staging.path(paths["hybrid_meta"]), meta.to_dict())

@@ -6,7 +6,6 @@ network, and silently downloading weights would hide where a model came from).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,15 +31,6 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def sha256(path: Path) -> str:
-    """Hex digest of a file, streamed, for provenance."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_model_path(name: str) -> Path:
@@ -123,29 +113,35 @@ def class_names(model) -> list[str]:
     return [f"class{i}" for i in range(nc)]
 
 
-def inspect_model(name: str, imgsz: int = 512) -> ModelInfo:
-    """Describe a detector: task, classes, parameters, GFLOPs at imgsz, input and output shapes."""
-    if imgsz % 32:
-        raise UserError(f"--imgsz {imgsz} is not a multiple of 32 (the largest detection stride)")
+def inspect_model(name: str, imgsz: int | None = None) -> ModelInfo:
+    """Describe a detector: task, classes, parameters, GFLOPs at imgsz (default: the size it was trained or
+    exported at), input and output shapes. An exported model has one size: another imgsz is refused."""
+    if imgsz is not None and (imgsz <= 0 or imgsz % 32):
+        raise UserError(f"--imgsz {imgsz} is not a positive multiple of 32 (the largest detection stride)")
     path = resolve_model_path(name)
-    if path.suffix == ".rknn":
-        return _inspect_rknn(path)
-    if path.suffix == ".onnx":
-        from deploy.convert.onnx_graph import describe_onnx
+    if path.suffix in (".rknn", ".onnx"):
+        info = _inspect_rknn(path) if path.suffix == ".rknn" else _inspect_onnx(path)
+        if imgsz is not None and imgsz != info.imgsz:
+            raise UserError(f"--imgsz {imgsz}: {path.name} was exported for {info.imgsz} px and takes no other "
+                            f"size; export it again with --imgsz {imgsz}")
+        return info
+    from studio.core.compress.yolo import trained_imgsz
 
-        return ModelInfo(**describe_onnx(path))
     model, path = load_detector(name)
-    return _inspect_torch(model, path, imgsz)
+    return _inspect_torch(model, path, imgsz or trained_imgsz(model))
+
+
+def _inspect_onnx(path: Path) -> ModelInfo:
+    from deploy.convert.onnx_graph import describe_onnx
+
+    return ModelInfo(**describe_onnx(path))
 
 
 def _inspect_rknn(path: Path) -> ModelInfo:
     """An .rknn file is opaque here: describe it from its sidecar (and the ONNX it was built from)."""
-    from deploy.runtime.metadata import build_onnx_path, load_meta
+    from deploy.runtime.metadata import build_onnx_path, read_model_meta
 
-    try:
-        meta = load_meta(path)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    meta = read_model_meta(path)
     params, gflops = 0, None
     try:
         from deploy.convert.onnx_graph import describe_onnx

@@ -5,7 +5,7 @@ import datetime as dt
 from importlib import metadata
 from pathlib import Path
 
-from studio.core.models import sha256
+from deploy.runtime.digest import sha256_of
 
 TOOLS = ("edge-deploy-studio", "torch", "ultralytics-opencv-headless", "onnx", "onnxruntime", "rknn-toolkit2", "numpy")
 
@@ -25,7 +25,7 @@ def provenance(source: Path, **extra) -> dict:
     """The provenance block of a sidecar: source path and sha256, tool versions, UTC time, extras."""
     return {
         "source": str(source),
-        "source_sha256": sha256(source),
+        "source_sha256": sha256_of(source),
         "tools": tool_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **extra,

@@ -25,7 +25,7 @@ from deploy.board.agent.messages import encode_jpeg, result_header
 from deploy.board.agent.options import AgentConfig
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import worker_backends
-from deploy.runtime.metadata import load_meta
+from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import Gate, RunLoop, replayed
 from deploy.runtime.sources import open_source
@@ -93,7 +93,7 @@ class Agent:
         """Runs in its own thread; every outcome ends with an end or error message in the outbox."""
         try:
             try:
-                meta = load_meta(self.cfg.model)
+                meta = read_model_meta(self.cfg.model)
                 self.names = list(meta.names)
             finally:
                 self.ready.set()

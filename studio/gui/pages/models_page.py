@@ -30,7 +30,7 @@ def inspect_job(path: str):
 
     def work(job):
         job.stage("inspect", None, Path(path).name)
-        info = inspect_model(path, 320 if path.endswith((".pt", ".yaml")) else 512)
+        info = inspect_model(path)
         layers = layer_table(load_detector(path)[0]) if Path(path).suffix in (".pt", ".yaml", ".yml") else []
         extra = ""
         for side in (Path(path + ".json"), Path(path).with_suffix(".json")):
