@@ -67,7 +67,8 @@ def data_stats(
     plots: Path | None = typer.Option(None, help="Folder for histogram PNGs (default: <data folder>/stats)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Check a dataset (missing, corrupt, out-of-range, duplicate) and count images, classes and object sizes."""
+    """Check a dataset (missing, corrupt, out-of-range, repeated, duplicate labels) and count images, classes and
+    object sizes."""
     from studio.core.data.stats import dataset_stats
 
     folder = plots or data.parent / "stats"
@@ -78,8 +79,8 @@ def data_stats(
     stdout.print(f"images per split: {stats.images}; {stats.objects_per_image:.1f} objects per image", highlight=False)
     stdout.print(f"objects per class: {stats.objects_per_class}", highlight=False)
     stdout.print(f"sizes: {stats.sizes} ({stats.small_fraction:.0%} small)", highlight=False)
-    for key in ("missing_images", "unreadable_images", "corrupt_labels", "out_of_range", "empty_labels",
-                "images_without_labels", "duplicates"):
+    for key in ("config", "missing_images", "unreadable_images", "corrupt_labels", "out_of_range",
+                "repeated_labels", "empty_labels", "images_without_labels", "duplicates"):
         items = getattr(stats, key)
         if items:
             stdout.print(f"{key.replace('_', ' ')}: {len(items)}, e.g. {items[0]}", highlight=False)

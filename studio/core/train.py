@@ -14,6 +14,7 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.output import claim_run
+from studio.core.data.checks import check_dataset
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
 from studio.core.provenance import provenance
@@ -62,8 +63,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
 
     job = job or Job()
     started = time.monotonic()
-    if not Path(req.data).is_file():
-        raise UserError(f"--data {req.data}: no such data.yaml")
+    check_dataset(Path(req.data))
     run_dir = Path(req.project) / req.name
     ctx = distributed.context()
     claim_run(run_dir, req.resume, req.force, "training run", remove=ctx.main)

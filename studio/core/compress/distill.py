@@ -20,6 +20,7 @@ from studio.core.compress import distributed
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.kd_step import Distiller
 from studio.core.compress.options import DISTILL, IMGSZ
+from studio.core.data.checks import check_dataset
 from studio.core.jobs import Job
 
 ABLATION = {"none": (), "response": ("response",), "+feature": ("response", "feature"),
@@ -68,8 +69,7 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     from studio.core.provenance import provenance
 
     job = job or Job()
-    if not Path(req.data).is_file():
-        raise UserError(f"--data {req.data}: no such data.yaml")
+    check_dataset(Path(req.data))
     if req.kd.terms and req.teacher is None:
         raise UserError("--teacher is needed for distillation (or pass --kd none to train without one)")
     if req.teacher is not None and not Path(req.teacher).is_file():

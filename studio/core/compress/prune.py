@@ -24,6 +24,7 @@ from studio.core.compress.channel_pruner import PruneTarget, prune_to
 from studio.core.compress.criteria import NEEDS_GRADIENTS, make_importance
 from studio.core.compress.kd_config import KD_TERMS
 from studio.core.compress.options import PRUNE
+from studio.core.data.checks import check_dataset
 from studio.core.jobs import Job
 
 TAYLOR_BATCHES = 4  # training batches whose gradients rank channels for the Taylor criterion
@@ -91,8 +92,10 @@ def _target(req: PruneRequest) -> PruneTarget:
 def _validate(req: PruneRequest) -> None:
     PRUNE.check_fields(req)
     needs_data = req.finetune_epochs or req.sparsity_epochs or req.criterion in NEEDS_GRADIENTS
-    if needs_data and (req.data is None or not Path(req.data).is_file()):
-        raise UserError(f"--data: a data.yaml is needed to fine-tune or rank by {req.criterion}; got {req.data}")
+    if needs_data and req.data is None:
+        raise UserError(f"--data: a data.yaml is needed to fine-tune or rank by {req.criterion}")
+    if needs_data:
+        check_dataset(Path(req.data))
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
 

@@ -24,6 +24,7 @@ from deploy.runtime.atomic import staged, write_json_atomic
 from deploy.runtime.output import claim_run
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.options import IMGSZ, QAT, QAT_TERMS
+from studio.core.data.checks import check_dataset
 from studio.core.jobs import Job
 
 
@@ -70,8 +71,7 @@ class QatResult:
 def _validate(req: QatRequest) -> None:
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such checkpoint")
-    if not Path(req.data).is_file():
-        raise UserError(f"--data {req.data}: no such data.yaml")
+    check_dataset(Path(req.data))
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
     QAT.check_fields(req, skip=("kd", "teacher"))

@@ -14,6 +14,7 @@ import torch
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from studio.core.data.checks import check_dataset
 from studio.core.jobs import Job
 
 RATIOS = (0.25, 0.5, 0.75)
@@ -40,8 +41,7 @@ def scan(model_path: Path, data: Path, out: Path, criterion: str = "l1", ratios:
     if criterion in NEEDS_GRADIENTS:
         raise UserError(f"the sensitivity scan ranks channels without data gradients; use l1, l2, bn or energy, "
                         f"not {criterion}")
-    if not Path(data).is_file():
-        raise UserError(f"--data {data}: no such data.yaml")
+    check_dataset(Path(data), ("val",))
     if any(not 0 < r < 1 for r in ratios):
         raise UserError(f"scan ratios must lie between 0 and 1, got {list(ratios)}")
     base, _ = load_detector(str(model_path))

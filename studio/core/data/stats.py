@@ -1,13 +1,17 @@
 """`studio data stats`: check a YOLO dataset and describe it, with histograms people can look at.
 
 Problems it finds (each listed by file): label files without an image, images that cannot
-be read, empty label files, corrupt label lines, boxes outside the image or of zero size,
-and duplicate images (same bytes). It counts images per split, objects per class and
-object sizes in the COCO buckets (small < 32x32 px, medium < 96x96, large).
+be read, empty label files, corrupt label lines (not numbers, NaN or infinite, a class id
+outside the names), repeated label lines, boxes outside the image or of zero size, a data.yaml
+whose `nc` disagrees with its names, and duplicate images (same bytes). Training and evaluation
+run the same checks, but for the image hashes, before they start (studio/core/data/checks.py).
+It counts images per split, objects per class and object sizes in the COCO buckets (small < 32x32 px,
+medium < 96x96, large).
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,13 +44,24 @@ class DatasetStats:
     images_without_labels: list[str] = field(default_factory=list)
     corrupt_labels: list[str] = field(default_factory=list)  # file:line: reason
     out_of_range: list[str] = field(default_factory=list)  # file:line
+    repeated_labels: list[str] = field(default_factory=list)  # file:line: the same object twice
+    config: list[str] = field(default_factory=list)  # what is wrong in data.yaml itself
     duplicates: list[list[str]] = field(default_factory=list)  # groups of identical images
     plots: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
-        return sum(len(v) for v in (self.missing_images, self.unreadable_images, self.corrupt_labels,
-                                    self.out_of_range, self.duplicates))
+        return sum(len(v) for v in self._problem_lists())
+
+    def first_problems(self, count: int = 3) -> list[str]:
+        """The first `count` problems as one-line strings, in the order the lists are kept."""
+        found = [", ".join(item) if isinstance(item, list) else item for group in self._problem_lists()
+                 for item in group]
+        return found[:count]
+
+    def _problem_lists(self) -> tuple[list, ...]:
+        return (self.config, self.missing_images, self.unreadable_images, self.corrupt_labels, self.out_of_range,
+                self.repeated_labels, self.duplicates)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "problems": self.problems}
@@ -54,7 +69,7 @@ class DatasetStats:
 
 def _check_label(path: Path, nc: int, stats: DatasetStats) -> list[tuple[int, float, float]]:
     """Valid rows of a label file as (class, w, h) normalized; problems are recorded, not raised."""
-    rows = []
+    rows, seen = [], {}
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -66,6 +81,9 @@ def _check_label(path: Path, nc: int, stats: DatasetStats) -> list[tuple[int, fl
         except ValueError:
             stats.corrupt_labels.append(f"{path}:{number}: expected 'class cx cy w h'")
             continue
+        if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+            stats.corrupt_labels.append(f"{path}:{number}: a coordinate is not a finite number")
+            continue
         if not 0 <= cls < nc:
             stats.corrupt_labels.append(f"{path}:{number}: class id {cls} out of range 0..{nc - 1}")
             continue
@@ -73,20 +91,38 @@ def _check_label(path: Path, nc: int, stats: DatasetStats) -> list[tuple[int, fl
                 or cy + h / 2 > 1 + 1e-3:
             stats.out_of_range.append(f"{path}:{number}")
             continue
+        key = (cls, cx, cy, w, h)
+        if key in seen:
+            stats.repeated_labels.append(f"{path}:{number}: the same object as line {seen[key]}")
+            continue
+        seen[key] = number
         rows.append((cls, w, h))
     return rows
 
 
+def _check_config(data: dict, names: list[str], data_yaml: Path, stats: DatasetStats) -> None:
+    """nc, when given, must count the names; a names mapping must number them 0..n-1."""
+    nc = data.get("nc")
+    if nc is not None and nc != len(names):
+        stats.config.append(f"{data_yaml}: nc is {nc} but {len(names)} class names are given")
+    keys = data.get("names")
+    if isinstance(keys, dict) and sorted(keys) != list(range(len(keys))):
+        stats.config.append(f"{data_yaml}: the names mapping must number its classes 0..{len(keys) - 1}")
+
+
 def dataset_stats(data_yaml: Path, plots_dir: Path | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> DatasetStats:
-    """Scan every split of a data.yaml; write histogram PNGs into plots_dir when given."""
+                  progress: Callable[[int, int], None] | None = None,
+                  splits: tuple[str, ...] = ("train", "val", "test"), hashes: bool = True) -> DatasetStats:
+    """Scan the splits of a data.yaml; write histogram PNGs into plots_dir when given. Without `hashes`
+    no image is read whole (duplicate images go unnoticed), which keeps the check cheap on big datasets."""
     if not data_yaml.is_file():
         raise UserError(f"{data_yaml}: no such data.yaml")
     data = read_yaml(data_yaml)
     names = yaml_names(data, data_yaml)
-    dirs = split_dirs(data, data_yaml)
+    dirs = split_dirs(data, data_yaml, splits)
     stats = DatasetStats(str(data_yaml), names)
-    per_class, areas, per_image, hashes = Counter(), [], [], {}
+    _check_config(data, names, data_yaml, stats)
+    scan = _Scan(stats, hashes)
     all_images = {split: images_in(folder) for split, folder in dirs.items()}
     total = sum(len(v) for v in all_images.values())
     if total == 0:
@@ -98,39 +134,54 @@ def dataset_stats(data_yaml: Path, plots_dir: Path | None = None,
         label_dir = label_path(dirs[split] / "x.png").parent
         stats.missing_images += [str(p) for p in sorted(label_dir.glob("*.txt")) if p not in known]
         for image in images:
+            scan.image(image)
             done += 1
             if progress:
                 progress(done, total)
-            digest = hashlib.sha1(image.read_bytes()).hexdigest()
-            hashes.setdefault(digest, []).append(str(image))
-            try:
-                width, height = image_size(image)
-            except UserError:
-                stats.unreadable_images.append(str(image))
-                continue
-            lbl = label_path(image)
-            if not lbl.is_file():
-                stats.images_without_labels.append(str(image))
-                per_image.append(0)
-                continue
-            rows = _check_label(lbl, len(names), stats)
-            if not rows and not lbl.read_text().strip():
-                stats.empty_labels.append(str(lbl))
-            per_image.append(len(rows))
-            for cls, w, h in rows:
-                per_class[names[cls]] += 1
-                areas.append(w * width * h * height)
-    stats.duplicates = [group for group in hashes.values() if len(group) > 1]
-    stats.objects_per_class = {n: per_class.get(n, 0) for n in names}
-    a = np.array(areas)
-    stats.sizes = {"small": int((a < SMALL).sum()), "medium": int(((a >= SMALL) & (a < MEDIUM)).sum()),
-                   "large": int((a >= MEDIUM).sum())}
-    stats.small_fraction = round(float((a < SMALL).mean()), 4) if a.size else 0.0
-    stats.objects_per_image = round(float(np.mean(per_image)), 3) if per_image else 0.0
+    scan.finish()
     if plots_dir is not None:
         with writing(plots_dir):  # a read-only or full place is one line, not a traceback from matplotlib
-            stats.plots = write_plots(plots_dir, stats, a, np.array(per_image))
+            stats.plots = write_plots(plots_dir, stats, np.array(scan.areas), np.array(scan.per_image))
     return stats
+
+
+class _Scan:
+    """What the images and their labels add up to, one image at a time."""
+
+    def __init__(self, stats: DatasetStats, hashes: bool):
+        self.stats, self.hashes = stats, {} if hashes else None
+        self.per_class, self.areas, self.per_image = Counter(), [], []
+
+    def image(self, image: Path) -> None:
+        stats = self.stats
+        if self.hashes is not None:
+            self.hashes.setdefault(hashlib.sha1(image.read_bytes()).hexdigest(), []).append(str(image))
+        try:
+            width, height = image_size(image)
+        except UserError:
+            stats.unreadable_images.append(str(image))
+            return
+        lbl = label_path(image)
+        if not lbl.is_file():
+            stats.images_without_labels.append(str(image))
+            self.per_image.append(0)
+            return
+        rows = _check_label(lbl, len(stats.names), stats)
+        if not rows and not lbl.read_text().strip():
+            stats.empty_labels.append(str(lbl))
+        self.per_image.append(len(rows))
+        for cls, w, h in rows:
+            self.per_class[stats.names[cls]] += 1
+            self.areas.append(w * width * h * height)
+
+    def finish(self) -> None:
+        stats, a = self.stats, np.array(self.areas)
+        stats.duplicates = [group for group in (self.hashes or {}).values() if len(group) > 1]
+        stats.objects_per_class = {n: self.per_class.get(n, 0) for n in stats.names}
+        stats.sizes = {"small": int((a < SMALL).sum()), "medium": int(((a >= SMALL) & (a < MEDIUM)).sum()),
+                       "large": int((a >= MEDIUM).sum())}
+        stats.small_fraction = round(float((a < SMALL).mean()), 4) if a.size else 0.0
+        stats.objects_per_image = round(float(np.mean(self.per_image)), 3) if self.per_image else 0.0
 
 
 def write_plots(folder: Path, stats: DatasetStats, areas: np.ndarray, per_image: np.ndarray) -> list[str]:
