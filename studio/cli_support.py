@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
@@ -21,15 +22,15 @@ from deploy.errors import UnreachableError, UserError
 from studio.core.jobs import Cancelled, Job, ProgressEvent
 
 UsageError = typer.BadParameter.__mro__[1]  # typer vendors click; this is its UsageError (BadParameter's parent)
-stderr = Console(stderr=True)
-stdout = Console()
+stderr = Console(stderr=True, emoji=False)  # camera:abc stays camera:abc, not an emoji
+stdout = Console(emoji=False)
 EXIT_USER, EXIT_UNREACHABLE, EXIT_CANCELLED = 2, 3, 130
 PLAIN_EVERY_S = 30  # off a terminal, a running stage's message is printed at most this often
 
 
 def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
     """Print one clear line on stderr and return the Exit to raise."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

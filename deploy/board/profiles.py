@@ -6,6 +6,7 @@ which holds only the host keys the user trusted through the studio.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # RFC 1123
+USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")  # what useradd accepts
 
 
 def studio_home() -> Path:
@@ -72,10 +75,7 @@ class BoardStore:
     def add(self, profile: BoardProfile, replace: bool = False) -> None:
         if not NAME.match(profile.name):
             raise UserError(f"{profile.name!r}: a board name is letters, digits, '.', '_' or '-' (at most 64)")
-        if not 0 < profile.port < 65536:
-            raise UserError(f"--port {profile.port}: not a TCP port")
-        if profile.key is not None and not Path(profile.key).expanduser().is_file():
-            raise UserError(f"--key {profile.key}: no such key file")
+        check_profile(profile)
         boards = self.load()
         if profile.name in boards and not replace:
             raise UserError(f"a board named {profile.name!r} exists; use --replace to change it")
@@ -90,3 +90,42 @@ class BoardStore:
 
     def _save(self, boards: dict[str, BoardProfile]) -> None:
         write_json_atomic(self.path, {n: asdict(p) for n, p in sorted(boards.items())}, mode=0o600)
+
+
+def check_profile(profile: BoardProfile) -> None:
+    """UserError for a host, user, port or key file that cannot work, before anything is saved or dialled."""
+    if "@" in profile.host:
+        raise UserError(f"--host {profile.host}: give the user with --user, the host alone with --host")
+    if not _is_host(profile.host):
+        raise UserError(f"--host {profile.host!r}: not a host name or IP address")
+    if not USER.match(profile.user):
+        raise UserError(f"--user {profile.user!r}: not a user name (letters, digits, '_', '.', '-')")
+    if not 0 < profile.port < 65536:
+        raise UserError(f"--port {profile.port}: not a TCP port")
+    if profile.key is not None:
+        _check_key_file(Path(profile.key).expanduser(), profile.key)
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.rstrip(".").split(".")
+        return 0 < len(host) <= 253 and all(HOST_LABEL.match(label) for label in labels)
+
+
+def _check_key_file(path: Path, given: str) -> None:
+    """The key must be a private key file (any OpenSSH or PEM kind, encrypted or not), not its .pub twin."""
+    if not path.is_file():
+        raise UserError(f"--key {given}: no such key file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise UserError(f"--key {given}: cannot be read ({exc.strerror})") from None
+    if head.startswith((b"ssh-", b"ecdsa-", b"sk-")):
+        raise UserError(f"--key {given}: this is a public key; give its private key (usually the same name "
+                        "without .pub)")
+    if not (head.startswith(b"-----BEGIN ") and b"PRIVATE KEY-----" in head):
+        raise UserError(f"--key {given}: not an SSH private key file (expected '-----BEGIN ... PRIVATE KEY-----')")

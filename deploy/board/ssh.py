@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from pathlib import Path
 
 import paramiko
@@ -19,6 +20,9 @@ from deploy.errors import UnreachableError, UserError
 from deploy.runtime.atomic import write_text_atomic
 
 TIMEOUT_S = 10
+# paramiko's transport thread logs its own traceback (a port that is not SSH, a dropped link) before
+# the caller's one-line error; with a handler of its own it no longer falls through to stderr.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -103,6 +107,9 @@ def connect(profile: BoardProfile, known_hosts: Path, trust: bool | str = False,
         if "authentication" in str(exc).lower():  # "No authentication methods available": no key, agent, password
             raise UserError(f"{profile.name}: no way to log in as {profile.user} ({exc}); pass --key, start "
                             "ssh-agent, or use --ask-password") from None
+        if "banner" in str(exc).lower():  # something answers on the port, but it does not speak SSH
+            raise UserError(f"{profile.name}: {profile.host} port {profile.port} answers, but not as an SSH "
+                            "server; is the port right? (studio board add ... --port, usually 22)") from None
         raise UnreachableError(f"{profile.name}: cannot reach {profile.address} ({type(exc).__name__}: "
                                f"{exc or 'no answer'})") from None
     except (TimeoutError, OSError) as exc:

@@ -13,7 +13,7 @@ import typer
 from deploy.board.agent.options import AGENT_OPTIONS
 from deploy.errors import UserError
 from studio.cli_options import checked, declared
-from studio.cli_support import fail, handles_errors, print_json, run_job, stderr, stdout
+from studio.cli_support import fail, handles_errors, print_json, run_job, stdout
 from studio.commands.board import ASK, JSON, PROJECT, TRUST
 
 DETACHED_IDLE_EXIT_S = 300.0  # a detached agent waits longer for a host to come and watch
@@ -45,7 +45,7 @@ def _fail_if_any(outcomes: list) -> None:
     if len(outcomes) == 1 and failed:
         raise fail(failed[0].error, failed[0].code)
     for outcome in failed:
-        stderr.print(f"[bold red]error:[/] {outcome.error}", highlight=False, soft_wrap=True)
+        fail(outcome.error)
     if failed:
         raise typer.Exit(max(o.code for o in failed))
 
