@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from studio.core.data.synth import SynthConfig, generate
@@ -122,11 +123,11 @@ def test_a_full_destination_is_one_line_and_leaves_nothing(command, size, said, 
     assert said in err
 
 
-def _wait_for_staging(parent: Path, process: subprocess.Popen, seconds: float = 60) -> None:
+def _wait_for_staging(parent: Path, process: subprocess.Popen, seconds: float = 60, pattern: str = "*.png") -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         if any(".staging-" in p.name for p in parent.iterdir()) and any(
-                f for s in parent.iterdir() if ".staging-" in s.name for f in s.rglob("*.png")):
+                f for s in parent.iterdir() if ".staging-" in s.name for f in s.rglob(pattern)):
             return
         time.sleep(0.05)
     pytest.fail("the writer never began writing into its staging folder")
@@ -152,11 +153,32 @@ def test_ctrl_c_leaves_nothing_and_a_killed_runs_leftovers_go_with_the_next_run(
     assert _beside(out) == ["synth"] and len(list((out / "images" / "train").iterdir())) == 4
 
 
+def test_ctrl_c_during_predict_video_save_keeps_no_truncated_video(tiny_onnx, tmp_path):
+    import cv2
+
+    video = tmp_path / "in" / "flight.avi"
+    video.parent.mkdir()
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (96, 96))
+    for i in range(600):
+        writer.write(np.full((96, 96, 3), i % 256, np.uint8))
+    writer.release()
+    out = tmp_path / "out" / "saved"
+    out.parent.mkdir()
+    args = [*STUDIO, "predict", tiny_onnx, video, "--save", out]
+    running = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_staging(out.parent, running, pattern="*.avi")
+    running.send_signal(signal.SIGINT)
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 130 and "cancelled" in err and "Traceback" not in err, err[-2000:]
+    assert list(out.parent.iterdir()) == []  # no video under its final name, and no staging left
+
+
 @pytest.mark.parametrize("command, args, what", [
     ("train", ["yolov8n.yaml", "--data", "D", "--project", "P", "--name", "run"], "training run"),
     ("prune", ["M", "--target-flops", 0.8, "--out", "O"], "pruning run"),
     ("distill", ["--student", "M", "--data", "D", "--kd", "none", "--out", "O"], "distillation run"),
     ("qat", ["M", "--data", "D", "--out", "O"], "QAT run"),
+    ("sweep", ["--recipe", "R", "--grid", "prune.target_flops=0.5,0.6", "--out", "O"], "sweep"),
 ])
 def test_a_resumable_writer_refuses_an_earlier_run_naming_resume_and_force(cli, command, args, what, tiny_pair,
                                                                            tmp_path):
@@ -164,7 +186,9 @@ def test_a_resumable_writer_refuses_an_earlier_run_naming_resume_and_force(cli, 
     out = tmp_path / ("P/run" if command == "train" else "O")
     out.mkdir(parents=True)
     (out / "last.pt").write_text("an earlier run")
-    given = [{"D": data, "M": student, "P": tmp_path / "P", "O": out}.get(a, a) for a in args]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: {student}\ndata: {data}\nimgsz: 64\nprune:\n  target_flops: 0.5\n")
+    given = [{"D": data, "M": student, "P": tmp_path / "P", "O": out, "R": recipe}.get(a, a) for a in args]
     result = cli(command, *given)
     assert result.exit_code == 2 and f"holds an earlier {what}; --resume continues it, --force starts over" in (
         result.stderr)

@@ -211,6 +211,23 @@ def test_markup_and_emoji_codes_in_user_text_are_shown_as_typed(cli, tiny_onnx):
     assert_user_error(cli("predict", tiny_onnx, "[bold]shots:smile:/*.jpg"), "[bold]shots:smile:")
 
 
+def test_a_damaged_video_gives_no_ffmpeg_lines(tiny_onnx, tmp_path):
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "flight.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (96, 96))
+    for i in range(20):
+        writer.write(np.random.default_rng(i).integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    writer.release()
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])  # cut in the middle of a frame
+    result = subprocess.run([sys.executable, "-m", "studio", "predict", str(tiny_onnx), str(video), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "summary" in result.stdout.splitlines()[-1]
+    assert result.stderr.strip() == "", result.stderr  # ffmpeg's "[mjpeg @ 0x...] overread" stays out
+
+
 def test_ultralytics_never_installs_packages(monkeypatch):
     from ultralytics.utils import checks
 

@@ -21,6 +21,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
 def _cv2():
+    # ffmpeg inside OpenCV writes its own lines ("[mjpeg @ 0x...] overread") on a damaged video; a source
+    # that cannot be read is reported here, once, as the studio's own message
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         import cv2
     except ImportError:

@@ -20,6 +20,7 @@ def sweep_cmd(
     target: float | None = typer.Option(None, help="Cost target T of the score, in Mcycles (default: the median)."),
     weight: float = typer.Option(-0.07, help="Exponent w of the score ACC * (LAT / T) ** w (MnasNet)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a sweep in --out (finished candidates are kept)."),
+    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier sweep (deleted)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Run many compression candidates at once on Ray and rank them; one failing candidate never stops the rest.
@@ -30,7 +31,7 @@ def sweep_cmd(
     """
     from studio.core.compress.sweep import SweepRequest, run_sweep
 
-    req = SweepRequest(recipe, grid, out, address, workers, target, weight, resume)
+    req = SweepRequest(recipe, grid, out, address, workers, target, weight, resume, force)
     summary = run_job(lambda job: run_sweep(req, job), json_out)
     if json_out:
         print_json(summary)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.runtime.output import claim_run
 from studio.core.compress.recipe import TOP
 from studio.core.jobs import Job
 
@@ -35,6 +36,7 @@ class SweepRequest:
     target: float | None = None  # latency target T of the score; None: the median of the candidates
     weight: float = -0.07  # MnasNet's soft-constraint exponent w in ACC * (LAT / T) ** w
     resume: bool = False
+    force: bool = False  # start over in an --out that holds an earlier sweep (deleted)
 
 
 @dataclass
@@ -155,8 +157,7 @@ def run_sweep(req: SweepRequest, job: Job | None = None) -> dict:
     if req.target is not None and req.target <= 0:
         raise UserError(f"--target {req.target}: a cost in Mcycles, above 0")
     out = Path(req.out)
-    if out.exists() and any(out.iterdir()) and not req.resume:
-        raise UserError(f"{out} already holds a sweep; add --resume to continue it, or choose another --out")
+    claim_run(out, req.resume, req.force, "sweep")
     todo = candidates(base, axes)
     outcomes: dict[str, dict] = {}
     pending = []
