@@ -256,12 +256,14 @@ def test_merge_scene_nms_keeps_the_best_duplicate_with_the_callers_settings():
 
 
 def test_merge_scene_ties_keep_tile_then_detector_order():
-    """Equal scores come out in tile order, then in each tile's own order (stable sorts)."""
-    boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(20)]
-    tiles = [_dets(boxes, [0.5] * 20, [0] * 20, (0, 0), 0, 2, (512, 972)),
-             _dets(boxes, [0.5] * 20, [1] * 20, (460, 0), 1, 2, (512, 972))]
+    """Equal scores come out in tile order, then in each tile's own order (stable sorts; numpy's default sort
+    keeps the order of ties only below about a hundred of them, so there are more here)."""
+    n = 60
+    boxes = [[8 * i, 0, 8 * i + 5, 5] for i in range(n)]
+    tiles = [_dets(boxes, [0.5] * n, [0] * n, (0, 0), 0, 2, (512, 972)),
+             _dets(boxes, [0.5] * n, [1] * n, (460, 0), 1, 2, (512, 972))]
     m = merge_scene(tiles, NmsConfig())
-    assert m.boxes[:, 0].tolist() == [20 * i for i in range(20)] + [460 + 20 * i for i in range(20)]
+    assert m.boxes[:, 0].tolist() == [8 * i for i in range(n)] + [460 + 8 * i for i in range(n)]
 
 
 def test_merge_scene_does_not_cap_before_joining():
