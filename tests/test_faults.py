@@ -197,6 +197,22 @@ def test_a_resumable_writer_refuses_an_earlier_run_naming_resume_and_force(cli, 
     assert both.exit_code == 2 and "give one of them" in both.stderr
 
 
+@pytest.mark.parametrize("command, args, size, read_only, said", [
+    ("train", ["yolov8n.yaml", "--data", "D", "--project", "OUT", "--name", "run"], "1m", True,
+     "Read-only file system"),
+    ("distill", ["--student", "M", "--data", "D", "--kd", "none", "--out", "OUT"], "1m", False, "MiB free"),
+    ("prune", ["M", "--target-flops", 0.8, "--out", "OUT"], "1m", True, "Read-only file system"),
+    ("qat", ["M", "--data", "D", "--out", "OUT"], "1m", False, "MiB free"),
+])
+def test_a_resumable_writer_on_a_read_only_or_full_place_stops_before_the_work(command, args, size, read_only, said,
+                                                                              tiny_pair, tmp_path):
+    data, _, student = tiny_pair
+    mount = tmp_path / "place"
+    given = [{"D": data, "M": student, "OUT": mount / "out"}.get(a, a) for a in args]
+    err = _one_line_error(_mounted([command, *given], mount, size, read_only, tmp_path))
+    assert said in err
+
+
 def test_an_rknn_export_keeps_an_existing_build_log_unless_forced(cli, detector_pt, calib_dir, tmp_path):
     out = tmp_path / "m.rknn"
     log = out.with_suffix(".rknn.log")

@@ -219,10 +219,15 @@ class Output:
             _remove(self.staging)
 
 
-def claim_run(folder: Path, resume: bool, force: bool, what: str, remove: bool = True) -> None:
+RUN_BYTES = 64 << 20  # a training run's checkpoints: last.pt and best.pt of a small YOLO with optimizer state
+
+
+def claim_run(folder: Path, resume: bool, force: bool, what: str, remove: bool = True,
+              need_bytes: int = RUN_BYTES) -> None:
     """A resumable writer's folder: --resume continues what is there, --force starts over, and with neither
-    an earlier run is refused with a message that names both. remove=False checks only (the other ranks of
-    a distributed run, while rank 0 clears the folder)."""
+    an earlier run is refused with a message that names both; a place the run could not write its
+    checkpoints to (read-only, full) is refused before the work. remove=False checks only (the other ranks
+    of a distributed run, while rank 0 clears the folder)."""
     folder = Path(folder)
     if resume and force:
         raise UserError("--resume continues an earlier run and --force starts over; give one of them")
@@ -233,3 +238,24 @@ def claim_run(folder: Path, resume: bool, force: bool, what: str, remove: bool =
     elif holds and not resume and not force:
         raise UserError(f"{folder} holds an earlier {what}; --resume continues it, --force starts over "
                         "(or choose another output)")
+    if remove:
+        _prove_writable(folder, need_bytes)
+
+
+def _prove_writable(folder: Path, need_bytes: int) -> None:
+    """Write a probe into the folder or its nearest existing parent (creating nothing) and check free space."""
+    import tempfile
+
+    place = folder
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=place)
+        os.close(fd)
+        os.unlink(probe)
+        free = shutil.disk_usage(place).free
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
+    if free < need_bytes:
+        raise UserError(f"cannot write {folder}: {free / 2**20:.0f} MiB free in {place}, about "
+                        f"{need_bytes / 2**20:.0f} MiB needed")
