@@ -239,3 +239,14 @@ def test_what_a_killed_export_left_goes_with_the_next_one(tmp_path):
         assert not left.exists() and alive.exists()
     clear_dead(tmp_path, "studio-rknn-")
     assert not work.exists() and alive.exists()
+
+
+def test_the_demo_never_replaces_a_folder_it_did_not_make(cli, tmp_path):
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "data.yaml").write_text("the user's own dataset")
+    for extra in ((), ("--fresh",)):
+        result = cli("demo", "--out", out, *extra)
+        assert result.exit_code == 2 and "holds files the demo did not write" in result.stderr, result.stderr
+    assert (out / "data" / "data.yaml").read_text() == "the user's own dataset"
+    assert sorted(p.name for p in out.iterdir()) == ["data"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from deploy.errors import UserError
+from deploy.runtime.output import cannot_write
 from studio.core.compress.recipe import RECIPE_HEADER, refuse_other_run, write_run_recipe
 from studio.core.jobs import Job
 
@@ -27,6 +28,8 @@ BUNDLED_REPORT = ASSETS / "reports" / "int8-recipe"
 SAMPLE_SCENE = ASSETS / "samples" / "scene_000.jpg"
 SAMPLE_FLIGHT = ASSETS / "samples" / "flight.avi"  # a simulated flight over that scene
 SCENE_OVERLAP = 0.2
+DEMO_HEADER = f"{RECIPE_HEADER}`studio demo`: the whole chain with short budgets\n"
+DEMO_MARK = ".studio-demo"  # the folder is the demo's: it may replace data/ and chain/ there
 
 # The chain's short budgets: about six minutes on 2 cores at 320 px (the full recipe takes hours).
 SHORT_BUDGET = {
@@ -84,13 +87,26 @@ def demo_recipe(req: DemoRequest, data_yaml: Path) -> dict:
 
 
 def _recipe_text(recipe: dict) -> str:
-    header = f"{RECIPE_HEADER}`studio demo`: the whole chain with short budgets\n"
-    return header + yaml.safe_dump(recipe, sort_keys=False)
+    return DEMO_HEADER + yaml.safe_dump(recipe, sort_keys=False)
+
+
+def _is_demo_folder(out: Path) -> bool:
+    recipe = out / "recipe.yaml"
+    return (out / DEMO_MARK).is_file() or (recipe.is_file() and recipe.read_text().startswith(DEMO_HEADER))
 
 
 def _claim(req: DemoRequest, text: str, chain: Path) -> None:
-    """Before anything is written: --fresh clears the demo's own data and run; otherwise a run made
-    with other settings (or not by the demo) stops the demo here, its data untouched."""
+    """Before anything is written: a folder the demo did not make is refused (the demo replaces its data/
+    and chain/); --fresh clears the demo's own data and run; otherwise a run made with other settings stops
+    the demo here, its data untouched."""
+    if req.out.is_dir() and any(req.out.iterdir()) and not _is_demo_folder(req.out):
+        raise UserError(f"--out {req.out} holds files the demo did not write; give a new or empty folder "
+                        "(the demo replaces its own data/ and chain/ there)")
+    try:
+        req.out.mkdir(parents=True, exist_ok=True)
+        (req.out / DEMO_MARK).write_text("written by studio demo: this folder is the demo's\n")
+    except OSError as exc:
+        raise cannot_write(req.out, exc) from None
     if req.fresh:
         for folder in (chain, req.out / "data"):
             if folder.exists():
