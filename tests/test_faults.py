@@ -250,3 +250,12 @@ def test_the_demo_never_replaces_a_folder_it_did_not_make(cli, tmp_path):
         assert result.exit_code == 2 and "holds files the demo did not write" in result.stderr, result.stderr
     assert (out / "data" / "data.yaml").read_text() == "the user's own dataset"
     assert sorted(p.name for p in out.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("size, read_only, said", [("1m", False, "No space left on device"),
+                                                   ("1m", True, "Read-only file system")])
+def test_an_export_to_a_full_or_read_only_place_is_one_line(size, read_only, said, detector_pt, tmp_path):
+    mount = tmp_path / "place"
+    err = _one_line_error(_mounted(["export", detector_pt, "--imgsz", 96, "--out", mount / "m.onnx"], mount, size,
+                                   read_only, tmp_path))
+    assert said in err

@@ -28,7 +28,7 @@ from deploy.runtime.metadata import (
     sidecar_path,
     write_json_atomic,
 )
-from deploy.runtime.output import clear_dead
+from deploy.runtime.output import clear_dead, writing
 from studio.core.artifacts import Staging, ensure_writable_dir, refuse_overwrite
 from studio.core.int8_doctor import DOCTOR_IMAGES, doctor_paths, write_doctor
 from studio.core.jobs import Job
@@ -203,7 +203,7 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
         raise UserError("--quant int8 and --report need images: add --calib DIR (training or validation images)")
     images = list_images(req.calib, req.calib_count) if needs_images else []
 
-    with Staging(paths["main"].parent) as staging:
+    with writing(paths["main"]), Staging(paths["main"].parent) as staging:  # a full disk: one line, nothing left
         onnx_path = _stage_onnx(req, src, paths, staging, job)
         final_onnx = paths.get("onnx") or (paths["main"] if req.format == "onnx" else src.path)
         result = ExportResult(onnx=str(final_onnx),
