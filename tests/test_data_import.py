@@ -35,6 +35,7 @@ def test_coco_import(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     text = (tmp_path / "out" / "data.yaml").read_text()
     assert "0: plane" in text and "1: ship" in text  # categories in id order
+    assert text.startswith("# written by studio data import coco\n")
     labels = _labels(tmp_path / "out", "val")
     assert labels["b"] == []
     np.testing.assert_allclose(labels["a"], [[1, 0.15, 0.35, 0.2, 0.3], [0, 0.75, 0.5, 0.5, 1.0]], atol=1e-6)

@@ -58,3 +58,4 @@ def test_tile_dataset_cuts_scenes(cli, tmp_path):
                      for line in (tmp_path / "tiles" / "labels" / "train" / f"{t.stem}.txt").read_text().splitlines()])
     assert len(rows) > 0 and (rows[:, 1:] >= 0).all() and (rows[:, 1:] <= 1).all()
     assert "train: images/train" in (tmp_path / "tiles" / "data.yaml").read_text()
+    assert (tmp_path / "tiles" / "data.yaml").read_text().startswith("# written by studio data tile\n")

@@ -218,10 +218,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]]) -> Path:
-    """Write the internal form (images linked or copied, labels clipped to the image) and data.yaml."""
-    from studio.core.data.synth import write_data_yaml
+def write_data_yaml(out: Path, names, splits, by: str) -> Path:
+    """A data.yaml that ultralytics reads (paths relative to its own folder), saying which command wrote it."""
+    lines = [f"# written by {by}"] + [f"{s}: images/{s}" for s in splits] + ["names:"]
+    lines += [f"  {i}: {n}" for i, n in enumerate(names)]
+    path = out / "data.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
+
+def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by: str) -> Path:
+    """Write the internal form (images linked or copied, labels clipped to the image) and data.yaml."""
     if not any(splits.values()):
         raise UserError("the dataset is empty: no images were found")
     index = {n: i for i, n in enumerate(names)}
@@ -250,7 +257,7 @@ def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]]) -> 
             (out / "labels" / split / f"{stem}.txt").write_text("".join(lines))
     if difficult:
         (out / "difficult.json").write_text(json.dumps(difficult, indent=1))
-    return write_data_yaml(out, names, tuple(s for s in ("train", "val", "test", "scenes") if s in splits))
+    return write_data_yaml(out, names, tuple(s for s in ("train", "val", "test", "scenes") if s in splits), by)
 
 
 def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None, split: str = "train",
@@ -271,5 +278,5 @@ def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None
         names, samples = reader(source, images)
         splits, inputs = {split: samples}, [source, images]
     with Output(out, force=force, inputs=inputs) as staging:
-        write_yolo(staging, names, splits)
+        write_yolo(staging, names, splits, f"studio data import {fmt}")
     return out / "data.yaml"

@@ -17,6 +17,7 @@ import numpy as np
 from deploy.errors import UserError
 from deploy.runtime.output import Output, write_image
 from studio.core.data.aerial import CLASSES, render_scene
+from studio.core.data.formats import write_data_yaml
 
 SCENE_SEED_OFFSET = 1_000_000  # scenes draw from their own seed stream
 
@@ -54,15 +55,6 @@ def split_of(index: int, cfg: SynthConfig) -> str:
     return "val" if index >= cfg.images - n_test - n_val else "train"
 
 
-def write_data_yaml(out: Path, names, splits=("train", "val", "test")) -> Path:
-    """A data.yaml that ultralytics reads; paths are relative to the yaml's own folder."""
-    lines = ["# written by studio data synth"] + [f"{s}: images/{s}" for s in splits] + ["names:"]
-    lines += [f"  {i}: {n}" for i, n in enumerate(names)]
-    path = out / "data.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def _write(out: Path, split: str, stem: str, image: np.ndarray, labels: list[list[float]]) -> None:
     for sub in ("images", "labels"):
         (out / sub / split).mkdir(parents=True, exist_ok=True)
@@ -98,5 +90,5 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
             if progress:
                 progress(cfg.images + k + 1, total)
         written = [s for s in splits if any(split_of(i, cfg) == s for i in range(cfg.images))]
-        write_data_yaml(staging, CLASSES, tuple(written))
+        write_data_yaml(staging, CLASSES, tuple(written), "studio data synth")
     return cfg.out / "data.yaml"

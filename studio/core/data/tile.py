@@ -13,8 +13,7 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.output import Output, write_image
 from deploy.runtime.tiling import tile_grid
-from studio.core.data.formats import images_in, labels_in_pixels, read_yaml, split_dirs, yaml_names
-from studio.core.data.synth import write_data_yaml
+from studio.core.data.formats import images_in, labels_in_pixels, read_yaml, split_dirs, write_data_yaml, yaml_names
 
 
 @dataclass
@@ -57,7 +56,7 @@ def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None =
             _tile_image(path, staging, req, len(names))
             if progress:
                 progress(n, len(images))
-        write_data_yaml(staging, names, (req.out_split,))
+        write_data_yaml(staging, names, (req.out_split,), "studio data tile")
     return req.out / "data.yaml"
 
 
