@@ -144,3 +144,40 @@ def test_empty_dataset(cli, tmp_path):
     (tmp_path / "images" / "train").mkdir(parents=True)
     assert_error(cli("data", "import", "yolo", tmp_path / "data.yaml", "--out", tmp_path / "o"), "empty")
     assert_error(cli("data", "stats", tmp_path / "data.yaml"), "empty")
+
+
+def _coco(tmp_path: Path, name: str, categories: list[str], files: tuple[str, ...]) -> tuple[Path, Path]:
+    """A COCO file with one box per image, and its images folder."""
+    images = _images(tmp_path / name, files)
+    coco = {"images": [{"id": i, "file_name": f, "width": 200, "height": 100} for i, f in enumerate(files)],
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(categories)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 20, 40, 30]}
+                            for i in range(len(files))]}
+    (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    return tmp_path / f"{name}.json", images
+
+
+def test_splits_imported_one_by_one_make_one_dataset(cli, tmp_path):
+    out = tmp_path / "mine"
+    train, train_images = _coco(tmp_path, "train", ["plane", "ship"], ("t1.png", "t2.png"))
+    val, val_images = _coco(tmp_path, "val", ["plane", "ship"], ("v1.png",))
+    assert cli("data", "import", "coco", train, "--images", train_images, "--out", out).exit_code == 0
+    assert cli("data", "import", "coco", val, "--images", val_images, "--split", "val", "--out", out).exit_code == 0
+    text = (out / "data.yaml").read_text()
+    assert text.startswith("# written by studio data import coco\n")
+    assert "train: images/train" in text and "val: images/val" in text  # the second split joined the first
+    assert sorted(_labels(out, "train")) == ["t1", "t2"] and sorted(_labels(out, "val")) == ["v1"]
+
+    again = cli("data", "import", "coco", val, "--images", val_images, "--split", "val", "--out", out)
+    assert again.exit_code == 2 and "already holds a val split; --force replaces that split only" in again.stderr
+    other, other_images = _coco(tmp_path, "other", ["plane", "ship"], ("w1.png", "w2.png"))
+    replaced = cli("data", "import", "coco", other, "--images", other_images, "--split", "val", "--out", out,
+                   "--force")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert sorted(_labels(out, "val")) == ["w1", "w2"] and sorted(_labels(out, "train")) == ["t1", "t2"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left beside it
+
+    stranger, stranger_images = _coco(tmp_path, "stranger", ["tank"], ("s1.png",))
+    refused = cli("data", "import", "coco", stranger, "--images", stranger_images, "--split", "test", "--out", out)
+    assert refused.exit_code == 2 and "classes ['tank']" in refused.stderr
+    assert "test" not in (out / "data.yaml").read_text()

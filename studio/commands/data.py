@@ -42,13 +42,16 @@ def data_import(
     source: Path = typer.Argument(..., help="yolo: data.yaml; coco: the .json; voc: Annotations/; dota: labelTxt/"),
     out: Path = typer.Option(..., help="Folder for the dataset in the studio's form (YOLO layout + data.yaml)."),
     images: Path | None = typer.Option(None, help="Folder of the images (coco, voc, dota)."),
-    split: str = typer.Option("train", help="Split to file the images under (coco, voc, dota)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed)."),
+    split: str = typer.Option("train", help="Split to file the images under (coco, voc, dota); a split imported "
+                                            "into an earlier import's --out joins its other splits."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed); in an "
+                                                      "earlier import's --out, replace the --split only."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Import a dataset: YOLO, COCO json, Pascal VOC xml or DOTA (oriented boxes become axis-aligned).
 
     Examples:\n
+      studio data import coco annotations/instances_train.json --images train/ --out data/mine\n
       studio data import coco annotations/instances_val.json --images val/ --split val --out data/mine\n
       studio data import dota train/labelTxt --images train/images --out data/dota
     """

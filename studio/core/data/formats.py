@@ -255,8 +255,10 @@ def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by:
                 lines.append(f"{index[name]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
                              f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}\n")
             (out / "labels" / split / f"{stem}.txt").write_text("".join(lines))
-    if difficult:
-        (out / "difficult.json").write_text(json.dumps(difficult, indent=1))
+    if difficult:  # merged with the marks of splits carried over from an earlier import
+        marks = out / "difficult.json"
+        earlier = json.loads(marks.read_text()) if marks.is_file() else {}
+        marks.write_text(json.dumps({**earlier, **difficult}, indent=1))
     return write_data_yaml(out, names, tuple(s for s in ("train", "val", "test", "scenes") if s in splits), by)
 
 
@@ -277,6 +279,57 @@ def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None
         reader = {"coco": read_coco, "voc": read_voc, "dota": read_dota}[fmt]
         names, samples = reader(source, images)
         splits, inputs = {split: samples}, [source, images]
-    with Output(out, force=force, inputs=inputs) as staging:
-        write_yolo(staging, names, splits, f"studio data import {fmt}")
+    if fmt != "yolo" and split not in SPLIT_ORDER[:3]:
+        raise UserError(f"--split {split!r} is not one of: {', '.join(SPLIT_ORDER[:3])}")
+    by = f"studio data import {fmt}"
+    base = _earlier_import(out) if fmt != "yolo" else None
+    kept: list[str] = []
+    if base is not None:  # a split joins the dataset an earlier import wrote; the others are carried over
+        names, kept = _join(out, base, names, split, force)
+    with Output(out, force=force or base is not None, inputs=inputs) as staging:
+        _carry(out, staging, kept)
+        write_yolo(staging, names, splits, by)
+        if kept:
+            write_data_yaml(staging, names, [s for s in SPLIT_ORDER if s in kept or s in splits], by)
     return out / "data.yaml"
+
+
+SPLIT_ORDER = ("train", "val", "test", "scenes")
+
+
+def _earlier_import(out: Path) -> tuple[list[str], list[str]] | None:
+    """(names, splits) of the dataset an earlier `data import` of COCO, VOC or DOTA wrote into `out`, else None."""
+    path = out / "data.yaml"
+    if not path.is_file() or not path.read_text().startswith("# written by studio data import "):
+        return None
+    data = read_yaml(path)
+    return yaml_names(data, path), [s for s in SPLIT_ORDER if data.get(s)]
+
+
+def _join(out: Path, base: tuple[list[str], list[str]], names: list[str], split: str,
+          force: bool) -> tuple[list[str], list[str]]:
+    """The names to write with and the earlier splits to keep, or a UserError for a join that would lose data."""
+    old_names, old_splits = base
+    if split in old_splits and not force:
+        raise UserError(f"{out} already holds a {split} split; --force replaces that split only (the others are "
+                        "kept), or choose another --out")
+    extra = [n for n in names if n not in old_names]
+    if extra:
+        raise UserError(f"the {split} split has classes {extra} that {out} does not name ({old_names}); import "
+                        "every split from one set of classes, or into another --out")
+    return old_names, [s for s in old_splits if s != split]
+
+
+def _carry(out: Path, staging: Path, kept: list[str]) -> None:
+    """Link (or copy) the kept splits' images and labels, and their difficult marks, into the staging folder."""
+    for split in kept:
+        for sub in ("images", "labels"):
+            source = out / sub / split
+            (staging / sub / split).mkdir(parents=True, exist_ok=True)
+            for path in sorted(source.iterdir()) if source.is_dir() else []:
+                _link_or_copy(path, staging / sub / split / path.name)
+    marks = out / "difficult.json"
+    if kept and marks.is_file():
+        carried = {k: v for k, v in json.loads(marks.read_text()).items() if k.split("/", 1)[0] in kept}
+        if carried:
+            (staging / "difficult.json").write_text(json.dumps(carried, indent=1))
