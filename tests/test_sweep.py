@@ -51,14 +51,15 @@ def test_sweep_of_four_candidates_on_local_ray_survives_a_failing_one(cli, tiny_
         "prune": {"criterion": "l1", "round_to": 16, "val_limit": 4},
         "export": {"platform": "rk3588", "ptq": ["normal"], "calib_count": 4}, "verify": {"limit": 4}}))
     out = tmp_path / "sweep"
-    result = cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.9,0.7,0.5,1.5", "--workers", 2,
+    result = cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.9,0.7,0.5,0.02", "--workers", 2,
                  "--out", out, "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     by_id = {c["id"]: c for c in report["candidates"]}
     assert len(by_id) == 4 and len(report["failed"]) == 1
     failed = by_id[report["failed"][0]]
-    assert failed["overrides"] == {"prune.target_flops": 1.5} and "target_flops 1.5 must be in 0..1" in failed["error"]
+    # 2% passes the recipe's range check but no model prunes that far: the candidate fails as it runs
+    assert failed["overrides"] == {"prune.target_flops": 0.02} and "could not prune to 2%" in failed["error"]
     assert len(report["ranking"]) == 3
     ok = [by_id[i] for i in report["ranking"]]
     assert all(c["variant"] == "ptq-normal" and c["mcycles"] > 0 and 0 <= c["map50_95"] <= 1 for c in ok)
@@ -98,10 +99,22 @@ def test_sweep_of_four_candidates_on_local_ray_survives_a_failing_one(cli, tiny_
 
     reports = {p: p.stat().st_mtime_ns for p in out.glob("candidates/*/run/compress_report.json")}
     assert len(reports) == 3
-    again = cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.9,0.7,0.5,1.5", "--out", out,
+    again = cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.9,0.7,0.5,0.02", "--out", out,
                 "--resume", "--json")  # finished candidates are kept; only the failed one runs again
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["ranking"] == report["ranking"]
     assert {p: p.stat().st_mtime_ns for p in reports} == reports
     assert cli("sweep", "--recipe", recipe, "--grid", "prune.target_flops=0.5", "--out", tmp_path / "t",
                "--target", -1).exit_code == 2
+
+
+@pytest.mark.parametrize("grid, said", [("qat.epoch=1,2", "epoch"), ("prune.target_flops=0.5,1.5", "1.5")])
+def test_a_candidate_the_recipe_refuses_stops_the_sweep_before_ray(cli, tiny_pair, tmp_path, grid, said):
+    data, _, student = tiny_pair
+    recipe = tmp_path / "base.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(student), "data": str(data), "imgsz": 64,
+                                      "prune": {"target_flops": 0.7}, "qat": {"epochs": 1}}))
+    result = cli("sweep", "--recipe", recipe, "--grid", grid, "--out", tmp_path / "sweep")
+    assert result.exit_code == 2 and result.stderr.startswith("error: candidate c0"), result.stderr
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sweep").exists()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from studio.cli_support import handles_errors, print_json, run_job, stdout
+from studio.cli_support import fail, handles_errors, print_json, run_job, stdout
 
 
 @handles_errors
@@ -37,3 +37,6 @@ def sweep_cmd(
         print_json(summary)
     else:
         stdout.print((out / "sweep_report.md").read_text(), highlight=False)
+    if summary["candidates"] and not summary["ranking"]:  # nothing to choose from: a failed sweep
+        raise fail(f"every candidate failed ({len(summary['failed'])}); their errors are in "
+                   f"{out / 'sweep_report.md'}")

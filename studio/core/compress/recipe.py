@@ -107,6 +107,11 @@ def load_recipe(path: Path) -> Recipe:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return recipe_from(raw, path)
+
+
+def recipe_from(raw, path: Path) -> Recipe:
+    """Check a recipe's mapping (as read from `path`, whose folder relative paths are taken against)."""
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with model, data and stage sections")
     unknown = sorted(set(raw) - set(TOP))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.output import claim_run
-from studio.core.compress.recipe import TOP
+from studio.core.compress.recipe import TOP, recipe_from
 from studio.core.jobs import Job
 
 STAGES = ("prune", "distill", "qat")
@@ -159,6 +159,11 @@ def run_sweep(req: SweepRequest, job: Job | None = None) -> dict:
     out = Path(req.out)
     claim_run(out, req.resume, req.force, "sweep")
     todo = candidates(base, axes)
+    for cand in todo:  # a misspelt key or a value out of range stops the sweep before Ray starts
+        try:
+            recipe_from(copy.deepcopy(cand.recipe), Path(req.recipe))
+        except UserError as exc:
+            raise UserError(f"candidate {cand.id}: {exc}") from None
     outcomes: dict[str, dict] = {}
     pending = []
     for cand in todo:
