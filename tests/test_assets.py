@@ -1,6 +1,8 @@
 """The assets builder's cheap steps: data, samples and the flight video (training is never rerun in tests)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -31,6 +33,15 @@ def test_data_and_samples_steps(tmp_path):
     names = sorted(p.rsplit("/", 1)[1] for p in samples)
     assert "flight.avi" in names and "scene_000.jpg" in names and "scene_000.txt" in names
     assert cv2.imread(str(tmp_path / "assets" / "samples" / "scene_000.jpg")).shape == (2048, 2048, 3)
+
+    kept = {p: Path(p).read_bytes() for p in samples}
+    first = sorted((tmp_path / "work" / "data" / "images" / "test").glob("*.png"))[0]
+    cv2.imwrite(str(first), np.zeros((8, 8, 3), np.uint8))  # a new image would replace its sample ...
+    (tmp_path / "work" / "data" / "labels" / "scenes" / "scene_000.txt").unlink()  # ... but the step fails after
+    with pytest.raises(FileNotFoundError):
+        build_assets(AssetsRequest(**{**req.__dict__, "only": "samples"}))
+    assert {p: Path(p).read_bytes() for p in samples} == kept  # the earlier samples, untouched
+    assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == ["samples"]  # no staging left
 
 
 def test_bundle_skips_models_still_in_training(tmp_path):

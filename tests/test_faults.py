@@ -222,6 +222,22 @@ def test_an_rknn_export_keeps_an_existing_build_log_unless_forced(cli, detector_
     assert log.read_text() == "the log of an earlier build" and not out.exists()
 
 
+def test_a_failed_rknn_build_leaves_only_its_log_where_the_message_says(cli, detector_pt, calib_dir, tmp_path,
+                                                                       monkeypatch):
+    from deploy.errors import UserError
+
+    def toolkit_fails(onnx, rknn_out, options, outputs, workdir, log_path, **kwargs):
+        Path(log_path).write_text("E build: unsupported operator")
+        raise UserError(f"rknn-toolkit2 could not convert {Path(onnx).name}: E (log: {kwargs['log_shown']})")
+
+    monkeypatch.setattr("studio.core.export.build_rknn", toolkit_fails)
+    out = tmp_path / "out" / "m.rknn"
+    result = cli("export", detector_pt, "--format", "rknn", "--imgsz", 96, "--calib", calib_dir, "--out", out)
+    assert result.exit_code == 2 and result.stderr.strip().endswith(f"(log: {out.with_suffix('.rknn.log')})")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.rknn.log"]
+    assert out.with_suffix(".rknn.log").read_text() == "E build: unsupported operator"
+
+
 def test_what_a_killed_export_left_goes_with_the_next_one(tmp_path):
     """Its staging folder beside the outputs and the toolkit's work folder in the temp folder (tens of MB)."""
     from deploy.runtime.output import clear_dead
@@ -259,3 +275,75 @@ def test_an_export_to_a_full_or_read_only_place_is_one_line(size, read_only, sai
     err = _one_line_error(_mounted(["export", detector_pt, "--imgsz", 96, "--out", mount / "m.onnx"], mount, size,
                                    read_only, tmp_path))
     assert said in err
+
+
+def _wait_for(condition, process: subprocess.Popen, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{what} never happened (exit code {process.poll()})")
+
+
+@pytest.mark.slow  # four short trainings in subprocesses
+def test_a_training_stopped_by_ctrl_c_or_killed_resumes_to_the_end(cli, tmp_path):
+    from studio.core.train import is_finished
+
+    data = generate(SynthConfig(tmp_path / "data", images=8, size=64))
+    args = ["train", "yolov8n.yaml", "--data", data, "--epochs", 20, "--imgsz", 64, "--batch", 4,
+            "--project", tmp_path / "runs", "--name", "t"]
+    weights = tmp_path / "runs" / "t" / "weights"
+    first = subprocess.Popen(list(map(str, [*STUDIO, *args])), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    _wait_for((weights / "last.pt").is_file, first, 180, "the first epoch's checkpoint")
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130 and err.strip() == "error: cancelled; earlier results are untouched", err[-2000:]
+    assert not is_finished(weights / "last.pt")
+
+    again = cli(*args)
+    assert again.exit_code == 2 and "--resume continues it, --force starts over" in again.stderr
+
+    saved = (weights / "last.pt").stat().st_mtime_ns
+    resumed = subprocess.Popen(list(map(str, [*STUDIO, *args, "--resume"])), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    _wait_for(lambda: (weights / "last.pt").stat().st_mtime_ns != saved, resumed, 180, "a resumed epoch's save")
+    resumed.kill()
+    resumed.wait()
+
+    rerun = _studio(*args, "--resume")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert is_finished(weights / "last.pt") and sorted(p.name for p in weights.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_an_rknn_export_stopped_by_ctrl_c_or_killed_leaves_nothing_after_the_next(detector_pt, calib_dir, tmp_path):
+    """Ctrl-C and kill while the toolkit builds: nothing under the final names, and a rerun clears what a kill left."""
+    out, temp = tmp_path / "out", tmp_path / "temp"
+    out.mkdir()
+    temp.mkdir()
+    args = [*STUDIO, "export", detector_pt, "--format", "rknn", "--imgsz", 96, "--calib", calib_dir,
+            "--out", out / "m.rknn"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(temp))
+
+    def building() -> bool:
+        return any(p.name.startswith("studio-rknn-") for p in temp.iterdir())
+
+    stopped = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    _wait_for(building, stopped, 120, "the toolkit's build")
+    stopped.send_signal(signal.SIGINT)
+    _, err = stopped.communicate(timeout=60)
+    assert stopped.returncode == 130 and err.strip() == "error: cancelled; earlier results are untouched", err[-2000:]
+    assert list(out.iterdir()) == [] and list(temp.iterdir()) == []
+
+    killed = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _wait_for(building, killed, 120, "the toolkit's build")
+    killed.kill()
+    killed.wait()
+    assert building() and [p.name for p in out.iterdir() if p.name.startswith(".studio-staging-")]
+
+    rerun = subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=240, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["m.onnx", "m.onnx.json", "m.rknn", "m.rknn.json", "m.rknn.log"]
+    assert not building()

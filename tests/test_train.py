@@ -41,3 +41,49 @@ def test_resume_of_a_finished_or_missing_run_is_refused(cli, tmp_path):
     result = cli("train", "yolov8n.yaml", "--data", data, "--project", tmp_path / "runs", "--name", "none",
                  "--resume")
     assert result.exit_code == 2 and "nothing to resume" in result.stderr
+
+
+class _Saves:
+    """Stands for ultralytics' trainer: save_model writes self.last and self.best in place."""
+
+    cut_after = None  # bytes written before the write is interrupted (None: never)
+
+    def __init__(self, weights):
+        self.last, self.best = weights / "last.pt", weights / "best.pt"
+
+    def save_model(self) -> bool:
+        new = b"new checkpoint " * 100
+        for path in (self.last, self.best):
+            path.write_bytes(new[: self.cut_after])
+            if self.cut_after is not None:
+                raise KeyboardInterrupt
+        return True
+
+
+def test_a_save_interrupted_halfway_keeps_the_earlier_checkpoints_whole(tmp_path):
+    from studio.core.train import with_whole_checkpoints
+
+    for name in ("last.pt", "best.pt"):
+        (tmp_path / name).write_bytes(b"earlier checkpoint")
+    trainer = with_whole_checkpoints(_Saves)(tmp_path)
+    trainer.cut_after = 100
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_model()
+    assert (tmp_path / "last.pt").read_bytes() == (tmp_path / "best.pt").read_bytes() == b"earlier checkpoint"
+    assert trainer.last == tmp_path / "last.pt" and trainer.best == tmp_path / "best.pt"
+
+    trainer.cut_after = None
+    assert trainer.save_model() is True
+    assert (tmp_path / "last.pt").read_bytes() == (tmp_path / "best.pt").read_bytes() == b"new checkpoint " * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # the cut part was replaced
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_force(cli, tmp_path):
+    data = generate(SynthConfig(tmp_path / "data", images=4, size=64))
+    weights = tmp_path / "runs" / "cut" / "weights"
+    weights.mkdir(parents=True)
+    (weights / "last.pt").write_bytes(b"PK\x03\x04 cut short")
+    result = cli("train", "yolov8n.yaml", "--data", data, "--project", tmp_path / "runs", "--name", "cut",
+                 "--resume")
+    assert result.exit_code == 2 and "last.pt is damaged" in result.stderr and "--force" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -73,13 +73,15 @@ def build_rknn(
     verbose: bool = False,
     poll: Callable[[int], None] | None = None,
     doctor: dict | None = None,
+    log_shown: Path | None = None,
 ) -> BuildOutcome:
     """Build `onnx_path` into `rknn_out`; simulate the given (1, 3, H, W) uint8 .npy inputs.
 
     `poll(n_simulated)` is called a few times a second while the child works; raising
     from it (a cancelled job) terminates the child. `doctor` ({'inputs': .npy paths to
     analyse, 'layers': how many to keep in float16, 'hybrid_out': .rknn path}) adds the
-    per-layer accuracy analysis and a hybrid build (int8 only).
+    per-layer accuracy analysis and a hybrid build (int8 only). `log_shown`: where errors tell the
+    user to read the log, when the caller moves it there from `log_path` (default: `log_path`).
     """
     options.validate()
     if doctor and options.quant != "int8":
@@ -105,10 +107,11 @@ def build_rknn(
     }
     request_path = workdir / "request.json"
     request_path.write_text(json.dumps(request))
-    _run_child(request_path, log_path, verbose, sim_dir, poll)
+    log_shown = log_shown or log_path
+    _run_child(request_path, log_path, log_shown, verbose, sim_dir, poll)
     result = json.loads((workdir / "result.json").read_text())
     if not result["ok"]:
-        raise UserError(f"rknn-toolkit2 could not convert {Path(onnx_path).name}: {result['error']} (log: {log_path})")
+        raise UserError(f"rknn-toolkit2 could not convert {Path(onnx_path).name}: {result['error']} (log: {log_shown})")
     found = result.get("doctor")
     if found:
         found["simulated"] = _load_outputs(found["simulated"])
@@ -123,7 +126,7 @@ def _load_outputs(files: list[str]) -> list[list[np.ndarray]]:
     return simulated
 
 
-def _run_child(request_path: Path, log_path: Path, verbose: bool, sim_dir: Path, poll) -> None:
+def _run_child(request_path: Path, log_path: Path, log_shown: Path, verbose: bool, sim_dir: Path, poll) -> None:
     """Run the worker, copying its output to the log (and stderr when verbose); terminate it on cancel."""
     cmd = [sys.executable, "-m", "deploy.convert.rknn_worker", str(request_path)]
     with open(log_path, "wb") as log:
@@ -145,7 +148,7 @@ def _run_child(request_path: Path, log_path: Path, verbose: bool, sim_dir: Path,
         finally:
             pump.join(timeout=5)
     if not (request_path.parent / "result.json").exists():
-        raise UserError(f"rknn-toolkit2 stopped unexpectedly (exit code {proc.returncode}); log: {log_path}")
+        raise UserError(f"rknn-toolkit2 stopped unexpectedly (exit code {proc.returncode}); log: {log_shown}")
 
 
 def _pump(stream, log, verbose: bool) -> None:

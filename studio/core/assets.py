@@ -21,6 +21,7 @@ import numpy as np
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged, write_json_atomic
 from deploy.runtime.digest import sha256_of
+from deploy.runtime.output import Output, write_image
 from studio.core.data.synth import SynthConfig, generate
 from studio.core.jobs import Job
 from studio.core.provenance import tool_versions
@@ -125,26 +126,24 @@ def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
 
 
 def _samples(req: AssetsRequest, job: Job) -> list[str]:
-    """A few test images, one large scene (with labels) and a short flight video over it."""
+    """A few test images, one large scene (with labels) and a short flight video over it, published together
+    (a run stopped half-way leaves the earlier samples as they were)."""
     import cv2
 
     data = req.work / "data"
-    samples = req.out / "samples"
-    samples.mkdir(parents=True, exist_ok=True)
-    written = []
-    for image in sorted((data / "images" / "test").glob("*.png"))[:8]:
-        shutil.copyfile(image, samples / image.name)
-        written.append(str(samples / image.name))
     scene = data / "images" / "scenes" / "scene_000.png"
     if not scene.is_file():
         raise UserError(f"{scene} is missing: run the data step with scenes")
-    image = cv2.imread(str(scene))
-    cv2.imwrite(str(samples / "scene_000.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    shutil.copyfile(data / "labels" / "scenes" / "scene_000.txt", samples / "scene_000.txt")
-    written += [str(samples / "scene_000.jpg"), str(samples / "scene_000.txt")]
-    job.stage("flight video")
-    written.append(str(flight_video(image, samples / "flight.avi")))
-    return written
+    samples = req.out / "samples"
+    with Output(samples, force=True, inputs=[data]) as staging:
+        for image in sorted((data / "images" / "test").glob("*.png"))[:8]:
+            shutil.copyfile(image, staging / image.name)
+        image = cv2.imread(str(scene))
+        write_image(staging / "scene_000.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        shutil.copyfile(data / "labels" / "scenes" / "scene_000.txt", staging / "scene_000.txt")
+        job.stage("flight video")
+        flight_video(image, staging / "flight.avi")
+    return sorted(str(p) for p in samples.iterdir())
 
 
 def flight_video(scene: np.ndarray, path: Path, size: int = 320, frames: int = 150, fps: int = 15) -> Path:

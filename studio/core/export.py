@@ -197,7 +197,7 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
     _check_quant_matches(req, src)
     paths = _plan_paths(req, src)
     ensure_writable_dir(paths["main"].parent)
-    refuse_overwrite(list(paths.values()), req.force)  # the build log too: it is written as the build runs
+    refuse_overwrite(list(paths.values()), req.force)  # the build log too: a failed build publishes it alone
     needs_images = req.format == "rknn" and (req.rknn.quant == "int8" or req.report or req.doctor)
     if needs_images and req.calib is None:
         raise UserError("--quant int8 and --report need images: add --calib DIR (training or validation images)")
@@ -252,13 +252,20 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             dataset, inputs = prepare_calibration(images, src.imgsz, work, job.stepper("calibration images"))
         simulate = inputs[: min(req.report_count, len(inputs))] if req.report or req.doctor else []
         job.stage("build rknn", None, f"{opts.platform} {opts.quant}" + (" + doctor" if req.doctor else ""))
-        outcome = build_rknn(
-            onnx_path, staging.path(paths["main"]), opts, outputs, work, paths["log"],
-            dataset=dataset if opts.quant == "int8" else None, simulate=simulate, verbose=req.verbose,
-            poll=lambda n: job.step("build rknn", 0, None),
-            doctor={"inputs": inputs[:DOCTOR_IMAGES], "layers": req.doctor_layers,
-                    "hybrid_out": staging.path(paths["hybrid"])} if req.doctor else None,
-        )
+        log = staging.path(paths["log"])  # published with the model; alone when the toolkit fails
+        try:
+            outcome = build_rknn(
+                onnx_path, staging.path(paths["main"]), opts, outputs, work, log,
+                dataset=dataset if opts.quant == "int8" else None, simulate=simulate, verbose=req.verbose,
+                poll=lambda n: job.step("build rknn", 0, None),
+                doctor={"inputs": inputs[:DOCTOR_IMAGES], "layers": req.doctor_layers,
+                        "hybrid_out": staging.path(paths["hybrid"])} if req.doctor else None,
+                log_shown=paths["log"],
+            )
+        except UserError:
+            if log.is_file():  # the failed build's log is what the user reads next
+                log.replace(paths["log"])
+            raise
         if opts.quant == "int8":
             quant = outcome.quantization
         elif opts.quant == "qdq":  # as the built file records them; else as the QDQ graph says

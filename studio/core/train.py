@@ -78,6 +78,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     if not req.resume:
         resolve_model_path(req.model)  # fails early, with the no-download message, for a missing .pt
     model = YOLO(str(last) if req.resume else req.model)
+    trainer = with_whole_checkpoints(model._smart_load("trainer"))
     job.stage("train", req.epochs)
 
     def on_batch_end(trainer) -> None:
@@ -95,7 +96,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
         args = dict(data=str(req.data), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch, device=req.devices,
                     workers=req.workers, project=str(Path(req.project).resolve()), name=req.name, exist_ok=True,
                     plots=False, amp=False, seed=req.seed, verbose=req.verbose)
-        model.train(resume=True) if req.resume else model.train(**args)
+        model.train(resume=True, trainer=trainer) if req.resume else model.train(trainer=trainer, **args)
     finally:
         LOGGER.setLevel(level)
     trainer = model.trainer
@@ -150,11 +151,37 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
                        map50=result.map50, seconds=round(time.monotonic() - started, 1))
 
 
+def with_whole_checkpoints(trainer_class: type) -> type:
+    """The ultralytics trainer, saving each epoch's last.pt and best.pt under a temporary name and renaming.
+
+    ultralytics writes them in place, so a kill or Ctrl-C during the write left a truncated last.pt that
+    no --resume could read; now the old checkpoint stays whole until the new one is.
+    """
+
+    def save_model(self) -> bool:
+        final = {"last": self.last, "best": self.best}
+        parts = {key: path.with_name(f".{path.name}.part") for key, path in final.items()}
+        self.last, self.best = parts["last"], parts["best"]
+        try:
+            saved = trainer_class.save_model(self)
+        finally:
+            self.last, self.best = final["last"], final["best"]
+        for key in ("last", "best"):  # last first: a kill between the two leaves a whole pair
+            if parts[key].exists():
+                parts[key].replace(final[key])
+        return saved
+
+    return type(f"WholeCheckpoints{trainer_class.__name__}", (trainer_class,), {"save_model": save_model})
+
+
 def is_finished(checkpoint: Path) -> bool:
     """ultralytics marks a checkpoint whose training completed with epoch -1."""
     import torch
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for a cut or foreign file
+        raise UserError(f"{checkpoint} is damaged ({type(exc).__name__}); --force starts the run over") from None
     return ckpt.get("epoch", -1) == -1
 
 
