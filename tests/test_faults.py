@@ -87,6 +87,28 @@ def test_an_existing_output_is_kept_unless_forced_then_replaced_whole(command, d
     assert _beside(out) == ["out"]
 
 
+@pytest.mark.parametrize("command", ["synth", "import", "tile", "predict"])
+def test_ctrl_c_mid_work_over_an_earlier_output_keeps_it_as_it_was(command, cli, dataset, tiny_onnx, tmp_path,
+                                                                  monkeypatch):
+    """Ctrl-C arrives once the writer has reported its first item (in-process, so it lands mid-work every time)."""
+    from studio.cli_support import ProgressView
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "earlier.txt").write_text("an earlier output")
+    show = ProgressView._show
+
+    def interrupted(view, event):
+        show(view, event)
+        if event.done:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressView, "_show", interrupted)
+    result = cli(*_writers(dataset, tiny_onnx, out)[command], "--force")
+    assert result.exit_code == 130 and result.stderr.strip() == "error: cancelled; earlier results are untouched"
+    assert [p.name for p in out.iterdir()] == ["earlier.txt"] and _beside(out) == ["out"]
+
+
 @pytest.mark.parametrize("command", ["import", "tile", "predict"])
 def test_an_output_inside_its_input_is_refused(command, dataset, tiny_onnx, tmp_path):
     inside = dataset.parent / "images" / "train" / "out"

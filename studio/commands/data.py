@@ -57,7 +57,7 @@ def data_import(
     """
     from studio.core.data.formats import import_dataset
 
-    data_yaml = import_dataset(fmt, source, out, images, split, force)
+    data_yaml = run_job(lambda job: import_dataset(fmt, source, out, images, split, force, job), json_out)
     if json_out:
         print_json({"data": str(data_yaml)})
     else:

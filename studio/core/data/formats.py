@@ -21,6 +21,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.output import Output
+from studio.core.jobs import Job
 
 FORMATS = ("yolo", "coco", "voc", "dota")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -227,16 +228,22 @@ def write_data_yaml(out: Path, names, splits, by: str) -> Path:
     return path
 
 
-def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by: str) -> Path:
+def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by: str,
+               job: Job | None = None) -> Path:
     """Write the internal form (images linked or copied, labels clipped to the image) and data.yaml."""
     if not any(splits.values()):
         raise UserError("the dataset is empty: no images were found")
+    job = job or Job()
     index = {n: i for i, n in enumerate(names)}
     difficult: dict[str, list[int]] = {}
+    total, done = sum(map(len, splits.values())), 0
+    job.stage("import", total)
     for split, samples in splits.items():
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for sample in samples:
+            done += 1
+            job.step("import", done, total)
             if not sample.image.is_file():
                 raise UserError(f"{sample.image}: image named by the annotations does not exist")
             w, h = image_size(sample.image)
@@ -263,7 +270,7 @@ def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by:
 
 
 def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None, split: str = "train",
-                   force: bool = False) -> Path:
+                   force: bool = False, job: Job | None = None) -> Path:
     """Read `source` in `fmt` and write the internal form under `out`, whole or not at all; returns its data.yaml."""
     if fmt not in FORMATS:
         raise UserError(f"format {fmt!r} is not one of: {', '.join(FORMATS)}")
@@ -288,7 +295,7 @@ def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None
         names, kept = _join(out, base, names, split, force)
     with Output(out, force=force or base is not None, inputs=inputs) as staging:
         _carry(out, staging, kept)
-        write_yolo(staging, names, splits, by)
+        write_yolo(staging, names, splits, by, job)
         if kept:
             write_data_yaml(staging, names, [s for s in SPLIT_ORDER if s in kept or s in splits], by)
     return out / "data.yaml"
