@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from studio.core.compress.chain import STAGES, TRAINING, Stage, _run_stage
-from studio.core.compress.recipe import OPTIONAL, planned
+from studio.core.compress.recipe import FITTING, OPTIONAL, planned
 from studio.core.compress.recipe import STAGES as STAGE_NAMES
 from studio.core.jobs import Job, ProgressEvent
 
 
 def test_the_chain_runs_the_stages_the_recipe_names_in_its_order():
     assert tuple(stage.name for stage in STAGES) == STAGE_NAMES
-    assert set(TRAINING) == set(OPTIONAL)
+    assert set(TRAINING) == set(OPTIONAL) | set(FITTING)
+    assert planned(["qat", "finetune"]) == ["finetune", "qat", "export", "verify"]
     assert planned({"qat": {}, "prune": {}}) == ["prune", "qat", "export", "verify"]
     assert planned(iter(["distill"])) == ["distill", "export", "verify"]  # any iterable of section names
 

@@ -99,3 +99,59 @@ def test_the_bundled_recipe_report_renders_from_its_json_byte_for_byte():
     folder = Path(__file__).resolve().parent.parent / "assets" / "reports" / "int8-recipe"
     report = json.loads((folder / "compress_report.json").read_text())
     assert _markdown(report) == (folder / "compress_report.md").read_text()
+
+
+def test_relative_paths_start_at_the_recipe_files_folder(tiny_pair, tmp_path, monkeypatch):
+    from studio.core.compress.recipe import anchored, load_recipe
+
+    data, teacher, student = tiny_pair
+    project = tmp_path / "project"
+    (project / "recipes").mkdir(parents=True)
+    for source, name in ((student, "student.pt"), (teacher, "teacher.pt")):
+        (project / name).symlink_to(source)
+    raw = {"model": "../student.pt", "teacher": "../teacher.pt", "data": str(data), "distill": None,
+           "qat": {"teacher": "../teacher.pt"}}
+    path = project / "recipes" / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)  # another working folder than the recipe's
+    recipe = load_recipe(path)
+    assert recipe.model.resolve() == (project / "student.pt").resolve() and recipe.model.is_file()
+    assert recipe.qat["teacher"].resolve() == (project / "teacher.pt").resolve()
+    moved = anchored(raw, path)  # written elsewhere (a sweep's candidates), it names the same files
+    assert moved["model"] == str((project / "student.pt").resolve()) and moved["data"] == str(Path(data).resolve())
+    assert moved["qat"]["teacher"] == str((project / "teacher.pt").resolve()) and raw["model"] == "../student.pt"
+
+    (project / "recipes" / "bad.yaml").write_text(yaml.safe_dump({**raw, "model": "student.pt"}))
+    with pytest.raises(Exception, match=r"model student.pt does not exist \(relative paths start at the recipe"):
+        load_recipe(project / "recipes" / "bad.yaml")
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "int8.yaml"])
+def test_the_bundled_recipes_name_the_bundled_models_from_anywhere(name, tmp_path, monkeypatch):
+    import studio
+    from studio.core.compress.recipe import anchored
+
+    path = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes" / name
+    monkeypatch.chdir(tmp_path)
+    raw = anchored(yaml.safe_load(path.read_text()), path)
+    assert Path(raw["model"]).is_file() and Path(raw["model"]).name == "student.pt"
+    assert Path(raw["data"]) == path.parents[2] / "out" / "assets" / "data" / "data.yaml"
+
+
+def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is_trained(tiny_pair, tmp_path):
+    import torch
+    from conftest import make_detector
+
+    from studio.core.compress.recipe import load_recipe
+
+    coco = tmp_path / "coco80.pt"  # stands for a COCO-pretrained checkpoint
+    torch.save({"model": make_detector(nc=80), "ema": None}, coco)
+    own = load_recipe(_recipe(tmp_path, tiny_pair))  # the user's model and teacher know the data's classes
+    assert own.stages() == ["prune", "distill", "qat", "export", "verify"]
+    pretrained = load_recipe(_recipe(tmp_path, tiny_pair, model=str(coco), teacher="yolov8s.yaml"))
+    assert pretrained.stages() == ["finetune", "teacher", "prune", "distill", "qat", "export", "verify"]
+    assert pretrained.teacher == Path("yolov8s.yaml")
+    asked = load_recipe(_recipe(tmp_path, tiny_pair, finetune={"epochs": 2}, distill=None, prune=None))
+    assert asked.stages() == ["finetune", "qat", "export", "verify"] and asked.finetune["epochs"] == 2
+    with pytest.raises(Exception, match="teacher yolov9q.yaml: no such architecture"):
+        load_recipe(_recipe(tmp_path, tiny_pair, teacher="yolov9q.yaml"))

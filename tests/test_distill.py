@@ -105,3 +105,26 @@ def test_distill_rejects_bad_requests(cli, tiny_pair, tmp_path):
     assert bad_term.exit_code == 2 and "--kd 'logits' must be known terms" in bad_term.stderr
     missing = cli("compare", student, tmp_path / "nope.pt")
     assert missing.exit_code == 2 and "nope.pt" in missing.stderr
+
+
+def test_a_student_of_other_classes_learns_the_datas_and_a_teacher_must_know_them(cli, tiny_pair, tmp_path):
+    from conftest import make_detector
+
+    from studio.core.models import class_names
+
+    data, teacher, student = tiny_pair
+    coco = tmp_path / "coco80.pt"  # stands for a COCO-pretrained checkpoint: 80 other classes
+    torch.save({"model": make_detector(nc=80), "ema": None}, coco)
+    for given in (coco, "yolov8n.yaml"):
+        out = tmp_path / Path(str(given)).stem
+        result = cli("distill", "--student", given, "--teacher", teacher, "--data", data, "--epochs", 1,
+                     "--imgsz", 64, "--batch", 8, "--val-limit", 4, "--out", out, "--json")
+        assert result.exit_code == 0, result.stderr
+        saved = torch.load(json.loads(result.stdout)["model"], map_location="cpu", weights_only=False)["ema"]
+        assert class_names(saved) == class_names(torch.load(teacher, weights_only=False)["model"])
+        assert saved.model[-1].nc == 4
+
+    refused = cli("distill", "--student", student, "--teacher", coco, "--data", data, "--epochs", 1,
+                  "--imgsz", 64, "--out", tmp_path / "refused")
+    assert refused.exit_code == 2 and "not the data's classes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

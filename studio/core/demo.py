@@ -78,7 +78,8 @@ def demo_recipe(req: DemoRequest, data_yaml: Path) -> dict:
             raise UserError(f"{path}: no such checkpoint; run `studio assets` to rebuild the bundled models, "
                             f"or pass {flag}")
     val_images = max(1, round(req.images * 0.2))
-    recipe = {"model": str(model), "teacher": str(teacher), "data": str(data_yaml), "imgsz": req.imgsz}
+    recipe = {"model": str(model.resolve()), "teacher": str(teacher.resolve()), "data": str(data_yaml.resolve()),
+              "imgsz": req.imgsz}  # absolute: a recipe's relative paths start at its own folder
     for stage, options in SHORT_BUDGET.items():
         recipe[stage] = {**options, **({"val_limit": val_images} if stage != "export" else {})}
     recipe["export"] = {**recipe["export"], "platform": req.platform}

@@ -238,6 +238,15 @@ def _stage_onnx(req: ExportRequest, src: _Source, paths: dict, staging: Staging,
     return staged
 
 
+def _output_quant(quant: str, outcome, onnx_path: Path, outputs: list[str]) -> list[dict]:
+    """How each output of the built model is quantized (its dtype, and for int8 its scale and zero point)."""
+    if quant == "int8":
+        return outcome.quantization
+    if quant == "qdq":  # as the built file records them; else as the QDQ graph says
+        return outcome.quantization or onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
+    return [{"name": n, "dtype": "float16"} for n in outputs]
+
+
 def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Staging, job: Job, result) -> None:
     """Build the RKNN from the staged ONNX in rknn-toolkit2; record its output quantization; verify it."""
     opts = req.rknn
@@ -266,12 +275,7 @@ def _stage_rknn(req, src: _Source, onnx_path: Path, images, paths, staging: Stag
             if log.is_file():  # the failed build's log is what the user reads next
                 log.replace(paths["log"])
             raise
-        if opts.quant == "int8":
-            quant = outcome.quantization
-        elif opts.quant == "qdq":  # as the built file records them; else as the QDQ graph says
-            quant = outcome.quantization or onnx_graph.qdq_output_quant(onnx_graph.load_onnx(onnx_path))
-        else:
-            quant = [{"name": n, "dtype": "float16"} for n in outputs]
+        quant = _output_quant(opts.quant, outcome, onnx_path, outputs)
         if req.report or req.doctor:
             job.stage("verify", len(simulate))
             report = compare_outputs(onnx_path, simulate, outcome.simulated, job.stepper("verify"),

@@ -6,6 +6,10 @@ network, and silently downloading weights would hide where a model came from).
 """
 from __future__ import annotations
 
+import copy
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,22 +68,24 @@ def bundled_architecture(name: str) -> Path | None:
         return None
 
 
-def load_detector(name: str):
-    """Load a torch detection model from a .pt checkpoint or a .yaml architecture; returns (model, path)."""
+def load_detector(name: str, nc: int | None = None):
+    """Load a torch detection model from a .pt checkpoint or a .yaml architecture (built with `nc` classes when
+    given, else the yaml's); returns (model, path)."""
     path = resolve_model_path(name)
     if path.suffix in (".yaml", ".yml"):
         # a bundled name keeps its scale letter (yolov8n.yaml), which the unified file name lacks
-        return _build_from_yaml(name if not Path(name).is_file() else path), path
+        return _build_from_yaml(name if not Path(name).is_file() else path, nc), path
     if path.suffix in TORCH_SUFFIXES:
         return _load_checkpoint(path), path
     raise UserError(f"{path}: expected an ultralytics checkpoint (.pt) or architecture (.yaml), got {path.suffix!r}")
 
 
-def _build_from_yaml(path):
+def _build_from_yaml(path, nc: int | None = None):
     from ultralytics.nn.tasks import DetectionModel
 
     try:
-        return DetectionModel(str(path), verbose=False).eval()
+        with ultralytics_quiet():
+            return DetectionModel(str(path), nc=nc, verbose=False).eval()
     except Exception as exc:
         raise UserError(f"{path}: not a usable ultralytics detection architecture ({exc})") from None
 
@@ -111,6 +117,53 @@ def class_names(model) -> list[str]:
     if isinstance(names, (list, tuple)) and len(names) == nc:
         return [str(n) for n in names]
     return [f"class{i}" for i in range(nc)]
+
+
+def detects(name, names: list[str]) -> bool:
+    """Whether a model file already detects exactly `names` (an architecture never does: it is untrained)."""
+    path = resolve_model_path(str(name))
+    if path.suffix in (".yaml", ".yml"):
+        return False
+    return class_names(_load_checkpoint(path)) == names
+
+
+@contextmanager
+def ultralytics_quiet() -> Iterator[None]:
+    """ultralytics' info lines held back (cache scans, "Overriding model.yaml nc=80 with nc=4"): the job's
+    progress and the studio's own messages say what matters; its warnings still show."""
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
+def for_classes(model, names: list[str]):
+    """The detector made for exactly `names`, and whether it had to be remade.
+
+    A model of other classes (an 80-class COCO checkpoint on a 4-class dataset) keeps its architecture
+    and every weight but the class outputs; rows of classes it already knows by name are carried over,
+    the others start untrained, so it needs fine-tuning on the data. An architecture built from a yaml
+    names its classes 0..n-1: it takes the data's names.
+    """
+    from ultralytics.nn.tasks import DetectionModel
+
+    known = class_names(model)
+    if known == names:
+        return model, False
+    placeholder = known == [str(i) for i in range(len(known))]
+    if placeholder and len(known) == len(names):
+        model.names = dict(enumerate(names))
+        return model, False
+    with ultralytics_quiet():
+        remade = DetectionModel(copy.deepcopy(model.yaml), nc=len(names), verbose=False)
+        remade.names = dict(enumerate(names))  # before load: class rows are matched by name
+        remade.load(model, verbose=False)
+    remade.names = dict(enumerate(names))
+    return remade.eval(), True
 
 
 def inspect_model(name: str, imgsz: int | None = None) -> ModelInfo:

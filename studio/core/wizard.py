@@ -62,7 +62,7 @@ class WizardState:
 
     def full_recipe(self) -> dict:
         paths = {"model": self.model, "teacher": self.teacher, "data": self.data}
-        return {**{k: str(v) for k, v in paths.items() if v}, **self.recipe}
+        return {**{k: str(Path(v).resolve()) for k, v in paths.items() if v}, **self.recipe}  # see anchored()
 
     def set_report(self, report: dict | None) -> None:
         """A new (or no) run: what was picked and exported from the previous one no longer holds."""

@@ -61,8 +61,30 @@ def _kd(options: dict, default_terms: str) -> KdConfig:
 
 def _float_model(recipe: Recipe, reports: dict) -> Path:
     """The float model so far: the last training stage's, or the recipe's own."""
-    made = [reports[name]["model"] for name in ("distill", "prune") if name in reports]
+    made = [reports[name]["model"] for name in ("distill", "prune", "finetune") if name in reports]
     return Path(made[0]) if made else recipe.model
+
+
+def _teacher(recipe: Recipe, reports: dict) -> Path | None:
+    """The teacher: the one trained by the teacher stage, or the recipe's own."""
+    return Path(reports["teacher"]["model"]) if "teacher" in reports else recipe.teacher
+
+
+def _fit(model: Path, recipe: Recipe, folder: Path, resume: bool, job: Job) -> dict:
+    """Train `model` (remade for the data's classes where they differ) on the data, without a teacher."""
+    from studio.core.compress.distill import DistillRequest, distill
+
+    return distill(DistillRequest(teacher=None, student=str(model), data=recipe.data, out=folder,
+                                  kd=KdConfig(terms=()), imgsz=recipe.imgsz, resume=resume, force=not resume,
+                                  **recipe.finetune), job).to_dict()
+
+
+def _finetune(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
+    return _fit(recipe.model, recipe, folder, resume, job)
+
+
+def _train_teacher(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
+    return _fit(recipe.teacher, recipe, folder, resume, job)
 
 
 def _prune(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
@@ -71,7 +93,7 @@ def _prune(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) 
     options = dict(recipe.prune)
     kd = options.pop("kd", KD_TERMS)
     return prune(PruneRequest(model=_float_model(recipe, reports), out=folder, data=recipe.data,
-                              teacher=recipe.teacher, imgsz=recipe.imgsz, kd=tuple(kd), resume=resume,
+                              teacher=_teacher(recipe, reports), imgsz=recipe.imgsz, kd=tuple(kd), resume=resume,
                               force=not resume, **options), job).to_dict()
 
 
@@ -80,7 +102,7 @@ def _distill(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job
 
     options = dict(recipe.distill)
     kd = _kd(options, ",".join(KD_TERMS))
-    return distill(DistillRequest(teacher=recipe.teacher, student=str(_float_model(recipe, reports)),
+    return distill(DistillRequest(teacher=_teacher(recipe, reports), student=str(_float_model(recipe, reports)),
                                   data=recipe.data, out=folder, kd=kd, imgsz=recipe.imgsz, resume=resume,
                                   force=not resume, **options), job).to_dict()
 
@@ -160,12 +182,15 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
     return {"rows": rows}
 
 
-STAGES = (Stage("prune", "prune", "prune_report.json", "progress.json", _prune),
+STAGES = (Stage("finetune", "finetune", "distill_report.json", "state.pt", _finetune),
+          Stage("teacher", "teacher", "distill_report.json", "state.pt", _train_teacher),
+          Stage("prune", "prune", "prune_report.json", "progress.json", _prune),
           Stage("distill", "distill", "distill_report.json", "state.pt", _distill),
           Stage("qat", "qat", "qat_report.json", None, _qat),
           Stage("export", "exports", "export_report.json", None, _export),
           Stage("verify", "verify", "verify_report.json", None, _verify))
-TRAINING = ("prune", "distill", "qat")  # under torchrun every rank trains; rank 0 alone exports and verifies
+TRAINING = ("finetune", "teacher", "prune", "distill", "qat")  # under torchrun every rank trains; rank 0
+# alone exports and verifies
 
 
 def _report_cosine(rknn: Path) -> float | None:

@@ -65,7 +65,8 @@ class DistillResult:
 def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     """Train the student (distilled when terms are on) and return its best val mAP."""
     from studio.core.compress.loop import LoopConfig, fit
-    from studio.core.models import load_detector
+    from studio.core.data.formats import read_yaml, yaml_names
+    from studio.core.models import class_names, for_classes, load_detector
     from studio.core.provenance import provenance
 
     job = job or Job()
@@ -78,12 +79,18 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     ctx = distributed.context()
     claim_run(Path(req.out), req.resume, req.force, "distillation run", remove=ctx.main)
     distributed.barrier(ctx)
-    student, _ = load_detector(req.student)
-    if str(req.student).endswith((".yaml", ".yml")):
-        _name_like_teacher(student, req)
+    names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
+    student, remade = for_classes(load_detector(req.student, nc=len(names))[0], names)
+    if remade:  # e.g. an 80-class COCO checkpoint on a 4-class dataset: its class outputs start untrained
+        job.stage("new class outputs", None, f"{Path(req.student).name} detects other classes: its class outputs "
+                                             f"are remade for the data's {len(names)} ({', '.join(names[:6])})")
     distiller = None
     if req.kd.terms:
         teacher, _ = load_detector(str(req.teacher))
+        if class_names(teacher) != names:
+            raise UserError(f"--teacher {req.teacher} detects {class_names(teacher)[:5]}..., not the data's classes "
+                            f"{names}: fine-tune it on the data first (studio distill --student {req.teacher} "
+                            "--kd none ...), or let a recipe train one (teacher: yolov8s.yaml)")
         distiller = Distiller(teacher, student, req.kd, req.imgsz)
     cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=Path(req.out), imgsz=req.imgsz, batch=req.batch,
                      lr=req.lr, workers=req.workers, val_limit=req.val_limit, resume=req.resume)
@@ -98,17 +105,6 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     if distributed.is_main():
         write_json_atomic(Path(req.out) / "distill_report.json", out.to_dict())
     return out
-
-
-def _name_like_teacher(student, req: DistillRequest) -> None:
-    """A student built from a yaml has placeholder names; it learns the dataset's classes."""
-    from studio.core.data.formats import read_yaml, yaml_names
-
-    names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
-    if student.model[-1].nc != len(names):
-        raise UserError(f"{req.student}: built for {student.model[-1].nc} classes, the data has {len(names)}; "
-                        f"use a checkpoint trained on it")
-    student.names = dict(enumerate(names))
 
 
 def ablation(req: DistillRequest, job: Job | None = None) -> dict:

@@ -77,19 +77,17 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: i
     """Ultralytics' training data; with several ranks each reads its share (DistributedSampler) of batch/world."""
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import LOGGER
+
+    from studio.core.models import ultralytics_quiet
 
     per_rank = max(cfg.batch // world, 1)  # --batch is the global batch
-    level = LOGGER.level
-    LOGGER.setLevel("WARNING")  # ultralytics reports every cache scan; the job's progress says enough
     try:
-        data = check_det_dataset(str(cfg.data))
-        stride = max(int(model.stride.max()), 32)
-        dataset = build_yolo_dataset(hyp, data["train"], per_rank, data, mode="train", stride=stride)
+        with ultralytics_quiet():  # it reports every cache scan
+            data = check_det_dataset(str(cfg.data))
+            stride = max(int(model.stride.max()), 32)
+            dataset = build_yolo_dataset(hyp, data["train"], per_rank, data, mode="train", stride=stride)
     except Exception as exc:
         raise UserError(f"--data {cfg.data}: cannot load the training split ({exc})") from None
-    finally:
-        LOGGER.setLevel(level)
     loader = build_dataloader(dataset, per_rank, cfg.workers, shuffle=True, pin_memory=False, rank=rank)
     if rank != -1:  # one permutation on every rank, so their shares are disjoint (ultralytics seeds per rank)
         loader.sampler.seed = cfg.seed

@@ -118,4 +118,10 @@ EXPORT = Options(
     Option("calib_count", int, 100, "Calibration images for post-training int8 (0: all).", low=0),
 )
 VERIFY = Options(Option("limit", int, None, "Val images for the simulator's mAP (default: all).", low=1, empty=True))
-SECTIONS = {"prune": PRUNE, "distill": DISTILL, "qat": QAT, "export": EXPORT, "verify": VERIFY}
+FINETUNE = Options(
+    _epochs(10, "Epochs that fit a model of other classes (or an architecture) to the data's classes; a teacher "
+                "that needs it is trained with the same budget."),
+    BATCH, Option("lr", float, 0.001, "Peak learning rate (AdamW, cosine decay).", positive=True), VAL_LIMIT,
+)
+SECTIONS = {"finetune": FINETUNE, "prune": PRUNE, "distill": DISTILL, "qat": QAT, "export": EXPORT,
+            "verify": VERIFY}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.output import claim_run
-from studio.core.compress.recipe import TOP, recipe_from
+from studio.core.compress.recipe import TOP, anchored, load_recipe, recipe_from
 from studio.core.jobs import Job
 
 STAGES = ("prune", "distill", "qat")
@@ -118,7 +118,6 @@ def run_candidate(recipe: dict, folder: str) -> dict:
     import yaml
 
     from studio.core.compress.chain import run_recipe
-    from studio.core.compress.recipe import load_recipe
 
     folder_path = Path(folder)
     folder_path.mkdir(parents=True, exist_ok=True)
@@ -144,13 +143,12 @@ def run_sweep(req: SweepRequest, job: Job | None = None) -> dict:
     """Run every candidate not finished yet, collect all outcomes, write sweep_report.{json,md,png}."""
     import yaml
 
-    from studio.core.compress.recipe import load_recipe
     from studio.core.compress.sweep_report import write_sweep_report
 
     job = job or Job()
     started = time.monotonic()
     load_recipe(req.recipe)  # the base must be a good recipe before anything starts
-    base = yaml.safe_load(Path(req.recipe).read_text())
+    base = anchored(yaml.safe_load(Path(req.recipe).read_text()), Path(req.recipe))  # candidates live elsewhere
     axes = parse_grid(req.grid)
     if req.workers < 1:
         raise UserError("--workers must be at least 1")
