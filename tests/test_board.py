@@ -136,8 +136,14 @@ def test_push_sends_only_what_changed_and_resumes(cli, board, tiny_onnx):
 
 
 @pytest.mark.slow  # pushes to the board over SSH (7-18 s here)
-def test_run_streams_detections_and_frames_then_leaves_no_process(cli, board, tiny_onnx, scenes):
-    result = cli("board", "run", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", 2,
+def test_run_streams_detections_and_frames_then_leaves_no_process(cli, board, tiny_onnx, scenes, tmp_path):
+    from studio.core.bundle import write_bundle
+
+    bundle = tmp_path / "bundle"  # as compress writes it, here of a float ONNX model: run takes the folder
+    write_bundle({"platform": "rk3588", "imgsz": 96, "data": "d/data.yaml", "recipe": "r.yaml"},
+                 {"variant": "float", "path": str(tiny_onnx), "format": "onnx", "quant": "float32", "map50_95": 0.5,
+                  "map50": 0.7, "images": 4}, bundle)
+    result = cli("board", "run", BOARD, bundle, "--backend", "ort", "--source", scenes, "--workers", 2,
                  "--conf", 0.05, "--jpeg", 80, "--json")
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]

@@ -15,9 +15,9 @@ from studio.core.jobs import Job, ProgressEvent
 def test_the_chain_runs_the_stages_the_recipe_names_in_its_order():
     assert tuple(stage.name for stage in STAGES) == STAGE_NAMES
     assert set(TRAINING) == set(OPTIONAL) | set(FITTING)
-    assert planned(["qat", "finetune"]) == ["finetune", "qat", "export", "verify"]
-    assert planned({"qat": {}, "prune": {}}) == ["prune", "qat", "export", "verify"]
-    assert planned(iter(["distill"])) == ["distill", "export", "verify"]  # any iterable of section names
+    assert planned(["qat", "finetune"]) == ["finetune", "qat", "export", "verify", "bundle"]
+    assert planned({"qat": {}, "prune": {}}) == ["prune", "qat", "export", "verify", "bundle"]
+    assert planned(iter(["distill"])) == ["distill", "export", "verify", "bundle"]  # any iterable of section names
 
 
 class Recorder:

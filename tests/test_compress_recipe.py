@@ -57,7 +57,7 @@ def test_a_section_without_options_runs_with_defaults_and_bits_may_be_text(tiny_
     path.write_text(f"model: {student}\nteacher: {teacher}\ndata: {data}\ndistill:\nqat:\n  bits: 16,8\n")
     recipe = load_recipe(path)
     assert recipe.distill == {} and recipe.qat == {"bits": [16, 8]} and recipe.prune is None
-    assert recipe.stages() == ["distill", "qat", "export", "verify"]
+    assert recipe.stages() == ["distill", "qat", "export", "verify", "bundle"]
 
 
 def test_distillation_weights_in_a_recipe_reach_the_stage(tiny_pair, tmp_path):
@@ -147,11 +147,11 @@ def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is
     coco = tmp_path / "coco80.pt"  # stands for a COCO-pretrained checkpoint
     torch.save({"model": make_detector(nc=80), "ema": None}, coco)
     own = load_recipe(_recipe(tmp_path, tiny_pair))  # the user's model and teacher know the data's classes
-    assert own.stages() == ["prune", "distill", "qat", "export", "verify"]
+    assert own.stages() == ["prune", "distill", "qat", "export", "verify", "bundle"]
     pretrained = load_recipe(_recipe(tmp_path, tiny_pair, model=str(coco), teacher="yolov8s.yaml"))
-    assert pretrained.stages() == ["finetune", "teacher", "prune", "distill", "qat", "export", "verify"]
+    assert pretrained.stages() == ["finetune", "teacher", "prune", "distill", "qat", "export", "verify", "bundle"]
     assert pretrained.teacher == Path("yolov8s.yaml")
     asked = load_recipe(_recipe(tmp_path, tiny_pair, finetune={"epochs": 2}, distill=None, prune=None))
-    assert asked.stages() == ["finetune", "qat", "export", "verify"] and asked.finetune["epochs"] == 2
+    assert asked.stages() == ["finetune", "qat", "export", "verify", "bundle"] and asked.finetune["epochs"] == 2
     with pytest.raises(Exception, match="teacher yolov9q.yaml: no such architecture"):
         load_recipe(_recipe(tmp_path, tiny_pair, teacher="yolov9q.yaml"))

@@ -27,7 +27,13 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tmp_path, monkeypatch):
     assert first.exit_code == 0, first.stderr
     result = json.loads(first.stdout)
     chain = result["chain"]
-    assert chain["stages"] == ["prune", "distill", "qat", "export", "verify"]
+    assert chain["stages"] == ["prune", "distill", "qat", "export", "verify", "bundle"]
+    from studio.core.bundle import bundle_model
+
+    bundle = Path(chain["bundle"])  # the most accurate int8 variant, with its ONNX twin and how to run it
+    best_int8 = max((r for r in chain["rows"] if r["format"] == "rknn"), key=lambda r: r["map50_95"])
+    assert bundle_model(bundle).read_bytes() == Path(best_int8["path"]).read_bytes()
+    assert bundle_model(bundle, "ort").suffix == ".onnx" and (bundle / "README.md").is_file()
     assert [r["variant"] for r in chain["rows"]] == ["float", "ptq-normal", "qat"]
     assert chain["val_images"] == 4  # the val split of 20 images, all scored
     float_row, ptq, qat = chain["rows"]

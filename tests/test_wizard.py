@@ -102,6 +102,9 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     export.export_button.click()
     assert (tmp_path / "deploy" / "qat.rknn").read_bytes() == (chain / "exports" / "qat.rknn").read_bytes()
     assert (tmp_path / "deploy" / "qat.rknn.json").is_file() and (tmp_path / "deploy" / "qat.onnx").is_file()
+    made = json.loads((tmp_path / "deploy" / "bundle.json").read_text())  # a deploy bundle, as compress writes
+    assert made["model"] == "qat.rknn" and made["onnx"] == "qat.onnx" and made["variant"] == "qat"
+    assert f"studio board push BOARD {tmp_path / 'deploy'}" in (tmp_path / "deploy" / "README.md").read_text()
     _next(page, "Deploy")
 
     deploy = page.step("Deploy")

@@ -64,16 +64,24 @@ def _report(outcomes: list, json_out: bool, show: Callable, as_json: Callable = 
     _fail_if_any(outcomes)
 
 
-def check_model(model: Path, backend: str) -> None:
+def check_model(model: Path, backend: str) -> Path:
+    """The model file to run with `backend`: MODEL itself, or the right one of a deploy bundle folder."""
+    from studio.core.bundle import bundle_model
+
     if backend not in ("rknnlite", "ort"):
         raise UserError(f"--backend {backend!r}: the board runs rknnlite or ort")
+    model = bundle_model(model, backend)
     expected = ".rknn" if backend == "rknnlite" else ".onnx"
     if model.suffix != expected:
-        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}")
+        other = "--backend ort" if model.suffix == ".onnx" else "--backend rknnlite" if model.suffix == ".rknn" \
+            else "an exported .rknn or .onnx model"
+        raise UserError(f"--backend {backend} runs a {expected} model, not {model.name}; use {other}")
+    return model
 
 
 @handles_errors
-def push_cmd(boards: str = BOARDS, model: Path = typer.Argument(..., help="An exported model with its sidecar."),
+def push_cmd(boards: str = BOARDS,
+             model: Path = typer.Argument(..., help="An exported model with its sidecar, or a deploy bundle folder."),
              project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
     """Copy the runtime, the agent and MODEL to the board(s); only what changed travels; an interrupted push resumes.
 
@@ -82,7 +90,9 @@ def push_cmd(boards: str = BOARDS, model: Path = typer.Argument(..., help="An ex
       studio board push @shelf exports/student.rknn      # every board of the group at once
     """
     from studio.core.board import push_model
+    from studio.core.bundle import bundle_model
 
+    model = bundle_model(model)
     outcomes = _on_boards(_accesses(boards, trust, ask_password),
                           lambda access, job: push_model(access, model, project, job), json_out)
 
@@ -97,7 +107,8 @@ def push_cmd(boards: str = BOARDS, model: Path = typer.Argument(..., help="An ex
 @checked(AGENT_OPTIONS, skip=("model",))
 def run_cmd(
     boards: str = BOARDS,
-    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
+    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort), or a "
+                                           "deploy bundle folder (studio compress writes OUT/bundle)."),
     source: str = declared(AGENT_OPTIONS["source"], help="On the board: camera:N, a video, an image folder or glob."),
     workers: int = declared(AGENT_OPTIONS["workers"]),
     backend: str = declared(AGENT_OPTIONS["backend"],
@@ -123,7 +134,7 @@ def run_cmd(
     from deploy.board.remote_run import RunOptions
     from studio.core.board import push_model, start_run, stream_run
 
-    check_model(model, backend)
+    model = check_model(model, backend)
     accesses = _accesses(boards, trust, ask_password)
     several = len(accesses) > 1
     idle_exit = DETACHED_IDLE_EXIT_S if detach else AGENT_OPTIONS.default("idle_exit")
@@ -173,7 +184,8 @@ def _show_summary(board: str, summary) -> None:
 @handles_errors
 def bench_cmd(
     boards: str = BOARDS,
-    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort)."),
+    model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort), or a "
+                                           "deploy bundle folder (studio compress writes OUT/bundle)."),
     source: str = typer.Option(..., help="Images or a video on the board (read in a loop until --frames)."),
     workers: str = typer.Option("1,2,3", help="Worker counts to measure, comma-separated (NPU core i % 3 each)."),
     frames: int = typer.Option(200, help="Frames per worker count."),
@@ -191,7 +203,7 @@ def bench_cmd(
         counts = tuple(int(w) for w in workers.split(","))
     except ValueError:
         raise UserError(f"--workers {workers!r}: comma-separated counts, e.g. 1,2,3") from None
-    check_model(model, backend)
+    model = check_model(model, backend)
     outcomes = _on_boards(_accesses(boards, trust, ask_password), lambda access, job: bench_board(
         access, BenchRequest(access.board, model, source, counts, frames, backend, project), job), json_out)
 

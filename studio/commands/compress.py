@@ -212,3 +212,4 @@ def compress_cmd(
         print_json(report)
     else:
         stdout.print((out / "compress_report.md").read_text(), highlight=False)
+        stdout.print(f"deploy bundle: {report['bundle']} (its README.md says how to run it)", highlight=False)

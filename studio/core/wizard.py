@@ -6,17 +6,12 @@ so what someone clicked once can go into a script or CI.
 """
 from __future__ import annotations
 
-import filecmp
-import os
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from deploy.errors import UserError
-from deploy.runtime.metadata import sidecar_path
 from studio.core.compress.recipe import RECIPE_HEADER
 from studio.core.compress.sweep_report import pareto
 from studio.core.demo import SHORT_BUDGET
@@ -91,50 +86,6 @@ def front(rows: list[dict]) -> dict[str, list[str]]:
     compute = [(r["variant"], r["npu_build"]["mcycles"], r["map50_95"]) for r in rows if r.get("npu_build")]
     size = [(r["variant"], r["bytes"], r["map50_95"]) for r in rows]
     return {"compute": pareto(compute), "size": pareto(size)}
-
-
-def suggested(rows: list[dict]) -> str:
-    """The deployable variant to preselect: the most accurate int8 one (float when there is none)."""
-    int8 = [r for r in rows if r["format"] == "rknn"]
-    return max(int8 or rows, key=lambda r: r["map50_95"])["variant"]
-
-
-def variant_files(row: dict) -> list[Path]:
-    """A variant's model, its sidecar, and for RKNN the ONNX it was built from (for the host) and its reports."""
-    path = Path(row["path"])
-    files = [path, sidecar_path(path)]
-    if row["format"] == "rknn":
-        files += [path.with_suffix(".onnx"), sidecar_path(path.with_suffix(".onnx")),
-                  path.with_suffix(".report.md"), path.with_suffix(".report.json")]
-    return [f for f in files if f.is_file()]
-
-
-def export_variant(row: dict, dest: Path) -> Path:
-    """Copy the chosen variant's files into `dest`, returning the model's new path.
-
-    A file of another content already there is never replaced (choose another folder); all
-    files are copied to temporary names first and renamed at the end, the model last, so a
-    failed export leaves no model beside a sidecar that does not match it.
-    """
-    files = variant_files(row)
-    if not files or files[0] != Path(row["path"]):
-        raise UserError(f"{row['path']}: the {row['variant']} model is gone; run the chain again (it resumes)")
-    dest.mkdir(parents=True, exist_ok=True)
-    clashes = [dest / f.name for f in files
-               if (dest / f.name).exists() and not filecmp.cmp(f, dest / f.name, shallow=False)]
-    if clashes:
-        raise UserError(f"{clashes[0]} exists with other contents; choose another folder (nothing was written)")
-    parts = []
-    try:
-        for f in files:
-            parts.append((dest / (f.name + ".part"), dest / f.name))
-            shutil.copyfile(f, parts[-1][0])
-        for part, final in reversed(parts):  # the model is first in `files`: renamed last
-            os.replace(part, final)
-    finally:
-        for part, _ in parts:
-            part.unlink(missing_ok=True)
-    return dest / files[0].name
 
 
 def export_command(row: dict, report: dict, dest: Path, calib_count: int) -> str:

@@ -182,13 +182,26 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
     return {"rows": rows}
 
 
+def _bundle(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
+    """The deploy bundle of the variant to deploy: the most accurate int8 one."""
+    from studio.core.bundle import manifest, suggested, variant_files, write_bundle
+
+    rows = reports["verify"]["rows"]
+    row = next(r for r in rows if r["variant"] == suggested(rows))
+    run = {"platform": recipe.export["platform"], "imgsz": recipe.imgsz, "data": str(recipe.data),
+           "recipe": str(recipe.path)}
+    write_bundle(run, row, folder)
+    return manifest(run, row, variant_files(row))
+
+
 STAGES = (Stage("finetune", "finetune", "distill_report.json", "state.pt", _finetune),
           Stage("teacher", "teacher", "distill_report.json", "state.pt", _train_teacher),
           Stage("prune", "prune", "prune_report.json", "progress.json", _prune),
           Stage("distill", "distill", "distill_report.json", "state.pt", _distill),
           Stage("qat", "qat", "qat_report.json", None, _qat),
           Stage("export", "exports", "export_report.json", None, _export),
-          Stage("verify", "verify", "verify_report.json", None, _verify))
+          Stage("verify", "verify", "verify_report.json", None, _verify),
+          Stage("bundle", "bundle", "bundle.json", None, _bundle))
 TRAINING = ("finetune", "teacher", "prune", "distill", "qat")  # under torchrun every rank trains; rank 0
 # alone exports and verifies
 
@@ -255,7 +268,7 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     report = {"recipe": str(recipe.path), "stages": [stage.name for stage in plan],
               "float_model": reports["export"]["model"], "qat_model": qat_report["model"] if qat_report else None,
               "imgsz": recipe.imgsz, "data": str(recipe.data), "platform": recipe.export["platform"],
-              "val_images": rows[0]["images"], "rows": rows,
+              "val_images": rows[0]["images"], "rows": rows, "bundle": str(out / "bundle"),
               "qat": {k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")}
               if qat_report else None,
               "training_seconds": {name: reports[name]["seconds"] for name in TRAINING if name in reports},

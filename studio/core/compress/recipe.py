@@ -31,8 +31,8 @@ from studio.core.compress.options import EXPORT, FINETUNE, IMGSZ, SECTIONS, VERI
 
 TOP = ("model", "teacher", "data", "imgsz", *SECTIONS)
 PATH_KEYS = ("model", "teacher", "data")  # files, relative to the recipe's folder (and qat.teacher)
-STAGES = ("finetune", "teacher", "prune", "distill", "qat", "export", "verify")  # in the order they run
-OPTIONAL = ("prune", "distill", "qat")  # run when the recipe has their section; export and verify always run
+STAGES = ("finetune", "teacher", "prune", "distill", "qat", "export", "verify", "bundle")  # in running order
+OPTIONAL = ("prune", "distill", "qat")  # run when the recipe has their section; the others always run
 FITTING = ("finetune", "teacher")  # run when the model, or the teacher, does not detect the data's classes yet
 
 

@@ -13,8 +13,9 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
+from studio.core.bundle import write_bundle
 from studio.core.demo import SAMPLE_FLIGHT
-from studio.core.wizard import board_backend, export_command, export_variant, live_backend, q
+from studio.core.wizard import board_backend, export_command, live_backend, q
 from studio.gui.common import PathField
 from studio.gui.wizard.step import Step, form
 
@@ -32,9 +33,10 @@ class ExportStep(Step):
         self.export_button.clicked.connect(self.export)
         self.written = QLabel()
         self.written.setWordWrap(True)
-        self.lay_out("Copies the chosen variant out of the run: the model, the sidecar that says how to run it "
-                     "(input size, layout, classes, output scales), the ONNX it was built from and its verification "
-                     "report.", form(("Chosen", self.what), ("To", self.dest), ("", self.export_button)), self.written)
+        self.lay_out("Writes a deploy bundle: the chosen variant's model, the sidecar that says how to run it "
+                     "(input size, layout, classes, output scales), the ONNX it was built from, its verification "
+                     "report, bundle.json and a README of how to run it.",
+                     form(("Chosen", self.what), ("To", self.dest), ("", self.export_button)), self.written)
 
     def enter(self) -> None:
         row = self.state.chosen_row()
@@ -48,7 +50,7 @@ class ExportStep(Step):
     def export(self) -> None:
         row = self.state.chosen_row()
         try:
-            self.state.exported = export_variant(row, Path(self.dest.text()))
+            self.state.exported = write_bundle(self.state.report, row, Path(self.dest.text()))
         except (UserError, OSError) as exc:
             self.window().show_error(str(exc))
             return

@@ -20,9 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
+from studio.core.bundle import suggested
 from studio.core.compress.int8_report import variant_cells
 from studio.core.compress.recipe import STAGES, planned, write_run_recipe
-from studio.core.wizard import compress_command, front, recipe_text, suggested
+from studio.core.wizard import compress_command, front, recipe_text
 from studio.gui.common import PathField
 from studio.gui.wizard.pareto_plot import ParetoPlot
 from studio.gui.wizard.step import Step
@@ -93,10 +94,7 @@ class RunStep(Step):
         report = self.state.chain / "compress_report.json"
         if self.state.report is None and same and report.is_file():
             self.state.set_report(json.loads(report.read_text()))
-        self._plan = self._planned()
-        for stage, widgets in self.bars.items():
-            for widget in widgets:
-                widget.setVisible(stage in self._plan)
+        self._show_plan(self._planned())
         done, resumable = self.state.report is not None, self._resumable()
         self.start_button.setText("Done" if done else "Resume" if resumable else "Start")
         self.start_button.setEnabled(not done)
@@ -106,6 +104,12 @@ class RunStep(Step):
 
     def busy(self) -> bool:
         return self.thread is not None and self.thread.outcome == "running"  # set before its last signal
+
+    def _show_plan(self, plan: list[str]) -> None:
+        self._plan = plan
+        for stage, widgets in self.bars.items():
+            for widget in widgets:
+                widget.setVisible(stage in plan)
 
     def _same_recipe(self) -> bool:
         path = self.state.recipe_path
@@ -122,6 +126,7 @@ class RunStep(Step):
         except UserError as exc:
             self.window().show_error(str(exc))
             return
+        self._show_plan(recipe.stages())  # with the stages that fit the model and the teacher to the data
         resume = self._resumable()
         self.log.appendPlainText(("Resuming: " if resume else "Starting: ") + self.cli())
         self.start_button.setEnabled(False)
