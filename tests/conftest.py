@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -195,3 +196,32 @@ def cli():
 
 def rng_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+BOARD = "desk"  # the stand-in board's name in the board tests
+
+
+@pytest.fixture
+def board(cli, sshd, board_python, tmp_path, monkeypatch) -> Path:
+    """A fresh studio config with the board added and its host key trusted; returns the board's folder."""
+    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
+    root = tmp_path / "board"
+    result = cli("board", "add", BOARD, "--host", "127.0.0.1", "--user", sshd.user, "--port", sshd.port,
+                 "--key", sshd.client_key, "--python", board_python, "--root", root)
+    assert result.exit_code == 0, result.stderr
+    assert cli("board", "check", BOARD, "--trust", "--json").exit_code == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory, calib_dir) -> Path:
+    folder = tmp_path_factory.mktemp("scenes")
+    for i, path in enumerate(sorted(calib_dir.iterdir()) * 2):
+        cv2.imwrite(str(folder / f"scene{i:02d}.png"), cv2.imread(str(path)))
+    return folder
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains text (the test machine is the board)."""
+    out = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]

@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 from deploy.board.agent import protocol
@@ -24,34 +23,7 @@ from deploy.board.remote_run import AgentRun, AgentStream, RunOptions
 from deploy.board.session import BoardError
 from studio.core.board import Access, push_model, start_run, stop_run
 from studio.core.jobs import Job
-
-BOARD = "desk"
-
-
-@pytest.fixture
-def board(cli, sshd, board_python, tmp_path, monkeypatch) -> Path:
-    """A fresh studio config with the board added and its host key trusted; returns the board's folder."""
-    monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
-    root = tmp_path / "board"
-    result = cli("board", "add", BOARD, "--host", "127.0.0.1", "--user", sshd.user, "--port", sshd.port,
-                 "--key", sshd.client_key, "--python", board_python, "--root", root)
-    assert result.exit_code == 0, result.stderr
-    assert cli("board", "check", BOARD, "--trust", "--json").exit_code == 0
-    return root
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory, calib_dir) -> Path:
-    folder = tmp_path_factory.mktemp("scenes")
-    for i, path in enumerate(sorted(calib_dir.iterdir()) * 2):
-        cv2.imwrite(str(folder / f"scene{i:02d}.png"), cv2.imread(str(path)))
-    return folder
-
-
-def processes_with(text: str) -> list[int]:
-    """Pids whose command line contains text (the test machine is the board)."""
-    out = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+from tests.conftest import BOARD, processes_with
 
 
 def ssh_keygen_fingerprint(pub: Path) -> str:

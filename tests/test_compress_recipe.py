@@ -140,9 +140,9 @@ def test_the_bundled_recipes_name_the_bundled_models_from_anywhere(name, tmp_pat
 
 def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is_trained(tiny_pair, tmp_path):
     import torch
-    from conftest import make_detector
 
     from studio.core.compress.recipe import load_recipe
+    from tests.conftest import make_detector
 
     coco = tmp_path / "coco80.pt"  # stands for a COCO-pretrained checkpoint
     torch.save({"model": make_detector(nc=80), "ema": None}, coco)

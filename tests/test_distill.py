@@ -108,9 +108,8 @@ def test_distill_rejects_bad_requests(cli, tiny_pair, tmp_path):
 
 
 def test_a_student_of_other_classes_learns_the_datas_and_a_teacher_must_know_them(cli, tiny_pair, tmp_path):
-    from conftest import make_detector
-
     from studio.core.models import class_names
+    from tests.conftest import make_detector
 
     data, teacher, student = tiny_pair
     coco = tmp_path / "coco80.pt"  # stands for a COCO-pretrained checkpoint: 80 other classes

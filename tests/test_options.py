@@ -15,7 +15,8 @@ from deploy.runtime.options import Option
 from studio.core.compress.options import IMGSZ, SECTIONS
 
 SPECIAL = {"bits": [16, 8], "kd": ["response", "relation"], "protect": [0, 3], "ptq": ["mmse"],
-           "backend": "ort", "source": "/data/scenes", "model": "models/m.rknn", "run_file": "runs/r.json"}
+           "backend": "ort", "source": "/data/scenes", "model": "models/m.rknn", "run_file": "runs/r.json",
+           "results": "service/results.jsonl"}
 LOADED_AS = {"kd": ("response", "relation"), "protect": (0, 3)}  # YAML lists that the stages take as tuples
 
 
@@ -67,25 +68,23 @@ def test_the_agent_refuses_values_outside_their_range(option, capsys):
     assert exit_.value.code == 2 and f"{option.flag} '{bad}' must" in capsys.readouterr().err
 
 
-def _recipe(tmp_path: Path, **sections) -> Path:
-    for name in ("student.pt", "teacher.pt", "data.yaml"):
-        (tmp_path / name).write_text("x")
-    raw = {"model": str(tmp_path / "student.pt"), "teacher": str(tmp_path / "teacher.pt"),
-           "data": str(tmp_path / "data.yaml"), **sections}
+def _recipe(tmp_path: Path, tiny_pair, **sections) -> Path:
+    data, teacher, student = tiny_pair
+    raw = {"model": str(student), "teacher": str(teacher), "data": str(data), **sections}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
 @pytest.mark.parametrize("section", list(SECTIONS))
-def test_every_recipe_key_round_trips_with_its_type(section, tmp_path):
+def test_every_recipe_key_round_trips_with_its_type(section, tmp_path, tiny_pair):
     from studio.core.compress.recipe import load_recipe
 
     values = {option.name: _other(option) for option in SECTIONS[section]}
     if "teacher" in values:
-        values["teacher"] = str(tmp_path / "teacher.pt")
+        values["teacher"] = str(tiny_pair[1])
     sections = {"qat": {}, section: values}
-    loaded = getattr(load_recipe(_recipe(tmp_path, imgsz=_other(IMGSZ) * 32, **sections)), section)
+    loaded = getattr(load_recipe(_recipe(tmp_path, tiny_pair, imgsz=_other(IMGSZ) * 32, **sections)), section)
     for name, value in values.items():
         expected = Path(value) if name == "teacher" else LOADED_AS.get(name, value)
         assert loaded[name] == expected and type(loaded[name]) is type(expected), name
@@ -93,13 +92,13 @@ def test_every_recipe_key_round_trips_with_its_type(section, tmp_path):
 
 @pytest.mark.parametrize("section, option", [(s, o) for s, table in SECTIONS.items() for o in table
                                              if _too_small(o) is not None], ids=lambda v: getattr(v, "name", v))
-def test_every_recipe_range_is_enforced(section, option, tmp_path):
+def test_every_recipe_range_is_enforced(section, option, tmp_path, tiny_pair):
     from deploy.errors import UserError
     from studio.core.compress.recipe import load_recipe
 
     bad = _too_small(option)
     with pytest.raises(UserError, match=re.escape(f"{section}: {option.name} {bad!r} must")):
-        load_recipe(_recipe(tmp_path, **{"qat": {}, section: {option.name: bad}}))
+        load_recipe(_recipe(tmp_path, tiny_pair, **{"qat": {}, section: {option.name: bad}}))
 
 
 @pytest.mark.parametrize("command, table", [("prune_cmd", "prune"), ("distill_cmd", "distill"), ("qat_cmd", "qat")])

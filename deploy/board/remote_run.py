@@ -66,6 +66,19 @@ def agent_alive(board: BoardSession, run: AgentRun) -> bool:
     return run.run_id in out
 
 
+def agent_env(board: BoardSession, runtime_dir: str) -> dict[str, str]:
+    """The agent's environment: the pushed runtime first, then what `studio board setup` unpacked (wheels in
+    site/, librknnrt.so in lib/)."""
+    return {"PYTHONPATH": runtime_dir + ":" + posixpath.join(board.root, "site"),
+            "LD_LIBRARY_PATH": posixpath.join(board.root, "lib")}
+
+
+def shell_env(env: dict[str, str]) -> str:
+    """NAME=value words for a shell command line; the board's own library path is kept after ours."""
+    kept = {"LD_LIBRARY_PATH": '"${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"'}
+    return " ".join(f"{key}={quote(value)}{kept.get(key, '')}" for key, value in env.items())
+
+
 def start_agent(board: BoardSession, pushed: PushResult, opts: RunOptions) -> AgentRun:
     """Start the agent detached on the board and wait until it listens; a failed start is a BoardError with its log."""
     run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -74,9 +87,7 @@ def start_agent(board: BoardSession, pushed: PushResult, opts: RunOptions) -> Ag
     values = {**dataclasses.asdict(opts), "model": pushed.model, "run_file": run_file}
     args = [board.profile.python, "-s", "-m", "deploy.board.agent", *AGENT_OPTIONS.argv(values)]
     # Only the agent goes to the background, with every stream redirected, so the SSH command returns at once.
-    # The pushed runtime first, then what `studio board setup` unpacked (wheels in site/, librknnrt.so in lib/).
-    env = (f"PYTHONPATH={quote(pushed.runtime_dir + ':' + posixpath.join(board.root, 'site'))} "
-           f"LD_LIBRARY_PATH={quote(posixpath.join(board.root, 'lib'))}\"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\"")
+    env = shell_env(agent_env(board, pushed.runtime_dir))
     command = (f"mkdir -p {quote(runs)} && cd {quote(pushed.runtime_dir)} && {{ {env} "
                f"nohup setsid {quote(*args)} > {quote(log_file)} 2>&1 < /dev/null & echo $!; }}")
     pid = int(board.run(command).out.strip().splitlines()[-1])

@@ -195,16 +195,32 @@ def _stream(access, run, frames: int | None, json_out: bool, stop: bool = True) 
 @handles_errors
 def stream_cmd(name: str = typer.Argument(...), frames: int | None = typer.Option(None, help="Stop after this many."),
                stop: bool = typer.Option(False, "--stop", help="End the agent when the stream ends."),
-               trust: bool = TRUST, ask_password: bool = ASK,
+               service: bool = typer.Option(False, "--service", help="Watch the board's service (studio board "
+                                                                      "install) instead; it keeps running."),
+               project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK,
                json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame, then a summary.")):
-    """Attach to the agent last started on the board (studio board run --detach) and show its results.
+    """Attach to the agent last started on the board (studio board run --detach), or to its service, and show
+    its results.
 
     The agent keeps running after the stream ends (until `studio board stop`, or --stop), and stops by
-    itself after five minutes without a host."""
-    from deploy.board.profiles import BoardStore
-    from studio.core.board import last_run
+    itself after five minutes without a host; a service runs on.
 
-    _stream(_access(name, trust, ask_password), last_run(BoardStore(), name), frames, json_out, stop)
+    Examples:\n
+      studio board stream rock5b --frames 100 --json\n
+      studio board stream rock5b --service
+    """
+    from deploy.board.profiles import BoardStore
+    from studio.core.board import last_run, on_service
+
+    access = _access(name, trust, ask_password)
+    if service:
+        from deploy.board.service import service_run
+
+        if stop:
+            raise UserError("--stop ends a run, not a service: studio board uninstall ends a service")
+        _stream(access, on_service(access, project, service_run), frames, json_out, stop=False)
+        return
+    _stream(access, last_run(BoardStore(), name), frames, json_out, stop)
 
 
 @board_app.command("stop")

@@ -156,3 +156,21 @@ def bench_board(access: Access, req: BenchRequest, job: Job) -> dict:
         entry["speedup"] = round(entry["fps"] / base, 3) if base and entry["fps"] else None
     return {"board": access.board, "model": Path(req.model).name, "backend": req.backend, "source": req.source,
             "frames": req.frames, "measured": f"on the board by its agent ({req.backend})", "runs": runs}
+
+
+def install_service(access: Access, model: Path, opts: RunOptions, project: str, job: Job) -> dict:
+    """Push the model and set it up as a service on the board (replacing the project's earlier one)."""
+    from deploy.board import service
+
+    pushed = push_model(access, model, project, job)
+    job.stage("install", None, f"on {access.board}")
+    with access.open() as board:
+        return service.install_service(board, pushed, opts, project)
+
+
+def on_service(access: Access, project: str, work: Callable) -> object:
+    """Run `work(board, project_dir)` in a session, for the service's status, logs, stream and removal."""
+    from deploy.board.push import project_dir
+
+    with access.open() as board:
+        return work(board, project_dir(board, project))

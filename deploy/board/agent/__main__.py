@@ -16,7 +16,7 @@ def main(argv=None) -> int:
     agent = Agent(parse(sys.argv[1:] if argv is None else argv))
     def on_signal(signum, _frame) -> None:
         logging.getLogger("agent").info("signal %s: stopping", signal.Signals(signum).name)
-        agent.stop.set()
+        agent.gate.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):  # SIGHUP stays ignored (nohup): a closed SSH session is no reason
         signal.signal(sig, on_signal)

@@ -1,5 +1,7 @@
 """Detections to and from protocol messages (the frame itself travels as JPEG bytes after the header)."""
 
+import json
+import time
 from typing import Optional
 
 import numpy as np
@@ -13,6 +15,14 @@ def result_header(dets: Detections) -> dict:
             "boxes": np.round(dets.boxes, 2).tolist(), "scores": np.round(dets.scores, 4).tolist(),
             "classes": dets.classes.tolist(), "timings_ms": {k: round(v, 3) for k, v in dets.timings.items()},
             "tile": dets.tile}
+
+
+def result_line(dets: Detections, names: list) -> str:
+    """One result as a JSON line for a results file: when, which frame, and each box with its class name."""
+    header = result_header(dets)
+    del header["type"]
+    header["names"] = [names[c] if 0 <= c < len(names) else str(c) for c in header["classes"]]
+    return json.dumps({"time": round(time.time(), 3), **header}) + "\n"
 
 
 def detections_from(header: dict, image: Optional[np.ndarray] = None) -> Detections:

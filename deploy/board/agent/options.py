@@ -15,7 +15,9 @@ AGENT_OPTIONS = Options(
     RUN_OPTIONS["jpeg_quality"],
     RUN_OPTIONS["max_frames"],
     Option("loop", bool, False, "start a finished folder or video again"),
-    Option("idle_exit", float, 30.0, "stop after this many seconds without a connected host", positive=True),
+    Option("idle_exit", float, 30.0, "stop after this many seconds without a connected host (0: never, as a "
+                                      "service)", low=0),
+    Option("results", str, None, "also append every result to this file as a JSON line (a service's output)"),
 )
 AgentConfig = AGENT_OPTIONS.dataclass("AgentConfig", doc="What one agent run does; fields are AGENT_OPTIONS.")
 # What the host chooses for a run; the model, the run file and the port are the push's and the agent's to fill in.

@@ -21,7 +21,7 @@ from typing import Optional
 
 import deploy
 from deploy.board.agent import protocol
-from deploy.board.agent.messages import encode_jpeg, result_header
+from deploy.board.agent.messages import encode_jpeg, result_header, result_line
 from deploy.board.agent.options import AgentConfig
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import worker_backends
@@ -45,6 +45,27 @@ class HostGone(Exception):
     """The connected host left, or a newer one arrived."""
 
 
+RESULTS_BYTES = 16 << 20  # a results file this large moves to FILE.1 (the one before is dropped)
+
+
+class ResultsFile:
+    """Every result as a JSON line appended to a file a user's program can tail; kept under about 32 MB."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.file = open(path, "a", buffering=1)
+
+    def write(self, line: str) -> None:
+        if self.file.tell() > RESULTS_BYTES:
+            self.file.close()
+            os.replace(self.path, self.path + ".1")
+            self.file = open(self.path, "a", buffering=1)
+        self.file.write(line)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class Agent:
     """Pipeline thread -> bounded outbox -> the connected host. `serve()` blocks until the run ends."""
 
@@ -57,6 +78,7 @@ class Agent:
         self.seq = 0
         self.loop: Optional[RunLoop] = None
         self.live = False
+        self.keep_up = False  # drop the oldest unsent result rather than wait (a live source, a service)
         self.names: list = []
         self.token = secrets.token_hex(16)
         self._state_lock = threading.Lock()
@@ -83,7 +105,7 @@ class Agent:
                 self.outbox.put(item, timeout=POLL_S)
                 return
             except queue.Full:
-                if self.live and item[0] == "result":
+                if self.keep_up and item[0] == "result":
                     try:
                         self.outbox.get_nowait()
                     except queue.Empty:
@@ -99,16 +121,22 @@ class Agent:
                 self.ready.set()
             source = open_source(self.cfg.source, warn=log.warning, max_frames=self.cfg.max_frames)
             self.live = source.live
+            self.keep_up = source.live or not self.cfg.idle_exit  # a service never waits for a host to read
             self.loop = RunLoop(worker_backends(self.cfg.backend, self.cfg.model, self.cfg.workers), meta,
                                 NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou), workers=self.cfg.workers,
                                 live=source.live, gate=self.gate, keep_images=self.cfg.jpeg_quality > 0)
             self._update(state="running")
             first, count = None, 0
+            results = ResultsFile(self.cfg.results) if self.cfg.results else None
             for dets in self.loop.results(replayed(source, self.cfg.loop, self.gate, self.cfg.max_frames)):
                 now = time.perf_counter()
                 first, count = first or now, count + 1
+                if results is not None:
+                    results.write(result_line(dets, self.names))
                 payload = encode_jpeg(dets.image, self.cfg.jpeg_quality) if self.cfg.jpeg_quality else b""
                 self._post(("result", result_header(dets), payload))
+            if results is not None:
+                results.close()
             stats = self.loop.stats.to_dict()
             # frames/s from the first result on, without the time the backends took to load the model
             span = time.perf_counter() - first if first else 0.0
@@ -134,7 +162,7 @@ class Agent:
                     try:
                         conn, _ = self.listener.accept()
                     except socket.timeout:  # (not TimeoutError: on Python 3.9 they differ)
-                        if time.monotonic() - idle_since > self.cfg.idle_exit:
+                        if self.cfg.idle_exit and time.monotonic() - idle_since > self.cfg.idle_exit:
                             log.info("no host for %.0f s: stopping", self.cfg.idle_exit)
                             self.gate.stop()
                         continue
