@@ -1,13 +1,7 @@
 """The `studio` command: every subcommand is a thin wrapper around one core function.
 
-    studio models inspect yolov8n.yaml --imgsz 512
-    studio data synth --out data/synth --images 1500 --size 320
-    studio train yolov8n.yaml --data data/synth/data.yaml --epochs 60 --imgsz 320
-    studio export best.pt --format rknn --platform rk3588 --quant int8 --calib images/ --report
-    studio predict student.onnx scene.png --tile 320
-    studio eval best.pt --data data/synth/data.yaml
-    studio prune best.pt --data data/synth/data.yaml --target-flops 0.5 --finetune-epochs 5
-    studio demo
+`studio --help` leads with the main job (demo -> compress -> board); the other commands are the
+steps it is made of, for scripts and for people who want one step at a time.
 """
 from __future__ import annotations
 
@@ -31,39 +25,49 @@ from studio.commands import (
     training,
 )
 
+MAIN, STEPS, DATA, MORE = "The main job", "Compression, one step at a time", "Data and models", "More"
 app = typer.Typer(
     help="Edge Deploy Studio: take a YOLO detector from training to a Rockchip NPU board.\n\n"
-    "Typical flow: data synth -> train -> export (ONNX + RKNN with a verification report) -> predict / eval.",
+    "Start here:\n\n"
+    "  studio demo                          # the whole job on bundled data and models (about 6 min)\n\n"
+    "  studio compress --recipe my.yaml --out out/compress   # your model compressed to int8, in OUT/bundle\n\n"
+    "  studio board add rock5b --host 192.168.1.50 --user rock --key ~/.ssh/id_ed25519\n\n"
+    "  studio board install rock5b out/compress/bundle --source camera:0   # keeps running on the board\n\n"
+    "  studio gui                           # the same in windows: the compress-and-deploy wizard\n\n"
+    "Your own dataset and model, step by step: docs/your-own-model.md. Every command has --help with examples.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
     cls=OneLineErrors,
 )
-models_app = typer.Typer(help="Load and describe detectors (.pt, .yaml, .onnx).", no_args_is_help=True)
-data_app = typer.Typer(help="Datasets: synthesize, import, check and tile.", no_args_is_help=True)
+models_app = typer.Typer(help="Load and describe detectors (.pt, .yaml, .onnx, .rknn).", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: import (COCO, VOC, DOTA, YOLO), check, tile, synthesize.",
+                       no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks, as ratios measured in one run (--json for scripts).", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.add_typer(data_app, name="data")
-app.add_typer(bench_app, name="bench")
-app.add_typer(board.board_app, name="board")
+
+app.command("demo", rich_help_panel=MAIN)(demo.demo)
+app.command("compress", rich_help_panel=MAIN)(compress.compress_cmd)
+app.add_typer(board.board_app, name="board", rich_help_panel=MAIN)
+app.command("gui", rich_help_panel=MAIN)(gui.gui)
+app.add_typer(data_app, name="data", rich_help_panel=DATA)
+app.add_typer(models_app, name="models", rich_help_panel=DATA)
+app.command("train", rich_help_panel=DATA)(training.train_cmd)
+app.command("export", rich_help_panel=DATA)(export.export)
+app.command("predict", rich_help_panel=DATA)(running.predict_cmd)
+app.command("eval", rich_help_panel=DATA)(running.eval_cmd)
+app.command("prune", rich_help_panel=STEPS)(compress.prune_cmd)
+app.command("distill", rich_help_panel=STEPS)(compress.distill_cmd)
+app.command("qat", rich_help_panel=STEPS)(quantize.qat_cmd)
+app.command("compare", rich_help_panel=STEPS)(compress.compare_cmd)
+app.command("sweep", rich_help_panel=STEPS)(sweep.sweep_cmd)
+app.add_typer(bench_app, name="bench", rich_help_panel=MORE)
+app.command("assets", rich_help_panel=MORE)(training.assets_cmd)
 
 models_app.command("inspect")(models.models_inspect)
-data_app.command("synth")(data.data_synth)
 data_app.command("import")(data.data_import)
 data_app.command("stats")(data.data_stats)
 data_app.command("tile")(data.data_tile)
-app.command("train")(training.train_cmd)
-app.command("export")(export.export)
-app.command("prune")(compress.prune_cmd)
-app.command("distill")(compress.distill_cmd)
-app.command("compare")(compress.compare_cmd)
-app.command("qat")(quantize.qat_cmd)
-app.command("compress")(compress.compress_cmd)
-app.command("sweep")(sweep.sweep_cmd)
-app.command("predict")(running.predict_cmd)
-app.command("eval")(running.eval_cmd)
-app.command("demo")(demo.demo)
-app.command("assets")(training.assets_cmd)
+data_app.command("synth")(data.data_synth)
 bench_app.command("postprocess")(bench.bench_postprocess_cmd)
 bench_app.command("pipeline")(bench.bench_pipeline_cmd)
 bench_app.command("import")(bench.bench_import_cmd)
@@ -76,7 +80,6 @@ board.board_app.command("install")(board_service.install_cmd)
 board.board_app.command("status")(board_service.status_cmd)
 board.board_app.command("logs")(board_service.logs_cmd)
 board.board_app.command("uninstall")(board_service.uninstall_cmd)
-app.command("gui")(gui.gui)
 
 
 def _check_every_command(*apps: typer.Typer) -> None:

@@ -35,7 +35,8 @@ def test_eval_torch_and_onnx_agree(cli, scored_data, tmp_path):
     onnx_path = tmp_path / "m.onnx"
     exported = cli("export", BUNDLED_STUDENT, "--imgsz", 256, "--out", onnx_path)
     assert exported.exit_code == 0, exported.stderr
-    o = json.loads(cli("eval", onnx_path, "--data", scored_data, "--backend", "ort", "--json").stdout)
+    o = json.loads(cli("eval", onnx_path, "--data", scored_data, "--json").stdout)  # the backend follows the file
+    assert o["backend"] == "ort" and t["backend"] == "torch"
     # same model, split head decoded by our post-processing vs ultralytics' standard head
     assert o["map50_95"] == pytest.approx(t["map50_95"], abs=0.01)
     assert o["map50"] == pytest.approx(t["map50"], abs=0.01)
@@ -45,6 +46,8 @@ def test_eval_torch_and_onnx_agree(cli, scored_data, tmp_path):
 def test_eval_bad_input(cli, detector_pt, small_data, tmp_path):
     result = cli("eval", detector_pt, "--data", small_data, "--backend", "tflite")
     assert result.exit_code == 2 and "--backend 'tflite'" in result.stderr
+    result = cli("eval", detector_pt, "--data", small_data, "--backend", "ort")
+    assert result.exit_code == 2 and "does not run tiny.pt: use --backend torch" in result.stderr
     result = cli("eval", detector_pt, "--data", small_data, "--split", "scenes", "--imgsz", 96)
     assert result.exit_code == 2 and "no 'scenes' split" in result.stderr
     other = tmp_path / "other.yaml"

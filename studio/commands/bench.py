@@ -18,7 +18,10 @@ def bench_postprocess_cmd(
     int8: bool = typer.Option(False, "--int8", help="Raw int8 outputs with scale and zero point, as the NPU gives."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Batched NumPy post-processing vs the straightforward reference: time per frame and agreement."""
+    """Batched NumPy post-processing vs the straightforward reference: time per frame and agreement.
+
+    Example: studio bench postprocess --objects 300 --json
+    """
     from studio.core.bench import bench_postprocess
 
     if imgsz % 32 or imgsz <= 0:
@@ -40,7 +43,10 @@ def bench_pipeline_cmd(
     backend: str = typer.Option("ort", help="ort | rknn-sim | rknnlite"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Frames per second of the inference pipeline for each worker count, and the speedup over the first."""
+    """Frames per second of the inference pipeline for each worker count, and the speedup over the first.
+
+    Example: studio bench pipeline out/compress/bundle/float.onnx --workers 1,2,3
+    """
     from studio.core.bench import bench_pipeline
 
     try:
@@ -84,7 +90,10 @@ def bench_merge_cmd(
 
 @handles_errors
 def bench_import_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
-    """Time `import deploy.runtime` in a fresh interpreter, and list any heavy module it pulled in."""
+    """Time `import deploy.runtime` in a fresh interpreter, and list any heavy module it pulled in.
+
+    Example: studio bench import --json
+    """
     from studio.core.bench import bench_import
 
     result = bench_import()
@@ -97,7 +106,10 @@ def bench_import_cmd(json_out: bool = typer.Option(False, "--json", help="Print 
 
 @handles_errors
 def bench_gui_startup_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")):
-    """Seconds from launching `studio gui` to the window being shown (goal: 2 s warm)."""
+    """Seconds from launching `studio gui` to the window being shown (goal: 2 s warm).
+
+    Example: studio bench gui-startup --json
+    """
     from studio.core.bench import bench_gui_startup
 
     result = bench_gui_startup()

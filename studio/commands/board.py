@@ -9,7 +9,8 @@ import typer
 from deploy.errors import UserError
 from studio.cli_support import handles_errors, print_json, run_job, stdout
 
-board_app = typer.Typer(help="RK3588 boards over SSH: add, check, push, run, stream, stop.", no_args_is_help=True)
+board_app = typer.Typer(help="RK3588 boards over SSH: add, check, push, run, stream; install a service.",
+                        no_args_is_help=True)
 
 TRUST = typer.Option(False, "--trust", help="Trust the board's host key if it is new (compare its fingerprint first).")
 ASK = typer.Option(False, "--ask-password", help="Ask for the SSH password once (never stored); default: keys/agent.")
@@ -53,7 +54,10 @@ def add_cmd(
 @board_app.command("list")
 @handles_errors
 def list_cmd(json_out: bool = JSON):
-    """The boards this studio knows."""
+    """The boards this studio knows.
+
+    Example: studio board list --json
+    """
     from dataclasses import asdict
 
     from deploy.board.profiles import BoardStore
@@ -81,7 +85,7 @@ def group_cmd(name: str = typer.Argument(..., help="The group's name (use it as 
 
     Example:\n
       studio board group shelf rock5b-1 rock5b-2 rock5b-3\n
-      studio board push @shelf exports/student.rknn
+      studio board push @shelf out/compress/bundle
     """
     from deploy.board.profiles import BoardStore
     from studio.core.board_fleet import load_groups, save_group
@@ -100,7 +104,10 @@ def group_cmd(name: str = typer.Argument(..., help="The group's name (use it as 
 @board_app.command("remove")
 @handles_errors
 def remove_cmd(name: str = typer.Argument(...)):
-    """Forget a board's profile (its trusted host key stays until forget-key)."""
+    """Forget a board's profile (its trusted host key stays until forget-key).
+
+    Example: studio board remove rock5b
+    """
     from deploy.board.profiles import BoardStore
 
     BoardStore().remove(name)
@@ -110,7 +117,10 @@ def remove_cmd(name: str = typer.Argument(...)):
 @board_app.command("forget-key")
 @handles_errors
 def forget_key_cmd(name: str = typer.Argument(...)):
-    """Forget a board's trusted host key (after it was reinstalled); the next check asks to trust the new one."""
+    """Forget a board's trusted host key (after it was reinstalled); the next check asks to trust the new one.
+
+    Example: studio board forget-key rock5b
+    """
     from deploy.board.profiles import BoardStore
     from deploy.board.ssh import forget_host_key
 
@@ -122,7 +132,10 @@ def forget_key_cmd(name: str = typer.Argument(...)):
 @board_app.command("check")
 @handles_errors
 def check_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
-    """OS, CPU, memory, disk, Python, NPU driver and load, runtime versions; and how to fix what is missing."""
+    """OS, CPU, memory, disk, Python, NPU driver and load, runtime versions; and how to fix what is missing.
+
+    Example: studio board check rock5b --trust
+    """
     from deploy.board.check import check_board
 
     access = _access(name, trust, ask_password)
@@ -145,8 +158,9 @@ def setup_cmd(name: str = typer.Argument(...),
     """Provision an offline board from files you bring: wheels unpacked for the agent, librknnrt.so beside them.
 
     Needs no root, pip or network on the board; a wheel for another Python or CPU is refused.
-    Example:\n
-      studio board setup rock5b --wheels ~/rk3588-wheels && studio board check rock5b
+    Examples:\n
+      studio board setup rock5b --wheels ~/rk3588-wheels\n
+      studio board check rock5b           # then: what is still missing
     """
     from deploy.board.check import check_board
     from deploy.board.setup import setup_board
@@ -226,7 +240,10 @@ def stream_cmd(name: str = typer.Argument(...), frames: int | None = typer.Optio
 @board_app.command("stop")
 @handles_errors
 def stop_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password: bool = ASK):
-    """End the agent last started on the board (no process is left behind)."""
+    """End the agent last started on the board (no process is left behind).
+
+    Example: studio board stop rock5b
+    """
     from deploy.board.profiles import BoardStore
     from studio.core.board import last_run, stop_run
 

@@ -86,8 +86,8 @@ def push_cmd(boards: str = BOARDS,
     """Copy the runtime, the agent and MODEL to the board(s); only what changed travels; an interrupted push resumes.
 
     Examples:\n
-      studio board push rock5b exports/student.rknn\n
-      studio board push @shelf exports/student.rknn      # every board of the group at once
+      studio board push rock5b out/compress/bundle\n
+      studio board push @shelf out/compress/bundle      # every board of the group at once
     """
     from studio.core.board import push_model
     from studio.core.bundle import bundle_model
@@ -127,9 +127,9 @@ def run_cmd(
     """Push if needed, start the agent on the board(s) and stream detections home; Ctrl-C stops them there too.
 
     Examples:\n
-      studio board run rock5b exports/student.rknn --source camera:0 --workers 3\n
-      studio board run rock5b exports/student.rknn --source /data/scenes --frames 200 --json\n
-      studio board run @shelf exports/student.rknn --source /data/scenes --frames 500
+      studio board run rock5b out/compress/bundle --source camera:0 --workers 3\n
+      studio board run rock5b out/compress/bundle --source /data/scenes --frames 200 --json\n
+      studio board run @shelf out/compress/bundle --source /data/scenes --frames 500
     """
     from deploy.board.remote_run import RunOptions
     from studio.core.board import push_model, start_run, stream_run
@@ -195,7 +195,7 @@ def bench_cmd(
     """Frames/s and per-stage ms on the board(s) for 1, 2, 3 workers: compare with the published RK3588 figures.
 
     Example:\n
-      studio board bench rock5b exports/student.rknn --source /data/scenes --workers 1,2,3 --json
+      studio board bench rock5b out/compress/bundle --source /data/scenes --workers 1,2,3 --json
     """
     from studio.core.board import BenchRequest, bench_board
 

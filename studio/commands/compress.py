@@ -133,8 +133,9 @@ def distill_cmd(
     """Knowledge distillation teacher -> student: response, foreground/background features with attention,
     and relations; 1x1 adapters where widths differ.
 
-    Example: studio distill --student out/prune/pruned.pt --teacher assets/models/teacher.pt
-    --data data.yaml --epochs 10 --kd response,feature,relation
+    Examples:\n
+      studio distill --student out/prune/pruned.pt --teacher assets/models/teacher.pt --data data.yaml --epochs 10\n
+      studio distill --student yolov8n.yaml --data data.yaml --kd none --out out/plain   # no teacher: training
     """
     from studio.core.compress.distill import DistillRequest, distill
     from studio.core.compress.distill import ablation as run_ablation
@@ -172,7 +173,10 @@ def compare_cmd(
     out: Path = typer.Option(Path("out/compare"), help="Folder for compare.json, .md and .png."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Models side by side: parameters, GFLOPs, mAP, torch and ONNX Runtime CPU latency (measured in one run)."""
+    """Models side by side: parameters, GFLOPs, mAP, torch and ONNX Runtime CPU latency (measured in one run).
+
+    Example: studio compare assets/models/student.pt out/compress/distill/best.pt --data data.yaml
+    """
     from studio.core.compress.report import compare
 
     missing = [str(m) for m in models if not m.is_file()]

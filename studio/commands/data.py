@@ -71,7 +71,10 @@ def data_stats(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Check a dataset (missing, corrupt, out-of-range, repeated, duplicate labels) and count images, classes and
-    object sizes."""
+    object sizes.
+
+    Example: studio data stats data/mine/data.yaml --plots out/stats
+    """
     from studio.core.data.stats import dataset_stats
 
     folder = plots or data.parent / "stats"
@@ -101,7 +104,10 @@ def data_tile(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Cut large images into overlapping tiles with clipped labels (for training on huge scenes)."""
+    """Cut large images into overlapping tiles with clipped labels (for training on huge scenes).
+
+    Example: studio data tile data/scenes/data.yaml --out data/tiles --size 512 --overlap 0.2
+    """
     from studio.core.data.tile import TileRequest, tile_dataset
 
     req = TileRequest(data=data, out=out, split=split, size=size, overlap=overlap, min_area=min_area, force=force)

@@ -35,8 +35,8 @@ def export(
     Examples:\n
       studio export best.pt --format onnx --imgsz 512\n
       studio export best.pt --format rknn --platform rk3588 --quant int8 --calib data/images/val --report\n
-      studio export best.pt --format rknn --calib data/images/val --doctor   (int8 lost accuracy: why, and a fix)\n
-      studio export qat.pt --format rknn --quant qdq --calib data/images/val   (keeps QAT's learned grids)
+      studio export best.pt --format rknn --calib data/images/val --doctor   # int8 lost accuracy: why, and a fix\n
+      studio export qat.pt --format rknn --quant qdq --calib data/images/val   # keeps QAT's learned grids
     """
     from deploy.convert.rknn_convert import RknnOptions
     from studio.core.export import ExportRequest, export_model

@@ -17,7 +17,10 @@ def models_inspect(
                                                          "`studio prune --protect` takes); .pt and .yaml only."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Task, class names, parameters, GFLOPs and tensor shapes of a detector."""
+    """Task, class names, parameters, GFLOPs and tensor shapes of a detector.
+
+    Example: studio models inspect yolov8n.yaml --imgsz 512 --layers
+    """
     from studio.core.models import inspect_model, layer_table, load_detector
 
     info = inspect_model(model, imgsz)

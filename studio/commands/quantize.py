@@ -54,8 +54,8 @@ def qat_cmd(
     """Quantization-aware training: the model learns with RKNN's int8 rounding in place (BN folded,
     per-channel weights, asymmetric activations), distilled from a float teacher.
 
-    The result exports with its learned grids kept:
-      studio qat out/distill/best.pt --data data.yaml --epochs 5 --bits 16,8
+    Examples (the result exports with its learned grids kept):\n
+      studio qat out/distill/best.pt --data data.yaml --epochs 5 --bits 16,8 --out out/qat\n
       studio export out/qat/qat.pt --format rknn --quant qdq --calib IMAGES --report
     """
     from studio.core.compress.qat import QatRequest, qat

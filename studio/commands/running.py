@@ -12,7 +12,7 @@ from studio.cli_support import handles_errors, print_json, run_job, stdout
 def eval_cmd(
     model: Path = typer.Argument(..., help=".pt (torch), .onnx (ort) or .rknn (rknn-sim, needs its sidecar)."),
     data: Path = typer.Option(..., help="A data.yaml (YOLO layout)."),
-    backend: str = typer.Option("torch", help="torch | ort | rknn-sim"),
+    backend: str = typer.Option("auto", help="auto (as the file type says) | torch | ort | rknn-sim"),
     split: str = typer.Option("val", help="Which split to score."),
     imgsz: int | None = typer.Option(None, help="torch only: input size (default: the size it was trained at)."),
     conf: float = typer.Option(0.001, help="Minimum score kept (low, as for any mAP)."),
@@ -25,7 +25,7 @@ def eval_cmd(
 
     Examples:\n
       studio eval assets/models/student.pt --data data/synth/data.yaml\n
-      studio eval exports/student.rknn --data data/synth/data.yaml --backend rknn-sim --json
+      studio eval out/compress/bundle/qat.rknn --data data/synth/data.yaml --json     # in the simulator
     """
     from studio.core.evaluate import EvalRequest, evaluate
 
@@ -63,9 +63,9 @@ def predict_cmd(
     """Detect objects in images, video or a camera with the multithreaded pipeline.
 
     Examples:\n
-      studio predict exports/student.onnx data/images/val --save out/pred\n
-      studio predict exports/student.rknn scene.png --backend rknn-sim --tile 512 --overlap 0.2\n
-      studio predict student.rknn camera:0 --backend rknnlite --workers 3 --json
+      studio predict out/compress/bundle/qat.onnx data/images/val --save out/pred\n
+      studio predict out/compress/bundle/qat.rknn scene.png --backend rknn-sim --tile 320 --overlap 0.2\n
+      studio predict exports/best.onnx camera:0 --workers 2 --json      # (on a board: studio board run)
     """
     from studio.core.predict import PredictRequest, json_lines_printer, predict
 

@@ -30,6 +30,8 @@ def train_cmd(
     """Train a detector with ultralytics (CPU, or GPUs with --devices); checkpoints every epoch, resumable.
 
     With --nproc N it trains on N CPU processes with the studio's own loop (DDP, gloo).
+
+    Example: studio train yolov8n.pt --data data/mine/data.yaml --epochs 30 --imgsz 320 --name mine
     """
     from studio.core.train import TrainRequest, train
 
@@ -53,7 +55,10 @@ def assets_cmd(
     epochs: int = typer.Option(60, help="Training epochs of each model."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Rebuild the bundled demo models, samples and video (hours on a CPU; every step resumes)."""
+    """Rebuild the bundled demo models, samples and video (hours on a CPU; every step resumes).
+
+    Example: studio assets --only data
+    """
     from studio.core.assets import AssetsRequest, build_assets
 
     done = run_job(lambda job: build_assets(AssetsRequest(epochs=epochs, only=only), job), json_out)

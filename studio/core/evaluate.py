@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo
 from studio.core.jobs import Job
 
 EVAL_BACKENDS = ("torch", "ort", "rknn-sim")
+FILE_BACKENDS = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".rknn": "rknn-sim"}  # how each file runs here
 SIZE_BUCKETS = ("small", "medium", "large")
 
 
@@ -34,7 +35,7 @@ SIZE_BUCKETS = ("small", "medium", "large")
 class EvalRequest:
     model: Path
     data: Path
-    backend: str = "torch"
+    backend: str = "auto"  # auto: as the file's type says (FILE_BACKENDS)
     split: str = "val"
     imgsz: int | None = None  # torch only: default is the size the checkpoint was trained at
     conf: float = 0.001
@@ -156,13 +157,25 @@ def coco_metrics(gt: dict, detections: list[dict], names: list[str], max_det: in
             "per_class": per_class, "per_size": per_size}
 
 
+def _backend(req: EvalRequest) -> str:
+    """The backend that runs this file: the one asked for, or the file type's; a mismatch names the right one."""
+    if req.backend != "auto" and req.backend not in EVAL_BACKENDS:
+        raise UserError(f"--backend {req.backend!r} is not one of: auto, {', '.join(EVAL_BACKENDS)}")
+    natural = FILE_BACKENDS.get(Path(req.model).suffix)
+    if natural is None:
+        raise UserError(f"{req.model}: expected a .pt checkpoint, an .onnx or an .rknn model")
+    if req.backend not in ("auto", natural):
+        raise UserError(f"--backend {req.backend} does not run {Path(req.model).name}: use --backend {natural} "
+                        "(or leave --backend out: it follows the file type)")
+    return natural
+
+
 def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
     """Run the model over a split and score it; a UserError for a wrong backend, model or dataset."""
     job = job or Job()
-    if req.backend not in EVAL_BACKENDS:
-        raise UserError(f"--backend {req.backend!r} is not one of: {', '.join(EVAL_BACKENDS)}")
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such model file")
+    req = replace(req, backend=_backend(req))
     check_dataset(Path(req.data), (req.split,))
     if req.backend == "torch":
         factory, meta, close = _torch_setup(req)
