@@ -79,3 +79,33 @@ def test_a_service_outlives_its_host_and_a_crash_and_leaves_nothing_when_removed
     assert processes_with(str(service)) == [] and not service.exists()
     gone = cli("board", "status", BOARD, "--json")
     assert json.loads(gone.stdout) == {"installed": False}
+
+
+@pytest.mark.slow  # pushes and starts a service from the GUI (about 15 s)
+def test_the_wizard_leaves_the_exported_model_running_as_a_service(window, qtbot, cli, board, tiny_onnx, scenes,
+                                                                   tmp_path):
+    from studio.core.bundle import write_bundle
+
+    model = write_bundle({"platform": "rk3588", "imgsz": 96, "data": "d/data.yaml", "recipe": "r.yaml"},
+                         {"variant": "float", "path": str(tiny_onnx), "format": "onnx", "quant": "float32",
+                          "map50_95": 0.5, "map50": 0.7, "images": 4}, tmp_path / "deploy")  # what Export wrote
+    window.show_page("Compress")
+    page = window.page("Compress")
+    page.state.exported = model
+    deploy = page.step("Deploy")
+    deploy.enter()
+    deploy.service.setChecked(True)
+    deploy.backend.setCurrentText("ort")
+    deploy.source.setText(str(scenes))
+    deploy.workers.setValue(1)
+    assert deploy.go_button.text() == "Install the service"
+    assert deploy.cli() == (f"studio board install {BOARD} {tmp_path / 'deploy'} --source {scenes} --workers 1 "
+                            "--backend ort --loop")
+    try:
+        deploy.go_button.click()
+        qtbot.waitUntil(lambda: "The service runs on" in deploy.installed.text(), timeout=90_000)
+        results = board / "studio" / "service" / "results.jsonl"
+        _wait(lambda: _lines(results) > 3, 30, "the service's results")
+    finally:
+        cli("board", "uninstall", BOARD)
+    assert processes_with(str(board / "studio" / "service")) == []

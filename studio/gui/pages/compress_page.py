@@ -29,7 +29,7 @@ class CompressPage(QWidget):
         self.state = WizardState()
         self.steps = [ModelStep(self.state), DataStep(self.state, jobs), RecipeStep(self.state),
                       RunStep(self.state, jobs), CompareStep(self.state), ExportStep(self.state),
-                      DeployStep(self.state)]
+                      DeployStep(self.state, jobs)]
         self.crumbs = []
         trail = QHBoxLayout()
         for i, step in enumerate(self.steps):

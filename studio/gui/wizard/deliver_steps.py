@@ -74,13 +74,16 @@ class ExportStep(Step):
 class DeployStep(Step):
     title = "Deploy"
 
-    def __init__(self, state, parent=None):
+    def __init__(self, state, jobs, parent=None):
         super().__init__(state, parent)
+        self.jobs = jobs
         self.here = QRadioButton("Here: the live panel (ONNX Runtime for .onnx, rknn-toolkit2's simulator for .rknn)")
         self.board = QRadioButton("On a board: the Deploy page (push, then run on its NPU cores)")
+        self.service = QRadioButton("On a board, as a service: keeps running after the studio closes, restarts on "
+                                    "failure and at boot (the source is on the board)")
         self.here.setChecked(True)
         group = QButtonGroup(self)
-        for button in (self.here, self.board):
+        for button in (self.here, self.board, self.service):
             group.addButton(button)
             button.toggled.connect(lambda _: self.changed.emit())
         self.boards = QComboBox()
@@ -91,28 +94,70 @@ class DeployStep(Step):
         self.workers.setRange(1, 6)
         self.workers.setValue(2)
         self.workers.valueChanged.connect(lambda _: self.changed.emit())
+        self.backend = QComboBox()
+        self.backend.addItems(["rknnlite", "ort"])  # the NPU, or ONNX Runtime on the board's CPU
+        self.backend.currentTextChanged.connect(lambda _: self.changed.emit())
         self.go_button = QPushButton("Open the live panel")
         self.go_button.clicked.connect(self.deploy)
+        self.installed = QLabel()
+        self.installed.setWordWrap(True)
         self.lay_out("Watch the exported model work: here on this machine, or on a board over SSH (one worker per "
-                     "NPU core on an RK3588).", form(("", self.here), ("", self.board), ("Board", self.boards),
-                                                     ("Source", self.source), ("Workers", self.workers),
-                                                     ("", self.go_button)))
+                     "NPU core on an RK3588), or leave it running there as a service.",
+                     form(("", self.here), ("", self.board), ("", self.service), ("Board", self.boards),
+                          ("Source", self.source), ("Workers", self.workers), ("Board backend", self.backend),
+                          ("", self.go_button)), self.installed)
+        self.changed.connect(self._label_button)
+
+    def _label_button(self) -> None:
+        self.go_button.setText("Install the service" if self.service.isChecked() else "Open the live panel")
 
     def enter(self) -> None:
         from deploy.board.profiles import BoardStore
 
         self.boards.clear()
         self.boards.addItems(list(BoardStore().load()))
-        self.board.setEnabled(self.boards.count() > 0)
-        self.boards.setEnabled(self.boards.count() > 0)
+        for widget in (self.board, self.service, self.boards):
+            widget.setEnabled(self.boards.count() > 0)
         if not self.boards.count():
             self.here.setChecked(True)
             self.board.setText("On a board: add one on the Deploy page first")
         self.changed.emit()
 
+    def install(self) -> None:
+        """Push the bundle and start it as a service on the chosen board (a job: progress, cancel)."""
+        from deploy.board.remote_run import RunOptions
+        from studio.core.board import Access, install_service
+        from studio.core.bundle import bundle_model
+
+        source, backend = self.source.text() or "camera:0", self.backend.currentText()
+        try:
+            model = bundle_model(self.state.exported.parent, backend)
+        except UserError as exc:
+            self.window().show_error(str(exc))
+            return
+        opts = RunOptions(source=source, backend=backend, workers=self.workers.value(),
+                          loop=not source.startswith("camera:"))  # a file source starts again at its end
+        access = Access(self.boards.currentText())
+        self.installed.setText(f"installing on {access.board} ...")
+
+        def done(status: dict) -> None:
+            self.installed.setText(f"The service runs on {access.board} ({status['manager']}); results go to "
+                                   f"{status['results']} on the board. Watch it: studio board stream "
+                                   f"{access.board} --service")
+
+        def failed(message: str) -> None:
+            self.installed.setText("")
+            self.window().show_error(message)
+
+        self.jobs.start(f"Install on {access.board}", lambda job: install_service(access, model, opts, "studio", job),
+                        on_success=done, on_failure=failed)
+
     def deploy(self) -> None:
         window = self.window()
         model = self.state.exported
+        if self.service.isChecked():
+            self.install()
+            return
         if self.board.isChecked():
             deploy = window.page("Deploy")
             deploy.model.setText(str(model))
@@ -136,6 +181,11 @@ class DeployStep(Step):
         model = self.state.exported
         if model is None:
             return ""
+        if self.service.isChecked() and self.boards.currentText():
+            source = self.source.text() or "camera:0"
+            return (f"studio board install {q(self.boards.currentText())} {q(model.parent)} --source {q(source)} "
+                    f"--workers {self.workers.value()} --backend {self.backend.currentText()}"
+                    + ("" if source.startswith("camera:") else " --loop"))
         if self.board.isChecked() and self.boards.currentText():
             name = self.boards.currentText()
             return (f"studio board push {q(name)} {q(model)} && studio board run {q(name)} {q(model)} "
