@@ -63,9 +63,11 @@ class ModelStep(Step):
             field.edit.textChanged.connect(self._update)
         self.about = QLabel()
         self.about.setWordWrap(True)
-        self.lay_out("Start from a trained float detector. The teacher, a bigger model trained on the same classes, "
-                     "guides pruning's fine-tuning and distillation. A .pt file is code: open only checkpoints you "
-                     "trust.", form(("Model", self.model), ("Teacher", self.teacher)), self.about)
+        self.lay_out("Start from a float detector: yours, or a pretrained one of other classes (a COCO yolov8n.pt), "
+                     "which the run first fine-tunes to the data's classes (10 epochs). The teacher, a bigger model "
+                     "trained on the same classes, guides pruning's fine-tuning and distillation. A .pt file is code: "
+                     "open only checkpoints you trust.",
+                     form(("Model", self.model), ("Teacher", self.teacher)), self.about)
         self._update()
 
     def _update(self) -> None:
