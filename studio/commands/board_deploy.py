@@ -18,6 +18,8 @@ from studio.commands.board import ASK, JSON, PROJECT, TRUST
 
 DETACHED_IDLE_EXIT_S = 300.0  # a detached agent waits longer for a host to come and watch
 BOARDS = typer.Argument(..., help="A board, several (a,b) or a group (@shelf: studio board group).")
+SOURCE = declared(AGENT_OPTIONS["source"], help="On the board: camera:N, a video, an image folder or glob.")
+BACKEND = declared(AGENT_OPTIONS["backend"], help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU).")
 
 
 def _accesses(spec: str, trust: bool, ask_password: bool) -> list:
@@ -109,10 +111,9 @@ def run_cmd(
     boards: str = BOARDS,
     model: Path = typer.Argument(..., help="The exported model (.rknn for the NPU; .onnx with --backend ort), or a "
                                            "deploy bundle folder (studio compress writes OUT/bundle)."),
-    source: str = declared(AGENT_OPTIONS["source"], help="On the board: camera:N, a video, an image folder or glob."),
+    source: str = SOURCE,
     workers: int = declared(AGENT_OPTIONS["workers"]),
-    backend: str = declared(AGENT_OPTIONS["backend"],
-                            help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
+    backend: str = BACKEND,
     conf: float = declared(AGENT_OPTIONS["conf"]),
     iou: float = declared(AGENT_OPTIONS["iou"]),
     max_frames: int | None = declared(AGENT_OPTIONS["max_frames"], "--frames"),

@@ -9,7 +9,7 @@ from deploy.board.agent.options import AGENT_OPTIONS
 from studio.cli_options import checked, declared
 from studio.cli_support import handles_errors, print_json, run_job, stdout
 from studio.commands.board import ASK, JSON, PROJECT, TRUST, _access
-from studio.commands.board_deploy import check_model
+from studio.commands.board_deploy import BACKEND, SOURCE, check_model
 
 
 @handles_errors
@@ -18,10 +18,9 @@ def install_cmd(
     name: str = typer.Argument(..., help="The board."),
     model: Path = typer.Argument(..., help="A deploy bundle folder (studio compress writes OUT/bundle) or an "
                                            "exported model with its sidecar."),
-    source: str = declared(AGENT_OPTIONS["source"], help="On the board: camera:N, a video, an image folder or glob."),
+    source: str = SOURCE,
     workers: int = declared(AGENT_OPTIONS["workers"]),
-    backend: str = declared(AGENT_OPTIONS["backend"],
-                            help="rknnlite (the NPU) | ort (ONNX Runtime on the board's CPU)."),
+    backend: str = BACKEND,
     conf: float = declared(AGENT_OPTIONS["conf"]),
     iou: float = declared(AGENT_OPTIONS["iou"]),
     loop: bool = declared(AGENT_OPTIONS["loop"]),
