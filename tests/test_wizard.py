@@ -15,7 +15,13 @@ def _next(page, title: str) -> None:
 
 @pytest.mark.slow  # trains
 def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path):
-    data, teacher, student = tiny_pair
+    import torch
+
+    from tests.conftest import make_detector
+
+    data, teacher, _ = tiny_pair
+    student = tmp_path / "coco80.pt"  # the user's own start: a pretrained checkpoint of 80 other classes
+    torch.save({"model": make_detector(nc=80), "ema": None}, student)
     window.show_page("Compress")
     page = window.page("Compress")
 
@@ -40,6 +46,8 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
         term.setChecked(False)
     assert not page.next.isEnabled() and "distillation term" in page.why.text()
     recipe.terms["response"].setChecked(True)
+    assert not recipe.fit.isHidden()  # its classes are not the data's: a finetune stage first
+    recipe.fit_epochs.setValue(1)
     recipe.imgsz.setValue(64)
     recipe.finetune.setValue(0)
     recipe.distill_epochs.setValue(1)
@@ -48,6 +56,7 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     shown = yaml.safe_load(recipe.yaml.toPlainText())
     assert shown["imgsz"] == 64 and shown["model"] == str(student) and shown["distill"]["kd"] == "response"
     assert shown["qat"]["epochs"] == 1 and shown["export"]["ptq"] == ["normal"] and shown["verify"]["limit"] == 4
+    assert shown["finetune"] == {"epochs": 1, "val_limit": 4}
     _next(page, "Run")
 
     run = page.step("Run")
@@ -67,7 +76,8 @@ def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path)
     run.start_button.click()
     qtbot.waitUntil(lambda: window.page("Compress").state.report is not None, timeout=400000)
     assert (chain / "prune" / "prune_report.json").stat().st_mtime == pruned_at  # resumed, not redone
-    assert all(run.bars[s][2].text() == "done" for s in ("prune", "distill", "qat", "export", "verify"))
+    assert all(run.bars[s][2].text() == "done" for s in ("finetune", "prune", "distill", "qat", "export", "verify"))
+    assert run.bars["teacher"][0].isHidden()  # the teacher knows the data's classes: no teacher stage
     page.go(2)  # back to the recipe, changed: the finished run no longer stands for it
     recipe.val_images.setValue(3)
     page.go(3)

@@ -181,6 +181,10 @@ class RecipeStep(Step):
         self.finetune = _spin(0, 100, 1)
         self.prune.setLayout(form(("Keep this share of GFLOPs", self.flops), ("Criterion", self.criterion),
                                   ("Fine-tune epochs", self.finetune)))
+        self.fit = QGroupBox("Fit to the data's classes (the model detects other classes)")
+        self.fit_epochs = _spin(1, 300, 10)
+        self.fit.setLayout(form(("Fine-tune epochs", self.fit_epochs)))
+        self.fit.setVisible(False)
         self.distill = QGroupBox("Distill from the teacher")
         self.distill.setCheckable(True)
         self.distill_epochs = _spin(1, 300, 10)
@@ -214,10 +218,11 @@ class RecipeStep(Step):
         self.yaml = QPlainTextEdit()
         self.yaml.setReadOnly(True)
         grid = QGridLayout()
-        grid.addWidget(self.prune, 0, 0)
-        grid.addWidget(self.distill, 1, 0)
-        grid.addWidget(quant_box, 0, 1)
-        grid.addWidget(general, 1, 1)
+        grid.addWidget(self.fit, 0, 0, 1, 2)
+        grid.addWidget(self.prune, 1, 0)
+        grid.addWidget(self.distill, 2, 0)
+        grid.addWidget(quant_box, 1, 1)
+        grid.addWidget(general, 2, 1)
         top = QHBoxLayout()
         top.addWidget(QLabel("Preset"))
         top.addWidget(self.preset)
@@ -233,12 +238,13 @@ class RecipeStep(Step):
         layout.addLayout(left, 3)
         layout.addWidget(self.yaml, 2)
         self._loading = False
+        self._fits = False
         self.preset.currentTextChanged.connect(self.apply_preset)
         for signal in (self.prune.toggled, self.flops.valueChanged, self.criterion.currentTextChanged,
                        self.finetune.valueChanged, self.distill.toggled, self.distill_epochs.valueChanged,
                        self.quant.currentIndexChanged, self.qat_epochs.valueChanged, self.bits.currentTextChanged,
                        self.tune_teacher.toggled, self.imgsz.valueChanged, self.val_images.valueChanged,
-                       self.calib.valueChanged, self.platform.currentTextChanged,
+                       self.calib.valueChanged, self.platform.currentTextChanged, self.fit_epochs.valueChanged,
                        *(b.toggled for b in (*self.terms.values(), *self.algorithms.values()))):
             signal.connect(self._update)
         self.apply_preset(self.preset.currentText())
@@ -276,6 +282,8 @@ class RecipeStep(Step):
         recipe: dict = {"imgsz": self.imgsz.value()}
         limit = self.val_images.value() or None
         scored = {"val_limit": limit} if limit else {}
+        if self._fits:
+            recipe["finetune"] = {"epochs": self.fit_epochs.value(), **scored}
         if self.prune.isChecked():
             base = self._base.get("prune", {"round_to": 16})
             recipe["prune"] = {**base, "target_flops": round(self.flops.value(), 2), **scored,
@@ -303,7 +311,22 @@ class RecipeStep(Step):
         self.changed.emit()
 
     def enter(self) -> None:
+        self._fits = self._model_needs_fitting()
+        self.fit.setVisible(self._fits)
         self._update()  # the model and data may have changed since
+
+    def _model_needs_fitting(self) -> bool:
+        """The chosen model detects other classes than the chosen data (a COCO checkpoint on your dataset)."""
+        from studio.core.data.formats import read_yaml, yaml_names
+        from studio.core.models import detects
+
+        model, data = self.state.model, self.state.data
+        if not (model and data and Path(model).is_file() and Path(data).is_file()):
+            return False
+        try:
+            return not detects(model, yaml_names(read_yaml(Path(data)), Path(data)))
+        except UserError:
+            return False  # a bad file: the run says so, in one line
 
     def blocked(self) -> str | None:
         recipe = self.state.recipe
