@@ -1,6 +1,7 @@
 """Shared fixtures: tiny detectors and images made on the spot (nothing is downloaded)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -225,3 +227,23 @@ def processes_with(text: str) -> list[int]:
     """Pids whose command line contains text (the test machine is the board)."""
     out = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def coco_from(synth: Path, split: str, out: Path) -> None:
+    """The synthetic split as COCO: images in coco/SPLIT, annotations in coco/annotations/SPLIT.json."""
+    names = yaml.safe_load((synth / "data.yaml").read_text())["names"]
+    images, annotations = [], []
+    (out / split).mkdir(parents=True)
+    for index, image in enumerate(sorted((synth / "images" / split).glob("*.png"))):
+        pixels = cv2.imread(str(image))
+        cv2.imwrite(str(out / split / f"{image.stem}.jpg"), pixels)
+        h, w = pixels.shape[:2]
+        images.append({"id": index, "file_name": f"{image.stem}.jpg", "width": w, "height": h})
+        for line in (synth / "labels" / split / f"{image.stem}.txt").read_text().splitlines():
+            c, x, y, bw, bh = (float(v) for v in line.split())
+            annotations.append({"id": len(annotations), "image_id": index, "category_id": int(c) + 1,
+                                "bbox": [(x - bw / 2) * w, (y - bh / 2) * h, bw * w, bh * h], "iscrowd": 0})
+    categories = [{"id": i + 1, "name": n} for i, n in sorted(names.items())]
+    (out / "annotations").mkdir(exist_ok=True)
+    (out / "annotations" / f"{split}.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": categories}))

@@ -8,6 +8,7 @@ reader supplies.
 """
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -154,3 +155,16 @@ def test_the_demo_takes_as_long_in_the_readme_as_in_its_help():
     readme = re.search(r"takes\s+about (\d+) minutes", (ROOT / "README.md").read_text())
     help_text = dict((" ".join(p), c.help) for p, c in _leaves(COMMAND, ["studio"]))["studio demo"]
     assert readme and f"about {readme.group(1)} minutes" in help_text
+
+
+SELF_CONTAINED = r"studio (models inspect \S+\.yaml|bench (postprocess|merge|import))\b"  # need no file of yours
+
+
+@pytest.mark.parametrize("where, line", [(w, line) for w, line, whole in DOC_LINES
+                                         if whole and re.match(SELF_CONTAINED, line)], ids=lambda v: str(v)[:60])
+def test_a_documented_command_that_needs_nothing_of_yours_runs(where, line, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli(*shlex.split(line)[1:])
+    assert result.exit_code == 0, (where, line, result.stderr[-1000:])
+    if "--json" in line:
+        json.loads(result.stdout)

@@ -17,11 +17,16 @@ def _next(page, title: str) -> None:
 def test_wizard_end_to_end_with_tiny_budgets(window, qtbot, tiny_pair, tmp_path):
     import torch
 
-    from tests.conftest import make_detector
+    from studio.core.data.formats import import_dataset
+    from tests.conftest import coco_from, make_detector
 
-    data, teacher, _ = tiny_pair
+    synth, teacher, _ = tiny_pair
     student = tmp_path / "coco80.pt"  # the user's own start: a pretrained checkpoint of 80 other classes
     torch.save({"model": make_detector(nc=80), "ema": None}, student)
+    coco = tmp_path / "coco"  # and their own dataset, in COCO format, imported split by split
+    for split in ("train", "val"):
+        coco_from(synth.parent, split, coco)
+        data = import_dataset("coco", coco / "annotations" / f"{split}.json", tmp_path / "mine", coco / split, split)
     window.show_page("Compress")
     page = window.page("Compress")
 

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from studio.core.data.synth import SynthConfig, generate
-from tests.conftest import make_detector
+from tests.conftest import coco_from, make_detector
 from tests.test_docs_commands import command_lines
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "your-own-model.md"
@@ -26,28 +26,6 @@ TINY = {"imgsz": 64, "finetune": {"epochs": 1, "batch": 8, "val_limit": 4},
         "distill": {"epochs": 1, "batch": 8, "val_limit": 4},
         "qat": {"epochs": 2, "batch": 8, "calib_batches": 1, "val_limit": 4},
         "export": {"calib_count": 8}, "verify": {"limit": 4}}
-
-
-def _coco(synth: Path, split: str, out: Path) -> None:
-    """The synthetic split as COCO: images in coco/SPLIT, annotations in coco/annotations/SPLIT.json."""
-    import cv2
-
-    names = yaml.safe_load((synth / "data.yaml").read_text())["names"]
-    images, annotations = [], []
-    (out / split).mkdir(parents=True)
-    for index, image in enumerate(sorted((synth / "images" / split).glob("*.png"))):
-        pixels = cv2.imread(str(image))
-        cv2.imwrite(str(out / split / f"{image.stem}.jpg"), pixels)
-        h, w = pixels.shape[:2]
-        images.append({"id": index, "file_name": f"{image.stem}.jpg", "width": w, "height": h})
-        for line in (synth / "labels" / split / f"{image.stem}.txt").read_text().splitlines():
-            c, x, y, bw, bh = (float(v) for v in line.split())
-            annotations.append({"id": len(annotations), "image_id": index, "category_id": int(c) + 1,
-                                "bbox": [(x - bw / 2) * w, (y - bh / 2) * h, bw * w, bh * h], "iscrowd": 0})
-    categories = [{"id": i + 1, "name": n} for i, n in sorted(names.items())]
-    (out / "annotations").mkdir(exist_ok=True)
-    (out / "annotations" / f"{split}.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}))
 
 
 def _recipe(text: str) -> dict:
@@ -73,7 +51,7 @@ def test_the_guide_runs_as_written(cli, sshd, board_python, scenes, tmp_path, mo
     monkeypatch.setenv("EDGE_STUDIO_HOME", str(tmp_path / "home"))
     synth = generate(SynthConfig(tmp_path / "synth", images=20, size=160)).parent
     for split in ("train", "val"):
-        _coco(synth, split, tmp_path / "coco")
+        coco_from(synth, split, tmp_path / "coco")
     torch.save({"model": make_detector(nc=80), "ema": None}, tmp_path / "yolov8n.pt")  # "COCO-pretrained"
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(_tiny(_recipe(text)), sort_keys=False))
     board = tmp_path / "board"

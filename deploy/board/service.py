@@ -247,15 +247,12 @@ def uninstall_service(board: BoardSession, project_dir: str) -> dict:
 
 
 def _stop_supervisor(board: BoardSession, paths: ServicePaths) -> None:
-    """TERM the supervisor (it stops its agent first), then KILL what is left of both."""
-    status = _read_json(board, paths.status) or {}
-    pids = [str(int(p)) for p in (status.get("pid"), status.get("agent_pid")) if p]
-    if not pids:
-        return
-    board.run(f"kill -TERM {pids[0]} 2>/dev/null", check=False)
+    """TERM the supervisor (it stops its agent first), then KILL what is left of both. Processes are found by
+    their command line, never by a recorded pid (after a reboot that pid may be another program's)."""
+    supervisor = quote(_pattern(paths.status))
+    board.run(f"pkill -TERM -f {supervisor}", check=False)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and board.run(f"pgrep -f {quote(_pattern(paths.status))}",
-                                                     check=False).out.strip():
+    while time.monotonic() < deadline and board.run(f"pgrep -f {supervisor}", check=False).out.strip():
         time.sleep(0.2)
     for path in (paths.status, paths.run_file):  # what is left of the supervisor, then of its agent
         board.run(f"pkill -KILL -f {quote(_pattern(path))}", check=False)
