@@ -23,6 +23,13 @@ from studio.core.data.synth import SynthConfig, generate
 STUDIO = [sys.executable, "-m", "studio"]
 
 
+def _spawn(args, **kwargs) -> subprocess.Popen:
+    """The studio in a child that takes Ctrl-C as a user's would, even when the tests run under `nohup` or in a
+    background job (whose children inherit SIGINT ignored, so Python never raises KeyboardInterrupt)."""
+    return subprocess.Popen(list(map(str, args)), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **kwargs)
+
+
 def _one_line_error(result, code: int = 2) -> str:
     err = result.stderr.strip()
     assert result.returncode == code, (result.returncode, result.stdout[-500:], err[-2000:])
@@ -158,14 +165,14 @@ def _wait_for_staging(parent: Path, process: subprocess.Popen, seconds: float = 
 def test_ctrl_c_leaves_nothing_and_a_killed_runs_leftovers_go_with_the_next_run(tmp_path):
     out = tmp_path / "synth"
     args = [*STUDIO, "data", "synth", "--out", str(out), "--images", 400, "--size", 128]
-    interrupted = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    interrupted = _spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_staging(tmp_path, interrupted)
     interrupted.send_signal(signal.SIGINT)
     _, err = interrupted.communicate(timeout=60)
     assert interrupted.returncode == 130 and "cancelled" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
-    killed = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = _spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_staging(tmp_path, killed)
     killed.kill()
     killed.wait()
@@ -187,7 +194,7 @@ def test_ctrl_c_during_predict_video_save_keeps_no_truncated_video(tiny_onnx, tm
     out = tmp_path / "out" / "saved"
     out.parent.mkdir()
     args = [*STUDIO, "predict", tiny_onnx, video, "--save", out]
-    running = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = _spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_staging(out.parent, running, pattern="*.avi")
     running.send_signal(signal.SIGINT)
     _, err = running.communicate(timeout=60)
@@ -316,7 +323,7 @@ def test_a_training_stopped_by_ctrl_c_or_killed_resumes_to_the_end(cli, tmp_path
     args = ["train", "yolov8n.yaml", "--data", data, "--epochs", 20, "--imgsz", 64, "--batch", 4,
             "--project", tmp_path / "runs", "--name", "t"]
     weights = tmp_path / "runs" / "t" / "weights"
-    first = subprocess.Popen(list(map(str, [*STUDIO, *args])), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    first = _spawn([*STUDIO, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     _wait_for((weights / "last.pt").is_file, first, 180, "the first epoch's checkpoint")
     first.send_signal(signal.SIGINT)
@@ -328,7 +335,7 @@ def test_a_training_stopped_by_ctrl_c_or_killed_resumes_to_the_end(cli, tmp_path
     assert again.exit_code == 2 and "--resume continues it, --force starts over" in again.stderr
 
     saved = (weights / "last.pt").stat().st_mtime_ns
-    resumed = subprocess.Popen(list(map(str, [*STUDIO, *args, "--resume"])), stdout=subprocess.DEVNULL,
+    resumed = _spawn([*STUDIO, *args, "--resume"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
     _wait_for(lambda: (weights / "last.pt").stat().st_mtime_ns != saved, resumed, 180, "a resumed epoch's save")
     resumed.kill()
@@ -351,7 +358,7 @@ def test_an_rknn_export_stopped_by_ctrl_c_or_killed_leaves_nothing_after_the_nex
     def building() -> bool:
         return any(p.name.startswith("studio-rknn-") for p in temp.iterdir())
 
-    stopped = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    stopped = _spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env)
     _wait_for(building, stopped, 120, "the toolkit's build")
     stopped.send_signal(signal.SIGINT)
@@ -359,7 +366,7 @@ def test_an_rknn_export_stopped_by_ctrl_c_or_killed_leaves_nothing_after_the_nex
     assert stopped.returncode == 130 and err.strip() == "error: cancelled; earlier results are untouched", err[-2000:]
     assert list(out.iterdir()) == [] and list(temp.iterdir()) == []
 
-    killed = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    killed = _spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _wait_for(building, killed, 120, "the toolkit's build")
     killed.kill()
     killed.wait()
