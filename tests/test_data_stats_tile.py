@@ -59,3 +59,22 @@ def test_tile_dataset_cuts_scenes(cli, tmp_path):
     assert len(rows) > 0 and (rows[:, 1:] >= 0).all() and (rows[:, 1:] <= 1).all()
     assert "train: images/train" in (tmp_path / "tiles" / "data.yaml").read_text()
     assert (tmp_path / "tiles" / "data.yaml").read_text().startswith("# written by studio data tile\n")
+
+
+def test_stats_of_oriented_labels_counts_angles_and_refuses_mixed_or_degenerate_rows(cli, tmp_path):
+    data = generate(SynthConfig(tmp_path / "ds", images=6, size=192, generator="dense-1", task="obb"))
+    result = cli("data", "stats", data, "--plots", tmp_path / "plots", "--json")
+    stats = json.loads(result.stdout)
+    objects = sum(stats["objects_per_class"].values())
+    assert stats["task"] == "obb" and stats["problems"] == 0 and objects > 30
+    assert sum(stats["angles"].values()) == sum(stats["aspect_ratios"].values()) == objects
+    assert len([n for n in stats["angles"].values() if n]) >= 4  # angles spread over the half turn
+    assert (tmp_path / "plots" / "angles.png").is_file() and (tmp_path / "plots" / "aspect_ratios.png").is_file()
+    label = sorted((data.parent / "labels" / "train").glob("*.txt"))[0]
+    label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n1 0.1 0.1 1.2 0.1 1.2 0.3 0.1 0.3\n"
+                                         "2 0.4 0.4 0.4 0.4 0.4 0.4 0.4 0.4\n3 0.1 0.1 0.2 0.1 0.2 0.2\n")
+    stats = json.loads(cli("data", "stats", data, "--json").stdout)
+    assert [p.split(": ", 1)[1] for p in stats["corrupt_labels"]] == [
+        "4 coordinates where the dataset's labels have 8 (upright and oriented boxes cannot be mixed)",
+        "expected 'class cx cy w h' or 'class x1 y1 ... x4 y4'"]
+    assert len(stats["out_of_range"]) == 2  # a corner outside the image; a rectangle of no area

@@ -1,11 +1,15 @@
-"""The synthetic remote-sensing generator: deterministic, mostly small objects, clutter, valid labels."""
+"""The synthetic remote-sensing generators: deterministic and frozen, mostly small objects, clutter, valid labels;
+the dense one with rows of touching rotated objects, labelled oriented or upright from the same poses."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
+from deploy.runtime.rotated import from_polygon
 from studio.core.data.aerial import CLASSES, render_scene
+from studio.core.data.oriented import label_text
 from studio.core.data.synth import SynthConfig, generate, render_image, split_of
 
 
@@ -65,3 +69,51 @@ def test_one_split_alone_has_the_same_bytes(tmp_path):
     assert "train:" not in (val / "data.yaml").read_text()
     for image in (full / "images" / "val").iterdir():
         assert (val / "images" / "val" / image.name).read_bytes() == image.read_bytes()
+
+
+def _fingerprint(generator: str, task: str) -> str:
+    h = hashlib.sha256()
+    for i in range(3):
+        img, rows = render_image(SynthConfig(Path("unused"), size=192, generator=generator, task=task, seed=5), i)
+        h.update(img.tobytes() + label_text(rows).encode())
+    return h.hexdigest()[:16]
+
+
+def test_generators_are_frozen():
+    """Recorded figures (bundled models, the dense benchmark's training runs) depend on these bytes: a change to
+    either generator must be a new generator name, not an edit."""
+    assert _fingerprint("sparse-1", "detect") == "c7a91261c0722400"
+    assert _fingerprint("dense-1", "obb") == "38a879c38ab9b6ec"
+    assert _fingerprint("dense-1", "detect") == "2393263ba91c8330"
+
+
+def _rows(generator: str, task: str, images: int = 30) -> list[np.ndarray]:
+    cfg = SynthConfig(Path("unused"), size=320, generator=generator, task=task)
+    return [np.array(render_image(cfg, i)[1], np.float64).reshape(-1, 9 if task == "obb" else 5) for i in range(images)]
+
+
+def test_dense_scenes_have_rows_of_touching_rotated_objects_cut_by_the_border():
+    rows = _rows("dense-1", "obb")
+    assert np.mean([len(r) for r in rows]) >= 25  # dense: the sparse generator has about 6
+    quads = [r[:, 1:].reshape(-1, 4, 2) * 320 for r in rows]
+    rboxes = np.concatenate([[from_polygon(q) for q in image] for image in quads])
+    assert (rboxes[:, 2] >= rboxes[:, 3]).all()
+    upright = np.minimum(rboxes[:, 4] % (np.pi / 2), np.pi / 2 - rboxes[:, 4] % (np.pi / 2))
+    assert np.mean(upright > np.radians(20)) >= 0.3  # many objects far from axis-aligned
+    assert np.mean([(np.isclose(q, 0) | np.isclose(q, 320)).any() for image in quads for q in image]) >= 0.03  # cut
+    touching = 0
+    for image in quads:  # a neighbour's corner within 2.5 px of an object's centre line ends = rows of touching cars
+        for k, q in enumerate(image):
+            others = np.delete(image, k, 0).reshape(-1, 2)
+            touching += len(others) and np.min(np.linalg.norm(others[:, None] - q[None], axis=2)) < 2.5
+    assert touching / sum(len(q) for q in quads) >= 0.3
+    assert rboxes[:, 2].max() / np.median(rboxes[:, 2]) > 5  # a wide spread of sizes
+
+
+def test_the_detect_task_labels_the_same_objects_upright():
+    for obb, det in zip(_rows("dense-1", "obb", 8), _rows("dense-1", "detect", 8)):
+        assert len(obb) == len(det) and (obb[:, 0] == det[:, 0]).all()
+        whole = ~((np.isclose(obb[:, 1:], 0) | np.isclose(obb[:, 1:], 1)).any(1))
+        quads = obb[whole, 1:].reshape(-1, 4, 2)
+        lo, hi = quads.min(1), quads.max(1)
+        assert np.allclose(np.concatenate([(lo + hi) / 2, hi - lo], 1), det[whole, 1:], atol=2e-6)

@@ -16,24 +16,32 @@ def data_synth(
     seed: int = typer.Option(0, help="Same seed, same bytes."),
     scenes: int = typer.Option(0, help="Also write this many large scenes (split 'scenes') for tiling."),
     scene_size: int = typer.Option(2048, help="Side of the large scenes in pixels."),
+    generator: str = typer.Option("sparse-1", help="sparse-1: scattered objects (the bundled models' data); "
+                                                   "dense-1: rows of touching, rotated objects cut by the border."),
+    task: str = typer.Option("detect", help="detect: axis-aligned boxes (class cx cy w h); obb: oriented boxes "
+                                            "(class and four corners), for yolov8n-obb.yaml."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Generate a synthetic remote-sensing dataset in YOLO layout: mostly small objects, clutter, water, roads.
 
-    Classes: vehicle, storage-tank, plane, ship. Example:\n
-      studio data synth --out data/synth --images 1500 --size 320 --scenes 3
+    Classes: vehicle, storage-tank, plane, ship. An object cut by the image border is labelled when at least
+    half of it is inside (its oriented label is the smallest rectangle around the visible part). Examples:\n
+      studio data synth --out data/synth --images 1500 --size 320 --scenes 3\n
+      studio data synth --out data/dense-obb --generator dense-1 --task obb --images 800
     """
     from studio.core.data.synth import SynthConfig, generate
 
     cfg = SynthConfig(out=out, images=images, size=size, seed=seed, scenes=scenes, scene_size=scene_size,
-                      force=force)
+                      force=force, generator=generator, task=task)
     data_yaml = run_job(lambda job: generate(cfg, stage(job, "synthetic data", images + scenes)), json_out)
     if json_out:
-        print_json({"data": str(data_yaml), "images": images, "scenes": scenes, "size": size, "seed": seed})
+        print_json({"data": str(data_yaml), "images": images, "scenes": scenes, "size": size, "seed": seed,
+                    "generator": generator, "task": task})
     else:
+        arch = "yolov8n-obb.yaml" if task == "obb" else "yolov8n.yaml"
         stdout.print(f"wrote {images} images and {scenes} scenes; train with: "
-                     f"studio train yolov8n.yaml --data {data_yaml}", highlight=False)
+                     f"studio train {arch} --data {data_yaml}", highlight=False)
 
 
 @handles_errors
@@ -70,8 +78,8 @@ def data_stats(
     plots: Path | None = typer.Option(None, help="Folder for histogram PNGs (default: <data folder>/stats)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Check a dataset (missing, corrupt, out-of-range, repeated, duplicate labels) and count images, classes and
-    object sizes.
+    """Check a dataset (missing, corrupt, out-of-range, repeated, duplicate labels) and count images, classes,
+    object sizes and aspect ratios; for oriented boxes, their angles.
 
     Example: studio data stats data/mine/data.yaml --plots out/stats
     """
@@ -85,6 +93,9 @@ def data_stats(
     stdout.print(f"images per split: {stats.images}; {stats.objects_per_image:.1f} objects per image", highlight=False)
     stdout.print(f"objects per class: {stats.objects_per_class}", highlight=False)
     stdout.print(f"sizes: {stats.sizes} ({stats.small_fraction:.0%} small)", highlight=False)
+    stdout.print(f"labels: {stats.task or 'none'}; aspect ratios: {stats.aspect_ratios}", highlight=False)
+    if stats.angles:
+        stdout.print(f"angles (degrees): {stats.angles}", highlight=False)
     for key in ("config", "missing_images", "unreadable_images", "corrupt_labels", "out_of_range",
                 "repeated_labels", "empty_labels", "images_without_labels", "duplicates"):
         items = getattr(stats, key)

@@ -29,11 +29,36 @@ class Canvas:
     roads: list = field(default_factory=list)  # (start, end, width) of each road
     taken: list = field(default_factory=list)  # xyxy boxes of everything placed (objects and clutter)
     labels: list = field(default_factory=list)  # (class, x0, y0, x1, y1)
+    poses: list = field(default_factory=list)  # the Pose of each labelled object
     sun: np.ndarray = field(default_factory=lambda: np.zeros(2))  # shadow offset direction
 
     @property
     def hw(self) -> tuple[int, int]:
         return self.image.shape[:2]
+
+
+@dataclass(frozen=True)
+class Pose:
+    """One object's rectangle: class, centre, length (along `angle`), width, angle in radians; image pixels."""
+
+    cls: int
+    cx: float
+    cy: float
+    length: float
+    width: float
+    angle: float
+
+    def corners(self) -> np.ndarray:
+        return _rotated(_rect(self.length, self.width), self.angle, (self.cx, self.cy))
+
+
+def pose_of(cls: int, parts: list[tuple[np.ndarray, float]], angle: float, centre) -> Pose:
+    """The rectangle around an object's unrotated parts, turned by `angle` and moved to `centre`."""
+    pts = np.concatenate([p for p, _ in parts])
+    lo, hi = pts.min(0), pts.max(0)
+    offset = _rotated(((lo + hi) / 2)[None], angle, (0, 0))[0]
+    return Pose(cls, float(centre[0] + offset[0]), float(centre[1] + offset[1]), float(hi[0] - lo[0]),
+                float(hi[1] - lo[1]), float(angle))
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -169,7 +194,8 @@ def place_object(rng: np.random.Generator, canvas: Canvas, cls: int, centre, ang
                  length: float | None = None, colour=None) -> bool:
     """Draw one labelled object if its box is free; returns whether it was placed."""
     length = length if length is not None else object_length(rng, cls)
-    parts = [(_rotated(p, angle, centre), k) for p, k in object_polygons(cls, length, rng)]
+    shape = object_polygons(cls, length, rng)
+    parts = [(_rotated(p, angle, centre), k) for p, k in shape]
     pts = np.concatenate([p for p, _ in parts])
     box = np.concatenate([pts.min(0), pts.max(0)])
     if not _free(canvas, box):
@@ -189,6 +215,7 @@ def place_object(rng: np.random.Generator, canvas: Canvas, cls: int, centre, ang
         _fill(canvas.image, poly, tuple(c * k for c in colour))
     canvas.taken.append(box)
     canvas.labels.append((cls, *box.tolist()))
+    canvas.poses.append(pose_of(cls, shape, angle, centre))
     return True
 
 
@@ -281,12 +308,17 @@ def place_clutter(rng: np.random.Generator, canvas: Canvas) -> None:
         canvas.taken.append(box)
 
 
-def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list, int]:
-    """One scene: (H, W, 3) uint8 BGR, labels [(class, x0, y0, x1, y1)] in pixels, and the clutter count."""
+def paint_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, Canvas]:
+    """One scene: (H, W, 3) uint8 BGR and the canvas that knows its objects (labels, poses) and clutter."""
     canvas = paint_ground(rng, h, w)
     place_objects(rng, canvas)
     place_clutter(rng, canvas)
     img = cv2.GaussianBlur(canvas.image, (0, 0), rng.uniform(0.4, 0.8))  # optics
     img += rng.normal(0, rng.uniform(1.5, 4.0), img.shape).astype(np.float32)  # sensor noise
-    clutter = len(canvas.taken) - len(canvas.labels)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), canvas.labels, clutter
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), canvas
+
+
+def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list, int]:
+    """One scene: (H, W, 3) uint8 BGR, labels [(class, x0, y0, x1, y1)] in pixels, and the clutter count."""
+    image, canvas = paint_scene(rng, h, w)
+    return image, canvas.labels, len(canvas.taken) - len(canvas.labels)

@@ -5,8 +5,8 @@ be read, empty label files, corrupt label lines (not numbers, NaN or infinite, a
 outside the names), repeated label lines, boxes outside the image or of zero size, a data.yaml
 whose `nc` disagrees with its names, and duplicate images (same bytes). Training and evaluation
 run the same checks, but for the image hashes, before they start (studio/core/data/checks.py).
-It counts images per split, objects per class and object sizes in the COCO buckets (small < 32x32 px,
-medium < 96x96, large).
+It counts images per split, objects per class, object sizes in the COCO buckets (small < 32x32 px,
+medium < 96x96, large) and aspect ratios; for oriented boxes (labels of four corners), their angles.
 """
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ import numpy as np
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged
 from deploy.runtime.output import writing
+from deploy.runtime.rotated import from_polygon, polygon_area
 from studio.core.data.formats import image_size, images_in, label_path, read_yaml, split_dirs, yaml_names
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO area thresholds in pixels
+ASPECT_BINS = (1, 1.5, 2, 3, 4, 6, np.inf)
+ANGLE_BINS = tuple(range(0, 181, 15))
 
 
 @dataclass
@@ -33,11 +36,14 @@ class DatasetStats:
 
     data: str
     names: list[str]
+    task: str = ""  # detect (cx cy w h labels) or obb (four corners); "" before any label is read
     images: dict[str, int] = field(default_factory=dict)  # per split
     objects_per_class: dict[str, int] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # small / medium / large
     small_fraction: float = 0.0
     objects_per_image: float = 0.0
+    aspect_ratios: dict[str, int] = field(default_factory=dict)  # long side / short side, binned
+    angles: dict[str, int] = field(default_factory=dict)  # obb: angle of the long side, 15-degree bins
     missing_images: list[str] = field(default_factory=list)  # label files with no image
     unreadable_images: list[str] = field(default_factory=list)
     empty_labels: list[str] = field(default_factory=list)
@@ -67,36 +73,65 @@ class DatasetStats:
         return {**asdict(self), "problems": self.problems}
 
 
-def _check_label(path: Path, nc: int, stats: DatasetStats) -> list[tuple[int, float, float]]:
-    """Valid rows of a label file as (class, w, h) normalized; problems are recorded, not raised."""
+def _parse_row(fields: list[str]) -> tuple[int, list[float]]:
+    """(class, coordinates) of a label line with 4 (cx cy w h) or 8 (four corners) coordinates."""
+    if len(fields) not in (5, 9):
+        raise ValueError
+    return int(fields[0]), [float(v) for v in fields[1:]]
+
+
+def _in_image(values: list[float]) -> bool:
+    """Whether a row's box (or oriented box) lies in the image and has a size."""
+    if len(values) == 4:
+        cx, cy, w, h = values
+        return w > 0 and h > 0 and cx - w / 2 >= -1e-3 and cy - h / 2 >= -1e-3 and cx + w / 2 <= 1 + 1e-3 \
+            and cy + h / 2 <= 1 + 1e-3
+    return min(values) >= -1e-3 and max(values) <= 1 + 1e-3 and polygon_area(np.reshape(values, (4, 2))) > 0
+
+
+def _shape(values: list[float], width: int, height: int) -> tuple[float, float, float | None]:
+    """(area in pixels, long side / short side, angle in degrees in [0, 180) or None for upright boxes)."""
+    if len(values) == 4:
+        w, h = values[2] * width, values[3] * height
+        return w * h, max(w, h) / max(min(w, h), 1e-9), None
+    _, _, w, h, theta = from_polygon(np.reshape(values, (4, 2)) * [width, height])
+    return w * h, w / max(h, 1e-9), float(np.degrees(theta) % 180)
+
+
+def _check_label(path: Path, nc: int, stats: DatasetStats, width: int, height: int
+                 ) -> list[tuple[int, float, float, float | None]]:
+    """Valid rows of a label file as (class, area px, aspect, angle); problems are recorded, not raised."""
     rows, seen = [], {}
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         try:
-            cls, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:5])
-            if len(fields) < 5:
-                raise ValueError
+            cls, values = _parse_row(fields)
         except ValueError:
-            stats.corrupt_labels.append(f"{path}:{number}: expected 'class cx cy w h'")
+            stats.corrupt_labels.append(f"{path}:{number}: expected 'class cx cy w h' or 'class x1 y1 ... x4 y4'")
             continue
-        if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+        if not all(math.isfinite(v) for v in values):
             stats.corrupt_labels.append(f"{path}:{number}: a coordinate is not a finite number")
             continue
         if not 0 <= cls < nc:
             stats.corrupt_labels.append(f"{path}:{number}: class id {cls} out of range 0..{nc - 1}")
             continue
-        if w <= 0 or h <= 0 or cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 \
-                or cy + h / 2 > 1 + 1e-3:
+        kind = "obb" if len(values) == 8 else "detect"
+        if stats.task not in ("", kind):
+            stats.corrupt_labels.append(f"{path}:{number}: {len(values)} coordinates where the dataset's labels have "
+                                        f"{12 - len(values)} (upright and oriented boxes cannot be mixed)")
+            continue
+        stats.task = kind
+        if not _in_image(values):
             stats.out_of_range.append(f"{path}:{number}")
             continue
-        key = (cls, cx, cy, w, h)
+        key = (cls, *values)
         if key in seen:
             stats.repeated_labels.append(f"{path}:{number}: the same object as line {seen[key]}")
             continue
         seen[key] = number
-        rows.append((cls, w, h))
+        rows.append((cls, *_shape(values, width, height)))
     return rows
 
 
@@ -150,7 +185,7 @@ class _Scan:
 
     def __init__(self, stats: DatasetStats, hashes: bool):
         self.stats, self.hashes = stats, {} if hashes else None
-        self.per_class, self.areas, self.per_image = Counter(), [], []
+        self.per_class, self.areas, self.per_image, self.aspects, self.angles = Counter(), [], [], [], []
 
     def image(self, image: Path) -> None:
         stats = self.stats
@@ -166,13 +201,16 @@ class _Scan:
             stats.images_without_labels.append(str(image))
             self.per_image.append(0)
             return
-        rows = _check_label(lbl, len(stats.names), stats)
+        rows = _check_label(lbl, len(stats.names), stats, width, height)
         if not rows and not lbl.read_text().strip():
             stats.empty_labels.append(str(lbl))
         self.per_image.append(len(rows))
-        for cls, w, h in rows:
+        for cls, area, aspect, angle in rows:
             self.per_class[stats.names[cls]] += 1
-            self.areas.append(w * width * h * height)
+            self.areas.append(area)
+            self.aspects.append(aspect)
+            if angle is not None:
+                self.angles.append(angle)
 
     def finish(self) -> None:
         stats, a = self.stats, np.array(self.areas)
@@ -182,10 +220,21 @@ class _Scan:
                        "large": int((a >= MEDIUM).sum())}
         stats.small_fraction = round(float((a < SMALL).mean()), 4) if a.size else 0.0
         stats.objects_per_image = round(float(np.mean(self.per_image)), 3) if self.per_image else 0.0
+        counts, _ = np.histogram(self.aspects, ASPECT_BINS)
+        stats.aspect_ratios = {_bin_name(ASPECT_BINS, k): int(n) for k, n in enumerate(counts)}
+        if self.angles:
+            counts, _ = np.histogram(self.angles, ANGLE_BINS)
+            stats.angles = {_bin_name(ANGLE_BINS, k): int(n) for k, n in enumerate(counts)}
+
+
+def _bin_name(edges, k: int) -> str:
+    """'a-b' for the k-th bin, 'a+' for an open last bin."""
+    return f"{edges[k]:g}+" if edges[k + 1] == np.inf else f"{edges[k]:g}-{edges[k + 1]:g}"
 
 
 def write_plots(folder: Path, stats: DatasetStats, areas: np.ndarray, per_image: np.ndarray) -> list[str]:
-    """Three PNGs: objects per class, object size (sqrt of area) with the COCO buckets, objects per image."""
+    """PNGs: objects per class, object size (sqrt of area) with the COCO buckets, objects per image, aspect
+    ratios, and for oriented boxes their angles."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,4 +274,18 @@ def write_plots(folder: Path, stats: DatasetStats, areas: np.ndarray, per_image:
     ax.set_xlabel("objects")
     ax.set_ylabel("images")
     save(fig, "objects_per_image.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(list(stats.aspect_ratios), list(stats.aspect_ratios.values()), color="#8e6bb0")
+    ax.set_title("Aspect ratio (long side / short side)")
+    ax.set_ylabel("objects")
+    save(fig, "aspect_ratios.png")
+    if stats.angles:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar([float(k.split("-")[0]) + 7.5 for k in stats.angles], list(stats.angles.values()), width=14,
+               color="#c47b3a")
+        ax.set_xticks(ANGLE_BINS)
+        ax.set_title("Angle of the long side (degrees)")
+        ax.set_ylabel("objects")
+        save(fig, "angles.png")
     return paths

@@ -16,10 +16,14 @@ import numpy as np
 
 from deploy.errors import UserError
 from deploy.runtime.output import Output, write_image
-from studio.core.data.aerial import CLASSES, render_scene
+from studio.core.data.aerial import CLASSES, paint_scene
+from studio.core.data.aerial_dense import render_dense_scene
 from studio.core.data.formats import write_data_yaml
+from studio.core.data.oriented import box_row, label_text, obb_row, oriented_corners, upright_box
 
 SCENE_SEED_OFFSET = 1_000_000  # scenes draw from their own seed stream
+GENERATORS = ("sparse-1", "dense-1")  # sparse-1: the first generator, whose bytes never change
+TASKS = ("detect", "obb")
 
 
 @dataclass
@@ -35,15 +39,33 @@ class SynthConfig:
     scenes: int = 0  # large scenes for the tiling demo, written as the split "scenes"
     scene_size: int = 2048
     force: bool = False  # replace an existing `out` (wholly: old and new images are never mixed)
+    generator: str = "sparse-1"  # sparse-1: scattered objects; dense-1: rows of touching, rotated objects
+    task: str = "detect"  # detect: axis-aligned boxes; obb: oriented boxes (four corners)
 
 
 def render_image(cfg: SynthConfig, index: int, size: int | None = None) -> tuple[np.ndarray, list[list[float]]]:
-    """One BGR image and its YOLO labels [cls, cx, cy, w, h] (normalized), from (cfg.seed, index) alone."""
+    """One BGR image and its YOLO labels from (cfg.seed, index) alone: [cls, cx, cy, w, h] for detect,
+    [cls, x1, y1, ..., x4, y4] for obb, normalized."""
     side = size or cfg.size
-    image, boxes, _ = render_scene(np.random.default_rng([cfg.seed, index]), side, side)
-    labels = [[c, (x0 + x1) / 2 / side, (y0 + y1) / 2 / side, (x1 - x0) / side, (y1 - y0) / side]
-              for c, x0, y0, x1, y1 in boxes]
-    return image, labels
+    rng = np.random.default_rng([cfg.seed, index])
+    if cfg.generator == "sparse-1" and cfg.task == "detect":  # boxes around the painted parts, as ever
+        image, canvas = paint_scene(rng, side, side)
+        return image, [box_row(c, box, 0, 0, side, side) for c, *box in canvas.labels]
+    if cfg.generator == "sparse-1":
+        image, canvas = paint_scene(rng, side, side)
+        poses = canvas.poses
+    else:
+        image, poses = render_dense_scene(rng, side, side)
+    rows = []
+    for pose in poses:
+        quad = pose.corners()
+        if cfg.task == "obb":
+            kept = oriented_corners(quad, 0, 0, side, side)
+            rows += [obb_row(pose.cls, kept, 0, 0, side, side)] if kept is not None else []
+        else:
+            box = upright_box(quad, 0, 0, side, side)
+            rows += [box_row(pose.cls, box, 0, 0, side, side)] if box is not None else []
+    return image, rows
 
 
 def split_of(index: int, cfg: SynthConfig) -> str:
@@ -59,8 +81,7 @@ def _write(out: Path, split: str, stem: str, image: np.ndarray, labels: list[lis
     for sub in ("images", "labels"):
         (out / sub / split).mkdir(parents=True, exist_ok=True)
     write_image(out / "images" / split / f"{stem}.png", image)
-    text = "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
-    (out / "labels" / split / f"{stem}.txt").write_text(text)
+    (out / "labels" / split / f"{stem}.txt").write_text(label_text(labels))
 
 
 def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = None,
@@ -70,6 +91,10 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
     Asking for fewer splits (say, only "val" to evaluate a bundled model) writes exactly the
     images a full run would have put there.
     """
+    if cfg.generator not in GENERATORS:
+        raise UserError(f"--generator {cfg.generator}: choose one of {', '.join(GENERATORS)}")
+    if cfg.task not in TASKS:
+        raise UserError(f"--task {cfg.task}: choose one of {', '.join(TASKS)}")
     if cfg.images < 3:
         raise UserError("--images must be at least 3 (train, val and test get one each)")
     if cfg.size < 64 or cfg.size % 32:
@@ -90,5 +115,6 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
             if progress:
                 progress(cfg.images + k + 1, total)
         written = [s for s in splits if any(split_of(i, cfg) == s for i in range(cfg.images))]
-        write_data_yaml(staging, CLASSES, tuple(written), "studio data synth")
+        write_data_yaml(staging, CLASSES, tuple(written),
+                        f"studio data synth --generator {cfg.generator} --task {cfg.task} --seed {cfg.seed}")
     return cfg.out / "data.yaml"

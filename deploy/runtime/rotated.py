@@ -1,0 +1,126 @@
+"""Geometry of oriented boxes (cx, cy, w, h, angle in radians, ultralytics' convention), in NumPy.
+
+Corners, the canonical form ultralytics reports, enclosing axis-aligned boxes, its
+probabilistic IoU (a Gaussian overlap: what its NMS and its OBB val use), and the exact
+polygon IoU and clipping that tiles and DOTA-style figures need.
+"""
+import math
+
+import numpy as np
+
+
+def corners(rboxes: np.ndarray) -> np.ndarray:
+    """(N, 5) xywhr -> (N, 4, 2) corners, in the order ultralytics writes them."""
+    r = np.asarray(rboxes, np.float64).reshape(-1, 5)
+    cos, sin = np.cos(r[:, 4]), np.sin(r[:, 4])
+    along = np.stack([r[:, 2] / 2 * cos, r[:, 2] / 2 * sin], -1)
+    across = np.stack([-r[:, 3] / 2 * sin, r[:, 3] / 2 * cos], -1)
+    ctr = r[:, :2]
+    return np.stack([ctr + along + across, ctr + along - across, ctr - along - across, ctr - along + across], 1)
+
+
+def regularize(rboxes: np.ndarray) -> np.ndarray:
+    """Angles into [0, pi/2), swapping w and h where the angle moved by a quarter turn (ultralytics' rule)."""
+    r = np.array(rboxes, np.float32).reshape(-1, 5)
+    swap = np.mod(r[:, 4], math.pi) >= math.pi / 2
+    r[swap, 2], r[swap, 3] = r[swap, 3].copy(), r[swap, 2].copy()
+    r[:, 4] = np.mod(r[:, 4], math.pi / 2)
+    return r
+
+
+def enclosing(rboxes: np.ndarray) -> np.ndarray:
+    """The axis-aligned xyxy boxes that enclose each oriented box."""
+    r = np.asarray(rboxes, np.float32).reshape(-1, 5)
+    cos, sin = np.abs(np.cos(r[:, 4])), np.abs(np.sin(r[:, 4]))
+    half_w = (r[:, 2] * cos + r[:, 3] * sin) / 2
+    half_h = (r[:, 2] * sin + r[:, 3] * cos) / 2
+    return np.stack([r[:, 0] - half_w, r[:, 1] - half_h, r[:, 0] + half_w, r[:, 1] + half_h], 1)
+
+
+def from_polygon(points: np.ndarray) -> np.ndarray:
+    """The minimum-area rectangle around a polygon's points, as one xywhr row (w the longer side,
+    angle in [-pi/4, 3pi/4), as ultralytics converts labels)."""
+    import cv2
+
+    (cx, cy), (w, h), degrees = cv2.minAreaRect(np.asarray(points, np.float32).reshape(-1, 2))
+    theta = degrees / 180 * math.pi
+    if w < h:
+        w, h, theta = h, w, theta + math.pi / 2
+    while theta >= 3 * math.pi / 4:
+        theta -= math.pi
+    while theta < -math.pi / 4:
+        theta += math.pi
+    return np.array([cx, cy, w, h, theta], np.float64)
+
+
+def _covariance(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, b = r[:, 2] ** 2 / 12, r[:, 3] ** 2 / 12
+    cos, sin = np.cos(r[:, 4]), np.sin(r[:, 4])
+    return a * cos**2 + b * sin**2, a * sin**2 + b * cos**2, (a - b) * cos * sin
+
+
+def probiou(r1: np.ndarray, r2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """(N, M) probabilistic IoU of two sets of xywhr boxes: 1 - Hellinger distance of their Gaussians,
+    computed in float32 in ultralytics' order of operations so that threshold decisions agree."""
+    r1 = np.asarray(r1, np.float32).reshape(-1, 5)
+    r2 = np.asarray(r2, np.float32).reshape(-1, 5)
+    a1, b1, c1 = (v[:, None] for v in _covariance(r1))
+    a2, b2, c2 = (v[None] for v in _covariance(r2))
+    dx = r1[:, 0:1] - r2[None, :, 0]
+    dy = r1[:, 1:2] - r2[None, :, 1]
+    eps = np.float32(eps)
+    denom = (a1 + a2) * (b1 + b2) - (c1 + c2) ** 2 + eps
+    t1 = ((a1 + a2) * dy**2 + (b1 + b2) * dx**2) / denom * np.float32(0.25)
+    t2 = ((c1 + c2) * -dx * dy) / denom * np.float32(0.5)
+    det1 = np.clip(a1 * b1 - c1**2, 0, None)
+    det2 = np.clip(a2 * b2 - c2**2, 0, None)
+    t3 = np.log(((a1 + a2) * (b1 + b2) - (c1 + c2) ** 2) / (4 * np.sqrt(det1 * det2) + eps) + eps) * np.float32(0.5)
+    bd = np.clip(t1 + t2 + t3, eps, np.float32(100.0))
+    return (1 - np.sqrt(1 - np.exp(-bd) + eps)).astype(np.float32)
+
+
+def polygon_area(poly: np.ndarray) -> float:
+    """Area of a simple polygon (shoelace), in the square of its units."""
+    p = np.asarray(poly, np.float64).reshape(-1, 2)
+    if len(p) < 3:
+        return 0.0
+    x, y = p[:, 0], p[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def clip_polygon(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The part of a convex polygon inside the window [x0, x1] x [y0, y1] (Sutherland-Hodgman); (0, 2) if none."""
+    pts = [tuple(p) for p in np.asarray(poly, np.float64).reshape(-1, 2)]
+    for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
+        if not pts:
+            break
+        inside = [(p[axis] >= bound) if keep_above else (p[axis] <= bound) for p in pts]
+        out = []
+        for k, p in enumerate(pts):
+            q, q_in = pts[k - 1], inside[k - 1]
+            if inside[k] != q_in:  # the edge q -> p crosses the bound
+                t = (bound - q[axis]) / (p[axis] - q[axis])
+                out.append((q[0] + t * (p[0] - q[0]), q[1] + t * (p[1] - q[1])))
+            if inside[k]:
+                out.append(p)
+        pts = out
+    return np.array(pts, np.float64).reshape(-1, 2)
+
+
+def polygon_iou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """(N, M) exact IoU of the rectangles of two sets of xywhr boxes (the DOTA-style overlap)."""
+    import cv2
+
+    c1, c2 = corners(r1).astype(np.float32), corners(r2).astype(np.float32)
+    area1 = np.asarray(r1, np.float64).reshape(-1, 5)[:, 2:4].prod(1)
+    area2 = np.asarray(r2, np.float64).reshape(-1, 5)[:, 2:4].prod(1)
+    box1, box2 = enclosing(r1), enclosing(r2)
+    out = np.zeros((len(c1), len(c2)), np.float64)
+    for i in range(len(c1)):
+        near = np.nonzero((box2[:, 0] < box1[i, 2]) & (box2[:, 2] > box1[i, 0]) &
+                          (box2[:, 1] < box1[i, 3]) & (box2[:, 3] > box1[i, 1]))[0]
+        for j in near:
+            inter, _ = cv2.intersectConvexConvex(c1[i], c2[j])
+            union = area1[i] + area2[j] - inter
+            out[i, j] = inter / union if union > 0 else 0.0
+    return out
