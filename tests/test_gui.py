@@ -108,7 +108,7 @@ def test_data_page_checks_a_dataset_and_draws_labels(window, qtbot, tmp_path):
     page = window.page("Data")
     page.data.setText(str(data))
     page.run_stats()
-    qtbot.waitUntil(lambda: page.plots.count() == 3, timeout=30000)
+    qtbot.waitUntil(lambda: page.plots.count() == 4, timeout=30000)
     assert "6 images" in page.stats_text.text() and "No problems found" in page.stats_text.text()
     assert page.samples.count() == 6
     qtbot.waitUntil(lambda: page.viewer.pixmap() is not None and not page.viewer.pixmap().isNull(), timeout=5000)

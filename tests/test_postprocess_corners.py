@@ -82,11 +82,11 @@ def test_anchor_grid_is_built_once_per_geometry(monkeypatch):
     """The anchor grid of a geometry is computed on first use (cell centres, strides) and then reused."""
     monkeypatch.setattr(postprocess, "_GRIDS", {})
     hw, strides = ((2, 3), (1, 2)), (8, 16)
-    centres, anchor_strides = postprocess._grid(hw, strides)
+    centres, anchor_strides = postprocess.anchor_centres(hw, strides)
     np.testing.assert_array_equal(centres, [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5],
                                             [0.5, 0.5], [1.5, 0.5]])
     np.testing.assert_array_equal(anchor_strides, [8] * 6 + [16] * 2)
-    again = postprocess._grid(hw, strides)
+    again = postprocess.anchor_centres(hw, strides)
     assert again[0] is centres and again[1] is anchor_strides
     assert list(postprocess._GRIDS) == [(hw, strides)]
 

@@ -18,18 +18,30 @@ def anchor_grid(hw: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[
     return np.concatenate(centres), np.concatenate(anchor_strides)
 
 
-def decode_dfl(dist: np.ndarray, centres: np.ndarray, strides: np.ndarray) -> np.ndarray:
-    """(K, 4 * reg_max) box-distribution logits -> (K, 4) float32 xyxy boxes in input pixels.
+def dfl_distances(dist: np.ndarray) -> np.ndarray:
+    """(K, 4 * reg_max) box-distribution logits -> (K, 4) float64 left, top, right, bottom in grid units.
 
-    Computed in float64 and rounded once: numpy's SIMD exp may differ by an ulp between its
-    vector body and its tail, so float32 results would depend on how many rows are decoded
-    together; in float64 that difference vanishes in the final rounding.
+    The softmax expectation per side, computed in float64: numpy's SIMD exp may differ by an ulp
+    between its vector body and its tail, so float32 results would depend on how many rows are
+    decoded together; in float64 that difference vanishes when the caller rounds to float32.
+    The logits are shifted by their overall maximum (one reduction instead of one per row, which
+    costs more than the rest together); a row so far below it that its exponentials all vanish
+    is shifted by its own maximum instead.
     """
     k = dist.shape[0]
-    logits = dist.reshape(k, 4, -1).astype(np.float64)  # (K, 4, reg_max)
-    prob = np.exp(logits - logits.max(axis=2, keepdims=True))
-    bins = np.arange(prob.shape[2], dtype=np.float64)
-    ltrb = (prob * bins).sum(axis=2) / prob.sum(axis=2)  # (K, 4) distances in grid units
+    logits = dist.reshape(k * 4, -1).astype(np.float64)
+    reg_max = logits.shape[1]
+    weights = np.stack([np.arange(reg_max, dtype=np.float64), np.ones(reg_max)], 1)
+    sums = np.exp(logits - logits.max(initial=0.0)) @ weights  # (4K, 2): sum of k * p, sum of p
+    lost = sums[:, 1] < 1e-200
+    if lost.any():
+        sums[lost] = np.exp(logits[lost] - logits[lost].max(axis=1, keepdims=True)) @ weights
+    return (sums[:, 0] / sums[:, 1]).reshape(k, 4)
+
+
+def decode_dfl(dist: np.ndarray, centres: np.ndarray, strides: np.ndarray) -> np.ndarray:
+    """(K, 4 * reg_max) box-distribution logits -> (K, 4) float32 xyxy boxes in input pixels."""
+    ltrb = dfl_distances(dist)
     x1y1 = centres - ltrb[:, :2]
     x2y2 = centres + ltrb[:, 2:]
     return (np.concatenate([x1y1, x2y2], axis=1) * strides[:, None]).astype(np.float32)

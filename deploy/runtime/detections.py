@@ -4,6 +4,8 @@ from typing import Optional
 
 import numpy as np
 
+from deploy.runtime.rotated import corners
+
 
 @dataclass
 class Detections:
@@ -18,6 +20,8 @@ class Detections:
     tile: Optional[dict] = None  # for a tile of a large scene: offset, tile index, tile count
     image: Optional[np.ndarray] = None  # the frame (H, W, 3) RGB, kept only when a sink draws on it
     worker: int = -1  # which pipeline worker (on a board: which NPU core) produced it
+    rboxes: Optional[np.ndarray] = None  # (N, 5) float32 cx, cy, w, h, angle in radians (oriented boxes);
+    # `boxes` then holds the upright boxes around them
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -29,8 +33,12 @@ class Detections:
     def to_dict(self, names: Optional[list[str]] = None) -> dict:
         """JSON-ready: one entry per detection, plus timings."""
         items = []
-        for box, score, cls in zip(self.boxes.tolist(), self.scores.tolist(), self.classes.tolist()):
+        for k, (box, score, cls) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), self.classes.tolist())):
             item = {"box": [round(v, 2) for v in box], "score": round(score, 4), "class": cls}
+            if self.rboxes is not None:
+                cx, cy, w, h, angle = self.rboxes[k].tolist()
+                item["rbox"] = [round(cx, 2), round(cy, 2), round(w, 2), round(h, 2), round(angle, 5)]
+                item["corners"] = [[round(x, 2), round(y, 2)] for x, y in corners(self.rboxes[k : k + 1])[0].tolist()]
             if names is not None and 0 <= cls < len(names):
                 item["name"] = names[cls]
             items.append(item)

@@ -4,6 +4,7 @@ from typing import Optional
 import numpy as np
 
 from deploy.runtime.detections import Detections
+from deploy.runtime.rotated import corners
 
 
 def class_color(cls: int) -> tuple:
@@ -16,16 +17,22 @@ def class_color(cls: int) -> tuple:
 
 def draw_detections(rgb: np.ndarray, dets: Detections, names: Optional[list[str]] = None,
                     scores: bool = True) -> np.ndarray:
-    """A BGR copy of an RGB frame with each box and its class (and score) (needs OpenCV)."""
+    """A BGR copy of an RGB frame with each box (oriented boxes as turned rectangles) and its class (and score)
+    (needs OpenCV)."""
     import cv2
 
     canvas = np.ascontiguousarray(rgb[..., ::-1])
     thickness = max(1, round(max(canvas.shape[:2]) / 600))
     text = len(dets) <= 80  # a crowded scene reads better with boxes alone (the table lists them)
-    for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
+    quads = None if dets.rboxes is None else np.round(corners(dets.rboxes) * 4).astype(np.int32)
+    for k, (box, score, cls) in enumerate(zip(dets.boxes, dets.scores, dets.classes)):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         r, g, b = class_color(int(cls))
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), (b, g, r), thickness)
+        if quads is None:
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), (b, g, r), thickness)
+        else:  # the oriented box itself, with 2 fractional bits for smooth edges
+            cv2.polylines(canvas, [quads[k]], True, (b, g, r), thickness, cv2.LINE_AA, shift=2)
+            x1, y1 = (int(v) for v in (quads[k] // 4).min(0))
         if not text:
             continue
         label = f"{names[cls] if names and cls < len(names) else cls}" + (f" {score:.2f}" if scores else "")

@@ -1,14 +1,18 @@
 """From a model's raw outputs to one frame's detections, chosen by the sidecar's task and output layout.
 
-The pipeline only calls `head_for(meta).decode(...)`; a new task (oriented boxes, say) is one
+The pipeline only calls `head_for(meta).decode(...)` and `.to_original(...)`; a new task is one
 more Head here with its tests, and nothing else in the run path changes.
 """
 from typing import Callable, Optional
 
 import numpy as np
 
+from deploy.errors import UserError
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import FrameResult, NmsConfig, postprocess_split, postprocess_standard
+from deploy.runtime.postprocess_obb import postprocess_obb_split
+from deploy.runtime.preprocess import LetterboxInfo, boxes_to_original
+from deploy.runtime.rotated import enclosing
 
 
 class Head:
@@ -19,6 +23,10 @@ class Head:
 
     def decode(self, outputs: list[np.ndarray], cfg: NmsConfig, int8_outputs: bool) -> FrameResult:
         raise NotImplementedError
+
+    def to_original(self, result: FrameResult, info: LetterboxInfo) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(boxes, rboxes) in the frame's own pixels: upright boxes clipped to it; oriented ones (if any) not."""
+        return boxes_to_original(result.boxes, info), None
 
 
 class SplitDetectHead(Head):
@@ -37,9 +45,27 @@ class StandardDetectHead(Head):
         return postprocess_standard(outputs[0], cfg)[0]
 
 
+class SplitObbHead(Head):
+    """Oriented boxes from the split layout: per level a box distribution, class scores and the angle."""
+
+    def decode(self, outputs: list[np.ndarray], cfg: NmsConfig, int8_outputs: bool) -> FrameResult:
+        quant = [(q.scale, q.zero_point) for q in self.meta.quantization] if int8_outputs else None
+        return postprocess_obb_split(outputs, self.meta.strides, cfg, quant,
+                                     logits=self.meta.class_scores == "logits")[0]
+
+    def to_original(self, result: FrameResult, info: LetterboxInfo) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        rboxes = result.rboxes.astype(np.float32, copy=True)
+        rboxes[:, 0] = (rboxes[:, 0] - info.pad_x) / info.scale
+        rboxes[:, 1] = (rboxes[:, 1] - info.pad_y) / info.scale
+        rboxes[:, 2:4] /= info.scale
+        h, w = info.original_hw
+        return np.clip(enclosing(rboxes), 0, [w, h, w, h]).astype(np.float32), rboxes
+
+
 HEADS: dict[tuple[str, str], Callable[[ModelMeta], Head]] = {
     ("detect", "rknn-split"): SplitDetectHead,
     ("detect", "standard"): StandardDetectHead,
+    ("obb", "rknn-split"): SplitObbHead,
 }
 
 
@@ -51,3 +77,14 @@ def head_for(meta: ModelMeta, heads: Optional[dict] = None) -> Head:
         known = ", ".join(f"{task}/{layout}" for task, layout in heads)
         raise ValueError(f"a {meta.task} model with the {meta.layout} layout cannot be run here (known: {known})")
     return make(meta)
+
+
+LIVE_TASKS = ("detect",)  # what the live views, the deploy page and the board agent show so far
+
+
+def check_live_task(meta: ModelMeta, model) -> None:
+    """One line (UserError) for a model the live views and boards cannot show yet: oriented boxes run with
+    `studio predict` and `studio eval` now; their live drawing and board streaming come later."""
+    if meta.task not in LIVE_TASKS:
+        raise UserError(f"{model} is an oriented-box ({meta.task}) model: run it with `studio predict` or "
+                        "`studio eval`; the live views and boards show detect models only, for now")

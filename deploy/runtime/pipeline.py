@@ -26,7 +26,7 @@ from deploy.runtime.frame import Frame
 from deploy.runtime.heads import Head, head_for
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import NmsConfig
-from deploy.runtime.preprocess import boxes_to_original, letterbox, to_nchw_float, to_nhwc_uint8
+from deploy.runtime.preprocess import letterbox, to_nchw_float, to_nhwc_uint8
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "total")
 _END = object()
@@ -63,14 +63,15 @@ def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep
     t1 = time.perf_counter()
     outputs = backend.infer(tensor)
     t2 = time.perf_counter()
-    result = (head or head_for(meta)).decode(outputs, cfg, backend.int8_outputs)
-    boxes = boxes_to_original(result.boxes, info)
+    head = head or head_for(meta)
+    result = head.decode(outputs, cfg, backend.int8_outputs)
+    boxes, rboxes = head.to_original(result, info)
     t3 = time.perf_counter()
     timings = {"read": frame.read_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
                "postprocess": (t3 - t2) * 1e3}
     timings["total"] = sum(timings.values())
     return Detections(boxes, result.scores, result.classes, timings, frame.index, frame.source,
-                      frame.extra or None, frame.image if keep_image else None)
+                      frame.extra or None, frame.image if keep_image else None, rboxes=rboxes)
 
 
 class Pipeline:

@@ -51,6 +51,7 @@ class FrameResult:
     scores: np.ndarray  # (N,) float32
     classes: np.ndarray  # (N,) int32
     anchors: np.ndarray  # (N,) int64 global anchor index (level-major, then row-major)
+    rboxes: Optional[np.ndarray] = None  # (N, 5) float32 cx, cy, w, h, angle (oriented boxes only)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -64,7 +65,7 @@ def empty_result() -> FrameResult:
 _GRIDS = {}
 
 
-def _grid(hw: tuple[tuple[int, int], ...], strides: tuple[int, ...]):
+def anchor_centres(hw: tuple[tuple[int, int], ...], strides: tuple[int, ...]):
     """Anchor centres and strides, cached per input geometry."""
     key = (hw, strides)
     if key not in _GRIDS:
@@ -90,7 +91,7 @@ def postprocess_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: Nm
         return [empty_result() for _ in range(batch)]
     if logits:
         scores = sigmoid(scores)
-    centres, anchor_strides = _grid(hw, tuple(strides))
+    centres, anchor_strides = anchor_centres(hw, tuple(strides))
     boxes = decode_dfl(dist, centres[anchors], anchor_strides[anchors])
     return _per_frame(batch, frames, anchors, boxes, scores, classes, cfg)
 

@@ -54,29 +54,38 @@ def from_polygon(points: np.ndarray) -> np.ndarray:
 
 
 def _covariance(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries (a, b, c) of the covariance [[a, c], [c, b]] of each box's uniform Gaussian."""
     a, b = r[:, 2] ** 2 / 12, r[:, 3] ** 2 / 12
     cos, sin = np.cos(r[:, 4]), np.sin(r[:, 4])
     return a * cos**2 + b * sin**2, a * sin**2 + b * cos**2, (a - b) * cos * sin
 
 
-def probiou(r1: np.ndarray, r2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """(N, M) probabilistic IoU of two sets of xywhr boxes: 1 - Hellinger distance of their Gaussians,
-    computed in float32 in ultralytics' order of operations so that threshold decisions agree."""
+def pair_probiou(boxes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 probabilistic IoU of boxes[a[k]] and boxes[b[k]]: 1 - the Hellinger distance of their uniform
+    Gaussians, ultralytics' formula in its order of operations, computed in float64 and rounded once (so a
+    value does not depend on how many pairs are computed together)."""
+    r = boxes.astype(np.float64)
+    cov = np.stack(_covariance(r), 1)  # once per box, not per pair
+    a1, b1, c1 = cov[a].T
+    a2, b2, c2 = cov[b].T
+    dx, dy = r[a, 0] - r[b, 0], r[a, 1] - r[b, 1]
+    eps = 1e-7
+    sa, sb, sc = a1 + a2, b1 + b2, c1 + c2
+    denom = sa * sb - sc**2 + eps
+    t1 = (sa * dy**2 + sb * dx**2) / denom * 0.25
+    t2 = (sc * -dx * dy) / denom * 0.5
+    det = np.clip(a1 * b1 - c1**2, 0, None) * np.clip(a2 * b2 - c2**2, 0, None)
+    t3 = np.log((sa * sb - sc**2) / (4 * np.sqrt(det) + eps) + eps) * 0.5
+    bd = np.clip(t1 + t2 + t3, eps, 100.0)
+    return (1 - np.sqrt(1 - np.exp(-bd) + eps)).astype(np.float32)
+
+
+def probiou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """(N, M) float32 probabilistic IoU of two sets of xywhr boxes (what ultralytics' NMS and OBB val use)."""
     r1 = np.asarray(r1, np.float32).reshape(-1, 5)
     r2 = np.asarray(r2, np.float32).reshape(-1, 5)
-    a1, b1, c1 = (v[:, None] for v in _covariance(r1))
-    a2, b2, c2 = (v[None] for v in _covariance(r2))
-    dx = r1[:, 0:1] - r2[None, :, 0]
-    dy = r1[:, 1:2] - r2[None, :, 1]
-    eps = np.float32(eps)
-    denom = (a1 + a2) * (b1 + b2) - (c1 + c2) ** 2 + eps
-    t1 = ((a1 + a2) * dy**2 + (b1 + b2) * dx**2) / denom * np.float32(0.25)
-    t2 = ((c1 + c2) * -dx * dy) / denom * np.float32(0.5)
-    det1 = np.clip(a1 * b1 - c1**2, 0, None)
-    det2 = np.clip(a2 * b2 - c2**2, 0, None)
-    t3 = np.log(((a1 + a2) * (b1 + b2) - (c1 + c2) ** 2) / (4 * np.sqrt(det1 * det2) + eps) + eps) * np.float32(0.5)
-    bd = np.clip(t1 + t2 + t3, eps, np.float32(100.0))
-    return (1 - np.sqrt(1 - np.exp(-bd) + eps)).astype(np.float32)
+    i, j = np.divmod(np.arange(len(r1) * len(r2)), max(len(r2), 1))
+    return pair_probiou(np.concatenate([r1, r2]), i, len(r1) + j).reshape(len(r1), len(r2))
 
 
 def polygon_area(poly: np.ndarray) -> float:

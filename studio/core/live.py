@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deploy.runtime.detections import Detections
+from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import Gate, RunLoop, replayed
@@ -77,6 +78,7 @@ class LiveSession:
 
     def __init__(self, req: LiveRequest):
         self.meta = read_model_meta(req.model)
+        check_live_task(self.meta, req.model)
         self.req = req
         self.source = open_source(req.source, warn=lambda m: None)
         self.gate = Gate()
