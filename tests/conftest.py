@@ -66,17 +66,18 @@ def pytest_timeout_cancel_timer(item):
     yield
 
 
-def make_detector(nc: int = len(NAMES), seed: int = 0):
-    """An untrained yolov8n DetectionModel with `nc` named classes and a deterministic init."""
-    from ultralytics.nn.tasks import DetectionModel
+def make_detector(nc: int = len(NAMES), seed: int = 0, obb: bool = False):
+    """An untrained yolov8n DetectionModel (obb: OBBModel) with `nc` named classes and a deterministic init."""
+    from ultralytics.nn.tasks import DetectionModel, OBBModel
 
     torch.manual_seed(seed)
-    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False).eval()
+    model = (OBBModel("yolov8n-obb.yaml", nc=nc, verbose=False) if obb else
+             DetectionModel("yolov8n.yaml", nc=nc, verbose=False)).eval()
     model.names = {i: n for i, n in enumerate(NAMES[:nc])} if nc <= len(NAMES) else {i: f"c{i}" for i in range(nc)}
     # Spread the head's biases: at initialisation every box output is 2.0 and every class score
     # ~1e-4, and such constant tensors make quantization ranges (and tests of them) degenerate.
     head = model.model[-1]
-    for seq in list(head.cv2) + list(head.cv3):
+    for seq in list(head.cv2) + list(head.cv3) + list(getattr(head, "cv4", [])):
         torch.nn.init.normal_(seq[-1].bias, 0.0, 2.0)
     return model
 
@@ -87,6 +88,25 @@ def detector_pt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
     torch.save({"model": make_detector(), "ema": None, "epoch": -1}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def obb_pt(tmp_path_factory) -> Path:
+    """The tests' one oriented-box model: an untrained yolov8n-obb checkpoint of the four synthetic classes."""
+    path = tmp_path_factory.mktemp("obb") / "tiny-obb.pt"
+    torch.save({"model": make_detector(obb=True), "ema": None, "epoch": -1}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def obb_onnx(tmp_path_factory, obb_pt) -> Path:
+    """The OBB model exported at 96 px (ONNX, split layout with angle outputs, sidecar task obb)."""
+    from studio.cli import app
+
+    out = tmp_path_factory.mktemp("obb-onnx") / "tiny-obb.onnx"
+    result = CliRunner().invoke(app, ["export", str(obb_pt), "--imgsz", "96", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

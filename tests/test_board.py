@@ -335,3 +335,9 @@ def test_detached_run_is_streamed_and_stopped_from_later_commands(cli, board, ti
     assert cli("board", "stop", BOARD).exit_code == 0
     assert processes_with(run["run_id"]) == []
     assert cli("board", "stop", BOARD).exit_code == 0  # stopping again is harmless
+
+
+def test_the_agent_refuses_an_oriented_box_model_in_one_line(cli, board, obb_onnx, scenes):
+    result = cli("board", "run", BOARD, obb_onnx, "--backend", "ort", "--source", scenes)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "the agent failed" in result.stderr and "oriented-box (obb) model" in result.stderr

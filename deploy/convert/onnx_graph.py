@@ -39,17 +39,26 @@ def detector_layout(outputs: dict[str, list]) -> tuple[str, int, int]:
     shapes = list(outputs.values())
     if len(shapes) == 1 and len(shapes[0]) == 3 and isinstance(shapes[0][1], int) and shapes[0][1] > 4:
         return "standard", shapes[0][1] - 4, 0
-    pairs = [shapes[i : i + 2] for i in range(0, len(shapes), 2)]
-    ok = len(shapes) >= 2 and len(shapes) % 2 == 0
-    for pair in pairs if ok else []:
-        box, cls = pair
+    per_scale = 3 if output_task(outputs) == "obb" else 2
+    groups = [shapes[i : i + per_scale] for i in range(0, len(shapes), per_scale)]
+    ok = len(shapes) >= 2 and len(shapes) % per_scale == 0
+    for group in groups if ok else []:
+        box, cls = group[:2]
         ok = ok and len(box) == 4 and len(cls) == 4 and box[1] == 64 and box[2:] == cls[2:]
     if not ok:
         raise UserError(
             f"this ONNX is not a YOLO detector the studio knows: outputs {shapes}; expected per scale "
-            f"(1, 64, h, w) + (1, nc, h, w) (rknn-split) or one (1, 4+nc, anchors) (standard)"
+            f"(1, 64, h, w) + (1, nc, h, w) [+ (1, 1, h, w) angle] (rknn-split) or one (1, 4+nc, anchors) (standard)"
         )
-    return "rknn-split", pairs[0][1][1], len(pairs)
+    return "rknn-split", groups[0][1][1], len(groups)
+
+
+def output_task(outputs: dict[str, list]) -> str:
+    """obb when the split outputs come in threes (box, class, a one-channel angle), detect otherwise."""
+    shapes = list(outputs.values())
+    angles = shapes[2::3]
+    triples = len(shapes) >= 3 and len(shapes) % 3 == 0 and all(len(a) == 4 and a[1] == 1 for a in angles)
+    return "obb" if triples and all(len(b) == 4 and b[1] == 64 for b in shapes[0::3]) else "detect"
 
 
 def class_names(model: onnx.ModelProto, nc: int) -> list[str]:
@@ -140,7 +149,7 @@ def describe_onnx(path: Path) -> dict:
     return {
         "path": str(path),
         "kind": "onnx",
-        "task": "detect",
+        "task": output_task(outputs),
         "names": class_names(model, nc),
         "parameters": params,
         "gflops": round(conv_gflops(model), 3),

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.convert.onnx_graph import output_task
 from deploy.runtime.atomic import write_json_atomic, write_text_atomic
 from deploy.runtime.decode import box_areas, iou_one_to_many
 from deploy.runtime.postprocess import FrameResult, NmsConfig, postprocess_split
+from deploy.runtime.postprocess_obb import postprocess_obb_split
+from deploy.runtime.rotated import polygon_iou
 
 AGREEMENT_CFG = NmsConfig(conf=0.25, iou=0.45)  # the defaults of studio predict
 MATCH_IOU = 0.5
@@ -44,6 +47,7 @@ def compare_outputs(
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
+    task = output_task({o.name: list(o.shape) for o in session.get_outputs()})
     input_name = session.get_inputs()[0].name
     scores: list[list[float]] = [[] for _ in names]
     peaks = [0.0] * len(names)  # largest |reference value| per output
@@ -55,7 +59,7 @@ def compare_outputs(
         for k, (ref, out) in enumerate(zip(reference, outputs)):
             scores[k].append(cosine(ref, out))
             peaks[k] = max(peaks[k], float(np.abs(ref).max()))
-        counts += detection_counts(reference, outputs, imgsz=nchw.shape[-1], logits=logits)
+        counts += detection_counts(reference, outputs, imgsz=nchw.shape[-1], logits=logits, task=task)
         if progress:
             progress(i + 1, len(inputs))
     outputs = [
@@ -71,16 +75,20 @@ def compare_outputs(
 
 
 def match_detections(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU) -> int:
-    """How many detections of b pair with one of a: same class, IoU >= min_iou, best scores first."""
+    """How many detections of b pair with one of a: same class, IoU >= min_iou (of the turned rectangles for
+    oriented boxes), best scores first."""
     used = np.zeros(len(a), bool)
     a64 = a.boxes.astype(np.float64)
     areas = box_areas(a64)
     matched = 0
-    for box, cls in zip(b.boxes.astype(np.float64), b.classes):
+    for k, (box, cls) in enumerate(zip(b.boxes.astype(np.float64), b.classes)):
         free = np.flatnonzero(~used & (a.classes == cls))
         if not free.size:
             continue
-        ious = iou_one_to_many(box, float(box_areas(box[None])[0]), a64[free], areas[free])
+        if a.rboxes is not None:
+            ious = polygon_iou(b.rboxes[k : k + 1], a.rboxes[free])[0]
+        else:
+            ious = iou_one_to_many(box, float(box_areas(box[None])[0]), a64[free], areas[free])
         best = int(np.argmax(ious))
         if ious[best] >= min_iou:
             used[free[best]] = True
@@ -89,11 +97,13 @@ def match_detections(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU)
 
 
 def detection_counts(reference: list[np.ndarray], converted: list[np.ndarray], imgsz: int,
-                     logits: bool = False) -> np.ndarray:
+                     logits: bool = False, task: str = "detect") -> np.ndarray:
     """(reference detections, converted detections, matched) for one image of the split layout."""
-    strides = [imgsz // o.shape[2] for o in reference[::2]]
-    ref = postprocess_split(reference, strides, AGREEMENT_CFG, logits=logits)[0]
-    conv = postprocess_split(converted, strides, AGREEMENT_CFG, logits=logits)[0]
+    per_scale = 3 if task == "obb" else 2
+    strides = [imgsz // o.shape[2] for o in reference[::per_scale]]
+    decode = postprocess_obb_split if task == "obb" else postprocess_split
+    ref = decode(reference, strides, AGREEMENT_CFG, logits=logits)[0]
+    conv = decode(converted, strides, AGREEMENT_CFG, logits=logits)[0]
     return np.array([len(ref), len(conv), match_detections(ref, conv)])
 
 

@@ -93,6 +93,7 @@ class _Source:
     strides: list[int] = field(default_factory=list)
     reg_max: int = 16
     class_scores: str = "sigmoid"
+    task: str = "detect"  # detect | obb (oriented boxes)
 
 
 def _validate(req: ExportRequest) -> None:
@@ -130,10 +131,12 @@ def _load_source(req: ExportRequest) -> _Source:
                             f"with: studio export MODEL.pt --format onnx --layout rknn-split")
         inputs = onnx_graph.tensor_shapes(model.graph.input)
         imgsz = next(iter(inputs.values()))[-1]
-        boxes = list(shapes.values())[::2]  # (1, 4*reg_max, h, w) per scale
+        task = onnx_graph.output_task(shapes)
+        boxes = list(shapes.values())[:: 3 if task == "obb" else 2]  # (1, 4*reg_max, h, w) per scale
         return _Source(path, onnx_layout=layout, onnx_qdq=onnx_graph.has_qdq(model), imgsz=imgsz,
                        names=_onnx_names(path, model, nc), strides=[imgsz // b[2] for b in boxes],
-                       reg_max=boxes[0][1] // 4, class_scores=onnx_graph.class_scores_kind(model))
+                       reg_max=boxes[0][1] // 4, class_scores=onnx_graph.class_scores_kind(model), task=task)
+    from deploy.convert.onnx_export import head_task
     from studio.core.compress.fakequant import EXPORT_BITS, is_quantized, model_bits
 
     model, path = load_detector(req.model)
@@ -144,7 +147,7 @@ def _load_source(req: ExportRequest) -> _Source:
                         f"exports: finish its bit-width schedule at 8")
     return _Source(path, torch_model=model, onnx_qdq=qat, names=class_names(model), imgsz=req.imgsz,
                    strides=[int(s) for s in head.stride.tolist()], reg_max=int(head.reg_max),
-                   class_scores=req.class_scores if req.layout == "rknn-split" else "sigmoid")
+                   class_scores=req.class_scores if req.layout == "rknn-split" else "sigmoid", task=head_task(head))
 
 
 def _onnx_names(path: Path, model, nc: int) -> list[str]:
@@ -218,8 +221,8 @@ def export_model(req: ExportRequest, job: Job | None = None) -> ExportResult:
 
 def _meta(req: ExportRequest, src: _Source, fmt: str, outputs: list[str]) -> ModelMeta:
     return ModelMeta(format=fmt, names=src.names, imgsz=src.imgsz, layout=src.onnx_layout or req.layout,
-                     outputs=outputs, strides=src.strides, reg_max=src.reg_max, class_scores=src.class_scores,
-                     provenance=provenance(src.path, imgsz=src.imgsz))
+                     outputs=outputs, task=src.task, strides=src.strides, reg_max=src.reg_max,
+                     class_scores=src.class_scores, provenance=provenance(src.path, imgsz=src.imgsz))
 
 
 def _stage_onnx(req: ExportRequest, src: _Source, paths: dict, staging: Staging, job: Job) -> Path:

@@ -81,11 +81,12 @@ def load_detector(name: str, nc: int | None = None):
 
 
 def _build_from_yaml(path, nc: int | None = None):
-    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.nn.tasks import DetectionModel, OBBModel, guess_model_task
 
     try:
         with ultralytics_quiet():
-            return DetectionModel(str(path), nc=nc, verbose=False).eval()
+            kind = OBBModel if guess_model_task(str(path)) == "obb" else DetectionModel
+            return kind(str(path), nc=nc, verbose=False).eval()
     except Exception as exc:
         raise UserError(f"{path}: not a usable ultralytics detection architecture ({exc})") from None
 
@@ -103,8 +104,9 @@ def _load_checkpoint(path: Path):
     if not isinstance(model, torch.nn.Module):
         raise UserError(f"{path}: holds no model (expected an ultralytics checkpoint with 'model' or 'ema')")
     model = model.float().eval()
-    if getattr(model, "task", "detect") != "detect" and model.__class__.__name__ != "DetectionModel":
-        raise UserError(f"{path}: a {getattr(model, 'task', '?')} model; the studio handles detection models")
+    if getattr(model, "task", "detect") not in ("detect", "obb") and model.__class__.__name__ != "DetectionModel":
+        raise UserError(f"{path}: a {getattr(model, 'task', '?')} model; the studio handles detection models "
+                        "(upright or oriented boxes)")
     return model
 
 
@@ -222,9 +224,9 @@ def _inspect_torch(model, path: Path, imgsz: int) -> ModelInfo:
     import torch
     from ultralytics.utils.torch_utils import get_flops
 
-    from deploy.convert.onnx_export import detect_head
+    from deploy.convert.onnx_export import EXPORT_TASKS, detect_head, head_task
 
-    detect_head(model)
+    task = head_task(detect_head(model, EXPORT_TASKS))
     dummy = torch.zeros(1, 3, imgsz, imgsz)
     with torch.no_grad():
         out = model(dummy)
@@ -233,7 +235,7 @@ def _inspect_torch(model, path: Path, imgsz: int) -> ModelInfo:
     return ModelInfo(
         path=str(path),
         kind="architecture" if path.suffix in (".yaml", ".yml") else "checkpoint",
-        task="detect",
+        task=task,
         names=class_names(model),
         parameters=sum(p.numel() for p in model.parameters()),
         gflops=round(gflops, 3) if gflops else None,
