@@ -10,7 +10,7 @@ import numpy as np
 from deploy.errors import UserError
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import FrameResult, NmsConfig, postprocess_split, postprocess_standard
-from deploy.runtime.postprocess_obb import postprocess_obb_split
+from deploy.runtime.postprocess_obb import postprocess_obb_split, postprocess_obb_standard
 from deploy.runtime.preprocess import LetterboxInfo, boxes_to_original
 from deploy.runtime.rotated import enclosing
 
@@ -45,13 +45,8 @@ class StandardDetectHead(Head):
         return postprocess_standard(outputs[0], cfg)[0]
 
 
-class SplitObbHead(Head):
-    """Oriented boxes from the split layout: per level a box distribution, class scores and the angle."""
-
-    def decode(self, outputs: list[np.ndarray], cfg: NmsConfig, int8_outputs: bool) -> FrameResult:
-        quant = [(q.scale, q.zero_point) for q in self.meta.quantization] if int8_outputs else None
-        return postprocess_obb_split(outputs, self.meta.strides, cfg, quant,
-                                     logits=self.meta.class_scores == "logits")[0]
+class ObbHead(Head):
+    """Oriented boxes mapped back to the frame: centres unpadded and rescaled, sizes rescaled, angles kept."""
 
     def to_original(self, result: FrameResult, info: LetterboxInfo) -> tuple[np.ndarray, Optional[np.ndarray]]:
         rboxes = result.rboxes.astype(np.float32, copy=True)
@@ -62,10 +57,27 @@ class SplitObbHead(Head):
         return np.clip(enclosing(rboxes), 0, [w, h, w, h]).astype(np.float32), rboxes
 
 
+class SplitObbHead(ObbHead):
+    """Oriented boxes from the split layout: per level a box distribution, class scores and the angle."""
+
+    def decode(self, outputs: list[np.ndarray], cfg: NmsConfig, int8_outputs: bool) -> FrameResult:
+        quant = [(q.scale, q.zero_point) for q in self.meta.quantization] if int8_outputs else None
+        return postprocess_obb_split(outputs, self.meta.strides, cfg, quant,
+                                     logits=self.meta.class_scores == "logits")[0]
+
+
+class StandardObbHead(ObbHead):
+    """Oriented boxes from ultralytics' own single output (1, 4 + nc + 1, anchors): the torch model as it runs."""
+
+    def decode(self, outputs: list[np.ndarray], cfg: NmsConfig, int8_outputs: bool) -> FrameResult:
+        return postprocess_obb_standard(outputs[0], cfg)[0]
+
+
 HEADS: dict[tuple[str, str], Callable[[ModelMeta], Head]] = {
     ("detect", "rknn-split"): SplitDetectHead,
     ("detect", "standard"): StandardDetectHead,
     ("obb", "rknn-split"): SplitObbHead,
+    ("obb", "standard"): StandardObbHead,
 }
 
 

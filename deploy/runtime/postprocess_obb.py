@@ -46,6 +46,29 @@ def postprocess_obb_split(outputs: list[np.ndarray], strides: Sequence[int], cfg
         scores = sigmoid(scores)
     centres, anchor_strides = anchor_centres(tuple(hw), tuple(strides))
     rboxes = decode_rboxes(dist, angles, centres[anchors], anchor_strides[anchors])
+    return _nms_per_frame(batch, frames, anchors, classes, scores, rboxes, cfg)
+
+
+def postprocess_obb_standard(output: np.ndarray, cfg: NmsConfig = NmsConfig()) -> list[FrameResult]:
+    """Post-process ultralytics' own OBB output (B, 4 + nc + 1, A): xywh pixels, sigmoid scores, the angle."""
+    batch, channels, count = output.shape
+    scores_all = output[:, 4 : channels - 1, :]
+    if cfg.multi_label:
+        frames, classes, anchors = np.nonzero(scores_all >= np.float32(cfg.conf))
+        scores = scores_all[frames, classes, anchors]
+    else:
+        peak = scores_all.max(axis=1)
+        frames, anchors = np.divmod(np.flatnonzero(peak >= np.float32(cfg.conf)), count)
+        classes = scores_all[frames, :, anchors].argmax(axis=1)
+        scores = peak[frames, anchors]
+    rboxes = np.concatenate([output[frames, :4, anchors], output[frames, -1:, anchors]], 1).astype(np.float32)
+    return _nms_per_frame(batch, frames, anchors, classes.astype(np.int32), scores.astype(np.float32), rboxes, cfg)
+
+
+def _nms_per_frame(batch, frames, anchors, classes, scores, rboxes, cfg: NmsConfig) -> list[FrameResult]:
+    """Sort candidates (frame, -score, anchor, class) and run Fast-NMS frame by frame."""
+    if frames.size == 0:
+        return [empty_obb_result() for _ in range(batch)]
     order = np.lexsort((classes, anchors, -scores, frames))
     frames, anchors, classes, scores, rboxes = (a[order] for a in (frames, anchors, classes, scores, rboxes))
     bounds = np.searchsorted(frames, np.arange(batch + 1))

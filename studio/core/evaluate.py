@@ -1,5 +1,7 @@
 """`studio eval`: COCO-style mAP of any backend on a YOLO dataset, per class and per object size.
 
+Oriented-box models are scored as ultralytics' OBB validation scores them (evaluate_obb.py).
+
 The same pipeline as `studio predict` produces the detections (torch, ONNX Runtime or the
 RKNN simulator), so evaluation measures what deployment runs. The metric comes from
 faster-coco-eval, not from code of ours. Defaults follow ultralytics' validator (conf
@@ -24,6 +26,7 @@ from deploy.runtime.run_loop import RunLoop
 from studio.core.backend_factory import BackendPool
 from studio.core.data.checks import check_dataset
 from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
+from studio.core.evaluate_obb import match_split, obb_metrics, obb_truth
 from studio.core.jobs import Job
 
 EVAL_BACKENDS = ("torch", "ort", "rknn-sim")
@@ -94,7 +97,9 @@ def _torch_setup(req: EvalRequest):
         raise UserError(f"--imgsz {imgsz} must be a multiple of 32")
     model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
     torch.set_num_threads(max(1, torch.get_num_threads() // max(1, req.workers)))
-    meta = ModelMeta(format="pt", names=class_names(model), imgsz=imgsz, layout="standard", outputs=["output0"])
+    task = "obb" if model.model[-1].__class__.__name__ == "OBB" else "detect"
+    meta = ModelMeta(format="pt", names=class_names(model), imgsz=imgsz, layout="standard", outputs=["output0"],
+                     task=task)
     return (lambda i: TorchBackend(model)), meta, (lambda: None)
 
 
@@ -176,32 +181,43 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such model file")
     req = replace(req, backend=_backend(req))
-    check_dataset(Path(req.data), (req.split,))
     if req.backend == "torch":
         factory, meta, close = _torch_setup(req)
+        check_dataset(Path(req.data), (req.split,), task=meta.task)
     else:
         meta = read_model_meta(req.model)
         if req.imgsz and req.imgsz != meta.imgsz:
             raise UserError(f"--imgsz {req.imgsz}: {Path(req.model).name} was exported for {meta.imgsz} px and "
                             f"takes no other size; export it again with --imgsz {req.imgsz}")
+        check_dataset(Path(req.data), (req.split,), task=meta.task)
         pool = BackendPool(req.backend, Path(req.model), req.workers)
         factory, close = pool.factory(), pool.close
-    gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)
+    oriented = meta.task == "obb"
+    if oriented:
+        truths, images = obb_truth(Path(req.data), req.split, meta.names, req.limit)
+    else:
+        gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)
     cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det, multi_label=True)
     loop = RunLoop(factory, meta, cfg, workers=req.workers, close=close)
-    detections = []
+    detections, found = [], [None] * len(images)
     job.stage("evaluate", len(images), f"{req.backend}")
     for dets in loop.results(_frames(images)):
+        found[dets.frame] = (dets.rboxes, dets.scores, dets.classes.astype(np.int64))
         for box, score, cls in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist()):
             detections.append({"image_id": dets.frame, "category_id": cls, "score": score,
                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
         job.step("evaluate", dets.frame + 1, len(images))
-    metrics = coco_metrics(gt, detections, meta.names, req.max_det)
+    if oriented:
+        metrics = obb_metrics(match_split(truths, found), meta.names)
+    else:
+        metrics = coco_metrics(gt, detections, meta.names, req.max_det)
     stats = loop.stats
     return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(images),
                       latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
                       settings={"conf": req.conf, "iou": req.iou, "max_det": req.max_det, "imgsz": meta.imgsz,
-                                "multi_label": True}, **metrics)
+                                "multi_label": True, "task": meta.task,
+                                "metric": "probiou, ultralytics OBB val" if oriented else "bbox IoU, COCO"},
+                      **metrics)
 
 
 def _frames(images: list[Path]) -> Iterator[Frame]:

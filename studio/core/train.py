@@ -78,6 +78,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     if not req.resume:
         resolve_model_path(req.model)  # fails early, with the no-download message, for a missing .pt
     model = YOLO(str(last) if req.resume else req.model)
+    check_dataset(Path(req.data), task=model.task)  # a detect model on oriented labels (or back) is refused
     trainer = with_whole_checkpoints(model._smart_load("trainer"))
     job.stage("train", req.epochs)
 

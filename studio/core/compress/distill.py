@@ -70,7 +70,7 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     from studio.core.provenance import provenance
 
     job = job or Job()
-    check_dataset(Path(req.data))
+    check_dataset(Path(req.data), task="detect")
     if req.kd.terms and req.teacher is None:
         raise UserError("--teacher is needed for distillation (or pass --kd none to train without one)")
     if req.teacher is not None and not Path(req.teacher).is_file():

@@ -95,7 +95,7 @@ def _validate(req: PruneRequest) -> None:
     if needs_data and req.data is None:
         raise UserError(f"--data: a data.yaml is needed to fine-tune or rank by {req.criterion}")
     if needs_data:
-        check_dataset(Path(req.data))
+        check_dataset(Path(req.data), task="detect")
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
 

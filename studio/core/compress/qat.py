@@ -71,7 +71,7 @@ class QatResult:
 def _validate(req: QatRequest) -> None:
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such checkpoint")
-    check_dataset(Path(req.data))
+    check_dataset(Path(req.data), task="detect")
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
     QAT.check_fields(req, skip=("kd", "teacher"))

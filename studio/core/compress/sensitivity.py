@@ -41,7 +41,7 @@ def scan(model_path: Path, data: Path, out: Path, criterion: str = "l1", ratios:
     if criterion in NEEDS_GRADIENTS:
         raise UserError(f"the sensitivity scan ranks channels without data gradients; use l1, l2, bn or energy, "
                         f"not {criterion}")
-    check_dataset(Path(data), ("val",))
+    check_dataset(Path(data), ("val",), task="detect")
     if any(not 0 < r < 1 for r in ratios):
         raise UserError(f"scan ratios must lie between 0 and 1, got {list(ratios)}")
     base, _ = load_detector(str(model_path))

@@ -15,8 +15,13 @@ from studio.core.data.stats import dataset_stats
 SHOWN = 3  # problems named in the message; `studio data stats` lists them all
 
 
-def check_dataset(data: Path | None, splits: tuple[str, ...] = ("train", "val"), option: str = "--data") -> Path:
-    """`data` when it is a data.yaml whose `splits` hold no problem, else a UserError naming the first ones."""
+LABELS = {"detect": "upright boxes (class cx cy w h)", "obb": "oriented boxes (class and four corners)"}
+
+
+def check_dataset(data: Path | None, splits: tuple[str, ...] = ("train", "val"), option: str = "--data",
+                  task: str | None = None) -> Path:
+    """`data` when it is a data.yaml whose `splits` hold no problem (and, given a model's `task`, labels of its
+    kind), else a UserError naming the first ones."""
     if data is None or not Path(data).is_file():
         raise UserError(f"{option} {data}: no such data.yaml")
     data = Path(data)
@@ -29,4 +34,7 @@ def check_dataset(data: Path | None, splits: tuple[str, ...] = ("train", "val"),
         more = f" and {stats.problems - SHOWN} more" if stats.problems > SHOWN else ""
         raise UserError(f"{data}: {stats.problems} problem(s): {'; '.join(stats.first_problems(SHOWN))}"
                         f"{more} (all: studio data stats {data})")
+    if task is not None and stats.task not in ("", task):
+        raise UserError(f"{data} is labelled with {LABELS[stats.task]}, but the model finds {LABELS[task]}: "
+                        f"use a dataset of its kind (studio data synth --task {task}, or an import with --task {task})")
     return data

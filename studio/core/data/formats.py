@@ -118,6 +118,25 @@ def read_yolo_labels(path: Path, nc: int) -> list[tuple[int, float, float, float
     return rows
 
 
+def read_obb_labels(path: Path, nc: int) -> list[tuple[int, list[float]]]:
+    """Rows of a YOLO-OBB label file as (class, [x1, y1, ..., x4, y4] normalized); a UserError names a bad line."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            cls, values = int(fields[0]), [float(v) for v in fields[1:]]
+        except ValueError:
+            values = []
+        if len(values) != 8:
+            raise UserError(f"{path}:{number}: expected 'class x1 y1 x2 y2 x3 y3 x4 y4', got {line.strip()!r}")
+        if not 0 <= cls < nc:
+            raise UserError(f"{path}:{number}: class id {cls} is out of range (the dataset has {nc} classes)")
+        rows.append((cls, values))
+    return rows
+
+
 def labels_in_pixels(image: Path, width: int, height: int, nc: int) -> list[tuple[int, float, float, float, float]]:
     """The YOLO labels of an image as (class, x0, y0, x1, y1) pixels; none when it has no label file."""
     lbl = label_path(image)
