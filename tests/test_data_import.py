@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import rng_image
 
@@ -181,3 +182,41 @@ def test_splits_imported_one_by_one_make_one_dataset(cli, tmp_path):
     refused = cli("data", "import", "coco", stranger, "--images", stranger_images, "--split", "test", "--out", out)
     assert refused.exit_code == 2 and "classes ['tank']" in refused.stderr
     assert "test" not in (out / "data.yaml").read_text()
+
+
+def test_dota_import_keeps_angles_with_task_obb(cli, tmp_path):
+    """Corners clockwise or counter-clockwise give the same oriented label; difficult is kept; a corner past the
+    border is clipped to the visible part's rectangle; YOLO-OBB labels import unchanged."""
+    from deploy.runtime.rotated import from_polygon
+
+    images = _images(tmp_path / "images", ("P0002.png",))  # 200 x 100
+    lbl = tmp_path / "labelTxt"
+    lbl.mkdir()
+    clockwise = "60 20 80 40 60 60 40 40"  # a square turned 45 degrees, centre (60, 40), side 28.3
+    counter = "60 20 40 40 60 60 80 40"
+    (lbl / "P0002.txt").write_text(f"imagesource:GoogleEarth\ngsd:0.5\n{clockwise} small-vehicle 0\n"
+                                   f"{counter} small-vehicle 1\n"
+                                   "150 90 190 50 199 59 159 99 ship 0\n"  # a thin ship at 45 degrees
+                                   "180 80 230 80 230 90 180 90 ship 0\n")  # 20 of its 50 px lie outside
+    out = tmp_path / "out"
+    result = cli("data", "import", "dota", lbl, "--images", images, "--task", "obb", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    rows = (out / "labels" / "train" / "P0002.txt").read_text().splitlines()
+    assert len(rows) == 4 and rows[0] == rows[1]  # the same square, whichever way its corners run
+    quads = [np.array(r.split()[1:], float).reshape(4, 2) * [200, 100] for r in rows]
+    assert np.allclose(quads[0], quads[1])
+    cx, cy, w, h, angle = from_polygon(quads[2])
+    assert (cx, cy) == pytest.approx((174.5, 74.5), abs=0.01) and w / h == pytest.approx(56.6 / 12.7, rel=0.02)
+    assert np.degrees(angle) % 90 == pytest.approx(45, abs=0.5)
+    assert quads[3][:, 0].max() == pytest.approx(200) and from_polygon(quads[3])[2] == pytest.approx(20, abs=0.01)
+    assert json.loads((out / "difficult.json").read_text()) == {"train/P0002": [1]}
+    assert "--task obb" in (out / "data.yaml").read_text().splitlines()[0]
+    upright = cli("data", "import", "dota", lbl, "--images", images, "--split", "val", "--out", out)
+    assert upright.exit_code == 2 and "import this split with --task obb" in upright.stderr
+    again = cli("data", "import", "yolo", out / "data.yaml", "--task", "obb", "--out", tmp_path / "copy")
+    assert again.exit_code == 0, again.stderr
+    copied = (tmp_path / "copy" / "labels" / "train" / "P0002.txt").read_text().splitlines()
+    def corner_set(row: str) -> np.ndarray:
+        return np.array(sorted(map(tuple, np.array(row.split()[1:], float).reshape(4, 2))))
+
+    assert all(np.allclose(corner_set(a), corner_set(b), atol=2e-6) for a, b in zip(copied, rows))

@@ -52,20 +52,23 @@ def data_import(
     images: Path | None = typer.Option(None, help="Folder of the images (coco, voc, dota)."),
     split: str = typer.Option("train", help="Split to file the images under (coco, voc, dota); a split imported "
                                             "into an earlier import's --out joins its other splits."),
+    task: str = typer.Option("detect", help="detect: upright boxes; obb: oriented boxes (DOTA's and YOLO-OBB's "
+                                            "corners kept, for yolov8n-obb.yaml)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out (wholly; never mixed); in an "
                                                       "earlier import's --out, replace the --split only."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
-    """Import a dataset: YOLO, COCO json, Pascal VOC xml or DOTA (oriented boxes become axis-aligned).
+    """Import a dataset: YOLO (upright or oriented labels), COCO json, Pascal VOC xml or DOTA.
 
-    Examples:\n
+    DOTA's oriented boxes become upright ones unless --task obb keeps their angles (corners in any order;
+    'difficult' is kept, and evaluation leaves those objects out). Examples:\n
       studio data import coco annotations/instances_train.json --images train/ --out data/mine\n
       studio data import coco annotations/instances_val.json --images val/ --split val --out data/mine\n
-      studio data import dota train/labelTxt --images train/images --out data/dota
+      studio data import dota train/labelTxt --images train/images --task obb --out data/dota
     """
     from studio.core.data.formats import import_dataset
 
-    data_yaml = run_job(lambda job: import_dataset(fmt, source, out, images, split, force, job), json_out)
+    data_yaml = run_job(lambda job: import_dataset(fmt, source, out, images, split, force, job, task), json_out)
     if json_out:
         print_json({"data": str(data_yaml)})
     else:

@@ -5,9 +5,11 @@
     studio data import voc   VOC2012/Annotations    --images VOC2012/JPEGImages --out data/mine
     studio data import dota  train/labelTxt         --images train/images --out data/mine
 
-Every reader yields (image path, [(class name, x0, y0, x1, y1, difficult)]) and one writer
-turns that into images/<split>/, labels/<split>/ and data.yaml. Difficult objects (VOC,
-DOTA) are kept in the labels and listed in difficult.json, so evaluation can ignore them.
+Every reader yields (image path, [(class name, x0, y0, x1, y1, difficult[, corners])]) and one
+writer turns that into images/<split>/, labels/<split>/ and data.yaml, with upright boxes
+(--task detect) or oriented ones (--task obb: DOTA's and YOLO-OBB's four corners, in any order;
+an upright box becomes an oriented box at angle 0). Difficult objects (VOC, DOTA) are kept in
+the labels and listed in difficult.json, so evaluation can ignore them.
 A malformed file is a UserError naming the file (and the line, where there is one).
 """
 from __future__ import annotations
@@ -19,20 +21,29 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from deploy.errors import UserError
 from deploy.runtime.output import Output
+from deploy.runtime.rotated import polygon_area
+from studio.core.data.oriented import box_row, label_text, obb_row, oriented_corners
 from studio.core.jobs import Job
 
 FORMATS = ("yolo", "coco", "voc", "dota")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+TASKS = ("detect", "obb")
+IMPORT_VISIBLE = 0.01  # an imported object is kept unless all but a sliver of it lies outside its image
+
+
 @dataclass
 class Sample:
-    """One image and its objects in pixels: (name, x0, y0, x1, y1, difficult)."""
+    """One image and its objects in pixels: (name, x0, y0, x1, y1, difficult), plus the four corners
+    [x1, y1, ..., x4, y4] for readers of oriented labels."""
 
     image: Path
-    objects: list[tuple[str, float, float, float, float, bool]]
+    objects: list[tuple]
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -99,50 +110,59 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+UPRIGHT, ORIENTED = "'class cx cy w h'", "'class x1 y1 x2 y2 x3 y3 x4 y4'"
+
+
+def _label_row(path: Path, number: int, line: str, nc: int, kinds: tuple[int, ...]) -> tuple[int, list[float]]:
+    """(class, coordinates) of one label line with a number of coordinates in `kinds` (4 upright, 8 oriented);
+    a UserError names the file and line otherwise."""
+    fields = line.split()
+    expected = " or ".join(UPRIGHT if k == 4 else ORIENTED for k in kinds)
+    try:
+        cls, values = int(fields[0]), [float(v) for v in fields[1:]]
+    except ValueError:
+        raise UserError(f"{path}:{number}: expected {expected}, got {line.strip()!r}") from None
+    if len(values) not in kinds:
+        raise UserError(f"{path}:{number}: expected {expected}, got {line.strip()!r}")
+    if not 0 <= cls < nc:
+        raise UserError(f"{path}:{number}: class id {cls} is out of range (the dataset has {nc} classes)")
+    return cls, values
+
+
+def _label_rows(path: Path, nc: int, kinds: tuple[int, ...]) -> list[tuple[int, list[float]]]:
+    return [_label_row(path, number, line, nc, kinds)
+            for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+
+
 def read_yolo_labels(path: Path, nc: int) -> list[tuple[int, float, float, float, float]]:
-    """Rows of a YOLO label file; a UserError names the file and line of a malformed row."""
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        try:
-            cls, values = int(fields[0]), [float(v) for v in fields[1:5]]
-        except (ValueError, IndexError):
-            raise UserError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}") from None
-        if len(fields) < 5:
-            raise UserError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}")
-        if not 0 <= cls < nc:
-            raise UserError(f"{path}:{number}: class id {cls} is out of range (the dataset has {nc} classes)")
-        rows.append((cls, *values))
-    return rows
+    """Rows of an upright YOLO label file as (class, cx, cy, w, h) normalized."""
+    return [(cls, *values) for cls, values in _label_rows(path, nc, (4,))]
 
 
 def read_obb_labels(path: Path, nc: int) -> list[tuple[int, list[float]]]:
-    """Rows of a YOLO-OBB label file as (class, [x1, y1, ..., x4, y4] normalized); a UserError names a bad line."""
+    """Rows of a YOLO-OBB label file as (class, [x1, y1, ..., x4, y4] normalized)."""
+    return _label_rows(path, nc, (8,))
+
+
+def label_quads(path: Path, width: int, height: int, nc: int) -> list[tuple[int, list[float]]]:
+    """Every row of a label file, upright or oriented, as (class, its four corners in pixels)."""
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            cls, values = int(fields[0]), [float(v) for v in fields[1:]]
-        except ValueError:
-            values = []
-        if len(values) != 8:
-            raise UserError(f"{path}:{number}: expected 'class x1 y1 x2 y2 x3 y3 x4 y4', got {line.strip()!r}")
-        if not 0 <= cls < nc:
-            raise UserError(f"{path}:{number}: class id {cls} is out of range (the dataset has {nc} classes)")
-        rows.append((cls, values))
+    for cls, v in _label_rows(path, nc, (4, 8)):
+        if len(v) == 4:
+            x0, y0, x1, y1 = (v[0] - v[2] / 2) * width, (v[1] - v[3] / 2) * height, (v[0] + v[2] / 2) * width, \
+                (v[1] + v[3] / 2) * height
+            rows.append((cls, [x0, y0, x1, y0, x1, y1, x0, y1]))
+        else:
+            rows.append((cls, [c * (height if k % 2 else width) for k, c in enumerate(v)]))
     return rows
 
 
 def labels_in_pixels(image: Path, width: int, height: int, nc: int) -> list[tuple[int, float, float, float, float]]:
-    """The YOLO labels of an image as (class, x0, y0, x1, y1) pixels; none when it has no label file."""
+    """The labels of an image as upright (class, x0, y0, x1, y1) pixels (around the corners of oriented ones);
+    none when it has no label file."""
     lbl = label_path(image)
-    rows = read_yolo_labels(lbl, nc) if lbl.is_file() else []
-    return [(c, (cx - bw / 2) * width, (cy - bh / 2) * height, (cx + bw / 2) * width, (cy + bh / 2) * height)
-            for c, cx, cy, bw, bh in rows]
+    quads = label_quads(lbl, width, height, nc) if lbl.is_file() else []
+    return [(c, min(q[0::2]), min(q[1::2]), max(q[0::2]), max(q[1::2])) for c, q in quads]
 
 
 def read_yolo(data_yaml: Path) -> tuple[list[str], dict[str, list[Sample]]]:
@@ -154,8 +174,10 @@ def read_yolo(data_yaml: Path) -> tuple[list[str], dict[str, list[Sample]]]:
         for image in images_in(folder):
             objects = []
             if label_path(image).is_file():
-                boxes = labels_in_pixels(image, *image_size(image), len(names))
-                objects = [(names[c], x0, y0, x1, y1, False) for c, x0, y0, x1, y1 in boxes]
+                w, h = image_size(image)
+                for c, quad in label_quads(label_path(image), w, h, len(names)):
+                    xs, ys = quad[0::2], quad[1::2]
+                    objects.append((names[c], min(xs), min(ys), max(xs), max(ys), False, quad))
             samples.append(Sample(image, objects))
         splits[split] = samples
     return names, splits
@@ -208,7 +230,7 @@ def read_voc(annotations: Path, images: Path) -> tuple[list[str], list[Sample]]:
 
 
 def read_dota(annotations: Path, images: Path) -> tuple[list[str], list[Sample]]:
-    """DOTA labelTxt: 'x1 y1 ... x4 y4 category difficult' per object; polygons become their bounding boxes."""
+    """DOTA labelTxt: 'x1 y1 ... x4 y4 category difficult' per object (the corners kept for oriented labels)."""
     samples = []
     for txt in sorted(annotations.glob("*.txt")):
         objects = []
@@ -222,7 +244,7 @@ def read_dota(annotations: Path, images: Path) -> tuple[list[str], list[Sample]]
             except (ValueError, IndexError):
                 raise UserError(f"{txt}:{number}: expected 'x1 y1 x2 y2 x3 y3 x4 y4 category difficult'") from None
             xs, ys = xy[0::2], xy[1::2]
-            objects.append((name, min(xs), min(ys), max(xs), max(ys), difficult))
+            objects.append((name, min(xs), min(ys), max(xs), max(ys), difficult, xy))
         match = next((p for p in (images / f"{txt.stem}{s}" for s in (".png", ".jpg", ".tif", ".bmp")) if p.exists()),
                      images / f"{txt.stem}.png")
         samples.append(Sample(match, objects))
@@ -248,8 +270,9 @@ def write_data_yaml(out: Path, names, splits, by: str) -> Path:
 
 
 def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by: str,
-               job: Job | None = None) -> Path:
-    """Write the internal form (images linked or copied, labels clipped to the image) and data.yaml."""
+               job: Job | None = None, task: str = "detect") -> Path:
+    """Write the internal form (images linked or copied, labels clipped to the image: upright boxes, or for
+    task obb oriented ones) and data.yaml."""
     if not any(splits.values()):
         raise UserError("the dataset is empty: no images were found")
     job = job or Job()
@@ -268,19 +291,18 @@ def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by:
             w, h = image_size(sample.image)
             stem = sample.image.stem
             _link_or_copy(sample.image, out / "images" / split / sample.image.name)
-            lines = []
-            for name, x0, y0, x1, y1, hard in sample.objects:
+            rows = []
+            for name, x0, y0, x1, y1, hard, *corners in sample.objects:
                 if name not in index:
                     raise UserError(f"{sample.image}: class {name!r} is not among the names {names}")
-                x0, x1 = max(0.0, min(x0, w)), max(0.0, min(x1, w))
-                y0, y1 = max(0.0, min(y0, h)), max(0.0, min(y1, h))
-                if x1 - x0 < 1 or y1 - y0 < 1:
+                row = _obb_row(index[name], corners, (x0, y0, x1, y1), w, h) if task == "obb" else \
+                    _box_row(index[name], (x0, y0, x1, y1), w, h)
+                if row is None:
                     continue
                 if hard:
-                    difficult.setdefault(f"{split}/{stem}", []).append(len(lines))
-                lines.append(f"{index[name]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
-                             f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}\n")
-            (out / "labels" / split / f"{stem}.txt").write_text("".join(lines))
+                    difficult.setdefault(f"{split}/{stem}", []).append(len(rows))
+                rows.append(row)
+            (out / "labels" / split / f"{stem}.txt").write_text(label_text(rows))
     if difficult:  # merged with the marks of splits carried over from an earlier import
         marks = out / "difficult.json"
         earlier = json.loads(marks.read_text()) if marks.is_file() else {}
@@ -288,11 +310,34 @@ def write_yolo(out: Path, names: list[str], splits: dict[str, list[Sample]], by:
     return write_data_yaml(out, names, tuple(s for s in ("train", "val", "test", "scenes") if s in splits), by)
 
 
+def _box_row(cls: int, box, w: int, h: int) -> list[float] | None:
+    """An upright label clipped to the image, or None when less than a pixel of it remains."""
+    x0, x1 = max(0.0, min(box[0], w)), max(0.0, min(box[2], w))
+    y0, y1 = max(0.0, min(box[1], h)), max(0.0, min(box[3], h))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    return box_row(cls, (x0, y0, x1, y1), 0, 0, w, h)
+
+
+def _obb_row(cls: int, corners: list, box, w: int, h: int) -> list[float] | None:
+    """An oriented label from four corners in any order (or an upright box), its part inside the image."""
+    x0, y0, x1, y1 = box
+    quad = np.reshape(corners[0], (4, 2)) if corners else np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    centre = quad.mean(0)
+    quad = quad[np.argsort(np.arctan2(quad[:, 1] - centre[1], quad[:, 0] - centre[0]))]  # a simple polygon
+    if polygon_area(quad) < 1:
+        return None
+    kept = oriented_corners(quad, 0, 0, w, h, min_visible=IMPORT_VISIBLE)
+    return None if kept is None else obb_row(cls, kept, 0, 0, w, h)
+
+
 def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None, split: str = "train",
-                   force: bool = False, job: Job | None = None) -> Path:
+                   force: bool = False, job: Job | None = None, task: str = "detect") -> Path:
     """Read `source` in `fmt` and write the internal form under `out`, whole or not at all; returns its data.yaml."""
     if fmt not in FORMATS:
         raise UserError(f"format {fmt!r} is not one of: {', '.join(FORMATS)}")
+    if task not in TASKS:
+        raise UserError(f"--task {task!r} is not one of: {', '.join(TASKS)}")
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
     if fmt == "yolo":
@@ -307,14 +352,14 @@ def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None
         splits, inputs = {split: samples}, [source, images]
     if fmt != "yolo" and split not in SPLIT_ORDER[:3]:
         raise UserError(f"--split {split!r} is not one of: {', '.join(SPLIT_ORDER[:3])}")
-    by = f"studio data import {fmt}"
+    by = f"studio data import {fmt}" + (" --task obb" if task == "obb" else "")
     base = _earlier_import(out) if fmt != "yolo" else None
     kept: list[str] = []
     if base is not None:  # a split joins the dataset an earlier import wrote; the others are carried over
-        names, kept = _join(out, base, names, split, force)
+        names, kept = _join(out, base, names, split, force, task)
     with Output(out, force=force or base is not None, inputs=inputs) as staging:
         _carry(out, staging, kept)
-        write_yolo(staging, names, splits, by, job)
+        write_yolo(staging, names, splits, by, job, task)
         if kept:
             write_data_yaml(staging, names, [s for s in SPLIT_ORDER if s in kept or s in splits], by)
     return out / "data.yaml"
@@ -323,19 +368,24 @@ def import_dataset(fmt: str, source: Path, out: Path, images: Path | None = None
 SPLIT_ORDER = ("train", "val", "test", "scenes")
 
 
-def _earlier_import(out: Path) -> tuple[list[str], list[str]] | None:
-    """(names, splits) of the dataset an earlier `data import` of COCO, VOC or DOTA wrote into `out`, else None."""
+def _earlier_import(out: Path) -> tuple[list[str], list[str], str] | None:
+    """(names, splits, task) of the dataset an earlier `data import` of COCO, VOC or DOTA wrote into `out`."""
     path = out / "data.yaml"
-    if not path.is_file() or not path.read_text().startswith("# written by studio data import "):
+    first = path.read_text().split("\n", 1)[0] if path.is_file() else ""
+    if not first.startswith("# written by studio data import "):
         return None
     data = read_yaml(path)
-    return yaml_names(data, path), [s for s in SPLIT_ORDER if data.get(s)]
+    return yaml_names(data, path), [s for s in SPLIT_ORDER if data.get(s)], \
+        "obb" if first.endswith("--task obb") else "detect"
 
 
-def _join(out: Path, base: tuple[list[str], list[str]], names: list[str], split: str,
-          force: bool) -> tuple[list[str], list[str]]:
+def _join(out: Path, base: tuple[list[str], list[str], str], names: list[str], split: str,
+          force: bool, task: str) -> tuple[list[str], list[str]]:
     """The names to write with and the earlier splits to keep, or a UserError for a join that would lose data."""
-    old_names, old_splits = base
+    old_names, old_splits, old_task = base
+    if task != old_task:
+        raise UserError(f"{out} holds {old_task} labels; import this split with --task {old_task}, or into "
+                        "another --out (upright and oriented labels cannot share a dataset)")
     if split in old_splits and not force:
         raise UserError(f"{out} already holds a {split} split; --force replaces that split only (the others are "
                         "kept), or choose another --out")
