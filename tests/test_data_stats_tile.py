@@ -7,8 +7,8 @@ import shutil
 import cv2
 import numpy as np
 
+from studio.core.data.oriented import upright_box
 from studio.core.data.synth import SynthConfig, generate
-from studio.core.data.tile import clip_to_tile
 
 
 def test_stats_reports_problems_counts_and_plots(cli, tmp_path):
@@ -39,12 +39,18 @@ def test_stats_reports_problems_counts_and_plots(cli, tmp_path):
         assert image is not None and image.shape[0] > 100
 
 
-def test_clip_to_tile_keeps_or_drops_by_area():
-    assert clip_to_tile((10, 10, 30, 30), 0, 0, 64, 0.5) == (10, 10, 30, 30)
-    assert clip_to_tile((40, 10, 70, 30), 0, 0, 64, 0.5) == (40, 10, 64, 30)  # 24/30 of it inside
-    assert clip_to_tile((50, 10, 80, 30), 0, 0, 64, 0.5) is None  # 14/30 inside
-    assert clip_to_tile((58, 10, 80, 30), 0, 0, 64, 0.5) is None  # only 6/22 inside
-    assert clip_to_tile((100, 10, 120, 30), 0, 0, 64, 0.5) is None  # outside
+def _clip(box, min_area: float = 0.5):
+    x0, y0, x1, y1 = box
+    kept = upright_box(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float), 0, 0, 64, 64, min_area)
+    return None if kept is None else tuple(round(v, 6) for v in kept)
+
+
+def test_an_upright_box_cut_by_a_tile_edge_is_kept_or_dropped_by_area():
+    assert _clip((10, 10, 30, 30)) == (10, 10, 30, 30)
+    assert _clip((40, 10, 70, 30)) == (40, 10, 64, 30)  # 24/30 of it inside
+    assert _clip((50, 10, 80, 30)) is None  # 14/30 inside
+    assert _clip((58, 10, 80, 30)) is None  # only 6/22 inside
+    assert _clip((100, 10, 120, 30)) is None  # outside
 
 
 def test_tile_dataset_cuts_scenes(cli, tmp_path):
@@ -78,3 +84,31 @@ def test_stats_of_oriented_labels_counts_angles_and_refuses_mixed_or_degenerate_
         "4 coordinates where the dataset's labels have 8 (upright and oriented boxes cannot be mixed)",
         "expected 'class cx cy w h' or 'class x1 y1 ... x4 y4'"]
     assert len(stats["out_of_range"]) == 2  # a corner outside the image; a rectangle of no area
+
+
+def test_tiling_oriented_labels_clips_cut_objects_to_their_visible_rectangle(cli, tmp_path):
+    """A dense OBB scene tiled: every tile label is an oriented box inside its tile, objects cut by a tile edge come
+    back shorter (the turned rectangle of their visible part), and one whole in a tile keeps its corners."""
+    from deploy.runtime.rotated import from_polygon
+
+    data = generate(SynthConfig(tmp_path / "ds", images=3, size=128, scenes=1, scene_size=480, generator="dense-1",
+                                task="obb"))
+    result = cli("data", "tile", data, "--out", tmp_path / "tiles", "--size", 192, "--overlap", 0.25)
+    assert result.exit_code == 0, result.stderr
+    scene = (data.parent / "labels" / "scenes" / "scene_000.txt").read_text().splitlines()
+    whole = {tuple(np.round(np.array(r.split()[1:], float) * 480, 3)) for r in scene}
+    kept = cut = 0
+    for path in sorted((tmp_path / "tiles" / "labels" / "train").glob("*.txt")):
+        tx, ty = (int(v) for v in path.stem.split("_")[-2:])
+        for row in path.read_text().splitlines():
+            values = np.array(row.split()[1:], float)
+            assert len(values) == 8 and (values >= 0).all() and (values <= 1).all()
+            in_scene = tuple(np.round(values.reshape(4, 2) * 192 + [tx, ty], 3).reshape(-1))
+            if any(np.allclose(in_scene, w, atol=2e-3) for w in whole):
+                kept += 1
+            else:
+                cut += 1
+                assert from_polygon(values.reshape(4, 2) * 192)[2] > 0
+    assert kept > 20 and cut > 3
+    stats = json.loads(cli("data", "stats", tmp_path / "tiles" / "data.yaml", "--json").stdout)
+    assert stats["task"] == "obb" and stats["problems"] == 0

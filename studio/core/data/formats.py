@@ -129,6 +129,11 @@ def _label_row(path: Path, number: int, line: str, nc: int, kinds: tuple[int, ..
     return cls, values
 
 
+def read_label_rows(path: Path, nc: int) -> list[tuple[int, list[float]]]:
+    """Rows of a label file of either kind as (class, 4 upright or 8 oriented normalized coordinates)."""
+    return _label_rows(path, nc, (4, 8))
+
+
 def _label_rows(path: Path, nc: int, kinds: tuple[int, ...]) -> list[tuple[int, list[float]]]:
     return [_label_row(path, number, line, nc, kinds)
             for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
@@ -146,15 +151,16 @@ def read_obb_labels(path: Path, nc: int) -> list[tuple[int, list[float]]]:
 
 def label_quads(path: Path, width: int, height: int, nc: int) -> list[tuple[int, list[float]]]:
     """Every row of a label file, upright or oriented, as (class, its four corners in pixels)."""
-    rows = []
-    for cls, v in _label_rows(path, nc, (4, 8)):
-        if len(v) == 4:
-            x0, y0, x1, y1 = (v[0] - v[2] / 2) * width, (v[1] - v[3] / 2) * height, (v[0] + v[2] / 2) * width, \
-                (v[1] + v[3] / 2) * height
-            rows.append((cls, [x0, y0, x1, y0, x1, y1, x0, y1]))
-        else:
-            rows.append((cls, [c * (height if k % 2 else width) for k, c in enumerate(v)]))
-    return rows
+    return [(cls, quad_in_pixels(values, width, height)) for cls, values in read_label_rows(path, nc)]
+
+
+def quad_in_pixels(values: list[float], width: int, height: int) -> list[float]:
+    """[x1, y1, ..., x4, y4] pixels of a label's normalized coordinates: an upright box's corners, or the four."""
+    if len(values) == 4:
+        cx, cy, w, h = values
+        x0, y0, x1, y1 = (cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height
+        return [x0, y0, x1, y0, x1, y1, x0, y1]
+    return [c * (height if k % 2 else width) for k, c in enumerate(values)]
 
 
 def labels_in_pixels(image: Path, width: int, height: int, nc: int) -> list[tuple[int, float, float, float, float]]:

@@ -1,7 +1,8 @@
 """`studio data tile`: cut the large images of a dataset into overlapping tiles with clipped labels.
 
-An object cut by a tile edge keeps its clipped box when at least `min_area` of its area
-lies inside the tile; smaller remnants are dropped (a sliver of a plane teaches nothing).
+An object cut by a tile edge keeps a label when at least `min_area` of its area lies inside
+the tile: the box around its visible part, or for oriented labels the smallest turned
+rectangle around it; smaller remnants are dropped (a sliver of a plane teaches nothing).
 Tiles use the same origins as tiled inference (deploy.runtime.tiling).
 """
 from __future__ import annotations
@@ -10,10 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from deploy.errors import UserError
 from deploy.runtime.output import Output, write_image
 from deploy.runtime.tiling import tile_grid
-from studio.core.data.formats import images_in, labels_in_pixels, read_yaml, split_dirs, write_data_yaml, yaml_names
+from studio.core.data.formats import (
+    images_in,
+    label_path,
+    quad_in_pixels,
+    read_label_rows,
+    read_yaml,
+    split_dirs,
+    write_data_yaml,
+    yaml_names,
+)
+from studio.core.data.oriented import box_row, label_text, obb_row, oriented_corners, upright_box
 
 
 @dataclass
@@ -26,17 +39,6 @@ class TileRequest:
     min_area: float = 0.5  # keep a clipped object if this fraction of its area is inside the tile
     out_split: str = "train"
     force: bool = False  # replace an existing `out` wholly
-
-
-def clip_to_tile(box, x: int, y: int, size: int, min_area: float):
-    """A pixel xyxy box clipped to the tile at (x, y), in tile pixels, or None if too little remains."""
-    x0, y0, x1, y1 = box
-    cx0, cy0, cx1, cy1 = max(x0, x), max(y0, y), min(x1, x + size), min(y1, y + size)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return None
-    if (cx1 - cx0) * (cy1 - cy0) < min_area * (x1 - x0) * (y1 - y0):
-        return None
-    return cx0 - x, cy0 - y, cx1 - x, cy1 - y
 
 
 def tile_dataset(req: TileRequest, progress: Callable[[int, int], None] | None = None) -> Path:
@@ -68,17 +70,22 @@ def _tile_image(path: Path, out: Path, req: TileRequest, classes: int) -> None:
     if image is None:
         raise UserError(f"{path}: not a readable image")
     h, w = image.shape[:2]
-    boxes = labels_in_pixels(path, w, h, classes)
+    lbl = label_path(path)
+    rows = read_label_rows(lbl, classes) if lbl.is_file() else []
+    objects = [(cls, np.reshape(quad_in_pixels(values, w, h), (4, 2))) for cls, values in rows]
+    oriented = any(len(values) == 8 for _, values in rows)
     for tx, ty, _ in tile_grid(h, w, req.size, req.overlap):
         crop = image[ty : ty + req.size, tx : tx + req.size]
         th, tw = crop.shape[:2]
         stem = f"{path.stem}_{tx}_{ty}"
         write_image(out / "images" / req.out_split / f"{stem}.png", crop)
-        lines = []
-        for cls, *box in boxes:
-            clipped = clip_to_tile(box, tx, ty, req.size, req.min_area)
-            if clipped:
-                x0, y0, x1, y1 = clipped
-                lines.append(f"{cls} {(x0 + x1) / 2 / tw:.6f} {(y0 + y1) / 2 / th:.6f} "
-                             f"{(x1 - x0) / tw:.6f} {(y1 - y0) / th:.6f}\n")
-        (out / "labels" / req.out_split / f"{stem}.txt").write_text("".join(lines))
+        window = (tx, ty, tx + tw, ty + th)
+        labels = []
+        for cls, quad in objects:
+            if oriented:
+                kept = oriented_corners(quad, *window, min_visible=req.min_area)
+                labels += [obb_row(cls, kept, tx, ty, tw, th)] if kept is not None else []
+            else:
+                box = upright_box(quad, *window, min_visible=req.min_area)
+                labels += [box_row(cls, box, tx, ty, tw, th)] if box is not None else []
+        (out / "labels" / req.out_split / f"{stem}.txt").write_text(label_text(labels))
