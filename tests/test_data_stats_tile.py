@@ -76,6 +76,12 @@ def test_stats_of_oriented_labels_counts_angles_and_refuses_mixed_or_degenerate_
     assert sum(stats["angles"].values()) == sum(stats["aspect_ratios"].values()) == objects
     assert len([n for n in stats["angles"].values() if n]) >= 4  # angles spread over the half turn
     assert (tmp_path / "plots" / "angles.png").is_file() and (tmp_path / "plots" / "aspect_ratios.png").is_file()
+    from studio.core.data.preview import labelled_image
+
+    image = sorted((data.parent / "images" / "train").glob("*.png"))[0]
+    drawn, count = labelled_image(image, stats["names"])
+    assert count == len((data.parent / "labels" / "train" / f"{image.stem}.txt").read_text().splitlines()) > 0
+    assert (drawn != cv2.imread(str(image))[..., ::-1]).any(axis=2).mean() > 0.01  # turned outlines drawn
     label = sorted((data.parent / "labels" / "train").glob("*.txt"))[0]
     label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n1 0.1 0.1 1.2 0.1 1.2 0.3 0.1 0.3\n"
                                          "2 0.4 0.4 0.4 0.4 0.4 0.4 0.4 0.4\n3 0.1 0.1 0.2 0.1 0.2 0.2\n")

@@ -121,7 +121,9 @@ def data_tile(
     """Cut large images into overlapping tiles with clipped labels (for training on huge scenes).
 
     An object cut by a tile edge keeps a label when --min-area of it is inside: the box around its visible
-    part, or for oriented labels the smallest turned rectangle around that part. Example: studio data tile data/scenes/data.yaml --out data/tiles --size 512 --overlap 0.2
+    part, or for oriented labels the smallest turned rectangle around that part.
+
+    Example: studio data tile data/scenes/data.yaml --out data/tiles --size 512 --overlap 0.2
     """
     from studio.core.data.tile import TileRequest, tile_dataset
 
