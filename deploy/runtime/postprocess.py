@@ -184,15 +184,20 @@ def greedy_nms(boxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig) -> np.nda
     boxes64 = boxes.astype(np.float64)
     areas = box_areas(boxes64)
     overlap = pair_iou(boxes64, areas, src, dst) > cfg.iou
-    src, dst = src[overlap], dst[overlap]
-    keep = np.ones(len(boxes), bool)
+    return settle_greedy(len(boxes), src[overlap], dst[overlap])[: cfg.max_det]
+
+
+def settle_greedy(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Indices greedy NMS keeps among n boxes ranked by score, given every overlapping pair (src ranked before
+    dst): a box is kept unless a kept box overlaps it. Iterating that rule from "all kept" settles on the
+    greedy answer in as many rounds as the longest chain of suppressions."""
+    keep = np.ones(n, bool)
     while True:
-        suppressed = np.zeros(len(boxes), bool)
+        suppressed = np.zeros(n, bool)
         suppressed[dst[keep[src]]] = True
         if np.array_equal(~suppressed, keep):
-            break
+            return np.flatnonzero(keep)
         keep = ~suppressed
-    return np.flatnonzero(keep)[: cfg.max_det]
 
 
 def _pairs_within_groups(sizes: np.ndarray):

@@ -116,11 +116,33 @@ def clip_polygon(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -
     return np.array(pts, np.float64).reshape(-1, 2)
 
 
+def convex_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Area of the intersection of two convex polygons: `a` clipped by each edge of `b` in turn
+    (Sutherland-Hodgman). Exact for near-identical polygons, where cv2.intersectConvexConvex can lose half."""
+    pts = [tuple(p) for p in np.asarray(a, np.float64).reshape(-1, 2)]
+    clip = np.asarray(b, np.float64).reshape(-1, 2)
+    x, y = clip[:, 0], clip[:, 1]
+    if np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)) < 0:
+        clip = clip[::-1]  # counter-clockwise (in y-up terms): "inside" is to the left of each edge
+    for (x0, y0), (x1, y1) in zip(clip, np.roll(clip, -1, 0)):
+        if not pts:
+            return 0.0
+        side = [(x1 - x0) * (py - y0) - (y1 - y0) * (px - x0) for px, py in pts]
+        out = []
+        for k, p in enumerate(pts):
+            q, sq, sp = pts[k - 1], side[k - 1], side[k]
+            if (sp >= 0) != (sq >= 0):
+                t = sq / (sq - sp)
+                out.append((q[0] + t * (p[0] - q[0]), q[1] + t * (p[1] - q[1])))
+            if sp >= 0:
+                out.append(p)
+        pts = out
+    return polygon_area(np.array(pts)) if len(pts) >= 3 else 0.0
+
+
 def polygon_iou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     """(N, M) exact IoU of the rectangles of two sets of xywhr boxes (the DOTA-style overlap)."""
-    import cv2
-
-    c1, c2 = corners(r1).astype(np.float32), corners(r2).astype(np.float32)
+    c1, c2 = corners(r1), corners(r2)
     area1 = np.asarray(r1, np.float64).reshape(-1, 5)[:, 2:4].prod(1)
     area2 = np.asarray(r2, np.float64).reshape(-1, 5)[:, 2:4].prod(1)
     box1, box2 = enclosing(r1), enclosing(r2)
@@ -129,7 +151,7 @@ def polygon_iou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
         near = np.nonzero((box2[:, 0] < box1[i, 2]) & (box2[:, 2] > box1[i, 0]) &
                           (box2[:, 1] < box1[i, 3]) & (box2[:, 3] > box1[i, 1]))[0]
         for j in near:
-            inter, _ = cv2.intersectConvexConvex(c1[i], c2[j])
+            inter = convex_overlap(c1[i], c2[j])
             union = area1[i] + area2[j] - inter
             out[i, j] = inter / union if union > 0 else 0.0
     return out

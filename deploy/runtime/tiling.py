@@ -4,7 +4,7 @@ An object cut by a seam shows up as two partial boxes, one per tile. Plain IoU N
 keeps both (two halves overlap little), so after the usual NMS the merge joins
 same-class boxes from different tiles when one of them touches an inner tile edge and
 their intersection covers enough of the smaller box: the object comes back once, as
-one box covering it.
+one box covering it. Oriented boxes are merged the same way with their own geometry (tiling_obb.py).
 """
 from collections.abc import Iterable, Iterator
 from typing import Callable, Optional, Union
@@ -14,7 +14,9 @@ import numpy as np
 from deploy.runtime.decode import box_areas
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
-from deploy.runtime.postprocess import NmsConfig, pair_iou
+from deploy.runtime.postprocess import NmsConfig, pair_iou, settle_greedy
+from deploy.runtime.rotated import enclosing
+from deploy.runtime.tiling_obb import join_rotated, nms_rotated_near
 
 EDGE_PX = 2.0  # a box side this close to an inner tile edge counts as cut there
 CELL_PX = 64.0  # grid cell of the neighbour search: about the size of a typical object
@@ -67,7 +69,7 @@ def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5,
     scene_max_det caps it too. Only boxes near each other are compared, so the work grows
     with the number of boxes, not with its square.
     """
-    boxes, scores, classes, tile_ids, cut = [], [], [], [], []
+    boxes, scores, classes, tile_ids, cut, rboxes = [], [], [], [], [], []
     timings = {}
     for dets in tiles:
         x, y = dets.tile["offset"]
@@ -77,18 +79,30 @@ def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5,
         classes.append(dets.classes)
         tile_ids.append(np.full(len(dets), dets.tile["tile"]))
         cut.append(_cut_sides(shifted, (x, y), dets.tile["size"], dets.tile["scene_hw"]))
+        if dets.rboxes is not None:
+            rboxes.append(dets.rboxes + np.array([x, y, 0, 0, 0], np.float32))
         for k, v in dets.timings.items():
             timings[k] = timings.get(k, 0.0) + v
     boxes, scores, classes = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
     tile_ids, cut = np.concatenate(tile_ids), np.concatenate(cut)
     order = np.argsort(-scores, kind="stable")
+    first = tiles[0]
+    scene = first.tile["scene"] if first.image is not None else None
+    if rboxes:  # oriented boxes: their own notion of pieces and overlap (tiling_obb.py)
+        turned = np.concatenate(rboxes)[order]
+        turned, scores, classes = join_rotated(turned, scores[order], classes[order], tile_ids[order], cut[order],
+                                               near_pairs(boxes[order]), min_ios)
+        order = np.argsort(-scores, kind="stable")
+        turned, scores, classes = turned[order], scores[order], classes[order]
+        boxes = enclosing(turned).astype(np.float32)
+        keep = nms_rotated_near(turned, classes, cfg, near_pairs(boxes))[:scene_max_det]
+        return Detections(boxes[keep], scores[keep], classes[keep], timings, first.frame, first.source, None, scene,
+                          rboxes=turned[keep])
     boxes, scores, classes = _join_seams(boxes[order], scores[order], classes[order], tile_ids[order], cut[order],
                                          min_ios)
     order = np.argsort(-scores, kind="stable")
     boxes, scores, classes = boxes[order], scores[order], classes[order]
     keep = _nms_near(boxes, classes, cfg)[:scene_max_det]
-    first = tiles[0]
-    scene = first.tile["scene"] if first.image is not None else None
     return Detections(boxes[keep], scores[keep], classes[keep], timings, first.frame, first.source, None, scene)
 
 
@@ -128,14 +142,7 @@ def _nms_near(boxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig) -> np.ndar
         i, j = i[same], j[same]
     b64 = boxes.astype(np.float64)
     overlap = pair_iou(b64, box_areas(b64), i, j) > cfg.iou
-    src, dst = i[overlap], j[overlap]  # i < j: src ranks before dst
-    keep = np.ones(len(boxes), bool)
-    while True:
-        suppressed = np.zeros(len(boxes), bool)
-        suppressed[dst[keep[src]]] = True
-        if np.array_equal(~suppressed, keep):
-            return np.flatnonzero(keep)
-        keep = ~suppressed
+    return settle_greedy(len(boxes), i[overlap], j[overlap])  # i < j: i ranks before j
 
 
 def _join_seams(boxes, scores, classes, tile_ids, cut, min_ios: float, min_extent_iou: float = 0.6):

@@ -16,17 +16,21 @@ def bench_postprocess_cmd(
     objects: int = typer.Option(30, help="Objects per frame in the synthetic heads."),
     repeat: int = typer.Option(200, help="Timed runs of the batched version (the reference gets 1/20)."),
     int8: bool = typer.Option(False, "--int8", help="Raw int8 outputs with scale and zero point, as the NPU gives."),
+    task: str = typer.Option("detect", help="detect: upright boxes; obb: oriented boxes (angle outputs, rotated "
+                                            "Fast-NMS over probiou)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Batched NumPy post-processing vs the straightforward reference: time per frame and agreement.
 
-    Example: studio bench postprocess --objects 300 --json
+    Examples:\n
+      studio bench postprocess --objects 300 --json\n
+      studio bench postprocess --task obb --nc 15 --objects 100 --json
     """
     from studio.core.bench import bench_postprocess
 
     if imgsz % 32 or imgsz <= 0:
         raise UserError(f"--imgsz {imgsz} must be a positive multiple of 32")
-    result = bench_postprocess(nc=nc, imgsz=imgsz, objects=objects, repeat=repeat, int8=int8)
+    result = bench_postprocess(nc=nc, imgsz=imgsz, objects=objects, repeat=repeat, int8=int8, task=task)
     if json_out:
         print_json(result.to_dict())
     else:
@@ -69,15 +73,19 @@ def bench_merge_cmd(
     objects: int = typer.Option(5000, help="Objects planted in the scene (12-36 px, with touching pairs on seams)."),
     tiles: int = typer.Option(64, help="Tiles of 512 px (20% overlap) the scene is cut into; a square number."),
     repeat: int = typer.Option(5, help="Timed merges (the median is reported)."),
+    task: str = typer.Option("detect", help="detect: upright boxes; obb: turned objects, rows of parked cars "
+                                            "touching across seams."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Merging a dense tiled scene: ms per scene, objects in and out, beside plain NMS over the same boxes.
 
-    Example: studio bench merge --objects 5000 --tiles 64 --json
+    Examples:\n
+      studio bench merge --objects 5000 --tiles 64 --json\n
+      studio bench merge --task obb --objects 2000 --tiles 64 --json
     """
     from studio.core.bench import bench_merge
 
-    result = bench_merge(objects, tiles, repeat)
+    result = bench_merge(objects, tiles, repeat, task)
     if json_out:
         print_json(result)
     else:

@@ -88,3 +88,74 @@ def _tile_detections(k: int, x: int, y: int, count: int, hw: tuple[int, int], bo
     local = clipped[seen] - np.array([x, y, x, y], np.float32)
     extra = {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": hw, "size": TILE, "scene": None}
     return Detections(local.astype(np.float32), scores[seen], classes[seen], {"total": 0.0}, 0, "planted", extra)
+
+
+@dataclass
+class DenseRotatedScene:
+    hw: tuple[int, int]
+    rboxes: np.ndarray  # (N, 5) float32 cx, cy, w, h, angle in scene pixels: every planted object
+    classes: np.ndarray  # (N,) int32
+    tiles: list[Detections]  # what each tile reports: the turned rectangle of each object's visible part
+
+
+def plant_rotated(objects: int, tiles_per_side: int, nc: int = 4, seed: int = 0) -> DenseRotatedScene:
+    """Turned objects (long and thin, any angle) one per cell of a jittered grid, beside rows of parallel
+    same-class objects that touch side by side across the first seams (the parking-lot case a merge must not
+    fuse). Each tile reports every object more than MIN_VISIBLE_PX across in it, as the turned rectangle of
+    the part it sees."""
+    rng = np.random.default_rng(seed)
+    side = scene_side(tiles_per_side)
+    rows = _parked_rows(side)
+    target = max(objects - len(rows), 0)
+    cells = int(np.ceil(np.sqrt(target * 1.1))) if target else 0
+    pitch = side / max(cells, 1)
+    length = rng.uniform(14, min(44, pitch * 0.8), (cells + 1) ** 2)
+    planted = []
+    for k, (gy, gx) in enumerate(np.ndindex(cells + 1, cells + 1)):
+        cx, cy = (gx - 0.5 + rng.uniform(0.35, 0.65)) * pitch, (gy - 0.5 + rng.uniform(0.35, 0.65)) * pitch
+        box = [cx, cy, length[k], length[k] * rng.uniform(0.25, 0.6), rng.uniform(0, np.pi)]
+        if min(cx, cy) - length[k] / 2 > 0 and max(cx, cy) + length[k] / 2 < side and \
+                not any(abs(cx - r[0]) < 50 and abs(cy - r[1]) < 50 for r in rows):
+            planted.append(box)
+    planted = [planted[i] for i in sorted(rng.choice(len(planted), min(target, len(planted)), replace=False))]
+    rboxes = np.array(planted + rows, np.float32).reshape(-1, 5)
+    classes = np.array(list(rng.integers(0, nc, len(planted))) + [1] * len(rows), np.int32)
+    scores = (0.3 + 0.69 * rng.permutation(len(rboxes)) / max(len(rboxes), 1)).astype(np.float32)
+    grid = tile_grid(side, side, TILE, OVERLAP)
+    tiles = [_tile_rotated(k, x, y, len(grid), (side, side), rboxes, classes, scores)
+             for k, (x, y, _) in enumerate(grid)]
+    return DenseRotatedScene((side, side), rboxes, classes, tiles)
+
+
+def _parked_rows(side: int) -> list[list[float]]:
+    """Cars 30 x 12 px at 40 degrees, side by side 12 px apart (touching), in rows across the first seams."""
+    seams = sorted({x + TILE for x in tile_origins(side, TILE, OVERLAP)} - {side})[:2]
+    angle = np.radians(40.0)
+    across = np.array([-np.sin(angle), np.cos(angle)]) * 12.0  # from one car to the next, side by side
+    rows = []
+    for seam in seams:
+        for y in range(60, side - 60, max(side // 5, 1)):
+            for k in range(-2, 3):
+                cx, cy = np.array([seam, y], float) + k * across
+                rows.append([float(cx), float(cy), 30.0, 12.0, float(angle)])
+    return rows
+
+
+def _tile_rotated(k: int, x: int, y: int, count: int, hw: tuple[int, int], rboxes: np.ndarray,
+                  classes: np.ndarray, scores: np.ndarray) -> Detections:
+    from deploy.runtime.rotated import corners, enclosing, from_polygon
+    from studio.core.data.oriented import visible_part
+
+    seen, parts = [], []
+    for i, quad in enumerate(corners(rboxes)):
+        part = visible_part(quad, x, y, x + TILE, y + TILE, min_visible=0.0)
+        if part is None:
+            continue
+        rect = from_polygon(part)
+        if min(rect[2], rect[3]) > MIN_VISIBLE_PX or np.allclose(part.min(0), quad.min(0)):
+            seen.append(i)
+            parts.append(rect - [x, y, 0, 0, 0])
+    local = np.array(parts, np.float32).reshape(-1, 5)
+    extra = {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": hw, "size": TILE, "scene": None}
+    return Detections(enclosing(local), scores[seen], classes[seen], {"total": 0.0}, 0, "planted", extra,
+                      rboxes=local)

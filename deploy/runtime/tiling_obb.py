@@ -1,0 +1,76 @@
+"""The tile merge for oriented boxes: pieces of one object cut by a seam joined, then rotated NMS.
+
+A turned object cut by a seam comes back from each tile as the rectangle of the part that
+tile saw. Two such rectangles (same class, different tiles, one of them at a seam) are one
+object when one lies mostly inside the other (a piece within a whole view), or when both
+are cut, they overlap (the tiles' shared band saw the same part) and together they fill
+the smallest rectangle around them as one straight object would, end to end, no thicker
+than they are (two parked cars touching side by side fill a rectangle too, twice as thick). Each group comes back as
+its largest view when that holds most of each other piece, else as the smallest rectangle
+around all of it, with its best score; greedy NMS over probiou then removes the
+whole views several tiles saw. Only nearby pairs are measured (their upright boxes share
+a grid cell), so the work grows with the number of boxes.
+"""
+import numpy as np
+
+from deploy.runtime.postprocess import NmsConfig, settle_greedy
+from deploy.runtime.rotated import convex_overlap, corners, from_polygon, pair_probiou
+
+FILL = 0.85  # two pieces are one straight object when they fill this much of the rectangle around both
+PIECE = 0.8  # a corner cut off is a triangle: its rectangle holds it twice, so "mostly inside" asks a bit less
+THICK = 1.25  # ... and that rectangle is at most this much thicker than the thicker piece
+
+
+def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, tile_ids: np.ndarray,
+                 cut: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], min_ios: float):
+    """Union the pieces of objects cut by seams; (rboxes, scores, classes) of the groups, in first-member order."""
+    i, j = pairs
+    candidate = (classes[i] == classes[j]) & (tile_ids[i] != tile_ids[j]) & (cut[i] | cut[j])
+    i, j = i[candidate], j[candidate]
+    quads = corners(rboxes)
+    areas = rboxes[:, 2].astype(np.float64) * rboxes[:, 3]
+    parent = np.arange(len(rboxes))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in zip(i.tolist(), j.tolist()):
+        inter = convex_overlap(quads[a], quads[b])
+        if inter <= 0:
+            continue
+        inside = inter >= min_ios * PIECE * min(areas[a], areas[b])
+        around = from_polygon(np.concatenate([quads[a], quads[b]]))
+        thick = max(min(rboxes[a, 2], rboxes[a, 3]), min(rboxes[b, 2], rboxes[b, 3]))
+        straight = cut[a] and cut[b] and (areas[a] + areas[b] - inter) >= FILL * around[2] * around[3] \
+            and around[3] <= THICK * thick  # end to end, not side by side (parked cars touch side by side)
+        if inside or straight:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(k) for k in range(len(rboxes))], np.int64)
+    heads, group = np.unique(roots, return_inverse=True)
+    out = rboxes[heads].astype(np.float32, copy=True)
+    for g in np.flatnonzero(np.bincount(group) > 1):
+        members = np.flatnonzero(group == g)
+        whole = members[np.argmax(areas[members])]
+        covered = all(convex_overlap(quads[m], quads[whole]) >= min_ios * PIECE * areas[m]
+                      for m in members if m != whole)
+        # a whole view that holds the other pieces is the object; else the pieces make it up together
+        out[g] = rboxes[whole] if covered else from_polygon(quads[members].reshape(-1, 2))
+    best = np.full(len(heads), -np.inf, np.float32)
+    np.maximum.at(best, group, scores)
+    return out, best, classes[heads].astype(np.int32)
+
+
+def nms_rotated_near(rboxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig,
+                     pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Greedy NMS over probiou for boxes sorted by score, measuring only the given nearby pairs (i < j)."""
+    i, j = pairs
+    if not cfg.agnostic:
+        same = classes[i] == classes[j]
+        i, j = i[same], j[same]
+    overlap = pair_probiou(rboxes, i, j) > np.float32(cfg.iou)
+    return settle_greedy(len(rboxes), i[overlap], j[overlap])
