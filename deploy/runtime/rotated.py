@@ -62,22 +62,18 @@ def _covariance(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def pair_probiou(boxes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float32 probabilistic IoU of boxes[a[k]] and boxes[b[k]]: 1 - the Hellinger distance of their uniform
-    Gaussians, ultralytics' formula in its order of operations, computed in float64 and rounded once (so a
-    value does not depend on how many pairs are computed together)."""
+    Gaussians (ultralytics' formula), computed in float64 and rounded once, so that a value does not depend on
+    how many pairs are computed together. Per box once: the covariance and the root of its determinant."""
     r = boxes.astype(np.float64)
-    cov = np.stack(_covariance(r), 1)  # once per box, not per pair
-    a1, b1, c1 = cov[a].T
-    a2, b2, c2 = cov[b].T
+    ca, cb, cc = _covariance(r)
+    root = np.sqrt(np.clip(ca * cb - cc**2, 0, None))
+    sa, sb, sc = ca[a] + ca[b], cb[a] + cb[b], cc[a] + cc[b]
     dx, dy = r[a, 0] - r[b, 0], r[a, 1] - r[b, 1]
     eps = 1e-7
-    sa, sb, sc = a1 + a2, b1 + b2, c1 + c2
-    denom = sa * sb - sc**2 + eps
-    t1 = (sa * dy**2 + sb * dx**2) / denom * 0.25
-    t2 = (sc * -dx * dy) / denom * 0.5
-    det = np.clip(a1 * b1 - c1**2, 0, None) * np.clip(a2 * b2 - c2**2, 0, None)
-    t3 = np.log((sa * sb - sc**2) / (4 * np.sqrt(det) + eps) + eps) * 0.5
-    bd = np.clip(t1 + t2 + t3, eps, 100.0)
-    return (1 - np.sqrt(1 - np.exp(-bd) + eps)).astype(np.float32)
+    det = sa * sb - sc**2
+    bd = (sa * dy**2 + sb * dx**2 - 2 * sc * dx * dy) / (det + eps) * 0.25 \
+        + np.log(det / (4 * root[a] * root[b] + eps) + eps) * 0.5
+    return (1 - np.sqrt(1 - np.exp(-np.clip(bd, eps, 100.0)) + eps)).astype(np.float32)
 
 
 def probiou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
