@@ -14,7 +14,7 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.output import claim_run
-from studio.core.data.checks import check_dataset
+from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
 from studio.core.provenance import provenance
@@ -63,7 +63,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
 
     job = job or Job()
     started = time.monotonic()
-    check_dataset(Path(req.data))
+    kind = check_dataset(Path(req.data))
     run_dir = Path(req.project) / req.name
     ctx = distributed.context()
     claim_run(run_dir, req.resume, req.force, "training run", remove=ctx.main)
@@ -78,7 +78,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     if not req.resume:
         resolve_model_path(req.model)  # fails early, with the no-download message, for a missing .pt
     model = YOLO(str(last) if req.resume else req.model)
-    check_dataset(Path(req.data), task=model.task)  # a detect model on oriented labels (or back) is refused
+    check_kind(Path(req.data), kind, model.task)  # a detect model on oriented labels (or back) is refused
     trainer = with_whole_checkpoints(model._smart_load("trainer"))
     job.stage("train", req.epochs)
 
@@ -100,7 +100,11 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
         model.train(resume=True, trainer=trainer) if req.resume else model.train(trainer=trainer, **args)
     finally:
         LOGGER.setLevel(level)
-    trainer = model.trainer
+    return _finished(req, model.trainer, run_dir, started)
+
+
+def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> TrainResult:
+    """The result of a finished ultralytics run, with its provenance written beside the weights."""
     metrics = trainer.metrics or {}
     result = TrainResult(
         best=str(trainer.best), last=str(trainer.last), epochs=trainer.epochs,

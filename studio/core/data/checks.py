@@ -19,22 +19,28 @@ LABELS = {"detect": "upright boxes (class cx cy w h)", "obb": "oriented boxes (c
 
 
 def check_dataset(data: Path | None, splits: tuple[str, ...] = ("train", "val"), option: str = "--data",
-                  task: str | None = None) -> Path:
-    """`data` when it is a data.yaml whose `splits` hold no problem (and, given a model's `task`, labels of its
-    kind), else a UserError naming the first ones."""
+                  task: str | None = None) -> str:
+    """The kind of labels (detect, obb; "" when unknown) of a data.yaml whose `splits` hold no problem (and,
+    given a model's `task`, labels of its kind), else a UserError naming the first ones."""
     if data is None or not Path(data).is_file():
         raise UserError(f"{option} {data}: no such data.yaml")
     data = Path(data)
     config = read_yaml(data)
     folders = tuple(s for s in splits if isinstance(config.get(s), str) and not config[s].endswith(".txt"))
     if not folders:
-        return data
+        return ""
     stats = dataset_stats(data, splits=folders, hashes=False)
     if stats.problems:
         more = f" and {stats.problems - SHOWN} more" if stats.problems > SHOWN else ""
         raise UserError(f"{data}: {stats.problems} problem(s): {'; '.join(stats.first_problems(SHOWN))}"
                         f"{more} (all: studio data stats {data})")
-    if task is not None and stats.task not in ("", task):
-        raise UserError(f"{data} is labelled with {LABELS[stats.task]}, but the model finds {LABELS[task]}: "
+    if task is not None:
+        check_kind(data, stats.task, task)
+    return stats.task
+
+
+def check_kind(data: Path, found: str, task: str) -> None:
+    """One line when a model of `task` meets a dataset whose labels are of the other kind."""
+    if found not in ("", task):
+        raise UserError(f"{data} is labelled with {LABELS[found]}, but the model finds {LABELS[task]}: "
                         f"use a dataset of its kind (studio data synth --task {task}, or an import with --task {task})")
-    return data
