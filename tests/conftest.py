@@ -101,10 +101,14 @@ def obb_pt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def obb_onnx(tmp_path_factory, obb_pt) -> Path:
     """The OBB model exported at 96 px (ONNX, split layout with angle outputs, sidecar task obb)."""
+    return _exported_at_96(obb_pt, tmp_path_factory.mktemp("obb-onnx") / "tiny-obb.onnx")
+
+
+def _exported_at_96(model: Path, out: Path) -> Path:
+    """`studio export MODEL --imgsz 96 --out OUT` (ONNX + sidecar), which must succeed."""
     from studio.cli import app
 
-    out = tmp_path_factory.mktemp("obb-onnx") / "tiny-obb.onnx"
-    result = CliRunner().invoke(app, ["export", str(obb_pt), "--imgsz", "96", "--out", str(out)])
+    result = CliRunner().invoke(app, ["export", str(model), "--imgsz", "96", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
     return out
 
@@ -129,12 +133,7 @@ def tiny_pair(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, detector_pt) -> Path:
     """The tiny detector exported at 96 px through `studio export` (ONNX + sidecar)."""
-    from studio.cli import app
-
-    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    result = CliRunner().invoke(app, ["export", str(detector_pt), "--imgsz", "96", "--out", str(out)])
-    assert result.exit_code == 0, result.stderr
-    return out
+    return _exported_at_96(detector_pt, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
 @pytest.fixture(scope="session")

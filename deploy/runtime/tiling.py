@@ -16,7 +16,7 @@ from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
 from deploy.runtime.postprocess import NmsConfig, pair_iou, settle_greedy
 from deploy.runtime.rotated import enclosing
-from deploy.runtime.tiling_obb import join_rotated, nms_rotated_near
+from deploy.runtime.tiling_obb import join_rotated, nms_rotated_near, unite
 
 EDGE_PX = 2.0  # a box side this close to an inner tile edge counts as cut there
 CELL_PX = 64.0  # grid cell of the neighbour search: about the size of a typical object
@@ -158,20 +158,7 @@ def _join_seams(boxes, scores, classes, tile_ids, cut, min_ios: float, min_exten
         return boxes, scores, classes
     i, j = near_pairs(boxes)
     i, j = _seam_partners(boxes.astype(np.float64), i, j, classes, tile_ids, cut, min_ios, min_extent_iou)
-    parent = np.arange(n)
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for a, b in zip(i.tolist(), j.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([find(k) for k in range(n)], np.int64)
-    heads, group = np.unique(roots, return_inverse=True)  # heads: each group's first box, in order
+    heads, group = unite(n, i, j)  # heads: each group's first box, in order
     out = np.empty((len(heads), 4), np.float32)
     out[:, :2] = np.inf
     out[:, 2:] = -np.inf

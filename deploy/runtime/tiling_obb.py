@@ -29,29 +29,8 @@ def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ti
     i, j = i[candidate], j[candidate]
     quads = corners(rboxes)
     areas = rboxes[:, 2].astype(np.float64) * rboxes[:, 3]
-    parent = np.arange(len(rboxes))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for a, b in zip(i.tolist(), j.tolist()):
-        inter = convex_overlap(quads[a], quads[b])
-        if inter <= 0:
-            continue
-        inside = inter >= min_ios * PIECE * min(areas[a], areas[b])
-        around = from_polygon(np.concatenate([quads[a], quads[b]]))
-        thick = max(min(rboxes[a, 2], rboxes[a, 3]), min(rboxes[b, 2], rboxes[b, 3]))
-        straight = cut[a] and cut[b] and (areas[a] + areas[b] - inter) >= FILL * around[2] * around[3] \
-            and around[3] <= THICK * thick  # end to end, not side by side (parked cars touch side by side)
-        if inside or straight:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([find(k) for k in range(len(rboxes))], np.int64)
-    heads, group = np.unique(roots, return_inverse=True)
+    one = np.array([_one_object(quads, rboxes, areas, cut, a, b, min_ios) for a, b in zip(i, j)], bool)
+    heads, group = unite(len(rboxes), i[one], j[one])
     out = rboxes[heads].astype(np.float32, copy=True)
     for g in np.flatnonzero(np.bincount(group) > 1):
         members = np.flatnonzero(group == g)
@@ -63,6 +42,37 @@ def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ti
     best = np.full(len(heads), -np.inf, np.float32)
     np.maximum.at(best, group, scores)
     return out, best, classes[heads].astype(np.int32)
+
+
+def _one_object(quads, rboxes, areas, cut, a: int, b: int, min_ios: float) -> bool:
+    """Whether two views of one class from different tiles are one object (see the module's rules)."""
+    inter = convex_overlap(quads[a], quads[b])
+    if inter <= 0:
+        return False
+    if inter >= min_ios * PIECE * min(areas[a], areas[b]):
+        return True
+    around = from_polygon(np.concatenate([quads[a], quads[b]]))
+    thick = max(min(rboxes[a, 2], rboxes[a, 3]), min(rboxes[b, 2], rboxes[b, 3]))
+    return bool(cut[a] and cut[b] and (areas[a] + areas[b] - inter) >= FILL * around[2] * around[3]
+                and around[3] <= THICK * thick)  # end to end, not side by side (parked cars touch side by side)
+
+
+def unite(n: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of n items joined by the pairs (i, j), as (each group's first item, each item's group), groups in
+    the order of their first items (union-find, the smaller index the root)."""
+    parent = np.arange(n)
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in zip(i.tolist(), j.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.unique(np.array([find(k) for k in range(n)], np.int64), return_inverse=True)
 
 
 def nms_rotated_near(rboxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig,

@@ -10,7 +10,6 @@ agrees with `yolo val`.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,8 +24,8 @@ from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import RunLoop
 from studio.core.backend_factory import BackendPool
 from studio.core.data.checks import check_dataset
-from studio.core.data.formats import images_in, label_path, read_yaml, read_yolo_labels, split_dirs, yaml_names
-from studio.core.evaluate_obb import match_split, obb_metrics, obb_truth
+from studio.core.data.formats import label_path, read_yolo_labels
+from studio.core.evaluate_obb import eval_split, match_split, obb_metrics, obb_truth
 from studio.core.jobs import Job
 
 EVAL_BACKENDS = ("torch", "ort", "rknn-sim")
@@ -107,18 +106,8 @@ def ground_truth(data: Path, split: str, names_expected: list[str], limit: int |
     """A COCO ground-truth dict of a YOLO split (difficult objects marked as ignored) and its images."""
     from studio.core.data.formats import image_size
 
-    cfg = read_yaml(data)
-    names = yaml_names(cfg, data)
-    if names != names_expected:
-        raise UserError(f"the model's classes {names_expected} differ from the dataset's {names}")
-    dirs = split_dirs(cfg, data)
-    if split not in dirs:
-        raise UserError(f"{data}: has no '{split}' split (it has: {', '.join(dirs)})")
-    images = images_in(dirs[split])[:limit]
-    if not images:
-        raise UserError(f"{dirs[split]}: no images to evaluate")
-    difficult_file = data.parent / "difficult.json"
-    difficult = json.loads(difficult_file.read_text()) if difficult_file.is_file() else {}
+    images, difficult = eval_split(data, split, names_expected, limit)
+    names = names_expected
     gt = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
     for image_id, path in enumerate(images):
         w, h = image_size(path)

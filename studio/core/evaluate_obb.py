@@ -41,8 +41,9 @@ class Truth:
     difficult: np.ndarray  # (M,) bool
 
 
-def obb_truth(data: Path, split: str, names_expected: list[str], limit: int | None) -> tuple[list[Truth], list[Path]]:
-    """The oriented labels of a split (difficult ones marked) and its images."""
+def eval_split(data: Path, split: str, names_expected: list[str], limit: int | None) -> tuple[list[Path], dict]:
+    """The images of a split to evaluate and the difficult marks (difficult.json), or one line saying what is
+    wrong (other classes than the model's, no such split, no images)."""
     cfg = read_yaml(data)
     names = yaml_names(cfg, data)
     if names != names_expected:
@@ -54,7 +55,12 @@ def obb_truth(data: Path, split: str, names_expected: list[str], limit: int | No
     if not images:
         raise UserError(f"{dirs[split]}: no images to evaluate")
     marks = data.parent / "difficult.json"
-    difficult = json.loads(marks.read_text()) if marks.is_file() else {}
+    return images, json.loads(marks.read_text()) if marks.is_file() else {}
+
+
+def obb_truth(data: Path, split: str, names: list[str], limit: int | None) -> tuple[list[Truth], list[Path]]:
+    """The oriented labels of a split (difficult ones marked) and its images."""
+    images, difficult = eval_split(data, split, names, limit)
     truths = []
     for path in images:
         w, h = image_size(path)
