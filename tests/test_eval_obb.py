@@ -60,6 +60,7 @@ def test_eval_of_an_obb_model_reports_probiou_figures_and_onnx_agrees_with_torch
     assert torch_run["settings"]["task"] == onnx_run["settings"]["task"] == "obb"
     assert "probiou" in onnx_run["settings"]["metric"] and set(onnx_run["per_size"]) == {"small", "medium", "large"}
     assert onnx_run["map50_95"] == pytest.approx(torch_run["map50_95"], abs=0.005)
+    assert onnx_run["recall"]["labels"] > 10 and onnx_run["recall"]["conf"] == 0.25
     upright = generate(SynthConfig(tmp_path / "up", images=10, size=160))
     refused = cli("eval", obb_onnx, "--data", upright)
     assert refused.exit_code == 2 and "labelled with upright boxes" in refused.stderr and "--task obb" in refused.stderr

@@ -27,6 +27,7 @@ from studio.core.data.checks import check_dataset
 from studio.core.data.formats import label_path, read_yolo_labels
 from studio.core.evaluate_obb import eval_split, match_split, obb_metrics, obb_truth
 from studio.core.jobs import Job
+from studio.core.recall import found_labels, recall_summary
 
 EVAL_BACKENDS = ("torch", "ort", "rknn-sim")
 FILE_BACKENDS = {".pt": "torch", ".pth": "torch", ".onnx": "ort", ".rknn": "rknn-sim"}  # how each file runs here
@@ -59,6 +60,7 @@ class EvalResult:
     map50: float
     per_class: dict[str, float] = field(default_factory=dict)  # AP50-95 per class
     per_size: dict[str, float | None] = field(default_factory=dict)  # AP50-95 per COCO size bucket
+    recall: dict = field(default_factory=dict)  # at conf 0.25, IoU 0.5 (recall.py)
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per image and stage
     settings: dict = field(default_factory=dict)
 
@@ -123,6 +125,20 @@ def ground_truth(data: Path, split: str, names_expected: list[str], limit: int |
     if not gt["annotations"]:
         raise UserError(f"{data}: the {split} split has no labelled objects, so there is no mAP to compute")
     return gt, images
+
+
+def coco_labels(gt: dict, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per image, the xyxy boxes and classes of its labels that count (difficult ones left out)."""
+    rows: list[list] = [[] for _ in range(count)]
+    for ann in gt["annotations"]:
+        if not ann["ignore"]:
+            x, y, w, h = ann["bbox"]
+            rows[ann["image_id"]].append((x, y, x + w, y + h, ann["category_id"]))
+    out = []
+    for r in rows:
+        a = np.array(r, np.float64).reshape(-1, 5)
+        out.append((a[:, :4], a[:, 4].astype(np.int64)))
+    return out
 
 
 def coco_metrics(gt: dict, detections: list[dict], names: list[str], max_det: int) -> dict:
@@ -191,15 +207,20 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
     detections, found = [], [None] * len(images)
     job.stage("evaluate", len(images), f"{req.backend}")
     for dets in loop.results(_frames(images)):
-        found[dets.frame] = (dets.rboxes, dets.scores, dets.classes.astype(np.int64))
+        found[dets.frame] = (dets.rboxes, dets.scores, dets.classes.astype(np.int64), dets.boxes)
         for box, score, cls in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist()):
             detections.append({"image_id": dets.frame, "category_id": cls, "score": score,
                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
         job.step("evaluate", dets.frame + 1, len(images))
     if oriented:
-        metrics = obb_metrics(match_split(truths, found), meta.names)
+        metrics = obb_metrics(match_split(truths, [f[:3] for f in found]), meta.names)
+        labels = [(t.rboxes[~t.difficult], t.classes[~t.difficult]) for t in truths]
     else:
         metrics = coco_metrics(gt, detections, meta.names, req.max_det)
+        labels = coco_labels(gt, len(images))
+    flags = [found_labels(box, cls, rboxes if oriented else boxes, scores, classes, oriented)
+             for (box, cls), (rboxes, scores, classes, boxes) in zip(labels, found)]
+    metrics["recall"] = recall_summary(flags)
     stats = loop.stats
     return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(images),
                       latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
