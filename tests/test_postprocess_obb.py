@@ -105,3 +105,18 @@ def test_decoded_boxes_turn_with_their_angle():
     quad = corners(got.rboxes)[0]
     assert np.allclose(np.sort(np.linalg.norm(quad - quad.mean(0), axis=1)), np.hypot(*got.rboxes[0, 2:4]) / 2,
                        rtol=1e-4)
+
+
+def test_a_crowd_of_huge_boxes_is_suppressed_in_blocks_with_the_same_decisions(monkeypatch):
+    """An untrained model's thousands of huge overlapping boxes: pairs are measured in blocks (bounded memory),
+    and the kept set is the same as measuring them all at once."""
+    from deploy.runtime import postprocess_obb
+
+    rng = np.random.default_rng(4)
+    rboxes = np.concatenate([rng.uniform(0, 600, (2500, 2)), rng.uniform(100, 600, (2500, 2)),
+                             rng.uniform(0, 3, (2500, 1))], 1).astype(np.float32)
+    classes = rng.integers(2, size=2500).astype(np.int32)
+    whole = fast_nms(rboxes, classes, CFG)
+    monkeypatch.setattr(postprocess_obb, "PAIR_BLOCK", 20_000)
+    assert len(list(postprocess_obb._near_pairs(rboxes, CFG.iou))) > 5
+    np.testing.assert_array_equal(fast_nms(rboxes, classes, CFG), whole)

@@ -12,7 +12,7 @@ boxes whose centres are d apart is at most what their Gaussians allow (a bound b
     dets = postprocess_obb_split(outputs, strides=[8, 16, 32], cfg=NmsConfig(conf=0.25, iou=0.7))
 """
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from deploy.runtime.rotated import enclosing, pair_probiou, regularize
 PER_LEVEL = 3  # box distribution, class scores, angle
 CLASS_OFFSET = 7680.0  # ultralytics' max_wh: boxes of class c move by c * this before NMS
 MAX_NMS = 30000  # at most this many candidates (the best) enter NMS, as in ultralytics
+PAIR_BLOCK = 2_000_000  # candidate pairs measured at once
 
 
 def empty_obb_result() -> FrameResult:
@@ -132,10 +133,10 @@ def fast_nms(rboxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig) -> np.ndar
     boxes = rboxes[:n].copy()
     if not cfg.agnostic:
         boxes[:, :2] += classes[:n, None].astype(np.float32) * np.float32(CLASS_OFFSET)
-    first, second = _near_pairs(boxes, cfg.iou)
-    overlap = pair_probiou(boxes, first, second) > np.float32(cfg.iou)
     suppressed = np.zeros(n, bool)
-    suppressed[np.maximum(first, second)[overlap]] = True  # the later-ranked box of each overlapping pair
+    for first, second in _near_pairs(boxes, cfg.iou):
+        overlap = pair_probiou(boxes, first, second) > np.float32(cfg.iou)
+        suppressed[np.maximum(first, second)[overlap]] = True  # the later-ranked box of each overlapping pair
     return np.flatnonzero(~suppressed)[: cfg.max_det]
 
 
@@ -145,22 +146,28 @@ def reach_bound(iou: float) -> float:
     return -math.log(max(1.0 - gap * gap, 1e-300)) * 2.0
 
 
-def _near_pairs(boxes: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs that might overlap by more than `iou`: the distance part of the Bhattacharyya distance,
-    at least 3 d^2 / (L1^2 + L2^2) for longest sides L, must stay under reach_bound. So a pair's centres
-    are at most sqrt(2 * bound / 3) times its larger box's longest side apart along x: each box looks for
-    partners no larger than itself within that reach, after sorting by x."""
+def _near_pairs(boxes: np.ndarray, iou: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Index pairs that might overlap by more than `iou`, in blocks of at most PAIR_BLOCK candidates (a
+    crowd of huge boxes, as an untrained model makes, stays within memory). The distance part of the
+    Bhattacharyya distance, at least 3 d^2 / (L1^2 + L2^2) for longest sides L, must stay under reach_bound;
+    so a pair's centres are at most sqrt(2 * bound / 3) times its larger box's longest side apart along x:
+    each box looks for partners no larger than itself within that reach, after sorting by x."""
     limit = reach_bound(iou)
     order = np.argsort(boxes[:, 0], kind="stable")
     xs = boxes[order, 0].astype(np.float64)
+    ys = boxes[order, 1].astype(np.float64)
     longest = np.maximum(boxes[order, 2], boxes[order, 3]).astype(np.float64)
     reach = np.sqrt(2.0 * limit / 3.0) * longest
     lo = np.searchsorted(xs, xs - reach, side="left")
     counts = np.searchsorted(xs, xs + reach, side="right") - lo
-    a = np.repeat(np.arange(len(xs)), counts)
-    b = np.repeat(lo, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    owner = (longest[b] < longest[a]) | ((longest[b] == longest[a]) & (b > a))  # each pair once, by its larger box
-    a, b = a[owner], b[owner]
-    d2 = (xs[a] - xs[b]) ** 2 + (boxes[order[a], 1].astype(np.float64) - boxes[order[b], 1]) ** 2
-    near = 3.0 * d2 <= limit * (longest[a] ** 2 + longest[b] ** 2)
-    return order[a[near]], order[b[near]]
+    ends = np.searchsorted(np.cumsum(counts), np.arange(1, counts.sum() // PAIR_BLOCK + 2) * PAIR_BLOCK)
+    start = 0
+    for end in np.unique(np.minimum(np.maximum(ends, np.arange(1, len(ends) + 1)), len(xs))):
+        rows, c = np.arange(start, end), counts[start:end]
+        a = np.repeat(rows, c)
+        b = np.repeat(lo[start:end], c) + np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+        owner = (longest[b] < longest[a]) | ((longest[b] == longest[a]) & (b > a))  # each pair once: the larger box
+        a, b = a[owner], b[owner]
+        near = 3.0 * ((xs[a] - xs[b]) ** 2 + (ys[a] - ys[b]) ** 2) <= limit * (longest[a] ** 2 + longest[b] ** 2)
+        yield order[a[near]], order[b[near]]
+        start = end

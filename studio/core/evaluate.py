@@ -63,9 +63,12 @@ class EvalResult:
     recall: dict = field(default_factory=dict)  # at conf 0.25, IoU 0.5 (recall.py)
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per image and stage
     settings: dict = field(default_factory=dict)
+    found: list = field(default_factory=list)  # per image, which counted labels the recall found (not in JSON)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        del out["found"]
+        return out
 
 
 class TorchBackend(Backend):
@@ -220,7 +223,7 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
         labels = coco_labels(gt, len(images))
     flags = [found_labels(box, cls, rboxes if oriented else boxes, scores, classes, oriented)
              for (box, cls), (rboxes, scores, classes, boxes) in zip(labels, found)]
-    metrics["recall"] = recall_summary(flags)
+    metrics["recall"], metrics["found"] = recall_summary(flags), flags
     stats = loop.stats
     return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(images),
                       latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
