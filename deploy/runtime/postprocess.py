@@ -83,9 +83,9 @@ def postprocess_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: Nm
     batch = outputs[0].shape[0]
     hw = tuple(level_shapes(outputs))
     offsets = np.cumsum([0] + [h * w for h, w in hw])
-    pick = _all_classes if cfg.multi_label else _best_class
     conf = logit(cfg.conf) if logits else cfg.conf
-    found = [pick(outputs, level, offsets[level], conf, quant) for level in range(len(hw))]
+    found = [_level_candidates(outputs, level, offsets[level], conf, quant, cfg.multi_label)
+             for level in range(len(hw))]
     frames, anchors, classes, scores, dist = (np.concatenate(parts) for parts in zip(*found))
     if frames.size == 0:
         return [empty_result() for _ in range(batch)]
@@ -96,67 +96,65 @@ def postprocess_split(outputs: list[np.ndarray], strides: Sequence[int], cfg: Nm
     return _per_frame(batch, frames, anchors, boxes, scores, classes, cfg)
 
 
-def _threshold(conf: float, quant: Quant, index: int):
+def threshold_at(conf: float, quant: Quant, index: int):
+    """The threshold to compare output `index` with: conf itself, or its int8 value on that output's grid."""
     return np.float32(conf) if quant is None else int8_threshold(conf, *quant[index])
 
 
-def _values(x: np.ndarray, quant: Quant, index: int) -> np.ndarray:
+def values_at(x: np.ndarray, quant: Quant, index: int) -> np.ndarray:
+    """float32 values of output `index` (dequantized on its own grid when int8)."""
     return x.astype(np.float32, copy=False) if quant is None else dequantize(x, *quant[index])
 
 
-def _best_class(outputs, level: int, offset: int, conf: float, quant: Quant):
-    """Candidates of one level: anchors whose best class passes conf (one 1-D mask search)."""
+def pick_classes(scores: np.ndarray, threshold, multi_label: bool):
+    """(frames, anchors, classes, raw scores) of the (B, nc, A) class scores that pass `threshold`: every
+    class above it (multi-label, for mAP) or each anchor's best class, found with one 1-D mask search
+    (searching the (nc, A) mask costs 20x more)."""
+    if multi_label:
+        frames, classes, anchors = np.nonzero(scores >= threshold)
+        return frames, anchors, classes.astype(np.int32), scores[frames, classes, anchors]
+    peak = scores.max(axis=1)  # (B, A): best class score per anchor
+    frames, anchors = np.divmod(np.flatnonzero(peak >= threshold), scores.shape[2])
+    return frames, anchors, scores[frames, :, anchors].argmax(axis=1).astype(np.int32), peak[frames, anchors]
+
+
+def _level_candidates(outputs, level: int, offset: int, conf: float, quant: Quant, multi_label: bool):
+    """Candidates of one level: (frames, anchors, classes, scores, box distributions)."""
     box, cls = outputs[2 * level], outputs[2 * level + 1]
     batch, nc = cls.shape[:2]
-    cls = cls.reshape(batch, nc, -1)  # (B, nc, hw)
-    peak = cls.max(axis=1)  # (B, hw): best class score per anchor
-    frames, local = np.divmod(np.flatnonzero(peak >= _threshold(conf, quant, 2 * level + 1)), cls.shape[2])
-    classes = cls[frames, :, local].argmax(axis=1).astype(np.int32)
-    scores = _values(peak[frames, local], quant, 2 * level + 1)
-    dist = _values(box.reshape(batch, box.shape[1], -1)[frames, :, local], quant, 2 * level)
+    frames, local, classes, raw = pick_classes(cls.reshape(batch, nc, -1), threshold_at(conf, quant, 2 * level + 1),
+                                               multi_label)
+    scores = values_at(raw, quant, 2 * level + 1)
+    dist = values_at(box.reshape(batch, box.shape[1], -1)[frames, :, local], quant, 2 * level)
     return frames, local + offset, classes, scores, dist
-
-
-def _all_classes(outputs, level: int, offset: int, conf: float, quant: Quant):
-    """Candidates of one level: every (anchor, class) pair that passes conf (evaluation's multi-label mode)."""
-    box, cls = outputs[2 * level], outputs[2 * level + 1]
-    batch, nc = cls.shape[:2]
-    cls = cls.reshape(batch, nc, -1)
-    frames, classes, local = np.nonzero(cls >= _threshold(conf, quant, 2 * level + 1))
-    scores = _values(cls[frames, classes, local], quant, 2 * level + 1)
-    dist = _values(box.reshape(batch, box.shape[1], -1)[frames, :, local], quant, 2 * level)
-    return frames, local + offset, classes.astype(np.int32), scores, dist
 
 
 def postprocess_standard(output: np.ndarray, cfg: NmsConfig = NmsConfig()) -> list[FrameResult]:
     """Post-process ultralytics' standard (B, 4 + nc, A) output (xywh pixels, sigmoid scores)."""
-    batch, _, count = output.shape
-    scores_all = output[:, 4:, :]  # (B, nc, A)
-    if cfg.multi_label:
-        frames, classes, anchors = np.nonzero(scores_all >= np.float32(cfg.conf))
-        scores = scores_all[frames, classes, anchors]
-    else:
-        peak = scores_all.max(axis=1)  # (B, A)
-        frames, anchors = np.divmod(np.flatnonzero((peak >= np.float32(cfg.conf)).ravel()), count)
-        classes = scores_all[frames, :, anchors].argmax(axis=1)
-        scores = peak[frames, anchors]
+    batch = output.shape[0]
+    frames, anchors, classes, scores = pick_classes(output[:, 4:, :], np.float32(cfg.conf), cfg.multi_label)
     if frames.size == 0:
         return [empty_result() for _ in range(batch)]
     boxes = xywh_to_xyxy(output[frames, :4, anchors])
-    return _per_frame(batch, frames, anchors, boxes, scores, classes.astype(np.int32), cfg)
+    return _per_frame(batch, frames, anchors, boxes, scores, classes, cfg)
+
+
+def by_frame(batch: int, frames, anchors, scores, classes) -> tuple[np.ndarray, list[slice]]:
+    """The order that sorts candidates by (frame, -score, anchor, class), and each frame's slice of it."""
+    order = np.lexsort((classes, anchors, -scores, frames))
+    bounds = np.searchsorted(frames[order], np.arange(batch + 1))
+    return order, [slice(bounds[b], bounds[b + 1]) for b in range(batch)]
 
 
 def _per_frame(batch, frames, anchors, boxes, scores, classes, cfg: NmsConfig) -> list[FrameResult]:
     """Sort candidates (frame, -score, anchor, class), then greedy NMS frame by frame."""
-    order = np.lexsort((classes, anchors, -scores, frames))
-    frames, anchors, boxes, scores, classes = frames[order], anchors[order], boxes[order], scores[order], classes[order]
-    bounds = np.searchsorted(frames, np.arange(batch + 1))
+    order, slices = by_frame(batch, frames, anchors, scores, classes)
+    anchors, boxes, scores, classes = anchors[order], boxes[order], scores[order], classes[order]
     results = []
-    for b in range(batch):
-        lo, hi = bounds[b], bounds[b + 1]
-        keep = greedy_nms(boxes[lo:hi], classes[lo:hi], cfg)
-        results.append(FrameResult(boxes[lo:hi][keep].astype(np.float32), scores[lo:hi][keep],
-                                   classes[lo:hi][keep], anchors[lo:hi][keep]))
+    for sl in slices:
+        keep = greedy_nms(boxes[sl], classes[sl], cfg)
+        results.append(FrameResult(boxes[sl][keep].astype(np.float32), scores[sl][keep], classes[sl][keep],
+                                   anchors[sl][keep]))
     return results
 
 

@@ -16,8 +16,17 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from deploy.runtime.decode import dequantize, dfl_distances, int8_threshold, logit, sigmoid
-from deploy.runtime.postprocess import FrameResult, NmsConfig, Quant, anchor_centres
+from deploy.runtime.decode import dfl_distances, logit, sigmoid
+from deploy.runtime.postprocess import (
+    FrameResult,
+    NmsConfig,
+    Quant,
+    anchor_centres,
+    by_frame,
+    pick_classes,
+    threshold_at,
+    values_at,
+)
 from deploy.runtime.rotated import enclosing, pair_probiou, regularize
 
 PER_LEVEL = 3  # box distribution, class scores, angle
@@ -52,30 +61,19 @@ def postprocess_obb_split(outputs: list[np.ndarray], strides: Sequence[int], cfg
 
 def postprocess_obb_standard(output: np.ndarray, cfg: NmsConfig = NmsConfig()) -> list[FrameResult]:
     """Post-process ultralytics' own OBB output (B, 4 + nc + 1, A): xywh pixels, sigmoid scores, the angle."""
-    batch, channels, count = output.shape
-    scores_all = output[:, 4 : channels - 1, :]
-    if cfg.multi_label:
-        frames, classes, anchors = np.nonzero(scores_all >= np.float32(cfg.conf))
-        scores = scores_all[frames, classes, anchors]
-    else:
-        peak = scores_all.max(axis=1)
-        frames, anchors = np.divmod(np.flatnonzero(peak >= np.float32(cfg.conf)), count)
-        classes = scores_all[frames, :, anchors].argmax(axis=1)
-        scores = peak[frames, anchors]
+    frames, anchors, classes, scores = pick_classes(output[:, 4:-1, :], np.float32(cfg.conf), cfg.multi_label)
     rboxes = np.concatenate([output[frames, :4, anchors], output[frames, -1:, anchors]], 1).astype(np.float32)
-    return _nms_per_frame(batch, frames, anchors, classes.astype(np.int32), scores.astype(np.float32), rboxes, cfg)
+    return _nms_per_frame(output.shape[0], frames, anchors, classes, scores.astype(np.float32), rboxes, cfg)
 
 
 def _nms_per_frame(batch, frames, anchors, classes, scores, rboxes, cfg: NmsConfig) -> list[FrameResult]:
     """Sort candidates (frame, -score, anchor, class) and run Fast-NMS frame by frame."""
     if frames.size == 0:
         return [empty_obb_result() for _ in range(batch)]
-    order = np.lexsort((classes, anchors, -scores, frames))
-    frames, anchors, classes, scores, rboxes = (a[order] for a in (frames, anchors, classes, scores, rboxes))
-    bounds = np.searchsorted(frames, np.arange(batch + 1))
+    order, slices = by_frame(batch, frames, anchors, scores, classes)
+    anchors, classes, scores, rboxes = anchors[order], classes[order], scores[order], rboxes[order]
     results = []
-    for b in range(batch):
-        sl = slice(bounds[b], bounds[b + 1])
+    for sl in slices:
         keep = fast_nms(rboxes[sl], classes[sl], cfg)
         kept = regularize(rboxes[sl][keep])
         results.append(FrameResult(enclosing(kept), scores[sl][keep], classes[sl][keep], anchors[sl][keep], kept))
@@ -86,24 +84,13 @@ def _candidates(outputs, level: int, offset: int, conf: float, quant: Quant, mul
     """(frames, anchors, classes, scores, distributions, angles) of one level's anchors that pass conf."""
     box, cls, ang = outputs[PER_LEVEL * level : PER_LEVEL * level + 3]
     batch, nc = cls.shape[:2]
-    cls = cls.reshape(batch, nc, -1)
     k = PER_LEVEL * level
-    threshold = np.float32(conf) if quant is None else int8_threshold(conf, *quant[k + 1])
-    if multi_label:
-        frames, classes, local = np.nonzero(cls >= threshold)
-        raw = cls[frames, classes, local]
-    else:
-        peak = cls.max(axis=1)
-        frames, local = np.divmod(np.flatnonzero(peak >= threshold), cls.shape[2])
-        classes = cls[frames, :, local].argmax(axis=1)
-        raw = peak[frames, local]
-    dist = box.reshape(batch, box.shape[1], -1)[frames, :, local]
-    angle = ang.reshape(batch, -1)[frames, local]
-    if quant is None:
-        scores, dist, angle = (v.astype(np.float32, copy=False) for v in (raw, dist, angle))
-    else:
-        scores, dist, angle = (dequantize(v, *quant[k + j]) for v, j in ((raw, 1), (dist, 0), (angle, 2)))
-    return frames, local + offset, classes.astype(np.int32), scores, dist, angle
+    frames, local, classes, raw = pick_classes(cls.reshape(batch, nc, -1), threshold_at(conf, quant, k + 1),
+                                               multi_label)
+    scores = values_at(raw, quant, k + 1)
+    dist = values_at(box.reshape(batch, box.shape[1], -1)[frames, :, local], quant, k)
+    angle = values_at(ang.reshape(batch, -1)[frames, local], quant, k + 2)
+    return frames, local + offset, classes, scores, dist, angle
 
 
 def decode_rboxes(dist: np.ndarray, angles: np.ndarray, centres: np.ndarray, strides: np.ndarray) -> np.ndarray:
