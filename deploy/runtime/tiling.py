@@ -15,8 +15,8 @@ from deploy.runtime.decode import box_areas
 from deploy.runtime.detections import Detections
 from deploy.runtime.frame import Frame
 from deploy.runtime.postprocess import NmsConfig, pair_iou, settle_greedy
-from deploy.runtime.rotated import enclosing
-from deploy.runtime.tiling_obb import join_rotated, nms_rotated_near, unite
+from deploy.runtime.rotated import enclosing, pair_probiou
+from deploy.runtime.tiling_obb import join_rotated, unite
 
 EDGE_PX = 2.0  # a box side this close to an inner tile edge counts as cut there
 CELL_PX = 64.0  # grid cell of the neighbour search: about the size of a typical object
@@ -95,14 +95,16 @@ def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5,
         order = np.argsort(-scores, kind="stable")
         turned, scores, classes = turned[order], scores[order], classes[order]
         boxes = enclosing(turned).astype(np.float32)
-        keep = nms_rotated_near(turned, classes, cfg, near_pairs(boxes))[:scene_max_det]
+        keep = _nms_near(boxes, classes, cfg, lambda i, j: pair_probiou(turned, i, j) > np.float32(cfg.iou))
+        keep = keep[:scene_max_det]
         return Detections(boxes[keep], scores[keep], classes[keep], timings, first.frame, first.source, None, scene,
                           rboxes=turned[keep])
     boxes, scores, classes = _join_seams(boxes[order], scores[order], classes[order], tile_ids[order], cut[order],
                                          min_ios)
     order = np.argsort(-scores, kind="stable")
     boxes, scores, classes = boxes[order], scores[order], classes[order]
-    keep = _nms_near(boxes, classes, cfg)[:scene_max_det]
+    b64 = boxes.astype(np.float64)
+    keep = _nms_near(boxes, classes, cfg, lambda i, j: pair_iou(b64, box_areas(b64), i, j) > cfg.iou)[:scene_max_det]
     return Detections(boxes[keep], scores[keep], classes[keep], timings, first.frame, first.source, None, scene)
 
 
@@ -133,15 +135,16 @@ def near_pairs(boxes: np.ndarray, cell: float = CELL_PX) -> tuple[np.ndarray, np
     return pair // n, pair % n
 
 
-def _nms_near(boxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig) -> np.ndarray:
-    """Greedy NMS (boxes sorted by score) that measures only nearby pairs: box j is dropped when a kept box
-    of its class ranked before it overlaps it by more than cfg.iou; settled by iterating that rule."""
+def _nms_near(boxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig,
+              overlapping: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Greedy NMS (boxes sorted by score) that measures only nearby pairs (their upright `boxes` share a grid
+    cell): box j is dropped when a kept box of its class ranked before it overlaps it, as `overlapping(i, j)`
+    says (by IoU, or by probiou for oriented boxes); settled by iterating that rule."""
     i, j = near_pairs(boxes)
     if not cfg.agnostic:
         same = classes[i] == classes[j]
         i, j = i[same], j[same]
-    b64 = boxes.astype(np.float64)
-    overlap = pair_iou(b64, box_areas(b64), i, j) > cfg.iou
+    overlap = overlapping(i, j)
     return settle_greedy(len(boxes), i[overlap], j[overlap])  # i < j: i ranks before j
 
 

@@ -1,4 +1,4 @@
-"""The tile merge for oriented boxes: pieces of one object cut by a seam joined, then rotated NMS.
+"""The tile merge for oriented boxes: which pieces cut by seams are one object, and the box that makes it.
 
 A turned object cut by a seam comes back from each tile as the rectangle of the part that
 tile saw. Two such rectangles (same class, different tiles, one of them at a seam) are one
@@ -7,14 +7,13 @@ are cut, they overlap (the tiles' shared band saw the same part) and together th
 the smallest rectangle around them as one straight object would, end to end, no thicker
 than they are (two parked cars touching side by side fill a rectangle too, twice as thick). Each group comes back as
 its largest view when that holds most of each other piece, else as the smallest rectangle
-around all of it, with its best score; greedy NMS over probiou then removes the
-whole views several tiles saw. Only nearby pairs are measured (their upright boxes share
-a grid cell), so the work grows with the number of boxes.
+around all of it, with its best score; the merge's greedy NMS, over probiou, then removes
+the whole views several tiles saw. Only nearby pairs are measured (their upright boxes
+share a grid cell), so the work grows with the number of boxes.
 """
 import numpy as np
 
-from deploy.runtime.postprocess import NmsConfig, settle_greedy
-from deploy.runtime.rotated import convex_overlap, corners, from_polygon, pair_probiou
+from deploy.runtime.rotated import convex_overlap, corners, from_polygon
 
 FILL = 0.85  # two pieces are one straight object when they fill this much of the rectangle around both
 PIECE = 0.8  # a corner cut off is a triangle: its rectangle holds it twice, so "mostly inside" asks a bit less
@@ -73,14 +72,3 @@ def unite(n: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     return np.unique(np.array([find(k) for k in range(n)], np.int64), return_inverse=True)
-
-
-def nms_rotated_near(rboxes: np.ndarray, classes: np.ndarray, cfg: NmsConfig,
-                     pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Greedy NMS over probiou for boxes sorted by score, measuring only the given nearby pairs (i < j)."""
-    i, j = pairs
-    if not cfg.agnostic:
-        same = classes[i] == classes[j]
-        i, j = i[same], j[same]
-    overlap = pair_probiou(rboxes, i, j) > np.float32(cfg.iou)
-    return settle_greedy(len(rboxes), i[overlap], j[overlap])
