@@ -33,12 +33,13 @@ class Detections:
     def to_dict(self, names: Optional[list[str]] = None) -> dict:
         """JSON-ready: one entry per detection, plus timings."""
         items = []
-        for k, (box, score, cls) in enumerate(zip(self.boxes.tolist(), self.scores.tolist(), self.classes.tolist())):
+        turned = None if self.rboxes is None else zip(self.rboxes.tolist(), corners(self.rboxes).tolist())
+        for box, score, cls in zip(self.boxes.tolist(), self.scores.tolist(), self.classes.tolist()):
             item = {"box": [round(v, 2) for v in box], "score": round(score, 4), "class": cls}
-            if self.rboxes is not None:
-                cx, cy, w, h, angle = self.rboxes[k].tolist()
+            if turned is not None:
+                (cx, cy, w, h, angle), quad = next(turned)
                 item["rbox"] = [round(cx, 2), round(cy, 2), round(w, 2), round(h, 2), round(angle, 5)]
-                item["corners"] = [[round(x, 2), round(y, 2)] for x, y in corners(self.rboxes[k : k + 1])[0].tolist()]
+                item["corners"] = [[round(x, 2), round(y, 2)] for x, y in quad]
             if names is not None and 0 <= cls < len(names):
                 item["name"] = names[cls]
             items.append(item)
