@@ -147,9 +147,10 @@ def _near_pairs(boxes: np.ndarray, iou: float) -> Iterator[tuple[np.ndarray, np.
     reach = np.sqrt(2.0 * limit / 3.0) * longest
     lo = np.searchsorted(xs, xs - reach, side="left")
     counts = np.searchsorted(xs, xs + reach, side="right") - lo
-    ends = np.searchsorted(np.cumsum(counts), np.arange(1, counts.sum() // PAIR_BLOCK + 2) * PAIR_BLOCK)
-    start = 0
-    for end in np.unique(np.minimum(np.maximum(ends, np.arange(1, len(ends) + 1)), len(xs))):
+    total = np.cumsum(counts)
+    edges = np.unique(np.concatenate([[0], np.searchsorted(total, np.arange(PAIR_BLOCK, total[-1], PAIR_BLOCK)),
+                                      [len(xs)]]))  # a row's partners (<= MAX_NMS) always fit in one block
+    for start, end in zip(edges[:-1], edges[1:]):
         rows, c = np.arange(start, end), counts[start:end]
         a = np.repeat(rows, c)
         b = np.repeat(lo[start:end], c) + np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
@@ -157,4 +158,3 @@ def _near_pairs(boxes: np.ndarray, iou: float) -> Iterator[tuple[np.ndarray, np.
         a, b = a[owner], b[owner]
         near = 3.0 * ((xs[a] - xs[b]) ** 2 + (ys[a] - ys[b]) ** 2) <= limit * (longest[a] ** 2 + longest[b] ** 2)
         yield order[a[near]], order[b[near]]
-        start = end
