@@ -75,12 +75,17 @@ def compare_outputs(
 
 
 def match_detections(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU) -> int:
-    """How many detections of b pair with one of a: same class, IoU >= min_iou (of the turned rectangles for
-    oriented boxes), best scores first."""
+    """How many detections of b pair with one of a (see matched)."""
+    return int(matched(a, b, min_iou).sum())
+
+
+def matched(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU) -> np.ndarray:
+    """(len(a),) bool: which of a pair with a detection of b. Each detection of b, in order (best scores
+    first), takes the unpaired one of a of its class with the highest IoU (of the turned rectangles for
+    oriented boxes), if that reaches min_iou."""
     used = np.zeros(len(a), bool)
     a64 = a.boxes.astype(np.float64)
     areas = box_areas(a64)
-    matched = 0
     for k, (box, cls) in enumerate(zip(b.boxes.astype(np.float64), b.classes)):
         free = np.flatnonzero(~used & (a.classes == cls))
         if not free.size:
@@ -90,10 +95,8 @@ def match_detections(a: FrameResult, b: FrameResult, min_iou: float = MATCH_IOU)
         else:
             ious = iou_one_to_many(box, float(box_areas(box[None])[0]), a64[free], areas[free])
         best = int(np.argmax(ious))
-        if ious[best] >= min_iou:
-            used[free[best]] = True
-            matched += 1
-    return matched
+        used[free[best]] = ious[best] >= min_iou
+    return used
 
 
 def detection_counts(reference: list[np.ndarray], converted: list[np.ndarray], imgsz: int,

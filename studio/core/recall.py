@@ -10,32 +10,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploy.runtime.decode import box_areas, iou_one_to_many
-from deploy.runtime.rotated import polygon_iou
+from deploy.runtime.postprocess import FrameResult
+from deploy.runtime.rotated import enclosing
 
 CONF, IOU = 0.25, 0.5
 
 
 def found_labels(labels: np.ndarray, label_classes: np.ndarray, preds: np.ndarray, scores: np.ndarray,
                  classes: np.ndarray, oriented: bool, conf: float = CONF, iou: float = IOU) -> np.ndarray:
-    """(M,) bool: which labels of one image a detection above conf matches (boxes xyxy, or rboxes if oriented)."""
-    found = np.zeros(len(labels), bool)
+    """(M,) bool: which labels of one image a detection above conf matches (boxes xyxy, or rboxes if oriented),
+    paired as the export report pairs detections (deploy.convert.verify.matched)."""
+    from deploy.convert.verify import matched
+
     keep = scores >= conf
-    preds, classes = preds[keep], classes[keep]
     order = np.argsort(-scores[keep], kind="stable")
-    if oriented:
-        overlaps = polygon_iou(preds, labels) if len(preds) and len(labels) else np.zeros((len(preds), len(labels)))
-    else:
-        lab = labels.astype(np.float64)
-        areas = box_areas(lab)
-        overlaps = np.array([iou_one_to_many(p, float(box_areas(p[None])[0]), lab, areas)
-                             for p in preds.astype(np.float64)]).reshape(len(preds), len(labels))
-    for k in order:
-        free = np.flatnonzero(~found & (label_classes == classes[k]))
-        if free.size:
-            best = free[np.argmax(overlaps[k, free])]
-            found[best] = overlaps[k, best] >= iou
-    return found
+    return matched(_as_frame(labels, label_classes, oriented), _as_frame(preds[keep][order], classes[keep][order],
+                                                                        oriented), iou)
+
+
+def _as_frame(boxes: np.ndarray, classes: np.ndarray, oriented: bool) -> FrameResult:
+    """Boxes (or oriented boxes) and classes as a FrameResult, the form the pairing reads."""
+    n = len(classes)
+    upright = enclosing(boxes) if oriented else np.asarray(boxes, np.float32).reshape(-1, 4)
+    return FrameResult(upright, np.ones(n, np.float32), np.asarray(classes), np.arange(n),
+                       np.asarray(boxes, np.float32) if oriented else None)
 
 
 def recall_summary(flags: list[np.ndarray]) -> dict:
