@@ -130,6 +130,14 @@ def ground_truth(data: Path, split: str, names_expected: list[str], limit: int |
     return gt, images
 
 
+def coco_detections(found: list[tuple]) -> list[dict]:
+    """Each image's (rboxes, scores, classes, boxes) detections in COCO's result form (xywh boxes)."""
+    return [{"image_id": image_id, "category_id": cls, "score": score,
+             "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]}
+            for image_id, (_, scores, classes, boxes) in enumerate(found)
+            for box, score, cls in zip(boxes.tolist(), scores.tolist(), classes.tolist())]
+
+
 def coco_labels(gt: dict, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per image, the xyxy boxes and classes of its labels that count (difficult ones left out)."""
     rows: list[list] = [[] for _ in range(count)]
@@ -207,19 +215,16 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
         gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)
     cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det, multi_label=True)
     loop = RunLoop(factory, meta, cfg, workers=req.workers, close=close)
-    detections, found = [], [None] * len(images)
+    found = [None] * len(images)
     job.stage("evaluate", len(images), f"{req.backend}")
     for dets in loop.results(_frames(images)):
         found[dets.frame] = (dets.rboxes, dets.scores, dets.classes.astype(np.int64), dets.boxes)
-        for box, score, cls in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist()):
-            detections.append({"image_id": dets.frame, "category_id": cls, "score": score,
-                               "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
         job.step("evaluate", dets.frame + 1, len(images))
     if oriented:
         metrics = obb_metrics(match_split(truths, [f[:3] for f in found]), meta.names)
         labels = [(t.rboxes[~t.difficult], t.classes[~t.difficult]) for t in truths]
     else:
-        metrics = coco_metrics(gt, detections, meta.names, req.max_det)
+        metrics = coco_metrics(gt, coco_detections(found), meta.names, req.max_det)
         labels = coco_labels(gt, len(images))
     flags = [found_labels(box, cls, rboxes if oriented else boxes, scores, classes, oriented)
              for (box, cls), (rboxes, scores, classes, boxes) in zip(labels, found)]
