@@ -17,6 +17,7 @@ CLASSES = ("vehicle", "storage-tank", "plane", "ship")
 LENGTH_PX = {0: (10, 22), 1: (12, 40), 2: (20, 64), 3: (16, 60)}  # long side, per class
 LARGE_PX = {0: (24, 34), 1: (48, 84), 2: (72, 128), 3: (70, 150)}  # trucks, big tanks, airliners, cargo ships
 LARGE_ODDS = {0: 0.03, 1: 0.15, 2: 0.4, 3: 0.45}  # how often an object is of the large kind
+PAINT = {1: (220, 222, 225), 2: (225, 228, 230), 3: (210, 210, 205)}  # tanks, planes, ships (cars: CAR_COLOURS)
 CAR_COLOURS = [(40, 40, 190), (230, 230, 230), (35, 35, 35), (170, 170, 175), (150, 80, 30), (40, 190, 220)]
 
 
@@ -201,8 +202,7 @@ def place_object(rng: np.random.Generator, canvas: Canvas, cls: int, centre, ang
     if not _free(canvas, box):
         return False
     if colour is None:
-        base = {0: CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], 1: (220, 222, 225),
-                2: (225, 228, 230), 3: (210, 210, 205)}[cls]
+        base = {0: CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))], **PAINT}[cls]
         colour = np.array(base, np.float64) * rng.uniform(0.85, 1.1)
     colour = _contrast(rng, canvas, colour, centre)
     if cls != 3:  # ships sit on water: no cast shadow, a pale wake instead
@@ -313,9 +313,14 @@ def paint_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, C
     canvas = paint_ground(rng, h, w)
     place_objects(rng, canvas)
     place_clutter(rng, canvas)
-    img = cv2.GaussianBlur(canvas.image, (0, 0), rng.uniform(0.4, 0.8))  # optics
-    img += rng.normal(0, rng.uniform(1.5, 4.0), img.shape).astype(np.float32)  # sensor noise
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), canvas
+    return np.clip(np.rint(optics(rng, canvas.image)), 0, 255).astype(np.uint8), canvas
+
+
+def optics(rng: np.random.Generator, painted: np.ndarray) -> np.ndarray:
+    """The painted scene as a camera sees it: a slight blur and sensor noise (float32)."""
+    img = cv2.GaussianBlur(painted, (0, 0), rng.uniform(0.4, 0.8))
+    img += rng.normal(0, rng.uniform(1.5, 4.0), img.shape).astype(np.float32)
+    return img
 
 
 def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list, int]:

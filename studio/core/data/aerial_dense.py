@@ -21,6 +21,7 @@ from studio.core.data.aerial import (
     CAR_COLOURS,
     LARGE_PX,
     LENGTH_PX,
+    PAINT,
     Canvas,
     Pose,
     _contrast,
@@ -31,6 +32,7 @@ from studio.core.data.aerial import (
     _shadow,
     object_length,
     object_polygons,
+    optics,
     paint_ground,
     place_clutter,
     pose_of,
@@ -38,7 +40,6 @@ from studio.core.data.aerial import (
 
 GENERATOR = "dense-1"
 MARGIN = 160  # objects may start this far outside the image: rows run off its border
-PAINT = {0: None, 1: (220, 222, 225), 2: (225, 228, 230), 3: (210, 210, 205)}
 
 
 class DenseCanvas:
@@ -81,7 +82,7 @@ def place(rng: np.random.Generator, dense: DenseCanvas, cls: int, centre, angle:
         return False
     canvas = dense.canvas
     if colour is None:
-        base = PAINT[cls] or CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))]
+        base = PAINT.get(cls) or CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))]
         colour = np.array(base, np.float64) * rng.uniform(0.85, 1.1)
     colour = _contrast(rng, canvas, colour, centre)
     placed = [(_rotated(p, angle, centre), k) for p, k in parts]
@@ -210,7 +211,6 @@ def render_dense_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.nda
         place(rng, dense, cls, centre, angle, length)
     loners(rng, dense)
     place_clutter(rng, canvas)
-    img = cv2.GaussianBlur(canvas.image, (0, 0), rng.uniform(0.4, 0.8))
-    img += rng.normal(0, rng.uniform(1.5, 4.0), img.shape).astype(np.float32)
+    img = optics(rng, canvas.image)
     img += _noise(rng, h, w, 2)[..., None] * rng.uniform(0, 8)  # uneven illumination
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), dense.poses
