@@ -141,7 +141,7 @@ def postprocess_standard(output: np.ndarray, cfg: NmsConfig = NmsConfig()) -> li
 
 def by_frame(batch: int, frames, anchors, scores, classes) -> tuple[np.ndarray, list[slice]]:
     """The order that sorts candidates by (frame, -score, anchor, class), and each frame's slice of it."""
-    order = np.lexsort((classes, anchors, -scores, frames))
+    order = np.lexsort((anchors.astype(np.int64) << 20 | classes, -scores, frames))  # (anchor, class) as one key
     bounds = np.searchsorted(frames[order], np.arange(batch + 1))
     return order, [slice(bounds[b], bounds[b + 1]) for b in range(batch)]
 

@@ -141,20 +141,21 @@ def _near_pairs(boxes: np.ndarray, iou: float) -> Iterator[tuple[np.ndarray, np.
     each box looks for partners no larger than itself within that reach, after sorting by x."""
     limit = reach_bound(iou)
     order = np.argsort(boxes[:, 0], kind="stable")
-    xs = boxes[order, 0].astype(np.float64)
-    ys = boxes[order, 1].astype(np.float64)
-    longest = np.maximum(boxes[order, 2], boxes[order, 3]).astype(np.float64)
+    r = boxes[order].astype(np.float64)
+    xs, ys = r[:, 0], r[:, 1]
+    longest = np.maximum(r[:, 2], r[:, 3])
     reach = np.sqrt(2.0 * limit / 3.0) * longest
     lo = np.searchsorted(xs, xs - reach, side="left")
     counts = np.searchsorted(xs, xs + reach, side="right") - lo
     total = np.cumsum(counts)
-    edges = np.unique(np.concatenate([[0], np.searchsorted(total, np.arange(PAIR_BLOCK, total[-1], PAIR_BLOCK)),
-                                      [len(xs)]]))  # a row's partners (<= MAX_NMS) always fit in one block
-    for start, end in zip(edges[:-1], edges[1:]):
-        rows, c = np.arange(start, end), counts[start:end]
-        a = np.repeat(rows, c)
-        b = np.repeat(lo[start:end], c) + np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
-        owner = (longest[b] < longest[a]) | ((longest[b] == longest[a]) & (b > a))  # each pair once: the larger box
-        a, b = a[owner], b[owner]
-        near = 3.0 * ((xs[a] - xs[b]) ** 2 + (ys[a] - ys[b]) ** 2) <= limit * (longest[a] ** 2 + longest[b] ** 2)
-        yield order[a[near]], order[b[near]]
+    edges = (0, len(xs)) if total[-1] <= PAIR_BLOCK else np.unique(np.concatenate(
+        [[0], np.searchsorted(total, np.arange(PAIR_BLOCK, total[-1], PAIR_BLOCK)), [len(xs)]]))
+    for start, end in zip(edges[:-1], edges[1:]):  # a row's partners (<= MAX_NMS) always fit in one block
+        c = counts[start:end]
+        before = total[start:end] - c - (total[start - 1] if start else 0)  # a row's first slot in the block
+        a = np.repeat(np.arange(start, end), c)
+        b = np.arange(len(a)) + np.repeat(lo[start:end] - before, c)
+        la, lb = longest[a], longest[b]
+        pick = (lb < la) | ((lb == la) & (b > a))  # each pair once: from the larger box
+        pick &= 3.0 * ((xs[a] - xs[b]) ** 2 + (ys[a] - ys[b]) ** 2) <= limit * (la * la + lb * lb)
+        yield order[a[pick]], order[b[pick]]
