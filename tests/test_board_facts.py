@@ -34,7 +34,8 @@ def test_npu_driver_load_and_runtime_versions():
     assert facts.npu_load("cat: /sys/kernel/debug/rknpu/load: Permission denied") is None
     assert facts.librknnrt(sample("librknnrt-strings")) == "2.3.0"
     assert facts.soc(sample("device-tree-model"), sample("device-tree-compatible")) == "Radxa ROCK 5B (RK3588)"
-    assert facts.python_version("3.9.2") == (3, 9, 2) and facts.python_version("missing") is None
+    assert facts.version_tuple("3.9.2") == (3, 9, 2) and facts.version_tuple("missing") is None
+    assert facts.version_tuple("2.0.0b0") == (2, 0, 0)
 
 
 def test_probe_sections_split_on_markers_only():

@@ -41,6 +41,8 @@ def probe_script(python: str, root: str) -> str:
         "npu_version": "cat /sys/kernel/debug/rknpu/version 2>/dev/null || cat /sys/module/rknpu/version "
                        "2>/dev/null || dmesg 2>/dev/null | grep -m1 'Initialized rknpu'",
         "npu_load": "cat /sys/kernel/debug/rknpu/load 2>/dev/null",
+        "npu_devfreq": "for d in /sys/class/devfreq/*npu*; do [ -d \"$d\" ] && echo \"$(cat \"$d/governor\") "
+                       "$(cat \"$d/cur_freq\") $(cat \"$d/max_freq\")\"; done 2>/dev/null",
         "cpuinfo": "cat /proc/cpuinfo",
         "meminfo": "cat /proc/meminfo",
         "df": f"mkdir -p {quote(root)} && df -Pk {quote(root)}",
@@ -69,6 +71,7 @@ class BoardReport:
     librknnrt: str | None
     npu_driver: str | None
     npu_load: dict | None
+    npu_devfreq: dict | None = None  # governor, cur_mhz, max_mhz
     missing: list[dict] = field(default_factory=list)  # {"part", "fix"}
 
     @property
@@ -94,12 +97,19 @@ class BoardReport:
                  ("numpy", self.numpy or "missing"), ("opencv", self.opencv or "missing"),
                  ("rknn-toolkit-lite2", self.rknn_toolkit_lite2 or "missing"),
                  ("librknnrt", self.librknnrt or "missing"), ("npu driver", self.npu_driver or "missing"),
-                 ("npu load", ", ".join(f"{k} {v}%" for k, v in (self.npu_load or {}).items()) or "-")]
+                 ("npu load", ", ".join(f"{k} {v}%" for k, v in (self.npu_load or {}).items()) or "-"),
+                 ("npu clock", _clock(self.npu_devfreq))]
         return facts + [(f"missing: {m['part']}", f"{m['fix']} (for the {m['needed_for']})") for m in self.missing]
 
     def verdict(self) -> str:
         return ("ready for the NPU" if self.npu_ready else "the agent can run (ort backend); the NPU needs the "
                 "parts listed" if self.agent_ready else "not ready: the agent needs the parts listed")
+
+
+def _clock(devfreq: dict | None) -> str:
+    if not devfreq:
+        return "-"
+    return f"{devfreq['cur_mhz']} of {devfreq['max_mhz']} MHz, governor {devfreq['governor']}"
 
 
 def _version(text: str) -> str | None:
@@ -117,7 +127,7 @@ def gaps(r: BoardReport, python_cmd: str) -> list[dict]:
     if r.arch not in ("aarch64", "arm64"):
         need("aarch64 CPU", "npu", f"this is {r.arch or 'an unknown architecture'}, not an RK3588: the NPU backend "
              "cannot run here (the agent still runs with --backend ort)")
-    version = facts.python_version(r.python or "")
+    version = facts.version_tuple(r.python or "")
     if version is None or version < MIN_PYTHON:
         need("Python >= 3.9", "agent", f"`{python_cmd}` is {r.python or 'missing'}: sudo apt install python3, "
              "or point the profile at another interpreter (studio board add NAME ... --python PATH --replace)")
@@ -140,16 +150,22 @@ def gaps(r: BoardReport, python_cmd: str) -> list[dict]:
 def check_board(board: BoardSession) -> BoardReport:
     """Run the probe and read it."""
     p = board.profile
-    raw = facts.sections(board.run(probe_script(p.python, board.root), check=False, timeout=60).out)
+    return read_report(board.run(probe_script(p.python, board.root), check=False, timeout=60).out, p.name, p.address,
+                       p.python)
+
+
+def read_report(probe_output: str, name: str, address: str, python_cmd: str) -> BoardReport:
+    """The report of a probe's output (as run on a board, or recorded from one)."""
+    raw = facts.sections(probe_output)
     report = BoardReport(
-        board=p.name, address=p.address, os=facts.os_release(raw.get("os", "")), arch=raw.get("arch", ""),
+        board=name, address=address, os=facts.os_release(raw.get("os", "")), arch=raw.get("arch", ""),
         soc=facts.soc(raw.get("model", ""), raw.get("compatible", "")), kernel=raw.get("kernel", ""),
         cpu=facts.cpu(raw.get("cpuinfo", "")), memory=facts.memory_mb(raw.get("meminfo", "")),
         disk_free_mb=facts.disk_free_mb(raw.get("df", "")), python=_version(raw.get("python", "")),
         numpy=_version(raw.get("numpy", "")), opencv=_version(raw.get("opencv", "")),
         rknn_toolkit_lite2=_version(raw.get("rknnlite", "")), onnxruntime=_version(raw.get("onnxruntime", "")),
         librknnrt=facts.librknnrt(raw.get("librknnrt", "")), npu_driver=facts.npu_driver(raw.get("npu_version", "")),
-        npu_load=facts.npu_load(raw.get("npu_load", "")),
+        npu_load=facts.npu_load(raw.get("npu_load", "")), npu_devfreq=facts.npu_devfreq(raw.get("npu_devfreq", "")),
     )
-    report.missing = gaps(report, p.python)
+    report.missing = gaps(report, python_cmd)
     return report

@@ -76,9 +76,21 @@ def soc(model: str, compatible: str) -> str:
     return f"{name} ({chips[0].upper()})" if chips and name else name or (chips[0].upper() if chips else "")
 
 
-def python_version(text: str) -> tuple[int, ...] | None:
+def version_tuple(text: str) -> tuple[int, ...] | None:
+    """The first dotted version in text as numbers: "2.0.0b0" -> (2, 0, 0), "3.9.2" -> (3, 9, 2)."""
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
     return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def npu_devfreq(text: str) -> dict | None:
+    """The NPU's devfreq node, as the probe prints it ("governor cur_freq max_freq", in Hz): the governor and
+    the current and highest clock in MHz; None when the board shows no such node."""
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and not parts[0].isdigit():
+            hz = [int(p) for p in parts[1:3] if p.isdigit()] + [0, 0]
+            return {"governor": parts[0], "cur_mhz": hz[0] // 1_000_000, "max_mhz": hz[1] // 1_000_000}
+    return None
 
 
 def sections(text: str, marker: str = "@@") -> dict[str, str]:

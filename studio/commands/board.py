@@ -149,6 +149,58 @@ def check_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password
     stdout.print(report.verdict(), highlight=False)
 
 
+@board_app.command("doctor")
+@handles_errors
+def doctor_cmd(name: str = typer.Argument(...),
+               model: Path | None = typer.Argument(None, help="The .rknn (or .onnx) you mean to run; its sidecar says "
+                                                              "which toolkit and platform built it."),
+               trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON):
+    """Will this model run right on this board? Versions and NPU facts against a shipped compatibility table.
+
+    One line per finding with its fix and its public source. Exit codes: 0 nothing blocks (warnings
+    may remain), 4 a finding blocks running the model, 2 a bad input, 3 the board is unreachable.
+
+    Examples:\n
+      studio board doctor rock5b exports/best.rknn     # after "Invalid RKNN model version" or odd results\n
+      studio board doctor rock5b --json                # the NPU path in general, for scripts
+    """
+    from deploy.board.check import check_board
+    from deploy.board.doctor import EXIT_BLOCKED, diagnose, model_facts
+
+    facts = model_facts(model) if model else None
+    with _access(name, trust, ask_password).open() as board:
+        report = check_board(board)
+    findings = diagnose(report, facts)
+    blocked = any(f.blocks for f in findings)
+    if json_out:
+        print_json({"board": report.to_dict(), "model": facts.__dict__ if facts else None,
+                    "findings": [f.to_dict() for f in findings], "blocked": blocked})
+    else:
+        _print_doctor(report, facts, findings)
+    if blocked:
+        raise typer.Exit(EXIT_BLOCKED)
+
+
+def _print_doctor(report, facts, findings) -> None:
+    rows = [("board", f"{report.board} ({report.address})")] + [r for r in report.rows()
+                                                                 if not r[0].startswith("missing")]
+    if facts:
+        rows.append(("model", f"{facts.name}: rknn-toolkit2 {facts.toolkit or '-'}, {facts.platform or '-'}"
+                     if facts.backend == "rknnlite" else f"{facts.name}: ONNX Runtime"))
+    for key, value in rows:
+        stdout.print(f"{key:>19}  {value}", highlight=False)
+    for f in findings:
+        stdout.print(f"{'BLOCKS' if f.blocks else 'warns'}  {f.rule}: {f.says}", highlight=False)
+        stdout.print(f"        fix: {f.fix}", highlight=False)
+        for source in f.sources:
+            stdout.print(f"        source: {source}", highlight=False)
+    what = facts.name if facts else "the NPU path"
+    blocking = sum(f.blocks for f in findings)
+    stdout.print(f"{blocking} finding(s) block {what} on {report.board}" if blocking else
+                 f"nothing blocks {what} on {report.board}" + (f" ({len(findings)} warning(s))" if findings else ""),
+                 highlight=False)
+
+
 @board_app.command("setup")
 @handles_errors
 def setup_cmd(name: str = typer.Argument(...),
