@@ -276,6 +276,18 @@ def test_bench_measures_each_worker_count_on_the_board(cli, board, tiny_onnx, sc
     assert [r["workers"] for r in bench["runs"]] == [1, 2] and all(r["frames"] == 16 for r in bench["runs"])
     assert bench["runs"][0]["speedup"] == 1.0 and bench["runs"][1]["fps"] > 0
     assert bench["runs"][1]["stage_ms"]["infer"] > 0 and "on the board" in bench["measured"]
+    for run in bench["runs"]:  # latency from read to result, measured on the board, and inference per worker
+        lat = run["latency_ms"]
+        assert lat["p50"] <= lat["p95"] <= lat["p99"] and lat["p50"] >= run["stage_ms"]["infer"]
+        assert set(run["infer_ms_by_worker"]) == {str(w) for w in range(run["workers"])}
+    report = board.parent / "bench-report"
+    shown = cli("board", "bench", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes, "--workers", "1,2",
+                "--frames", 12, "--report", report)
+    assert shown.exit_code == 0, shown.stderr
+    assert "latency p50 ms" in shown.stdout and "| 2 |" in (report / "bench.md").read_text()
+    assert (report / "latency.png").stat().st_size > 5000 and json.loads((report / "bench.json").read_text())[BOARD]
+    assert cli("board", "bench", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes,
+               "--report", report).exit_code == 2  # an earlier report is kept unless --force
     assert cli("board", "bench", BOARD, tiny_onnx, "--backend", "ort", "--source", scenes,
                "--workers", "one").exit_code == 2
 

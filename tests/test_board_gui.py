@@ -75,6 +75,7 @@ def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, 
     assert window.stack.currentWidget() is live
     qtbot.waitUntil(lambda: live.frames_shown >= 6, timeout=60000)
     assert "frames/s" in live.numbers.text() and float(live.stage_labels["infer"].text()) > 0
+    assert "latency p50" in live.numbers.text()  # measured on the board, read to result
     assert live.view.pixmap() is not None and not live.view.pixmap().isNull()
 
     def results(since: int = 0) -> list[tuple]:

@@ -10,7 +10,7 @@ import pytest
 from deploy.runtime.backends import Backend
 from deploy.runtime.frame import Frame
 from deploy.runtime.metadata import ModelMeta
-from deploy.runtime.pipeline import Pipeline, PipelineError
+from deploy.runtime.pipeline import Pipeline, PipelineError, percentiles
 from studio.core.heads import synthetic_heads
 
 
@@ -49,7 +49,7 @@ def test_results_come_out_in_frame_order(workers):
     assert [d.frame for d in results] == list(range(24))
     assert [len(d) > 0 for d in results] == [i % 3 > 0 for i in range(24)]
     assert pipeline.stats.frames == 24 and pipeline.stats.dropped == 0
-    assert set(pipeline.stats.stage_ms) == {"read", "preprocess", "infer", "postprocess", "total"}
+    assert set(pipeline.stats.stage_ms) == {"read", "queue", "preprocess", "infer", "postprocess", "total"}
     assert all(set(d.timings) >= {"preprocess", "infer", "postprocess", "total"} for d in results)
 
 
@@ -155,3 +155,27 @@ def test_a_slow_consumer_holds_the_workers_back(workers):
             ahead.append(inferred[0] - len(taken))
     assert taken == list(range(30)) and pipeline.stats.dropped == 0
     assert max(ahead) <= 2 * workers
+
+
+def test_latency_counts_the_wait_in_the_queue_and_for_earlier_frames():
+    """One worker at 20 ms a frame, fed as fast as it can take them: each frame waits for the one before it, so
+    its latency (read to result) exceeds its own work by about one inference; two workers halve the wait."""
+    waits = {}
+    for workers in (1, 2):
+        pipeline = Pipeline(lambda i: ScriptedBackend(delays=(0.02,)), META, workers=workers)
+        results = list(pipeline.run(frames(20)))
+        for d in results:
+            assert d.timings["latency"] >= d.timings["queue"] + d.timings["total"] - 0.01
+        stats = pipeline.stats.to_dict()
+        lat = stats["latency_ms"]
+        assert lat["p50"] <= lat["p95"] <= lat["p99"] and lat["p50"] >= 20.0
+        assert set(stats["infer_ms_by_worker"]) == {str(w) for w in range(workers)}
+        assert all(ms >= 19.0 for ms in stats["infer_ms_by_worker"].values())
+        waits[workers] = stats["queue_ms"]["p50"]
+    assert waits[1] >= 15.0 and waits[2] < waits[1]
+
+
+def test_percentiles_are_nearest_rank():
+    assert percentiles(range(1, 101)) == {"p50": 50, "p95": 95, "p99": 99}
+    assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0, "p99": 7.0}
+    assert percentiles([]) == {}

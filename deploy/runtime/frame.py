@@ -16,3 +16,4 @@ class Frame:
     source: str = ""
     read_ms: float = 0.0
     extra: dict = field(default_factory=dict)  # tile offsets and counts, carried to Detections.tile
+    queued_at: float = 0.0  # time.perf_counter() when the pipeline's reader queued it (for its latency)

@@ -16,6 +16,7 @@ A worker's exception stops the pipeline and is raised from run(); nothing waits 
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -28,7 +29,9 @@ from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.preprocess import letterbox, to_nchw_float, to_nhwc_uint8
 
-STAGES = ("read", "preprocess", "infer", "postprocess", "total")
+STAGES = ("read", "queue", "preprocess", "infer", "postprocess", "total")  # total: the work, queue left out
+LATENCY_WINDOW = 10_000  # the latest frames whose latency the percentiles are over
+LATENCY_KEYS = ("latency_ms", "queue_ms", "infer_ms_by_worker")  # what to_dict adds to throughput
 _END = object()
 POLL_S = 0.05  # how often blocked threads look at the stop flag
 
@@ -37,20 +40,46 @@ class PipelineError(RuntimeError):
     """A worker or the source failed; the message names which and on what frame."""
 
 
+def percentiles(values, points=(50, 95, 99)) -> dict[str, float]:
+    """{"p50": ..., "p95": ..., "p99": ...} of values (nearest rank, no interpolation); empty when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {f"p{p}": round(ordered[min(len(ordered) - 1, max(0, -(-p * len(ordered) // 100) - 1))], 3)
+            for p in points}
+
+
 @dataclass
 class PipelineStats:
     frames: int = 0
     dropped: int = 0
     seconds: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)  # mean per frame
+    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # ms, read start to result
+    queue_waits: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # ms in the queue
+    worker_infer: dict[int, list[float]] = field(default_factory=dict)  # worker -> [sum ms, frames]
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    def add(self, dets: Detections) -> None:
+        """Count one result in order: its latency, its wait in the queue, its worker's inference time."""
+        self.frames += 1
+        self.latencies.append(dets.timings.get("latency", 0.0))
+        self.queue_waits.append(dets.timings.get("queue", 0.0))
+        entry = self.worker_infer.setdefault(dets.worker, [0.0, 0])
+        entry[0] += dets.timings.get("infer", 0.0)
+        entry[1] += 1
+
     def to_dict(self) -> dict:
+        """fps and mean ms per stage, with the latency from reading a frame to its result in order (p50, p95,
+        p99 over the latest frames), the wait in the queue, and inference per worker (worker i: NPU core i % 3)."""
         return {"frames": self.frames, "dropped": self.dropped, "seconds": round(self.seconds, 3),
-                "fps": round(self.fps, 2), "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}}
+                "fps": round(self.fps, 2), "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
+                "latency_ms": percentiles(self.latencies), "queue_ms": percentiles(self.queue_waits),
+                "infer_ms_by_worker": {str(w): round(total / n, 3)
+                                       for w, (total, n) in sorted(self.worker_infer.items()) if n}}
 
 
 def detect(backend: Backend, meta: ModelMeta, frame: Frame, cfg: NmsConfig, keep_image: bool = False,
@@ -117,8 +146,10 @@ class Pipeline:
                 while next_seq in pending:
                     dets = pending.pop(next_seq)
                     run.slots.release()
+                    dets.timings["latency"] = dets.timings.get("read", 0.0) + \
+                        (time.perf_counter() - run.queued_at.pop(next_seq)) * 1e3
                     next_seq += 1
-                    self.stats.frames += 1
+                    self.stats.add(dets)
                     for stage in STAGES:
                         stage_sums[stage] += dets.timings.get(stage, 0.0)
                     yield dets
@@ -159,12 +190,15 @@ class Pipeline:
                 if item is _END or item is None:
                     run.slots.release()
                     break
+                run.queued_at[seq] = item.queued_at
+                waited = (time.perf_counter() - item.queued_at) * 1e3
                 try:
                     dets = detect(backend, self.meta, item, self.cfg, self.keep_images, self.head)  # cfg may change
                 except Exception as exc:
                     raise PipelineError(f"worker {index} failed on {item.source or 'frame'} #{item.index}: "
                                         f"{type(exc).__name__}: {exc}") from exc
                 dets.worker = index
+                dets.timings["queue"] = waited
                 run.outbox.put(("ok", seq, dets, None))
         except PipelineError as exc:
             run.outbox.put(("error", None, exc, exc.__cause__))
@@ -179,6 +213,8 @@ class Pipeline:
         """Put a frame; a live source drops the oldest waiting frame rather than wait."""
         while not stop.is_set():
             try:
+                if item is not _END:
+                    item.queued_at = time.perf_counter()
                 if self.live and not never_drop:
                     inbox.put_nowait(item)
                 else:
@@ -221,4 +257,5 @@ class _Run:
         self.stop = threading.Event()
         self.take_lock = threading.Lock()
         self.taken = 0  # frames taken by workers so far: the next sequence number
+        self.queued_at: dict[int, float] = {}  # sequence number -> when its frame was queued, until it is yielded
         self.slots = threading.Semaphore(pipeline.in_flight)  # released when the consumer takes a result

@@ -123,6 +123,7 @@ def bench_pipeline(model: str, workers: list[int], frames: int = 200, backend: s
 
     from deploy.runtime.frame import Frame
     from deploy.runtime.metadata import read_model_meta
+    from deploy.runtime.pipeline import LATENCY_KEYS
     from deploy.runtime.run_loop import RunLoop
     from studio.core.backend_factory import BackendPool
     from studio.core.data.synth import SynthConfig, render_image
@@ -137,7 +138,7 @@ def bench_pipeline(model: str, workers: list[int], frames: int = 200, backend: s
         order = [d.frame for d in loop.results(Frame(images[i % len(images)], i, "synthetic") for i in range(frames))]
         stats = loop.stats.to_dict()
         runs.append({"workers": n, "fps": stats["fps"], "stage_ms": stats["stage_ms"],
-                     "in_order": order == list(range(frames))})
+                     **{k: stats[k] for k in LATENCY_KEYS}, "in_order": order == list(range(frames))})
     base = runs[0]["fps"] or 1.0
     for run in runs:
         run["speedup"] = round(run["fps"] / base, 2)

@@ -18,6 +18,7 @@ from deploy.board.session import BoardSession
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_text_atomic
 from deploy.runtime.detections import Detections
+from deploy.runtime.pipeline import LATENCY_KEYS
 from studio.core.jobs import Job
 
 
@@ -150,6 +151,7 @@ def bench_board(access: Access, req: BenchRequest, job: Job) -> dict:
         # steady_fps leaves out the seconds the workers spent loading the model before the first frame
         runs.append({"workers": workers, "fps": agent.get("steady_fps") or agent.get("fps"),
                      "fps_with_start": agent.get("fps"), "stage_ms": agent.get("stage_ms"),
+                     **{k: agent.get(k) for k in LATENCY_KEYS},
                      "frames": agent.get("frames"), "received_fps": summary.fps})
     base = runs[0]["fps"] or 0.0
     for entry in runs:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy.runtime.detections import Detections
 from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
+from deploy.runtime.pipeline import percentiles
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import Gate, RunLoop, replayed
 from deploy.runtime.sinks import VideoSink
@@ -48,6 +49,7 @@ class LiveStats:
     dropped: int
     worker_busy: dict  # worker -> fraction of the recent wall time spent on frames
     recent_workers: list  # which worker produced each of the latest results, oldest first
+    latency_ms: dict = field(default_factory=dict)  # p50/p95/p99 from read to result over the last two seconds
 
 
 class LiveMeter:
@@ -70,7 +72,9 @@ class LiveMeter:
             per_worker[worker] = per_worker.get(worker, 0.0) + seconds
         busy = {w: min(1.0, s / span) if span > 0 else 0.0 for w, s in sorted(per_worker.items())}
         latest = self._recent[-1][3] if self._recent else {}
-        return LiveStats(frames, round(fps, 1), latest, dropped, busy, [r[1] for r in list(self._recent)[-48:]])
+        latency = percentiles(r[3]["latency"] for r in window if "latency" in r[3])
+        return LiveStats(frames, round(fps, 1), latest, dropped, busy, [r[1] for r in list(self._recent)[-48:]],
+                         latency)
 
 
 class LiveSession:

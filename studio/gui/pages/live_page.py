@@ -91,7 +91,7 @@ class LivePage(QWidget):
                               "Try: out/demo/chain/exports/float.onnx (after `make demo`) with "
                               "assets/samples/flight.avi, or assets/samples/scene_000.jpg with tiles 320.")
         self.numbers = QLabel("frames/s –   dropped 0")
-        self.stage_labels = {k: QLabel("–") for k in ("read", "preprocess", "infer", "postprocess", "total")}
+        self.stage_labels = {k: QLabel("–") for k in ("read", "queue", "preprocess", "infer", "postprocess", "total")}
         grid = QGridLayout()
         for i, (k, label) in enumerate(self.stage_labels.items()):
             grid.addWidget(QLabel(k), 0, i)
@@ -240,7 +240,9 @@ class LivePage(QWidget):
         self.names = self.runner.session.meta.names
         self.view.show_rgb(rgb)
         unit = "tiles" if getattr(self.runner.request, "tile", None) else "frames"
-        self.numbers.setText(f"{unit}/s {stats.fps:.1f}   {unit} {stats.frames}   dropped {stats.dropped}")
+        latency = stats.latency_ms
+        self.numbers.setText(f"{unit}/s {stats.fps:.1f}   {unit} {stats.frames}   dropped {stats.dropped}" + (
+            f"   latency p50 {latency['p50']:.0f} / p95 {latency['p95']:.0f} ms" if latency else ""))
         for key, label in self.stage_labels.items():
             label.setText(f"{stats.stage_ms.get(key, 0.0):.1f}")
         self.chart.add(stats.fps, stats.stage_ms.get("infer", 0.0))
