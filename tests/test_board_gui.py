@@ -112,6 +112,16 @@ def test_deploy_page_checks_pushes_and_runs_the_board_in_the_live_panel(window, 
     out = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout
     assert out.strip() == ""
 
+    monkeypatch.setattr("studio.gui.pages.deploy_page.BENCH_FRAMES", 12)
+    window.show_page("Deploy")
+    page.bench()  # latency against throughput for 1, 2, 3 workers, in its own tab
+    qtbot.waitUntil(lambda: "best" in page.status.text(), timeout=120000)
+    view = page.throughput
+    assert page.results.currentWidget() is view and view.table.rowCount() == 3
+    assert [view.table.item(r, 0).text() for r in range(3)] == ["1", "2", "3"]
+    assert float(view.table.item(0, 3).text()) > 0  # latency p50 ms
+    assert len(view.figure.axes) == 1 and view.figure.axes[0].get_xlabel() == "throughput, frames/s"
+
 
 @pytest.mark.slow  # runs the agent on the board (16-18 s here)
 def test_two_boards_run_side_by_side_in_the_live_panel(window, qtbot, cli, sshd, second_sshd, board_python,

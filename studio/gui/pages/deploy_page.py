@@ -19,12 +19,16 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from deploy.errors import UserError
 from studio.gui.common import PathField
+from studio.gui.throughput_view import ThroughputView
+
+BENCH_FRAMES = 100  # frames per worker count when the page benches a board
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -97,6 +101,9 @@ class DeployPage(QWidget):
         self.run_button = QPushButton("Run in the live panel")
         self.run_button.clicked.connect(self.run_live)
         self.run_button.setToolTip("Select several boards (Ctrl+click) to watch them side by side")
+        self.bench_button = QPushButton("Bench 1, 2, 3 workers")
+        self.bench_button.setToolTip("Frames/s and latency from read to result on the board, per worker count")
+        self.bench_button.clicked.connect(self.bench)
         self.status = QLabel("Add a board, select it and check it.")
         self.status.setWordWrap(True)
         actions = QFormLayout()
@@ -106,11 +113,16 @@ class DeployPage(QWidget):
         for label, widget in (("Source", self.source), ("Workers", self.workers), ("Backend", self.backend)):
             actions.addRow(label, widget)
         actions.addRow("", self.run_button)
+        actions.addRow("", self.bench_button)
         board_box = QGroupBox("Selected board")
         s_layout = QVBoxLayout(board_box)
         s_layout.addLayout(actions)
         s_layout.addWidget(self.status)
-        s_layout.addWidget(self.facts, 1)
+        self.throughput = ThroughputView()
+        self.results = QTabWidget()
+        self.results.addTab(self.facts, "Facts")
+        self.results.addTab(self.throughput, "Latency and throughput")
+        s_layout.addWidget(self.results, 1)
         layout = QHBoxLayout(self)
         layout.addWidget(boards_box, 1)
         layout.addWidget(board_box, 1)
@@ -265,6 +277,29 @@ class DeployPage(QWidget):
             window.page("Live").start_board(requests[0])
         else:
             window.page("Live").start_boards(requests)
+
+    def bench(self) -> None:
+        from studio.core.board import BenchRequest, bench_board
+
+        name = self._need_board()
+        if name is None or not self._need_model():
+            return
+        if not self.source.text():
+            self.window().show_error("say what to bench on: images or a video on the board")
+            return
+        req = BenchRequest(name, Path(self.model.text()), self.source.text(), (1, 2, 3), BENCH_FRAMES,
+                           self.backend.currentText())
+        access = self.access(name)
+        self.status.setText(f"Benching {name} with 1, 2 and 3 workers… (progress in the jobs dock)")
+        self.jobs.start(f"Bench {name}", lambda job: bench_board(access, req, job),
+                        on_success=lambda result: self.benched(name, result), on_failure=self.failed)
+
+    def benched(self, name: str, result: dict) -> None:
+        self.throughput.show_bench(name, result)
+        self.results.setCurrentWidget(self.throughput)
+        best = max(result["runs"], key=lambda r: r["fps"] or 0)
+        self.status.setText(f"{name}: best {best['fps']} frames/s with {best['workers']} worker(s), latency p50 "
+                            f"{(best.get('latency_ms') or {}).get('p50', '–')} ms.")
 
     def failed(self, message: str) -> None:
         self.status.setText(message)
