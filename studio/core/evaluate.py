@@ -208,34 +208,63 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
         check_dataset(Path(req.data), (req.split,), task=meta.task)
         pool = BackendPool(req.backend, Path(req.model), req.workers)
         factory, close = pool.factory(), pool.close
-    oriented = meta.task == "obb"
-    if oriented:
-        truths, images = obb_truth(Path(req.data), req.split, meta.names, req.limit)
-    else:
-        gt, images = ground_truth(Path(req.data), req.split, meta.names, req.limit)
+    truth = split_truth(meta, Path(req.data), req.split, req.limit)
     cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det, multi_label=True)
     loop = RunLoop(factory, meta, cfg, workers=req.workers, close=close)
-    found = [None] * len(images)
-    job.stage("evaluate", len(images), f"{req.backend}")
-    for dets in loop.results(_frames(images)):
-        found[dets.frame] = (dets.rboxes, dets.scores, dets.classes.astype(np.int64), dets.boxes)
-        job.step("evaluate", dets.frame + 1, len(images))
+    found = [None] * len(truth.images)
+    job.stage("evaluate", len(truth.images), f"{req.backend}")
+    for dets in loop.results(_frames(truth.images)):
+        found[dets.frame] = found_of(dets)
+        job.step("evaluate", dets.frame + 1, len(truth.images))
+    stats = loop.stats
+    return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(truth.images),
+                      latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
+                      settings=eval_settings(req.conf, req.iou, req.max_det, meta),
+                      **score(truth, found, meta.names, req.max_det))
+
+
+@dataclass
+class SplitTruth:
+    """The labels of a split as its task scores them, and its images in scoring order."""
+
+    task: str
+    images: list[Path]
+    labels: object  # detect: a COCO ground-truth dict; obb: a list of Truth
+
+
+def split_truth(meta: ModelMeta, data: Path, split: str, limit: int | None) -> SplitTruth:
+    if meta.task == "obb":
+        truths, images = obb_truth(data, split, meta.names, limit)
+        return SplitTruth("obb", images, truths)
+    gt, images = ground_truth(data, split, meta.names, limit)
+    return SplitTruth("detect", images, gt)
+
+
+def found_of(dets) -> tuple:
+    """What scoring keeps of an image's detections: (rboxes, scores, classes, xyxy boxes)."""
+    return dets.rboxes, dets.scores, dets.classes.astype(np.int64), dets.boxes
+
+
+def eval_settings(conf: float, iou: float, max_det: int, meta: ModelMeta) -> dict:
+    oriented = meta.task == "obb"
+    return {"conf": conf, "iou": iou, "max_det": max_det, "imgsz": meta.imgsz, "multi_label": True, "task": meta.task,
+            "metric": "probiou, ultralytics OBB val" if oriented else "bbox IoU, COCO"}
+
+
+def score(truth: SplitTruth, found: list[tuple], names: list[str], max_det: int) -> dict:
+    """mAP50-95, mAP50, per class and size, and recall of detections made anywhere (host or board), one
+    (rboxes, scores, classes, boxes) per image of the split in its order."""
+    oriented = truth.task == "obb"
     if oriented:
-        metrics = obb_metrics(match_split(truths, [f[:3] for f in found]), meta.names)
-        labels = [(t.rboxes[~t.difficult], t.classes[~t.difficult]) for t in truths]
+        metrics = obb_metrics(match_split(truth.labels, [f[:3] for f in found]), names)
+        labels = [(t.rboxes[~t.difficult], t.classes[~t.difficult]) for t in truth.labels]
     else:
-        metrics = coco_metrics(gt, coco_detections(found), meta.names, req.max_det)
-        labels = coco_labels(gt, len(images))
+        metrics = coco_metrics(truth.labels, coco_detections(found), names, max_det)
+        labels = coco_labels(truth.labels, len(found))
     flags = [found_labels(box, cls, rboxes if oriented else boxes, scores, classes, oriented)
              for (box, cls), (rboxes, scores, classes, boxes) in zip(labels, found)]
     metrics["recall"], metrics["found"] = recall_summary(flags), flags
-    stats = loop.stats
-    return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(images),
-                      latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
-                      settings={"conf": req.conf, "iou": req.iou, "max_det": req.max_det, "imgsz": meta.imgsz,
-                                "multi_label": True, "task": meta.task,
-                                "metric": "probiou, ultralytics OBB val" if oriented else "bbox IoU, COCO"},
-                      **metrics)
+    return metrics
 
 
 def _frames(images: list[Path]) -> Iterator[Frame]:
