@@ -12,6 +12,7 @@ from studio.commands import (
     bench,
     board,
     board_deploy,
+    board_eval,
     board_service,
     compress,
     data,
@@ -77,6 +78,7 @@ bench_app.command("gui-startup")(bench.bench_gui_startup_cmd)
 board.board_app.command("push")(board_deploy.push_cmd)
 board.board_app.command("run")(board_deploy.run_cmd)
 board.board_app.command("bench")(board_deploy.bench_cmd)
+board.board_app.command("eval")(board_eval.eval_cmd)
 board.board_app.command("install")(board_service.install_cmd)
 board.board_app.command("status")(board_service.status_cmd)
 board.board_app.command("logs")(board_service.logs_cmd)

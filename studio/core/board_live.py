@@ -82,7 +82,8 @@ class BoardLiveSession:
         req, job = self.req, Job(cancel=self._cancel)
         access = Access(req.board, trust=req.trust)
         pushed = push_model(access, req.model, req.project, job)
-        opts = RunOptions(req.source, req.backend, req.workers, req.conf, req.iou, req.jpeg_quality, loop=True)
+        opts = RunOptions(req.source, req.backend, req.workers, conf=req.conf, iou=req.iou,
+                          jpeg_quality=req.jpeg_quality, loop=True)
         run = start_run(access, pushed, opts)
         stats = LiveStats(0, 0.0, {}, 0, {}, [])
         try:

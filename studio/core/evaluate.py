@@ -64,10 +64,11 @@ class EvalResult:
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per image and stage
     settings: dict = field(default_factory=dict)
     found: list = field(default_factory=list)  # per image, which counted labels the recall found (not in JSON)
+    detections: list = field(default_factory=list)  # per image, (rboxes, scores, classes, boxes) (not in JSON)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        del out["found"]
+        out = asdict(replace(self, found=[], detections=[]))  # the per-image lists are for callers, not JSON
+        del out["found"], out["detections"]
         return out
 
 
@@ -220,7 +221,7 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
     return EvalResult(model=str(req.model), backend=req.backend, split=req.split, images=len(truth.images),
                       latency_ms={k: round(v, 3) for k, v in stats.stage_ms.items()},
                       settings=eval_settings(req.conf, req.iou, req.max_det, meta),
-                      **score(truth, found, meta.names, req.max_det))
+                      detections=found, **score(truth, found, meta.names, req.max_det))
 
 
 @dataclass

@@ -10,9 +10,12 @@ from deploy.runtime.detections import Detections
 
 
 def result_header(dets: Detections) -> dict:
-    """A result message's header: boxes, scores and classes as lists, timings, where the frame came from."""
+    """A result message's header: boxes, scores and classes as lists, timings, where the frame came from.
+
+    Boxes and scores keep their float32 values exactly: an evaluation on the board ranks thousands of
+    low scores, and rounding them makes ties that change its mAP."""
     return {"type": "result", "frame": dets.frame, "source": dets.source, "worker": dets.worker,
-            "boxes": np.round(dets.boxes, 2).tolist(), "scores": np.round(dets.scores, 4).tolist(),
+            "boxes": dets.boxes.astype(np.float32).tolist(), "scores": dets.scores.astype(np.float32).tolist(),
             "classes": dets.classes.tolist(), "timings_ms": {k: round(v, 3) for k, v in dets.timings.items()},
             "tile": dets.tile}
 

@@ -12,6 +12,8 @@ AGENT_OPTIONS = Options(
     Option("port", int, 0, "0: any free port (the run file says which)", low=0, high=65535),
     RUN_OPTIONS["conf"],
     RUN_OPTIONS["iou"],
+    RUN_OPTIONS["max_det"],
+    Option("multi_label", bool, False, "every class above conf is a candidate, not only each anchor's best (mAP)"),
     RUN_OPTIONS["jpeg_quality"],
     RUN_OPTIONS["max_frames"],
     Option("loop", bool, False, "start a finished folder or video again"),

@@ -17,6 +17,7 @@ import select
 import socket
 import threading
 import time
+from dataclasses import replace
 from typing import Optional
 
 import deploy
@@ -125,7 +126,8 @@ class Agent:
             self.live = source.live
             self.keep_up = source.live or not self.cfg.idle_exit  # a service never waits for a host to read
             self.loop = RunLoop(worker_backends(self.cfg.backend, self.cfg.model, self.cfg.workers), meta,
-                                NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou), workers=self.cfg.workers,
+                                NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou, max_det=self.cfg.max_det,
+                                          multi_label=self.cfg.multi_label), workers=self.cfg.workers,
                                 live=source.live, gate=self.gate, keep_images=self.cfg.jpeg_quality > 0)
             self._update(state="running")
             first, count = None, 0
@@ -264,7 +266,7 @@ class Agent:
                 except (KeyError, TypeError, ValueError):
                     log.warning("ignored thresholds without numbers: %s", header)
                     continue
-                self.loop.cfg = NmsConfig(conf=conf, iou=iou)
+                self.loop.cfg = replace(self.loop.cfg, conf=conf, iou=iou)  # max_det, multi_label stay
         return False
 
     @staticmethod
