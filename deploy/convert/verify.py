@@ -21,6 +21,7 @@ from deploy.runtime.rotated import polygon_iou
 
 AGREEMENT_CFG = NmsConfig(conf=0.25, iou=0.45)  # the defaults of studio predict
 MATCH_IOU = 0.5
+STRIDE_OF_FIRST_LEVEL = 8  # the split layout's first output is the stride-8 grid
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,19 +50,29 @@ def compare_outputs(
     names = [o.name for o in session.get_outputs()]
     task = output_task({o.name: list(o.shape) for o in session.get_outputs()})
     input_name = session.get_inputs()[0].name
+    references = []
+    for i, npy in enumerate(inputs):
+        nchw = np.load(npy).astype(np.float32) / np.float32(255.0)
+        references.append(session.run(None, {input_name: nchw}))
+        if progress:
+            progress(i + 1, len(inputs))
+    return compare_sets(references, converted, names, logits=logits, task=task)
+
+
+def compare_sets(references: list[list[np.ndarray]], converted: list[list[np.ndarray]], names: list[str],
+                 logits: bool = False, task: str = "detect") -> dict:
+    """Per output: min and mean cosine of each image's converted outputs against its reference outputs, and
+    the detection agreement after post-processing (the input size is read off the outputs' grids)."""
     scores: list[list[float]] = [[] for _ in names]
     peaks = [0.0] * len(names)  # largest |reference value| per output
     counts = np.zeros(3, np.int64)  # reference detections, converted detections, matched
-    for i, (npy, outputs) in enumerate(zip(inputs, converted)):
-        nchw = np.load(npy).astype(np.float32) / np.float32(255.0)
-        reference = session.run(None, {input_name: nchw})
+    for reference, outputs in zip(references, converted):
         outputs = [out.reshape(ref.shape) for ref, out in zip(reference, outputs)]
         for k, (ref, out) in enumerate(zip(reference, outputs)):
             scores[k].append(cosine(ref, out))
             peaks[k] = max(peaks[k], float(np.abs(ref).max()))
-        counts += detection_counts(reference, outputs, imgsz=nchw.shape[-1], logits=logits, task=task)
-        if progress:
-            progress(i + 1, len(inputs))
+        imgsz = STRIDE_OF_FIRST_LEVEL * reference[0].shape[2]
+        counts += detection_counts(reference, outputs, imgsz=imgsz, logits=logits, task=task)
     outputs = [
         {"name": n, "min_cosine": round(min(s), 6), "mean_cosine": round(float(np.mean(s)), 6), "reference_max": peak}
         for n, s, peak in zip(names, scores, peaks)
