@@ -23,6 +23,8 @@ def eval_cmd(
     limit: int | None = typer.Option(None, min=1, help="Only the first N images of the split."),
     host: bool = typer.Option(True, "--host/--board-only", help="Also measure the host's columns (float ONNX; the "
                                                                "simulator for an .rknn)."),
+    compare: int = typer.Option(4, min=0, help="Raw outputs of the first N images, compared with the host's twin "
+                                               "(the simulator for an .rknn) on the board's own inputs."),
     report: Path | None = typer.Option(None, help="Also write board-eval.json and board-eval.md into this folder."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --report folder."),
     project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK, json_out: bool = JSON,
@@ -48,7 +50,8 @@ def eval_cmd(
     written = Output(report, force=force) if report else None
     if written:
         written.check()
-    req = BoardEvalRequest(board, model, data, split, backend, workers, conf, iou, max_det, limit, host, project)
+    req = BoardEvalRequest(board, model, data, split, backend, workers, conf, iou, max_det, limit, host, compare,
+                           project)
     access = _access(board, trust, ask_password)
     result = run_job(lambda job: board_eval(access, req, job), json_out)
     if written:

@@ -30,15 +30,16 @@ class _Shared(Backend):
 class BackendPool:
     """Backends for N workers; `close()` releases anything shared."""
 
-    def __init__(self, name: str, model: Path, workers: int):
+    def __init__(self, name: str, model: Path, workers: int, shared: Backend | None = None):
+        """shared: a backend already open for this model (the caller's to close), used by every worker."""
         if name not in BACKENDS:
             raise UserError(f"--backend {name!r} is not one of: {', '.join(BACKENDS)}")
         if model.suffix != SUFFIX[name]:
             raise UserError(f"--backend {name} runs a {SUFFIX[name]} model, not {model.name}; "
                             f"export one with: studio export ... --format {SUFFIX[name][1:]}")
         self.name, self.model, self.workers = name, model, workers
-        self.shared: Backend | None = None
-        if name == "rknn-sim":
+        self.shared, self.owned = shared, shared is None
+        if name == "rknn-sim" and shared is None:
             from deploy.convert.rknn_sim import RknnSimBackend
 
             self.shared = RknnSimBackend(model)
@@ -49,5 +50,5 @@ class BackendPool:
         return lambda i: _Shared(self.shared)
 
     def close(self) -> None:
-        if self.shared is not None:
+        if self.shared is not None and self.owned:
             self.shared.close()

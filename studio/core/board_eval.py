@@ -24,6 +24,7 @@ from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import FrameResult
 from studio.core.board import Access, push_model, start_run, stream_run
+from studio.core.board_truth import compare_raw, fetch_samples, quantization_differences, samples_dir
 from studio.core.data.checks import check_dataset
 from studio.core.evaluate import EvalRequest, eval_settings, evaluate, found_of, score, split_truth
 from studio.core.jobs import Job
@@ -46,6 +47,7 @@ class BoardEvalRequest:
     max_det: int = 300
     limit: int | None = None
     host: bool = True  # also evaluate the host columns (float; the simulator for an .rknn)
+    compare: int = 4  # raw outputs of the first N images compared with the host's twin
     project: str = "studio"
 
 
@@ -83,50 +85,76 @@ def same_detections(a: tuple, b: tuple) -> bool:
 
 
 def _board_detections(access: Access, req: BoardEvalRequest, pushed, images: ImagePush, count: int,
-                      job: Job) -> tuple[list, dict]:
-    """Run the split on the board; each image's detections by its place in the split, and the agent's stats."""
+                      job: Job) -> tuple[list, dict, list[dict]]:
+    """Run the split on the board: each image's detections by its place in the split, the agent's stats, and the
+    raw samples of its first inferences."""
     opts = RunOptions(source=images.folder, backend=req.backend, workers=req.workers, conf=req.conf, iou=req.iou,
-                      max_det=req.max_det, multi_label=True, max_frames=count)
+                      max_det=req.max_det, multi_label=True, max_frames=count, raw_first=min(req.compare, count))
     place = {name: i for i, name in enumerate(images.names)}
     found: list = [None] * count
 
     def keep(dets, hello) -> None:
         found[place[posixpath.basename(dets.source)]] = found_of(dets)
 
-    summary = stream_run(access, start_run(access, pushed, opts), keep, job, max_frames=count)
+    run = start_run(access, pushed, opts)
+    summary = stream_run(access, run, keep, job, max_frames=count)
     missing = [images.names[i] for i, f in enumerate(found) if f is None]
     if missing:
         raise UserError(f"{req.board}: the agent ended without results for {len(missing)} image(s), e.g. "
                         f"{missing[0]}; its log: studio board run ... or the run folder on the board")
-    return found, summary.agent or {}
+    with samples_dir() as tmp, access.open() as board:
+        samples = fetch_samples(board, run, Path(tmp))
+    return found, summary.agent or {}, samples
 
 
-def _host_columns(req: BoardEvalRequest, job: Job) -> tuple[list[dict], list | None, list[str]]:
-    """(columns, the host twin's detections per image, notes on what could not be measured)."""
-    model, notes = Path(req.model), []
+class _Host:
+    """The host's side of the comparison: its columns, its twin of the board's backend, what it could not do."""
 
-    def run(path: Path, backend: str) -> object:
-        return evaluate(EvalRequest(model=path, data=Path(req.data), backend=backend, split=req.split, conf=req.conf,
-                                    iou=req.iou, max_det=req.max_det, limit=req.limit), job)
+    def __init__(self, req: BoardEvalRequest, job: Job):
+        self.req, self.job = req, job
+        self.columns: list[dict] = []
+        self.notes: list[str] = []
+        self.twin = None  # the backend the board is compared with, on the board's own inputs
+        self.twin_name = ""
+        self.twin_detections: list | None = None
+        self.rebuilt_quantization = None
 
-    if model.suffix == ".onnx":
-        result = run(model, "ort")
-        return [_column("float, host", "host", "ort", model, result.__dict__)], result.detections, notes
-    columns, twin = [], None
-    onnx = built_from(model)
-    if onnx is None:
-        notes.append("no float column: the ONNX this model was built from is not beside it (its sidecar's "
-                     "build.onnx)")
-    else:
-        columns.append(_column("float, host", "host", "ort", onnx, run(onnx, "ort").__dict__))
-    try:
-        sim = run(model, "rknn-sim")
-    except UserError as exc:
-        notes.append(f"no simulator column: {exc}")
-    else:
-        columns.append(_column("int8, simulator", "host", "rknn-sim", model, sim.__dict__))
-        twin = sim.detections
-    return columns, twin, notes
+    def evaluate(self, path: Path, backend: str, shared=None):
+        r = self.req
+        return evaluate(EvalRequest(model=path, data=Path(r.data), backend=backend, split=r.split, conf=r.conf,
+                                    iou=r.iou, max_det=r.max_det, limit=r.limit), self.job, shared)
+
+    def measure(self) -> None:
+        model = Path(self.req.model)
+        if model.suffix == ".onnx":
+            from deploy.runtime.backends import OrtBackend
+
+            result = self.evaluate(model, "ort")
+            self.columns.append(_column("float, host", "host", "ort", model, result.__dict__))
+            self.twin, self.twin_name, self.twin_detections = OrtBackend(str(model)), "float, host", result.detections
+            return
+        onnx = built_from(model)
+        if onnx is None:
+            self.notes.append("no float column: the ONNX this model was built from is not beside it (its sidecar's "
+                              "build.onnx)")
+        else:
+            self.columns.append(_column("float, host", "host", "ort", onnx, self.evaluate(onnx, "ort").__dict__))
+        from deploy.convert.rknn_sim import RknnSimBackend
+
+        self.job.stage("simulator", None, f"rebuilding {model.name} from its ONNX and calibration")
+        try:
+            self.twin = RknnSimBackend(model, verify=True)
+        except UserError as exc:
+            self.notes.append(f"no simulator column, the board is shown alone: {exc}")
+            return
+        self.twin_name, self.rebuilt_quantization = "int8, simulator", self.twin.rebuilt_quantization
+        sim = self.evaluate(model, "rknn-sim", self.twin)
+        self.columns.append(_column("int8, simulator", "host", "rknn-sim", model, sim.__dict__))
+        self.twin_detections = sim.detections
+
+    def close(self) -> None:
+        if self.twin is not None:
+            self.twin.close()
 
 
 def board_eval(access: Access, req: BoardEvalRequest, job: Job) -> dict:
@@ -143,21 +171,29 @@ def board_eval(access: Access, req: BoardEvalRequest, job: Job) -> dict:
     with access.open() as board:
         images = push_images(board, truth.images, req.project,
                              lambda done, total, name: job.step("images", done, total), job.cancel.check)
-    found, agent = _board_detections(access, req, pushed, images, len(truth.images), job)
-    on_board = score(truth, found, meta.names, req.max_det)
+    found, agent, samples = _board_detections(access, req, pushed, images, len(truth.images), job)
     board_column = _column(f"{'int8' if model.suffix == '.rknn' else 'float'}, board", access.board, req.backend,
-                           model, on_board)
-    columns, twin, notes = _host_columns(req, job) if req.host else ([], None, ["host columns not asked for"])
+                           model, score(truth, found, meta.names, req.max_det))
+    host = _Host(req, job)
+    try:
+        if req.host:
+            host.measure()
+        else:
+            host.notes.append("host columns not asked for (--board-only)")
+        raw = compare_raw(samples, host.twin, meta, host.twin_name) if host.twin is not None and samples else None
+    finally:
+        host.close()
     report = {"board": access.board, "model": model.name, "data": str(req.data), "split": req.split,
               "images": len(truth.images), "settings": eval_settings(req.conf, req.iou, req.max_det, meta) |
               {"workers": req.workers, "backend": req.backend},
-              "columns": columns + [board_column], "notes": notes,
+              "columns": host.columns + [board_column], "notes": host.notes, "raw": raw,
+              "quantization_differences": quantization_differences(meta.quantization, host.rebuilt_quantization),
               "transfer": {"image_bytes": images.bytes_total, "bytes_sent": images.bytes_sent,
                            "files_sent": images.files_sent, "folder": images.folder},
               "board_stats": {k: agent.get(k) for k in ("fps", "stage_ms", "latency_ms") if k in agent}}
-    if twin is not None:
-        same = [same_detections(a, b) for a, b in zip(twin, found)]
-        report["agreement"] = {"with": columns[-1]["name"], "same_images": int(sum(same)), "images": len(same),
+    if host.twin_detections is not None:
+        same = [same_detections(a, b) for a, b in zip(host.twin_detections, found)]
+        report["agreement"] = {"with": host.twin_name, "same_images": int(sum(same)), "images": len(same),
                                "share": round(sum(same) / len(same), 4),
                                "differing": [images.names[i] for i, s in enumerate(same) if not s][:20]}
     return report

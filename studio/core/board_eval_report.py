@@ -28,6 +28,20 @@ def lines(report: dict) -> list[str]:
         out.append(f"same detections as {agree['with']} on {agree['same_images']} of {agree['images']} images "
                    f"({agree['share']:.1%})" + (f"; differing: {', '.join(agree['differing'][:5])}"
                                                  if agree["differing"] else ""))
+    raw = report.get("raw")
+    if raw:
+        det = raw["detections"]
+        out.append(f"raw outputs of {raw['samples']} image(s) against {raw['with']} on the board's own inputs: min "
+                   f"cosine {raw['min_cosine']:.4f} ({'agrees' if raw['agrees'] else 'DISAGREES'}), detections "
+                   f"agree {det['agreement']:.3f}")
+        for cause in raw["causes"]:
+            reached = f" (re-simulated: cosine {cause['min_cosine']:.4f})" if cause["min_cosine"] is not None else ""
+            out.append(f"{'likely' if cause['likely'] else 'not'} {cause['cause']}: {cause['says']}{reached}"
+                       + (f"; fix: {cause['fix']}" if cause["likely"] else ""))
+    differ = report.get("quantization_differences")
+    if differ:
+        out.append(f"the deployed file's int8 grids differ from the simulator's rebuild on {len(differ)} output(s) "
+                   f"({', '.join(d['output'] for d in differ)}): the file was built from another ONNX or calibration")
     t = report["transfer"]
     out.append(f"images: {t['files_sent']} file(s) sent, {t['bytes_sent'] / 2**20:.2f} MiB of "
                f"{t['image_bytes'] / 2**20:.2f} MiB (a repeat run sends none)")

@@ -192,8 +192,9 @@ def _backend(req: EvalRequest) -> str:
     return natural
 
 
-def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
-    """Run the model over a split and score it; a UserError for a wrong backend, model or dataset."""
+def evaluate(req: EvalRequest, job: Job | None = None, shared: Backend | None = None) -> EvalResult:
+    """Run the model over a split and score it; a UserError for a wrong backend, model or dataset.
+    shared: a backend already open for the model (a simulator rebuilt once for several uses), left open."""
     job = job or Job()
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such model file")
@@ -207,7 +208,7 @@ def evaluate(req: EvalRequest, job: Job | None = None) -> EvalResult:
             raise UserError(f"--imgsz {req.imgsz}: {Path(req.model).name} was exported for {meta.imgsz} px and "
                             f"takes no other size; export it again with --imgsz {req.imgsz}")
         check_dataset(Path(req.data), (req.split,), task=meta.task)
-        pool = BackendPool(req.backend, Path(req.model), req.workers)
+        pool = BackendPool(req.backend, Path(req.model), req.workers, shared)
         factory, close = pool.factory(), pool.close
     truth = split_truth(meta, Path(req.data), req.split, req.limit)
     cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det, multi_label=True)

@@ -14,6 +14,8 @@ AGENT_OPTIONS = Options(
     RUN_OPTIONS["iou"],
     RUN_OPTIONS["max_det"],
     Option("multi_label", bool, False, "every class above conf is a candidate, not only each anchor's best (mAP)"),
+    Option("raw_first", int, 0, "keep the input and raw outputs of the first N inferences beside the run file",
+           low=0),
     RUN_OPTIONS["jpeg_quality"],
     RUN_OPTIONS["max_frames"],
     Option("loop", bool, False, "start a finished folder or video again"),

@@ -24,6 +24,7 @@ import deploy
 from deploy.board.agent import protocol
 from deploy.board.agent.messages import encode_jpeg, result_header, result_line
 from deploy.board.agent.options import AgentConfig
+from deploy.board.agent.raw import RawRecorder, raw_folder
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import worker_backends
 from deploy.runtime.heads import check_live_task
@@ -125,7 +126,10 @@ class Agent:
             source = open_source(self.cfg.source, warn=log.warning, max_frames=self.cfg.max_frames)
             self.live = source.live
             self.keep_up = source.live or not self.cfg.idle_exit  # a service never waits for a host to read
-            self.loop = RunLoop(worker_backends(self.cfg.backend, self.cfg.model, self.cfg.workers), meta,
+            backends = worker_backends(self.cfg.backend, self.cfg.model, self.cfg.workers)
+            if self.cfg.raw_first:
+                backends = RawRecorder(raw_folder(self.cfg.run_file), self.cfg.raw_first).wrap(backends)
+            self.loop = RunLoop(backends, meta,
                                 NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou, max_det=self.cfg.max_det,
                                           multi_label=self.cfg.multi_label), workers=self.cfg.workers,
                                 live=source.live, gate=self.gate, keep_images=self.cfg.jpeg_quality > 0)
