@@ -31,6 +31,7 @@ def test_board_eval_matches_the_host_and_sends_the_images_once(cli, board, tiny_
     assert report["settings"]["multi_label"] and report["settings"]["conf"] == 0.001
     raw = report["raw"]  # the board's own inputs and outputs of its first 4 images, against ONNX Runtime here
     assert raw["samples"] == 4 and raw["agrees"] and raw["min_cosine"] > 0.9999 and raw["causes"] == []
+    assert report["doctor"] == []  # ONNX Runtime on the board has all it needs
     sent = report["transfer"]
     assert sent["files_sent"] == report["images"] and sent["image_bytes"] <= sent["bytes_sent"] <= \
         1.05 * sent["image_bytes"]
@@ -116,6 +117,7 @@ def _faithful_then_each_fault(cli, board, sim, int8_model, labelled, images, cau
     assert on_board["map50_95"] == simulated["map50_95"] and report["agreement"]["share"] == 1.0
     assert report["raw"]["agrees"] and min(o["min_cosine"] for o in report["raw"]["outputs"]) >= 0.99
     assert report["quantization_differences"] == []  # the deployed file's grids are the rebuild's
+    assert "missing: librknnrt.so" in {f["rule"] for f in report["doctor"]}  # the stand-in is no real NPU runtime
 
     for cause in causes:  # the stand-in NPU now sees each image as that cause turns it
         serve(board, sim, images, cause.seen)

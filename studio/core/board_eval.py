@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.board.check import check_board
+from deploy.board.doctor import diagnose, model_facts
 from deploy.board.images import ImagePush, push_images
 from deploy.board.remote_run import RunOptions
 from deploy.errors import UserError
@@ -171,6 +173,7 @@ def board_eval(access: Access, req: BoardEvalRequest, job: Job) -> dict:
     with access.open() as board:
         images = push_images(board, truth.images, req.project,
                              lambda done, total, name: job.step("images", done, total), job.cancel.check)
+        findings = diagnose(check_board(board), model_facts(model))  # e.g. a runtime older than the toolkit
     found, agent, samples = _board_detections(access, req, pushed, images, len(truth.images), job)
     board_column = _column(f"{'int8' if model.suffix == '.rknn' else 'float'}, board", access.board, req.backend,
                            model, score(truth, found, meta.names, req.max_det))
@@ -187,6 +190,7 @@ def board_eval(access: Access, req: BoardEvalRequest, job: Job) -> dict:
               "images": len(truth.images), "settings": eval_settings(req.conf, req.iou, req.max_det, meta) |
               {"workers": req.workers, "backend": req.backend},
               "columns": host.columns + [board_column], "notes": host.notes, "raw": raw,
+              "doctor": [f.to_dict() for f in findings],
               "quantization_differences": quantization_differences(meta.quantization, host.rebuilt_quantization),
               "transfer": {"image_bytes": images.bytes_total, "bytes_sent": images.bytes_sent,
                            "files_sent": images.files_sent, "folder": images.folder},

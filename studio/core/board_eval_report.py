@@ -38,6 +38,9 @@ def lines(report: dict) -> list[str]:
             reached = f" (re-simulated: cosine {cause['min_cosine']:.4f})" if cause["min_cosine"] is not None else ""
             out.append(f"{'likely' if cause['likely'] else 'not'} {cause['cause']}: {cause['says']}{reached}"
                        + (f"; fix: {cause['fix']}" if cause["likely"] else ""))
+    for finding in report.get("doctor", []):
+        out.append(f"board doctor: {'BLOCKS ' if finding['blocks'] else ''}{finding['rule']}: {finding['says']}; "
+                   f"fix: {finding['fix']}")
     differ = report.get("quantization_differences")
     if differ:
         out.append(f"the deployed file's int8 grids differ from the simulator's rebuild on {len(differ)} output(s) "
