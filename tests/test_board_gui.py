@@ -150,3 +150,36 @@ def test_two_boards_run_side_by_side_in_the_live_panel(window, qtbot, cli, sshd,
     qtbot.waitUntil(lambda: not live.wall.running(), timeout=30000)
     for root in roots.values():
         assert subprocess.run(["pgrep", "-f", str(root)], capture_output=True).stdout == b""
+
+
+@pytest.mark.slow  # runs the split on the board and on the host (~15 s here)
+def test_deploy_page_evaluates_on_the_board_beside_the_host(window, qtbot, sshd, board_python, tiny_onnx, tmp_path,
+                                                             monkeypatch):
+    from studio.core.data.synth import SynthConfig, generate
+
+    data = generate(SynthConfig(tmp_path / "data", images=30, size=96))
+    window.show_page("Deploy")
+    page = window.page("Deploy")
+    add_board(page, sshd, tmp_path / "board", board_python)
+    page.trusted["desk"] = True
+    page.model.setText(str(tiny_onnx))
+    page.backend.setCurrentText("ort")
+    page.data.setText(str(data))
+    monkeypatch.setattr("studio.gui.pages.deploy_page.EVAL_LIMIT", 4)
+    page.evaluate()
+    qtbot.waitUntil(lambda: "…" not in page.status.text(), timeout=120000)
+    assert "on the board over 4 images" in page.status.text(), page.status.text()
+    view = page.accuracy
+    assert page.results.currentWidget() is view and view.summary.rowCount() == 2
+    assert [view.summary.item(r, 1).text() for r in range(2)] == ["host", "desk"]
+    assert view.summary.item(0, 2).text() == view.summary.item(1, 2).text()  # the same mAP50-95 on both
+    assert view.classes.columnCount() == 3 and "same detections as float, host on 4 of 4" in view.findings.text()
+
+
+def test_evaluating_without_data_asks_for_it(window, monkeypatch, tiny_onnx):
+    window.show_page("Deploy")
+    page = window.page("Deploy")
+    errors = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+    page.evaluate()  # no board yet
+    assert errors == ["add a board first, then select it in the list"]

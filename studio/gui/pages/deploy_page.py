@@ -25,10 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
+from studio.gui.board_eval_view import BoardEvalView
 from studio.gui.common import PathField
 from studio.gui.throughput_view import ThroughputView
 
 BENCH_FRAMES = 100  # frames per worker count when the page benches a board
+EVAL_LIMIT = None  # images of the split the page evaluates on a board (None: all)
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -104,6 +106,11 @@ class DeployPage(QWidget):
         self.bench_button = QPushButton("Bench 1, 2, 3 workers")
         self.bench_button.setToolTip("Frames/s and latency from read to result on the board, per worker count")
         self.bench_button.clicked.connect(self.bench)
+        self.data = PathField("data.yaml with labelled images (for Evaluate on the board)", name_filter="YAML (*.yaml)",
+                              key="deploy-data")
+        self.eval_button = QPushButton("Evaluate on the board")
+        self.eval_button.setToolTip("mAP measured on the board beside float on the host and int8 in the simulator")
+        self.eval_button.clicked.connect(self.evaluate)
         self.status = QLabel("Add a board, select it and check it.")
         self.status.setWordWrap(True)
         actions = QFormLayout()
@@ -114,6 +121,8 @@ class DeployPage(QWidget):
             actions.addRow(label, widget)
         actions.addRow("", self.run_button)
         actions.addRow("", self.bench_button)
+        actions.addRow("Data", self.data)
+        actions.addRow("", self.eval_button)
         board_box = QGroupBox("Selected board")
         s_layout = QVBoxLayout(board_box)
         s_layout.addLayout(actions)
@@ -122,6 +131,8 @@ class DeployPage(QWidget):
         self.results = QTabWidget()
         self.results.addTab(self.facts, "Facts")
         self.results.addTab(self.throughput, "Latency and throughput")
+        self.accuracy = BoardEvalView()
+        self.results.addTab(self.accuracy, "Accuracy on the board")
         s_layout.addWidget(self.results, 1)
         layout = QHBoxLayout(self)
         layout.addWidget(boards_box, 1)
@@ -300,6 +311,28 @@ class DeployPage(QWidget):
         best = max(result["runs"], key=lambda r: r["fps"] or 0)
         self.status.setText(f"{name}: best {best['fps']} frames/s with {best['workers']} worker(s), latency p50 "
                             f"{(best.get('latency_ms') or {}).get('p50', '–')} ms.")
+
+    def evaluate(self) -> None:
+        from studio.core.board_eval import BoardEvalRequest, board_eval
+
+        name = self._need_board()
+        if name is None or not self._need_model():
+            return
+        if not self.data.text():
+            self.window().show_error("choose the data.yaml whose labelled images the board should be scored on")
+            return
+        req = BoardEvalRequest(name, Path(self.model.text()), Path(self.data.text()),
+                               backend=self.backend.currentText(), workers=self.workers.value(), limit=EVAL_LIMIT)
+        access = self.access(name)
+        self.status.setText(f"Evaluating on {name}… (progress in the jobs dock)")
+        self.jobs.start(f"Evaluate on {name}", lambda job: board_eval(access, req, job),
+                        on_success=lambda report: self.evaluated(name, report), on_failure=self.failed)
+
+    def evaluated(self, name: str, report: dict) -> None:
+        self.accuracy.show_report(report)
+        self.results.setCurrentWidget(self.accuracy)
+        board = report["columns"][-1]
+        self.status.setText(f"{name}: mAP50-95 {board['map50_95']:.4f} on the board over {report['images']} images.")
 
     def failed(self, message: str) -> None:
         self.status.setText(message)
