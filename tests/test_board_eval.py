@@ -52,7 +52,7 @@ def test_board_eval_refuses_a_mismatched_backend_before_connecting(cli, tiny_onn
     assert result.exit_code == 2 and "--backend rknnlite runs a .rknn model" in result.stderr
 
 
-STANDIN = Path(__file__).parent / "standins" / "served_rknnlite" / "rknnlite"
+STANDIN = Path(__file__).parent / "standins" / "rknnlite"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def serve(board_root: Path, sim, images: list[Path], fault=None) -> None:
 
     site = board_root / "site" / "rknnlite"
     shutil.rmtree(site, ignore_errors=True)
-    shutil.copytree(STANDIN, site)
+    shutil.copytree(STANDIN, site, ignore=shutil.ignore_patterns("__pycache__"))
     (site / "served").mkdir()
     for path in images:
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)

@@ -270,14 +270,28 @@ class DeployPage(QWidget):
             return False
         return True
 
+    def _ready(self, field, missing: str) -> str | None:
+        """The selected board when it, a model and `field` are all given; else None, the user told what is missing."""
+        name = self._need_board()
+        if name is None or not self._need_model():
+            return None
+        if not field.text():
+            self.window().show_error(missing)
+            return None
+        return name
+
+    def _start(self, name: str, doing: str, title: str, work, req, done) -> None:
+        """Run work(access, req, job) in the jobs dock; done(name, result) on success."""
+        access = self.access(name)
+        self.status.setText(f"{doing}… (progress in the jobs dock)")
+        self.jobs.start(title, lambda job: work(access, req, job), on_success=lambda result: done(name, result),
+                        on_failure=self.failed)
+
     def run_live(self) -> None:
         from studio.core.board_live import BoardLiveRequest
 
-        name = self._need_board()
-        if name is None or not self._need_model():
-            return
-        if not self.source.text():
-            self.window().show_error("say what to run on: a source on the board (camera:0, a video, a folder)")
+        name = self._ready(self.source, "say what to run on: a source on the board (camera:0, a video, a folder)")
+        if name is None:
             return
         requests = [BoardLiveRequest(board, Path(self.model.text()), self.source.text(), self.backend.currentText(),
                                      self.workers.value(), trust=self.trusted.get(board, False))
@@ -292,18 +306,12 @@ class DeployPage(QWidget):
     def bench(self) -> None:
         from studio.core.board import BenchRequest, bench_board
 
-        name = self._need_board()
-        if name is None or not self._need_model():
-            return
-        if not self.source.text():
-            self.window().show_error("say what to bench on: images or a video on the board")
+        name = self._ready(self.source, "say what to bench on: images or a video on the board")
+        if name is None:
             return
         req = BenchRequest(name, Path(self.model.text()), self.source.text(), (1, 2, 3), BENCH_FRAMES,
                            self.backend.currentText())
-        access = self.access(name)
-        self.status.setText(f"Benching {name} with 1, 2 and 3 workers… (progress in the jobs dock)")
-        self.jobs.start(f"Bench {name}", lambda job: bench_board(access, req, job),
-                        on_success=lambda result: self.benched(name, result), on_failure=self.failed)
+        self._start(name, f"Benching {name} with 1, 2 and 3 workers", f"Bench {name}", bench_board, req, self.benched)
 
     def benched(self, name: str, result: dict) -> None:
         self.throughput.show_bench(name, result)
@@ -315,18 +323,12 @@ class DeployPage(QWidget):
     def evaluate(self) -> None:
         from studio.core.board_eval import BoardEvalRequest, board_eval
 
-        name = self._need_board()
-        if name is None or not self._need_model():
-            return
-        if not self.data.text():
-            self.window().show_error("choose the data.yaml whose labelled images the board should be scored on")
+        name = self._ready(self.data, "choose the data.yaml whose labelled images the board should be scored on")
+        if name is None:
             return
         req = BoardEvalRequest(name, Path(self.model.text()), Path(self.data.text()),
                                backend=self.backend.currentText(), workers=self.workers.value(), limit=EVAL_LIMIT)
-        access = self.access(name)
-        self.status.setText(f"Evaluating on {name}… (progress in the jobs dock)")
-        self.jobs.start(f"Evaluate on {name}", lambda job: board_eval(access, req, job),
-                        on_success=lambda report: self.evaluated(name, report), on_failure=self.failed)
+        self._start(name, f"Evaluating on {name}", f"Evaluate on {name}", board_eval, req, self.evaluated)
 
     def evaluated(self, name: str, report: dict) -> None:
         self.accuracy.show_report(report)

@@ -1,1 +1,2 @@
-"""STAND-IN for rknn-toolkit-lite2 (board-only): records calls so core_mask plumbing can be tested here."""
+"""STAND-IN for rknn-toolkit-lite2 (tests only): see api.py. In-process it records calls; on the stand-in
+board it serves simulator outputs."""

@@ -1,1 +1,0 @@
-"""STAND-IN for rknn-toolkit-lite2 on the stand-in board (tests only): see api.py."""
