@@ -17,6 +17,7 @@ from deploy.errors import UserError
 from deploy.runtime.frame import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+RASTER_SUFFIXES = (".tif", ".tiff")  # GeoTIFF, BigTIFF, COG: read by windows in tiled runs (raster.py)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
@@ -44,15 +45,20 @@ class Source:
 class ImageSource(Source):
     """Image files in order; an unreadable one is skipped with a warning, the rest still run."""
 
-    def __init__(self, paths: list[str], warn: Callable[[str], None]):
-        self.paths, self.warn = paths, warn
+    def __init__(self, paths: list[str], warn: Callable[[str], None], windowed: bool = False):
+        self.paths, self.warn, self.windowed = paths, warn, windowed
         self.name = paths[0] if len(paths) == 1 else f"{len(paths)} images"
         self.skipped: list[str] = []
+        self.rasters: list[dict] = []  # per raster read by windows: its path and reading settings
 
     def __iter__(self) -> Iterator[Frame]:
         cv2 = _cv2()
         index = 0
         for path in self.paths:
+            if self.windowed and os.path.splitext(path)[1].lower() in RASTER_SUFFIXES:
+                yield from self._raster(path, index)
+                index += 1
+                continue
             start = time.perf_counter()
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             if image is None:
@@ -62,6 +68,18 @@ class ImageSource(Source):
             rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             yield Frame(rgb, index, path, (time.perf_counter() - start) * 1e3)
             index += 1
+
+
+    def _raster(self, path: str, index: int) -> Iterator[Frame]:
+        """A raster as a lazy image: its tiles are read window by window (tiling.py), never the whole."""
+        from deploy.runtime.raster import RasterImage
+
+        raster = RasterImage(path)
+        self.rasters.append({"path": path, **raster.settings})
+        try:
+            yield Frame(raster, index, path, 0.0)
+        finally:
+            raster.close()
 
 
 class VideoSource(Source):
@@ -97,8 +115,10 @@ def _images_in(folder: str) -> list[str]:
     return sorted(found)
 
 
-def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Optional[int] = None) -> Source:
-    """Parse the source grammar; a UserError names what was wrong."""
+def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Optional[int] = None,
+                windowed: bool = False) -> Source:
+    """Parse the source grammar; a UserError names what was wrong. windowed: rasters (GeoTIFF and the like)
+    are read tile window by tile window instead of whole (for tiled runs)."""
     if spec.startswith("camera:"):
         device = spec.split(":", 1)[1]
         if not device.isdigit():
@@ -108,17 +128,17 @@ def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Opti
         paths = _images_in(spec)
         if not paths:
             raise UserError(f"{spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageSource(paths, warn)
+        return ImageSource(paths, warn, windowed)
     if any(ch in spec for ch in "*?["):
         paths = sorted(p for p in glob.glob(spec) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
         if not paths:
             raise UserError(f"{spec}: the pattern matches no images")
-        return ImageSource(paths, warn)
+        return ImageSource(paths, warn, windowed)
     if not os.path.exists(spec):
         raise UserError(f"{spec}: no such file, folder or camera")
     suffix = os.path.splitext(spec)[1].lower()
     if suffix in VIDEO_SUFFIXES:
         return VideoSource(spec, live=False, max_frames=max_frames)
     if suffix in IMAGE_SUFFIXES:
-        return ImageSource([spec], warn)
+        return ImageSource([spec], warn, windowed)
     raise UserError(f"{spec}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video ({', '.join(VIDEO_SUFFIXES)})")

@@ -6,6 +6,7 @@ same-class boxes from different tiles when one of them touches an inner tile edg
 their intersection covers enough of the smaller box: the object comes back once, as
 one box covering it. Oriented boxes are merged the same way with their own geometry (tiling_obb.py).
 """
+import time
 from collections.abc import Iterable, Iterator
 from typing import Callable, Optional, Union
 
@@ -37,14 +38,18 @@ def tile_grid(h: int, w: int, tile: int, overlap: float) -> list[tuple[int, int,
 
 
 def tile_frames(frames: Iterable[Frame], tile: int, overlap: float) -> Iterator[Frame]:
-    """Each frame becomes its tiles; `extra` records the scene, the offset and the tile grid."""
+    """Each frame becomes its tiles; `extra` records the scene, the offset and the tile grid. A lazy scene
+    (raster.RasterImage) is read window by window, and its tiles without a valid pixel are not run."""
     for frame in frames:
         h, w = frame.image.shape[:2]
-        grid = tile_grid(h, w, tile, overlap)
+        empty = getattr(frame.image, "empty", None)
+        grid = [(x, y, s) for x, y, s in tile_grid(h, w, tile, overlap) if not (empty and empty(x, y, tile))]
         count = len(grid)
         for k, (x, y, _) in enumerate(grid):
+            start = time.perf_counter()
             crop = frame.image[y : y + tile, x : x + tile]
-            yield Frame(crop, frame.index, frame.source, frame.read_ms if k == 0 else 0.0,
+            read_ms = (time.perf_counter() - start) * 1e3 if empty else (frame.read_ms if k == 0 else 0.0)
+            yield Frame(crop, frame.index, frame.source, read_ms,
                         {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": (h, w), "size": tile,
                          "scene": frame.image})
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.runtime.detections import Detections
@@ -46,6 +46,7 @@ class PredictSummary:
     fps: float
     stage_ms: dict
     saved: str | None
+    rasters: list = field(default_factory=list)  # rasters read by windows: path, bands, stretch (to rerun alike)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -66,7 +67,7 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     RUN_OPTIONS.check_fields(req)
     meta = read_model_meta(req.model)
     source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
-                         max_frames=req.max_frames)
+                         max_frames=req.max_frames, windowed=bool(req.tile) and not req.save)
     if not req.save:
         return _run(req, meta, source, [], None, on_result, job or Job())
     is_video = not isinstance(source, ImageSource)
@@ -93,7 +94,8 @@ def _run(req: PredictRequest, meta, source, sinks: list[Sink], saved: str | None
     stats = loop.stats
     return PredictSummary(count, detections, stats.dropped, list(getattr(source, "skipped", [])),
                           round(stats.seconds, 3), round(count / stats.seconds, 2) if stats.seconds else 0.0,
-                          {k: round(v, 3) for k, v in stats.stage_ms.items()}, saved)
+                          {k: round(v, 3) for k, v in stats.stage_ms.items()}, saved,
+                          list(getattr(source, "rasters", [])))
 
 
 def json_lines_printer(names: list[str] | None = None) -> Callable[[Detections], None]:
