@@ -56,7 +56,9 @@ def predict_cmd(
                                 "keeps every object)."),
     save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi); "
                                      "it appears whole at the end."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --save folder (wholly; never mixed)."),
+    features: Path | None = typer.Option(None, help="Folder for map features per image: <name>.gpkg (the raster's "
+                                         "CRS) and <name>.geojson (WGS84); pixel coordinates without a geotransform."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --save or --features folder (wholly)."),
     max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
 ):
@@ -65,12 +67,14 @@ def predict_cmd(
     Examples:\n
       studio predict out/compress/bundle/qat.onnx data/images/val --save out/pred\n
       studio predict out/compress/bundle/qat.rknn scene.png --backend rknn-sim --tile 320 --overlap 0.2\n
-      studio predict exports/best.onnx camera:0 --workers 2 --json      # (on a board: studio board run)
+      studio predict exports/best.onnx camera:0 --workers 2 --json      # (on a board: studio board run)\n
+      studio predict exports/obb.onnx scene.tif --tile 640 --features out/map   # read by windows; QGIS opens out/map
     """
     from studio.core.predict import PredictRequest, json_lines_printer, predict
 
     req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
-                         conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force)
+                         conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force,
+                         features=features)
     on_result = None
     if json_out:
         from deploy.runtime.metadata import read_model_meta
@@ -83,5 +87,8 @@ def predict_cmd(
     stdout.print(f"{summary.frames} frame(s), {summary.detections} detections, {summary.fps:.1f} frames/s, "
                  f"stages ms {summary.stage_ms}" + (f"; saved to {summary.saved}" if summary.saved else ""),
                  highlight=False)
+    for written in summary.features:
+        stdout.print(f"{written['objects']} objects as map features: {written['geojson']}, {written['gpkg']} "
+                     f"({written['coordinates']})", highlight=False)
     if summary.skipped:
         stdout.print(f"skipped {len(summary.skipped)} unreadable file(s)", highlight=False)

@@ -1,6 +1,7 @@
 """Run a detector over a source with the multithreaded pipeline: `studio predict` and the live demo."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from deploy.runtime.sinks import CallbackSink, ImageSink, JsonLinesSink, Sink, V
 from deploy.runtime.sources import ImageSource, open_source
 from studio.core.backend_factory import BackendPool
 from studio.core.jobs import Job
+from studio.core.map_features import FeatureSink
 
 
 @dataclass
@@ -33,7 +35,8 @@ class PredictRequest:
     max_det: int = 300
     save: Path | None = None  # folder for annotated images (or a video for video sources)
     max_frames: int | None = None
-    force: bool = False  # replace an existing `save` folder wholly
+    force: bool = False  # replace an existing `save` (or `features`) folder wholly
+    features: Path | None = None  # folder for map features of each scene: GeoPackage and GeoJSON (map_features.py)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class PredictSummary:
     stage_ms: dict
     saved: str | None
     rasters: list = field(default_factory=list)  # rasters read by windows: path, bands, stretch (to rerun alike)
+    features: list = field(default_factory=list)  # map feature files written per scene
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -68,14 +72,26 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     meta = read_model_meta(req.model)
     source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
                          max_frames=req.max_frames, windowed=bool(req.tile) and not req.save)
-    if not req.save:
-        return _run(req, meta, source, [], None, on_result, job or Job())
-    is_video = not isinstance(source, ImageSource)
-    with Output(req.save, force=req.force, inputs=_source_paths(req.source)) as staging:
-        sink = VideoSink(str(staging / "annotated.avi"), names=meta.names) if is_video else ImageSink(
-            str(staging), meta.names)
-        saved = str(req.save / "annotated.avi") if is_video else str(req.save)
-        return _run(req, meta, source, [sink], saved, on_result, job or Job())
+    outputs = [Output(path, force=req.force, inputs=_source_paths(req.source)) for path in (req.save, req.features)
+               if path]
+    with contextlib.ExitStack() as stack:
+        staged = [stack.enter_context(out) for out in outputs]  # each appears whole at the end, or not at all
+        sinks: list[Sink] = []
+        saved = None
+        if req.save:
+            is_video = not isinstance(source, ImageSource)
+            sinks.append(VideoSink(str(staged[0] / "annotated.avi"), names=meta.names) if is_video else
+                         ImageSink(str(staged[0]), meta.names))
+            saved = str(req.save / "annotated.avi") if is_video else str(req.save)
+        features = FeatureSink(staged[-1], meta.names) if req.features else None
+        summary = _run(req, meta, source, sinks + ([features] if features else []), saved, on_result, job or Job())
+        summary.features = [_published(f, staged[-1], req.features) for f in features.written] if features else []
+        return summary
+
+
+def _published(entry: dict, staging: Path, final: Path) -> dict:
+    """A written feature entry with its paths where they will be once the output is published."""
+    return {k: str(final / Path(v).relative_to(staging)) if k in ("gpkg", "geojson") else v for k, v in entry.items()}
 
 
 def _run(req: PredictRequest, meta, source, sinks: list[Sink], saved: str | None,

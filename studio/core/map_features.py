@@ -1,0 +1,83 @@
+"""A raster's detections as map features: a GeoPackage in the raster's own CRS and GeoJSON in WGS84.
+
+Each object is one polygon (its turned rectangle, or its box) with its class and score. Pixel
+positions go through the raster's geotransform (pixel edges, as GDAL counts them) into its
+CRS; GDAL then writes the GeoJSON as RFC 7946 asks (longitude, latitude in WGS84, rings
+wound counter-clockwise). A raster without a geotransform (pixel-only, or located only by
+GCPs or RPCs) gets pixel coordinates in both files, no CRS, and the summary says so. Both
+files go through pyogrio, imported only here.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from deploy.runtime.detections import Detections
+from deploy.runtime.rotated import corners
+from deploy.runtime.sinks import Sink
+
+FIELDS = ["class", "class_id", "score"]
+
+
+def pixel_rings(dets: Detections) -> np.ndarray:
+    """(N, 5, 2) closed rings in pixel coordinates: turned rectangles, or the boxes' corners."""
+    if dets.rboxes is not None:
+        quads = corners(dets.rboxes)
+    else:
+        b = dets.boxes.astype(np.float64)
+        quads = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], 1)
+    return np.concatenate([quads, quads[:, :1]], 1)
+
+
+def wkb_polygons(rings: np.ndarray) -> np.ndarray:
+    """Each (5, 2) ring as a little-endian WKB Polygon."""
+    return np.array([struct.pack("<BII", 1, 3, 1) + struct.pack("<I", len(r)) + r.astype("<f8").tobytes()
+                     for r in rings], dtype=object)
+
+
+def raster_georeference(path: str) -> tuple[object | None, str | None]:
+    """(affine geotransform, CRS as WKT) of a raster, or (None, None) when it has no geotransform."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        if ds.crs is None or ds.transform.is_identity:
+            return None, None
+        return ds.transform, ds.crs.to_wkt()
+
+
+def write_features(dets: Detections, raster: str, names: list[str], folder: Path, stem: str) -> dict:
+    """<stem>.gpkg and <stem>.geojson in `folder`; returns what was written and in which coordinates."""
+    from pyogrio.raw import write
+
+    transform, crs = raster_georeference(raster)
+    rings = pixel_rings(dets)
+    if transform is not None:
+        a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+        cols, rows = rings[..., 0], rings[..., 1]
+        rings = np.stack([a * cols + b * rows + c, d * cols + e * rows + f], -1)
+    classes = dets.classes.astype(np.int64)
+    data = [np.array([names[k] if 0 <= k < len(names) else str(k) for k in classes], dtype=object), classes,
+            dets.scores.astype(np.float64)]
+    geometry = wkb_polygons(rings)
+    paths = {"gpkg": folder / f"{stem}.gpkg", "geojson": folder / f"{stem}.geojson"}
+    write(str(paths["gpkg"]), geometry, data, FIELDS, layer="detections", driver="GPKG", geometry_type="Polygon",
+          crs=crs)
+    options = {"RFC7946": "YES"} if crs else {}
+    write(str(paths["geojson"]), geometry, data, FIELDS, driver="GeoJSON", geometry_type="Polygon", crs=crs,
+          layer_options=options)
+    return {"raster": raster, "objects": len(dets), **{k: str(v) for k, v in paths.items()},
+            "coordinates": "map: GeoPackage in the raster's CRS, GeoJSON in WGS84 (RFC 7946)" if crs else
+            "pixels: the raster has no geotransform (GeoJSON and GeoPackage hold pixel coordinates, no CRS)"}
+
+
+class FeatureSink(Sink):
+    """Each scene's detections as <image stem>.gpkg and .geojson in a folder (an Output transaction's staging)."""
+
+    def __init__(self, folder: Path, names: list[str]):
+        self.folder, self.names = folder, names
+        self.written: list[dict] = []
+
+    def write(self, dets: Detections) -> None:
+        self.written.append(write_features(dets, dets.source, self.names, self.folder, Path(dets.source).stem))
