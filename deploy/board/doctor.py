@@ -69,7 +69,8 @@ def _missing(report: BoardReport, backend: str) -> list[Finding]:
         found.append(Finding(f"missing: {gap['part']}", gap["part"] != "rknpu driver",
                              f"not found on the board (needed for the {gap['needed_for']})", gap["fix"]))
     if backend == "ort" and report.onnxruntime is None:
-        found.append(Finding("missing: onnxruntime", True, "not found on the board (needed to run an .onnx model)", "pip install onnxruntime for the board's Python, or: studio board setup "
+        found.append(Finding("missing: onnxruntime", True, "not found on the board (needed to run an .onnx model)",
+                             "pip install onnxruntime for the board's Python, or: studio board setup "
                              "NAME --wheels DIR"))
     return found
 
