@@ -2,6 +2,8 @@
 stretch computed once and reusable."""
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -97,3 +99,14 @@ def test_bands_are_checked(tmp_path):
 
     with pytest.raises(UserError, match="three band numbers of 1..1"):
         RasterImage(str(tmp_path / "g.tif"), bands=(1, 2, 3))
+
+
+def test_predict_reads_the_bands_it_is_given(tmp_path, tiny_onnx, cli):
+    four = np.stack([scene_rgb(200, 200, seed=3)[..., k] for k in (0, 1, 2, 0)])  # a 4-band raster
+    write_tif(tmp_path / "m.tif", four)
+    shown = cli("predict", tiny_onnx, tmp_path / "m.tif", "--tile", 96, "--bands", "4,2,3", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout.strip().splitlines()[-1])["summary"]["rasters"][0]["bands"] == [4, 2, 3]
+    for wrong in ("4,2", "a,b,c", "5,2,3"):
+        result = cli("predict", tiny_onnx, tmp_path / "m.tif", "--tile", 96, "--bands", wrong)
+        assert result.exit_code == 2 and "band" in result.stderr, wrong

@@ -45,8 +45,9 @@ class Source:
 class ImageSource(Source):
     """Image files in order; an unreadable one is skipped with a warning, the rest still run."""
 
-    def __init__(self, paths: list[str], warn: Callable[[str], None], windowed: bool = False):
-        self.paths, self.warn, self.windowed = paths, warn, windowed
+    def __init__(self, paths: list[str], warn: Callable[[str], None], windowed: bool = False,
+                 bands: Optional[tuple] = None):
+        self.paths, self.warn, self.windowed, self.bands = paths, warn, windowed, bands
         self.name = paths[0] if len(paths) == 1 else f"{len(paths)} images"
         self.skipped: list[str] = []
         self.rasters: list[dict] = []  # per raster read by windows: its path and reading settings
@@ -74,7 +75,7 @@ class ImageSource(Source):
         """A raster as a lazy image: its tiles are read window by window (tiling.py), never the whole."""
         from deploy.runtime.raster import RasterImage
 
-        raster = RasterImage(path)
+        raster = RasterImage(path, self.bands)
         self.rasters.append({"path": path, **raster.settings})
         try:
             yield Frame(raster, index, path, 0.0)
@@ -116,9 +117,9 @@ def _images_in(folder: str) -> list[str]:
 
 
 def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Optional[int] = None,
-                windowed: bool = False) -> Source:
+                windowed: bool = False, bands: Optional[tuple] = None) -> Source:
     """Parse the source grammar; a UserError names what was wrong. windowed: rasters (GeoTIFF and the like)
-    are read tile window by tile window instead of whole (for tiled runs)."""
+    are read tile window by tile window instead of whole (for tiled runs), as RGB from `bands` (1-based)."""
     if spec.startswith("camera:"):
         device = spec.split(":", 1)[1]
         if not device.isdigit():
@@ -128,17 +129,17 @@ def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Opti
         paths = _images_in(spec)
         if not paths:
             raise UserError(f"{spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageSource(paths, warn, windowed)
+        return ImageSource(paths, warn, windowed, bands)
     if any(ch in spec for ch in "*?["):
         paths = sorted(p for p in glob.glob(spec) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
         if not paths:
             raise UserError(f"{spec}: the pattern matches no images")
-        return ImageSource(paths, warn, windowed)
+        return ImageSource(paths, warn, windowed, bands)
     if not os.path.exists(spec):
         raise UserError(f"{spec}: no such file, folder or camera")
     suffix = os.path.splitext(spec)[1].lower()
     if suffix in VIDEO_SUFFIXES:
         return VideoSource(spec, live=False, max_frames=max_frames)
     if suffix in IMAGE_SUFFIXES:
-        return ImageSource([spec], warn, windowed)
+        return ImageSource([spec], warn, windowed, bands)
     raise UserError(f"{spec}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video ({', '.join(VIDEO_SUFFIXES)})")

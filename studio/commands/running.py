@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from deploy.errors import UserError
 from studio.cli_support import handles_errors, print_json, run_job, stdout
 
 
@@ -56,6 +57,8 @@ def predict_cmd(
                                 "keeps every object)."),
     save: Path | None = typer.Option(None, help="Folder for annotated images (video sources: annotated.avi); "
                                      "it appears whole at the end."),
+    bands: str | None = typer.Option(None, help="A raster's bands shown as RGB, 1-based (e.g. 4,3,2 for near-infrared "
+                                     "false colour); default 1,2,3, one band as grey."),
     features: Path | None = typer.Option(None, help="Folder for map features per image: <name>.gpkg (the raster's "
                                          "CRS) and <name>.geojson (WGS84); pixel coordinates without a geotransform."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --save or --features folder (wholly)."),
@@ -72,9 +75,15 @@ def predict_cmd(
     """
     from studio.core.predict import PredictRequest, json_lines_printer, predict
 
+    try:
+        band_triple = tuple(int(b) for b in bands.split(",")) if bands else None
+    except ValueError:
+        raise UserError(f"--bands {bands!r}: three band numbers, e.g. 3,2,1") from None
+    if band_triple is not None and len(band_triple) != 3:
+        raise UserError(f"--bands {bands!r}: three band numbers, e.g. 3,2,1")
     req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
                          conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force,
-                         features=features)
+                         features=features, bands=band_triple)
     on_result = None
     if json_out:
         from deploy.runtime.metadata import read_model_meta

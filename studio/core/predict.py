@@ -36,6 +36,7 @@ class PredictRequest:
     save: Path | None = None  # folder for annotated images (or a video for video sources)
     max_frames: int | None = None
     force: bool = False  # replace an existing `save` (or `features`) folder wholly
+    bands: tuple[int, int, int] | None = None  # a raster's bands shown as RGB (default 1, 2, 3)
     features: Path | None = None  # folder for map features of each scene: GeoPackage and GeoJSON (map_features.py)
 
 
@@ -71,7 +72,7 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     RUN_OPTIONS.check_fields(req)
     meta = read_model_meta(req.model)
     source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
-                         max_frames=req.max_frames, windowed=bool(req.tile) and not req.save)
+                         max_frames=req.max_frames, windowed=bool(req.tile) and not req.save, bands=req.bands)
     outputs = [Output(path, force=req.force, inputs=_source_paths(req.source)) for path in (req.save, req.features)
                if path]
     with contextlib.ExitStack() as stack:
