@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+CLIP_SLOTS = 8  # a quadrilateral clipped by four half-planes keeps at most 8 vertices
+
 
 def corners(rboxes: np.ndarray) -> np.ndarray:
     """(N, 5) xywhr -> (N, 4, 2) corners, in the order ultralytics writes them."""
@@ -112,28 +114,40 @@ def clip_polygon(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -
     return np.array(pts, np.float64).reshape(-1, 2)
 
 
-def convex_overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Area of the intersection of two convex polygons: `a` clipped by each edge of `b` in turn
-    (Sutherland-Hodgman). Exact for near-identical polygons, where cv2.intersectConvexConvex can lose half."""
-    pts = [tuple(p) for p in np.asarray(a, np.float64).reshape(-1, 2)]
-    clip = np.asarray(b, np.float64).reshape(-1, 2)
-    x, y = clip[:, 0], clip[:, 1]
-    if np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)) < 0:
-        clip = clip[::-1]  # counter-clockwise (in y-up terms): "inside" is to the left of each edge
-    for (x0, y0), (x1, y1) in zip(clip, np.roll(clip, -1, 0)):
-        if not pts:
-            return 0.0
-        side = [(x1 - x0) * (py - y0) - (y1 - y0) * (px - x0) for px, py in pts]
-        out = []
-        for k, p in enumerate(pts):
-            q, sq, sp = pts[k - 1], side[k - 1], side[k]
-            if (sp >= 0) != (sq >= 0):
-                t = sq / (sq - sp)
-                out.append((q[0] + t * (p[0] - q[0]), q[1] + t * (p[1] - q[1])))
-            if sp >= 0:
-                out.append(p)
-        pts = out
-    return polygon_area(np.array(pts)) if len(pts) >= 3 else 0.0
+def quad_overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) areas of the intersections of convex quadrilaterals a[k] and b[k], (P, 4, 2) each, all at once:
+    a clipped by each edge of b in turn (Sutherland-Hodgman, at most 8 vertices survive). Exact for
+    near-identical shapes, where cv2.intersectConvexConvex can lose half."""
+    a = np.asarray(a, np.float64).reshape(-1, 4, 2)
+    b = np.asarray(b, np.float64).reshape(-1, 4, 2)
+    count = len(a)
+    if count == 0:
+        return np.zeros(0)
+    x, y = b[..., 0], b[..., 1]
+    clockwise = (x * np.roll(y, -1, 1) - y * np.roll(x, -1, 1)).sum(1) < 0
+    b = np.where(clockwise[:, None, None], b[:, ::-1], b)  # "inside" is to the left of each edge
+    rows, slots = np.arange(count)[:, None], np.arange(CLIP_SLOTS)[None, :]
+    pts = np.zeros((count, CLIP_SLOTS, 2))
+    pts[:, :4] = a
+    n = np.full(count, 4)
+    for e in range(4):
+        p0, edge = b[:, e], b[:, (e + 1) % 4] - b[:, e]
+        valid = slots < n[:, None]
+        side = edge[:, None, 0] * (pts[..., 1] - p0[:, None, 1]) - edge[:, None, 1] * (pts[..., 0] - p0[:, None, 0])
+        prev = (slots - 1) % np.maximum(n, 1)[:, None]
+        q, side_q = pts[rows, prev], side[rows, prev]
+        crossing = valid & ((side >= 0) != (side_q >= 0))  # the edge q -> p crosses the clip line
+        t = np.where(crossing, side_q / np.where(crossing, side_q - side, 1.0), 0.0)
+        candidates = np.stack([q + t[..., None] * (pts - q), pts], 2).reshape(count, 2 * CLIP_SLOTS, 2)
+        kept = np.stack([crossing, valid & (side >= 0)], 2).reshape(count, 2 * CLIP_SLOTS)
+        order = np.argsort(~kept, axis=1, kind="stable")  # the kept points first, in polygon order
+        pts = candidates[rows, order][:, :CLIP_SLOTS]
+        n = np.minimum(kept.sum(1), CLIP_SLOTS)
+    valid = slots < n[:, None]
+    following = (slots + 1) % np.maximum(n, 1)[:, None]
+    xs, ys = pts[..., 0], pts[..., 1]
+    twice = np.where(valid, xs * ys[rows, following] - ys * xs[rows, following], 0.0).sum(1)
+    return np.where(n >= 3, np.abs(twice) / 2, 0.0)
 
 
 def polygon_iou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
@@ -143,11 +157,9 @@ def polygon_iou(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     area2 = np.asarray(r2, np.float64).reshape(-1, 5)[:, 2:4].prod(1)
     box1, box2 = enclosing(r1), enclosing(r2)
     out = np.zeros((len(c1), len(c2)), np.float64)
-    for i in range(len(c1)):
-        near = np.nonzero((box2[:, 0] < box1[i, 2]) & (box2[:, 2] > box1[i, 0]) &
-                          (box2[:, 1] < box1[i, 3]) & (box2[:, 3] > box1[i, 1]))[0]
-        for j in near:
-            inter = convex_overlap(c1[i], c2[j])
-            union = area1[i] + area2[j] - inter
-            out[i, j] = inter / union if union > 0 else 0.0
+    i, j = np.nonzero((box2[None, :, 0] < box1[:, None, 2]) & (box2[None, :, 2] > box1[:, None, 0]) &
+                      (box2[None, :, 1] < box1[:, None, 3]) & (box2[None, :, 3] > box1[:, None, 1]))
+    inter = quad_overlaps(c1[i], c2[j])
+    union = area1[i] + area2[j] - inter
+    out[i, j] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     return out

@@ -13,7 +13,7 @@ share a grid cell), so the work grows with the number of boxes.
 """
 import numpy as np
 
-from deploy.runtime.rotated import convex_overlap, corners, from_polygon
+from deploy.runtime.rotated import corners, from_polygon, quad_overlaps
 
 FILL = 0.85  # two pieces are one straight object when they fill this much of the rectangle around both
 PIECE = 0.8  # a corner cut off is a triangle: its rectangle holds it twice, so "mostly inside" asks a bit less
@@ -28,14 +28,18 @@ def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ti
     i, j = i[candidate], j[candidate]
     quads = corners(rboxes)
     areas = rboxes[:, 2].astype(np.float64) * rboxes[:, 3]
-    one = np.array([_one_object(quads, rboxes, areas, cut, a, b, min_ios) for a, b in zip(i, j)], bool)
+    inter = quad_overlaps(quads[i], quads[j])
+    one = (inter > 0) & (inter >= min_ios * PIECE * np.minimum(areas[i], areas[j]))  # a piece within a view
+    ends = np.flatnonzero((inter > 0) & ~one & cut[i] & cut[j])
+    one[ends] = [_end_to_end(quads, rboxes, areas, i[k], j[k], inter[k]) for k in ends]
     heads, group = unite(len(rboxes), i[one], j[one])
     out = rboxes[heads].astype(np.float32, copy=True)
     for g in np.flatnonzero(np.bincount(group) > 1):
         members = np.flatnonzero(group == g)
         whole = members[np.argmax(areas[members])]
-        covered = all(convex_overlap(quads[m], quads[whole]) >= min_ios * PIECE * areas[m]
-                      for m in members if m != whole)
+        others = members[members != whole]
+        covered = bool((quad_overlaps(quads[others], quads[[whole] * len(others)]) >=
+                        min_ios * PIECE * areas[others]).all())
         # a whole view that holds the other pieces is the object; else the pieces make it up together
         out[g] = rboxes[whole] if covered else from_polygon(quads[members].reshape(-1, 2))
     best = np.full(len(heads), -np.inf, np.float32)
@@ -43,17 +47,12 @@ def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ti
     return out, best, classes[heads].astype(np.int32)
 
 
-def _one_object(quads, rboxes, areas, cut, a: int, b: int, min_ios: float) -> bool:
-    """Whether two views of one class from different tiles are one object (see the module's rules)."""
-    inter = convex_overlap(quads[a], quads[b])
-    if inter <= 0:
-        return False
-    if inter >= min_ios * PIECE * min(areas[a], areas[b]):
-        return True
+def _end_to_end(quads, rboxes, areas, a: int, b: int, inter: float) -> bool:
+    """Two overlapping cut pieces that fill the rectangle around both as one straight object would, end to end,
+    not side by side (parked cars touch side by side)."""
     around = from_polygon(np.concatenate([quads[a], quads[b]]))
     thick = max(min(rboxes[a, 2], rboxes[a, 3]), min(rboxes[b, 2], rboxes[b, 3]))
-    return bool(cut[a] and cut[b] and (areas[a] + areas[b] - inter) >= FILL * around[2] * around[3]
-                and around[3] <= THICK * thick)  # end to end, not side by side (parked cars touch side by side)
+    return bool((areas[a] + areas[b] - inter) >= FILL * around[2] * around[3] and around[3] <= THICK * thick)
 
 
 def unite(n: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
