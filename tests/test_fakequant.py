@@ -182,13 +182,19 @@ def test_only_int8_exports(trained_like, tmp_path):
 
 
 @pytest.mark.slow
-def test_qat_checkpoint_builds_in_rknn_keeping_its_trained_scales(cli, trained_like, calib_dir, tmp_path):
+@pytest.mark.parametrize("task", ["detect", "obb"])
+def test_qat_checkpoint_builds_in_rknn_keeping_its_trained_scales(cli, task, trained_like, calib_dir, tmp_path):
+    """The grids trained into a QAT model (box, class and, for oriented boxes, angle convs) are the built model's."""
     import json
     import re
     from pathlib import Path
 
     from studio.core.compress.loop import default_hyperparameters, save_checkpoint
+    from studio.core.compress.yolo import angle_branches
 
+    if task == "obb":
+        trained_like = make_detector(obb=True)
+        _randomize_batchnorm(trained_like)
     q = _calibrated(trained_like)
     with torch.no_grad():  # grids a calibration would not choose, so a re-quantizing converter would show
         for i, quant in enumerate(fq.activation_quantizers(q)):
@@ -196,9 +202,11 @@ def test_qat_checkpoint_builds_in_rknn_keeping_its_trained_scales(cli, trained_l
                 quant.scale.mul_(1.0 + 0.01 * (i % 7))
     fq.bake(q)
     ckpt = tmp_path / "qat.pt"
-    save_checkpoint(q, ckpt, default_hyperparameters(128), 0)
+    save_checkpoint(q, ckpt, default_hyperparameters(128, task), 0)
     head = q.model[-1]
-    trained = [branch[-1].output_quant for pair in zip(head.cv2, head.cv3) for branch in pair]  # box0, cls0, ...
+    branches = (head.cv2, head.cv3) + ((angle_branches(q),) if task == "obb" else ())
+    trained = [branch[-1].output_quant for level in zip(*branches) for branch in level]  # box0, cls0, (angle0), ...
+    assert len(trained) == 3 * len(branches)
 
     refused = cli("export", ckpt, "--format", "rknn", "--calib", calib_dir, "--out", tmp_path / "ptq.rknn")
     assert refused.exit_code == 2 and "--quant qdq" in refused.stderr
@@ -210,8 +218,12 @@ def test_qat_checkpoint_builds_in_rknn_keeping_its_trained_scales(cli, trained_l
     data = json.loads(result.stdout)
     meta = json.loads(Path(data["metadata"]).read_text())
     assert meta["build"]["quant"] == "qdq"
-    assert [g["name"] for g in meta["quantization"]] == ["box0", "cls0", "box1", "cls1", "box2", "cls2"]
+    kinds = ("box", "cls", "angle") if task == "obb" else ("box", "cls")
+    assert [g["name"] for g in meta["quantization"]] == [f"{k}{i}" for i in range(3) for k in kinds]
     for grid, quant in zip(meta["quantization"], trained):  # read back from the built .rknn file
+        if grid["name"].startswith("angle"):  # the int8 angle conv's sigmoid runs in float: the angle leaves in float
+            assert grid["dtype"] == "float32"
+            continue
         assert grid["dtype"] == "int8"
         assert grid["scale"] == pytest.approx(quant.scale.item(), rel=1e-6)
         assert grid["zero_point"] == int(quant.zero_point)

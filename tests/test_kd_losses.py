@@ -422,16 +422,19 @@ def _loss_fns():
     masks = _masks()
     logits_t = _features(7, channels=4).flatten(2)  # (B, nc=4, N) logits
     boxes_t = _features(8, channels=64).flatten(2)  # (B, 4*16, N) box bins
+    angles_t = torch.rand(2, 1, 64, generator=torch.Generator().manual_seed(9)) * math.pi - math.pi / 4
     return {
         "foreground": (lambda s, t: kd.feature_loss(s, t, masks)[0], _features(1)),
         "background": (lambda s, t: kd.feature_loss(s, t, masks)[1], _features(1)),
         "relation": (lambda s, t: kd.relation_loss(s, t, masks), _features(1)),
         "class response": (lambda s, t: kd.class_response_loss(s, t, 2.0), logits_t),
         "box response": (lambda s, t: kd.box_response_loss(s, t, logits_t, 16, 2.0), boxes_t),
+        "angle response": (lambda s, t: kd.angle_response_loss(s, t, logits_t), angles_t),
     }
 
 
-@pytest.mark.parametrize("name", ["foreground", "background", "relation", "class response", "box response"])
+@pytest.mark.parametrize("name", ["foreground", "background", "relation", "class response", "box response",
+                                  "angle response"])
 def test_each_loss_is_zero_at_equality_and_passes_gradients_otherwise(name):
     """Every loss is 0 when the student equals the teacher, positive otherwise, with finite non-zero gradients."""
     fn, teacher = _loss_fns()[name]
@@ -445,7 +448,7 @@ def test_each_loss_is_zero_at_equality_and_passes_gradients_otherwise(name):
     assert torch.isfinite(student.grad).all()
 
 
-@pytest.mark.parametrize("name", ["foreground", "class response", "box response"])
+@pytest.mark.parametrize("name", ["foreground", "class response", "box response", "angle response"])
 def test_teacher_targets_keep_their_gradient(name):
     """The teacher's targets are not detached (teacher fine-tuning needs them), so its gradient is non-zero."""
     fn, reference = _loss_fns()[name]
@@ -453,3 +456,29 @@ def test_teacher_targets_keep_their_gradient(name):
     student = reference + 0.5 * torch.randn_like(reference)
     fn(student, teacher).backward()
     assert teacher.grad is not None and teacher.grad.abs().sum() > 0
+
+
+def test_angle_response_is_blind_to_a_half_turn_and_weighs_anchors_by_teacher_confidence():
+    """A rectangle turned by pi is the same one: no loss. A quarter turn costs the most (sin^2 = 1), and an anchor the
+    teacher is unsure of (sigmoid ~ 0) hardly counts: here the loss is the confident anchor's alone."""
+    teacher = torch.tensor([[[0.1, 1.0]]])
+    logits = torch.tensor([[[20.0, -20.0]]])  # (B, nc=1, N=2): anchor 0 confident, anchor 1 not
+    assert kd.angle_response_loss(teacher + math.pi, teacher, logits).item() == pytest.approx(0.0, abs=1e-6)
+    quarter = kd.angle_response_loss(teacher + torch.tensor([[[math.pi / 2, 0.0]]]), teacher, logits)
+    assert quarter.item() == pytest.approx(1.0, abs=1e-6)
+    only_unsure = kd.angle_response_loss(teacher + torch.tensor([[[0.0, math.pi / 2]]]), teacher, logits)
+    assert only_unsure.item() < 1e-6
+
+
+def test_an_oriented_box_covers_the_cells_of_its_upright_box_and_keeps_its_own_area():
+    """A 0.5 x 0.125 box turned 45 degrees spans (0.5 + 0.125) / sqrt 2 = 0.442 of the image each way; its level and
+    size weight come from 0.5 x 0.125 (level 1 of 3: side sqrt(1/16) = 1/4), as the unturned box's do."""
+    turned = torch.tensor([[0.5, 0.5, 0.5, 0.125, math.pi / 4]])
+    flat = torch.tensor([[0.5, 0.5, 0.5, 0.125]])
+    assert kd.upright(turned)[0].tolist() == pytest.approx([0.5, 0.5, 0.4419, 0.4419], abs=1e-4)
+    shapes = [(20, 20), (10, 10), (5, 5)]
+    m_turned = kd.level_masks(turned, torch.tensor([0]), 1, shapes)
+    m_flat = kd.level_masks(flat, torch.tensor([0]), 1, shapes)
+    assert [len(m.boxes) for m in m_turned] == [len(m.boxes) for m in m_flat] == [0, 1, 0]
+    assert m_turned[1].boxes[0][1:] == (2, 2, 8, 8)  # 0.279..0.721 of 10 cells, rounded outwards
+    assert m_flat[1].boxes[0][1:] == (2, 4, 8, 6)  # 0.25..0.75 by 0.4375..0.5625

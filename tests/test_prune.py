@@ -292,3 +292,31 @@ def test_sensitivity_scan_covers_every_layer_at_every_ratio(cli, tmp_path):
     image = cv2.imread(str(png))
     assert image.shape[:2] == (462, 880) and image.std() > 10  # an 8 x 4.2 inch figure at 110 dpi, drawn on
     assert not (tmp_path / "scan" / "pruned.pt").exists()
+
+
+def test_an_obb_model_prunes_through_its_angle_branches_and_still_exports(tmp_path):
+    """DepGraph follows the OBB head's third branch: its inner convs lose channels, its last conv keeps the one angle,
+    and the pruned model exports to the split layout with the same outputs as torch."""
+    import onnxruntime as ort
+    from conftest import make_detector
+
+    from deploy.convert.onnx_export import export_onnx, torch_outputs
+    from studio.core.compress.yolo import angle_branches, model_task
+
+    model = make_detector(obb=True)
+    assert model_task(model) == "obb" and len(raw_head_outputs(model, torch.rand(1, 3, 64, 64))) == 9
+    split_c2f(model)
+    inner = [b[0].conv.out_channels for b in angle_branches(model)]
+    stats = prune_to(model, torch.rand(1, 3, 64, 64), make_importance("l1"), PruneTarget("flops", 0.6),
+                     ignored=head_output_convs(model), round_to=8, forward=raw_head_outputs)
+    assert 0.5 < stats.flops_ratio <= 0.6
+    assert [b[-1].out_channels for b in angle_branches(model)] == [1] * 3
+    assert sum(b[0].conv.out_channels for b in angle_branches(model)) < sum(inner)
+    model.eval()
+    assert model(torch.rand(1, 3, 64, 64))[0].shape == (1, 4 + 4 + 1, 84)
+    names = export_onnx(model, tmp_path / "pruned-obb.onnx", 64, "rknn-split", "logits")
+    assert names == [f"{k}{i}" for i in range(3) for k in ("box", "cls", "angle")]
+    image = torch.rand(1, 3, 64, 64)
+    got = ort.InferenceSession(str(tmp_path / "pruned-obb.onnx")).run(names, {"images": image.numpy()})
+    want = torch_outputs(model, image, "rknn-split", "logits")
+    assert all(abs(g - w.numpy()).max() < 1e-3 for g, w in zip(got, want))

@@ -118,6 +118,7 @@ def distill_cmd(
     w_fg: float = declared(DISTILL["w_fg"]),
     w_bg: float = declared(DISTILL["w_bg"]),
     w_relation: float = declared(DISTILL["w_relation"]),
+    w_angle: float = declared(DISTILL["w_angle"]),
     imgsz: int = declared(IMGSZ),
     batch: int = declared(DISTILL["batch"]),
     lr: float = declared(DISTILL["lr"]),
@@ -144,7 +145,7 @@ def distill_cmd(
         one_process_only(nproc, "--ablation")
     launch_if_asked(nproc)
     config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
-                      relation=w_relation)
+                      relation=w_relation, angle=w_angle)
     req = DistillRequest(teacher=teacher, student=student, data=data, out=out, epochs=epochs, kd=config, imgsz=imgsz,
                          batch=batch, lr=lr, val_limit=val_limit, resume=resume, force=force)
     if ablation:

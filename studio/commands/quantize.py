@@ -37,6 +37,7 @@ def qat_cmd(
     w_fg: float = declared(QAT["w_fg"]),
     w_bg: float = declared(QAT["w_bg"]),
     w_relation: float = declared(QAT["w_relation"]),
+    w_angle: float = declared(QAT["w_angle"]),
     learn_scales: bool = declared(QAT["learn_scales"]),
     tune_teacher: bool = declared(QAT["tune_teacher"]),
     tune_every: int = declared(QAT["tune_every"]),
@@ -62,7 +63,7 @@ def qat_cmd(
 
     launch_if_asked(nproc)
     kd_config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
-                         relation=w_relation)
+                         relation=w_relation, angle=w_angle)
     req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=tuple(bits), kd=kd_config,
                      learn_scales=learn_scales,
                      tune_teacher=tune_teacher, tune_every=tune_every,

@@ -151,8 +151,6 @@ def for_classes(model, names: list[str]):
     the others start untrained, so it needs fine-tuning on the data. An architecture built from a yaml
     names its classes 0..n-1: it takes the data's names.
     """
-    from ultralytics.nn.tasks import DetectionModel
-
     known = class_names(model)
     if known == names:
         return model, False
@@ -161,7 +159,7 @@ def for_classes(model, names: list[str]):
         model.names = dict(enumerate(names))
         return model, False
     with ultralytics_quiet():
-        remade = DetectionModel(copy.deepcopy(model.yaml), nc=len(names), verbose=False)
+        remade = type(model)(copy.deepcopy(model.yaml), nc=len(names), verbose=False)  # an OBB model stays one
         remade.names = dict(enumerate(names))  # before load: class rows are matched by name
         remade.load(model, verbose=False)
     remade.names = dict(enumerate(names))

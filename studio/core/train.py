@@ -125,7 +125,6 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
 def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
     """Training on several CPU processes: the studio's loop (DDP, gloo) from an architecture or a checkpoint."""
     import torch
-    from ultralytics.nn.tasks import DetectionModel
 
     from studio.core.compress import distributed
     from studio.core.compress.loop import LoopConfig, fit
@@ -136,7 +135,7 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
     names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
     if str(req.model).endswith((".yaml", ".yml")):
         torch.manual_seed(req.seed)  # every rank builds the same start (DDP also sends rank 0's weights)
-        model = DetectionModel(req.model, nc=len(names), verbose=False)
+        model, _ = load_detector(str(req.model), nc=len(names))  # an -obb.yaml builds an OBB model
         model.names = dict(enumerate(names))
     else:
         model, _ = load_detector(str(resolve_model_path(req.model)))

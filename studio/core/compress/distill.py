@@ -20,7 +20,7 @@ from studio.core.compress import distributed
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.kd_step import Distiller
 from studio.core.compress.options import DISTILL, IMGSZ
-from studio.core.data.checks import check_dataset
+from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 
 ABLATION = {"none": (), "response": ("response",), "+feature": ("response", "feature"),
@@ -65,12 +65,13 @@ class DistillResult:
 def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     """Train the student (distilled when terms are on) and return its best val mAP."""
     from studio.core.compress.loop import LoopConfig, fit
+    from studio.core.compress.yolo import model_task
     from studio.core.data.formats import read_yaml, yaml_names
     from studio.core.models import class_names, for_classes, load_detector
     from studio.core.provenance import provenance
 
     job = job or Job()
-    check_dataset(Path(req.data), task="detect")
+    labels = check_dataset(Path(req.data))
     if req.kd.terms and req.teacher is None:
         raise UserError("--teacher is needed for distillation (or pass --kd none to train without one)")
     if req.teacher is not None and not Path(req.teacher).is_file():
@@ -81,6 +82,7 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     distributed.barrier(ctx)
     names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
     student, remade = for_classes(load_detector(req.student, nc=len(names))[0], names)
+    check_kind(Path(req.data), labels, model_task(student))
     if remade:  # e.g. an 80-class COCO checkpoint on a 4-class dataset: its class outputs start untrained
         job.stage("new class outputs", None, f"{Path(req.student).name} detects other classes: its class outputs "
                                              f"are remade for the data's {len(names)} ({', '.join(names[:6])})")

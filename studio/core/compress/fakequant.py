@@ -245,12 +245,15 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def _rounded_outputs(model: nn.Module) -> list[nn.Module]:
-    """The modules whose output the NPU stores in int8: conv blocks, residual adds, concats, head output convs."""
+    """The modules whose output the NPU stores in int8: conv blocks, residual adds, concats, head output convs (the
+    angle's too)."""
     from ultralytics.nn.modules.block import Bottleneck
     from ultralytics.nn.modules.conv import Concat
 
+    from studio.core.compress.yolo import angle_branches
+
     head = model.model[-1]
-    outputs = [branch[-1] for branch in list(head.cv2) + list(head.cv3)]
+    outputs = [branch[-1] for branch in list(head.cv2) + list(head.cv3) + angle_branches(model)]
     joins = [m for m in model.modules() if isinstance(m, Concat) or (isinstance(m, Bottleneck) and m.add)]
     return _conv_blocks(model) + joins + outputs
 

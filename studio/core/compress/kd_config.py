@@ -32,6 +32,7 @@ class KdConfig:
     foreground: float = 0.1
     background: float = 0.1
     relation: float = 5.0
+    angle: float = 1.0  # response: the angle of an oriented-box model (ignored for upright ones)
 
     def __post_init__(self):
         unknown = [t for t in self.terms if t not in KD_TERMS]

@@ -1,14 +1,15 @@
 """Distillation losses for detectors in remote sensing, as plain functions of tensors.
 
 The methods are described in docs/distillation.md: response distillation of class scores
-and box distributions, feature distillation with foreground/background separation,
-size weighting and local attention, and relation distillation of cosine-similarity
-matrices. Each loss is zero when the student's tensors equal the teacher's, and each
-returns a per-image value (the training loop scales it by the batch like the detection
-loss). Boxes arrive as ultralytics batches carry them: normalised (cx, cy, w, h) rows
-with the index of their image. The teacher's targets are not detached: a frozen teacher
-runs without gradients anyway, and teacher fine-tuning (teacher_tuning.py) needs them;
-only the weightings taken from the teacher (attention, box confidence) are detached.
+and box distributions (and angles, for oriented boxes), feature distillation with
+foreground/background separation, size weighting and local attention, and relation
+distillation of cosine-similarity matrices. Each loss is zero when the student's tensors
+equal the teacher's, and each returns a per-image value (the training loop scales it by
+the batch like the detection loss). Boxes arrive as ultralytics batches carry them:
+normalised (cx, cy, w, h) rows with the index of their image, and for oriented boxes a
+fifth column, the angle. The teacher's targets are not detached: a frozen teacher runs
+without gradients anyway, and teacher fine-tuning (teacher_tuning.py) needs them; only
+the weightings taken from the teacher (attention, box confidence) are detached.
 """
 from __future__ import annotations
 
@@ -56,12 +57,24 @@ def box_cells(cxcywh: torch.Tensor, height: int, width: int) -> tuple[int, int, 
     return x0, y0, x1, y1
 
 
+def upright(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) normalised (cx, cy, w, h): the boxes themselves, or the upright boxes around oriented ones (N, 5)."""
+    if boxes.shape[1] == 4:
+        return boxes
+    cos, sin = torch.cos(boxes[:, 4]).abs(), torch.sin(boxes[:, 4]).abs()
+    w, h = boxes[:, 2], boxes[:, 3]
+    return torch.stack([boxes[:, 0], boxes[:, 1], w * cos + h * sin, w * sin + h * cos], 1)
+
+
 def level_masks(boxes: torch.Tensor, image_idx: torch.Tensor, batch: int, shapes: list[tuple[int, int]]
                 ) -> list[LevelMasks]:
-    """Foreground, weight and per-box masks for each level of `shapes` ((H, W) per level, fine to coarse)."""
+    """Foreground, weight and per-box masks for each level of `shapes` ((H, W) per level, fine to coarse).
+    An oriented box takes its level and size weight from its own area and covers the cells of the upright
+    box around it."""
     levels = len(shapes)
     assigned = assign_levels(boxes[:, 2:4], levels) if len(boxes) else torch.zeros(0, dtype=torch.long)
     areas = (boxes[:, 2] * boxes[:, 3]).clamp_min(1e-12) if len(boxes) else torch.zeros(0)
+    cells_of = upright(boxes) if len(boxes) else boxes
     mean_area = torch.zeros(batch)
     for b in range(batch):
         mine = image_idx == b
@@ -74,7 +87,7 @@ def level_masks(boxes: torch.Tensor, image_idx: torch.Tensor, batch: int, shapes
         cells, ids = [], []
         for k in torch.nonzero(assigned == level).flatten().tolist():
             b = int(image_idx[k])
-            x0, y0, x1, y1 = box_cells(boxes[k], h, w)
+            x0, y0, x1, y1 = box_cells(cells_of[k], h, w)
             fg[b, y0:y1, x0:x1] = 1.0
             size_weight = float(mean_area[b] / areas[k])
             weight[b, y0:y1, x0:x1] = weight[b, y0:y1, x0:x1].clamp_min(size_weight)
@@ -164,3 +177,16 @@ def box_response_loss(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor, 
     kl = (t.exp() * (t - s)).sum(2).sum(1)  # (B, N)
     weight = torch.sigmoid(teacher_logits.detach()).amax(1)  # (B, N)
     return (kl * weight).sum() / weight.sum().clamp_min(1e-6) * temperature**2
+
+
+def angle_response_loss(student_angles: torch.Tensor, teacher_angles: torch.Tensor, teacher_logits: torch.Tensor
+                        ) -> torch.Tensor:
+    """sin^2 of the angle difference (radians, (B, 1, N)), weighted per anchor by the teacher's highest class
+    probability as the box term is.
+
+    A rectangle turned by pi is the same rectangle, and sin^2 has period pi: the term is zero when the angles
+    agree up to a half turn and never pulls the student across the wrap the long way round.
+    """
+    gap = torch.sin(student_angles - teacher_angles).square().sum(1)  # (B, N)
+    weight = torch.sigmoid(teacher_logits.detach()).amax(1)
+    return (gap * weight).sum() / weight.sum().clamp_min(1e-6)

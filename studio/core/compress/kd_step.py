@@ -3,7 +3,7 @@
 A `Distiller` is the `extra_loss` of the training loop. Per batch it runs the teacher
 (eval mode, no gradients), takes the student's raw head outputs and neck features from
 the same forward pass the detection loss used, and adds the terms that are switched on:
-response (class scores and box distributions), feature (foreground/background with
+response (class scores, box distributions and, for oriented boxes, angles), feature (foreground/background with
 attention) and relation. 1x1 adapters map student channels to the teacher's where the
 widths differ; they train with the student and are dropped from the saved model.
 """
@@ -15,7 +15,7 @@ from torch import nn
 from deploy.errors import UserError
 from studio.core.compress import kd_losses
 from studio.core.compress.kd_config import KdConfig
-from studio.core.compress.yolo import detect_head, neck_features
+from studio.core.compress.yolo import detect_head, model_task, neck_features
 
 
 def _check_pair(teacher: nn.Module, student: nn.Module) -> None:
@@ -23,6 +23,9 @@ def _check_pair(teacher: nn.Module, student: nn.Module) -> None:
 
     if class_names(teacher) != class_names(student):
         raise UserError(f"teacher classes {class_names(teacher)} differ from the student's {class_names(student)}")
+    if model_task(teacher) != model_task(student):
+        raise UserError(f"the teacher is a {model_task(teacher)} model and the student a {model_task(student)} one: "
+                        "distil oriented boxes from an oriented-box teacher (and upright from upright)")
     t_head, s_head = detect_head(teacher), detect_head(student)
     if t_head.stride.tolist() != s_head.stride.tolist() or t_head.reg_max != s_head.reg_max:
         raise UserError("teacher and student heads differ in strides or box bins; distillation needs the same grid")
@@ -65,6 +68,10 @@ class Distiller(nn.Module):
                                               detect_head(student).reg_max, cfg.temperature)
             total = total + cfg.cls * cls + cfg.box * box
             parts.update(kd_cls=float(cls.detach()), kd_box=float(box.detach()))
+            if "angle" in preds:  # an oriented-box pair
+                angle = kd_losses.angle_response_loss(preds["angle"], teacher_preds["angle"], teacher_preds["scores"])
+                total = total + cfg.angle * angle
+                parts["kd_angle"] = float(angle.detach())
         if "feature" in cfg.terms or "relation" in cfg.terms:
             s_feats, t_feats = preds["feats"], teacher_preds["feats"]
             shapes = [tuple(f.shape[-2:]) for f in t_feats]

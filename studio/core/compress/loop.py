@@ -13,7 +13,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -45,6 +45,7 @@ class LoopConfig:
     val_limit: int | None = None  # validate on the first N val images only
     resume: bool = False
     overrides: dict = field(default_factory=dict)  # any other ultralytics hyper-parameter
+    task: str = "detect"  # obb: oriented labels and ultralytics' OBB loss (fit takes it from the model)
 
 
 @dataclass
@@ -63,14 +64,15 @@ def hyperparameters(cfg: LoopConfig):
     from ultralytics.cfg import get_cfg
 
     return get_cfg(overrides={"imgsz": cfg.imgsz, "batch": cfg.batch, "workers": cfg.workers, "seed": cfg.seed,
-                              "data": str(cfg.data), "close_mosaic": cfg.close_mosaic, **cfg.overrides})
+                              "data": str(cfg.data), "close_mosaic": cfg.close_mosaic, "task": cfg.task,
+                              **cfg.overrides})
 
 
-def default_hyperparameters(imgsz: int):
+def default_hyperparameters(imgsz: int, task: str = "detect"):
     """Ultralytics' default hyper-parameters at an image size, for checkpoints saved without training."""
     from ultralytics.cfg import get_cfg
 
-    return get_cfg(overrides={"imgsz": imgsz})
+    return get_cfg(overrides={"imgsz": imgsz, "task": task})
 
 
 def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: int = 1):
@@ -160,8 +162,11 @@ def validate(weights: Path, cfg: LoopConfig) -> dict:
 
 
 def prepare_training(model: nn.Module, cfg: LoopConfig):
-    """Make `model` trainable for this run: hyper-parameters for its loss, a fresh criterion, gradients on."""
-    hyp = hyperparameters(cfg)
+    """Make `model` trainable for this run: hyper-parameters for its loss and data (its task), a fresh criterion,
+    gradients on."""
+    from studio.core.compress.yolo import model_task
+
+    hyp = hyperparameters(replace(cfg, task=model_task(model)))
     model.args = hyp  # the detection loss reads its gains from here
     model.criterion = None  # rebuilt for the current (possibly pruned) head
     for name, p in model.named_parameters():  # all but the head's fixed DFL projection, as ultralytics does

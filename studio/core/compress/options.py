@@ -14,7 +14,8 @@ from studio.core.compress.kd_config import KD_TERMS, KdConfig, parse_terms
 CRITERIA = ("l1", "l2", "bn", "taylor", "energy")
 QAT_TERMS = ("response", "feature")
 # recipe key -> KdConfig field: the distillation weights of the distill and qat sections
-KD_WEIGHTS = {"w_cls": "cls", "w_box": "box", "w_fg": "foreground", "w_bg": "background", "w_relation": "relation"}
+KD_WEIGHTS = {"w_cls": "cls", "w_box": "box", "w_fg": "foreground", "w_bg": "background", "w_relation": "relation",
+              "w_angle": "angle"}
 
 
 def terms(value) -> tuple[str, ...]:
@@ -67,7 +68,7 @@ TEMPERATURE = Option("temperature", float, KdConfig.temperature, "Softening temp
 WEIGHTS = tuple(Option(key, float, getattr(KdConfig, field), f"Weight of the {what} term.", low=0)
                 for (key, field), what in zip(KD_WEIGHTS.items(), ("class-score response", "box-distribution response",
                                                                    "foreground feature", "background feature",
-                                                                   "relation")))
+                                                                   "relation", "angle response (oriented boxes)")))
 IMGSZ = Option("imgsz", int, 320, "Training image size (a multiple of 32).", low=32)
 
 PRUNE = Options(

@@ -24,7 +24,7 @@ from studio.core.compress.channel_pruner import PruneTarget, prune_to
 from studio.core.compress.criteria import NEEDS_GRADIENTS, make_importance
 from studio.core.compress.kd_config import KD_TERMS
 from studio.core.compress.options import PRUNE
-from studio.core.data.checks import check_dataset
+from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 
 TAYLOR_BATCHES = 4  # training batches whose gradients rank channels for the Taylor criterion
@@ -89,15 +89,15 @@ def _target(req: PruneRequest) -> PruneTarget:
     return PruneTarget("params", req.target_params)
 
 
-def _validate(req: PruneRequest) -> None:
+def _validate(req: PruneRequest) -> str:
+    """Refuse a bad request in one line; -> the kind of the data's labels ("" without data)."""
     PRUNE.check_fields(req)
     needs_data = req.finetune_epochs or req.sparsity_epochs or req.criterion in NEEDS_GRADIENTS
     if needs_data and req.data is None:
         raise UserError(f"--data: a data.yaml is needed to fine-tune or rank by {req.criterion}")
-    if needs_data:
-        check_dataset(Path(req.data), task="detect")
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
+    return check_dataset(Path(req.data)) if needs_data else ""
 
 
 def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
@@ -105,6 +105,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     from studio.core.compress import distributed
     from studio.core.compress.c2f import split_c2f
     from studio.core.compress.loop import default_hyperparameters, save_checkpoint
+    from studio.core.compress.yolo import model_task
     from studio.core.models import load_detector
 
     job = job or Job()
@@ -113,11 +114,13 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     main = ctx.main  # under torchrun rank 0 prunes and writes; every rank fine-tunes (DDP) and follows it
     job = distributed.quiet(job, ctx)
     target = _target(req)
-    _validate(req)
+    labels = _validate(req)
     out = Path(req.out)
     claim_run(out, req.resume, req.force, "pruning run", remove=main)
     distributed.barrier(ctx)
     model, source = load_detector(str(req.model))
+    if labels:  # oriented labels for an OBB model, upright ones otherwise
+        check_kind(Path(req.data), labels, model_task(model))
     imgsz, loop_cfg, hyp = _training_setup(req, model, out)
     protect = _protected(model, req.protect)
     example = torch.zeros(1, 3, imgsz, imgsz)
@@ -145,7 +148,8 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             job.stage(f"prune step {i}/{req.steps}", None, f"to {1 - share:.0%} of the {target.measure}")
             _prune_step(model, example, req, target, share, before, loop_cfg, hyp, protect)
             record = {"step": i, "share": round(share, 4), "pruned": str(step_dir / "pruned.pt")}
-            save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz), -1)
+            save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz, model_task(model)),
+                            -1)
             _save_progress(progress_file, done, record)
             distributed.share_from_main(record, ctx)
         gflops, params = _measure(model, example)
@@ -166,11 +170,12 @@ def _final(model, example, req: PruneRequest, target, source, imgsz: int, hyp, l
            done: dict, started: float) -> PruneResult:
     """Rank 0: the pruned model validated and saved as <out>/pruned.pt with its provenance, and the result."""
     from studio.core.compress.loop import default_hyperparameters, save_checkpoint
+    from studio.core.compress.yolo import model_task
     from studio.core.provenance import provenance
 
     final = Path(req.out) / "pruned.pt"
     final_map = validate_model(model, hyp, loop_cfg, final) if req.data else None
-    save_checkpoint(model, final, hyp or default_hyperparameters(imgsz), -1, {"studio": provenance(
+    save_checkpoint(model, final, hyp or default_hyperparameters(imgsz, model_task(model)), -1, {"studio": provenance(
         Path(req.model), operation="prune", criterion=req.criterion, target=asdict(target), steps=req.steps)})
     return _result(req, final, source, imgsz, before, _measure(model, example), done["steps"], started,
                    {"before": base_map, "after": final_map} if req.data else {})
@@ -179,13 +184,14 @@ def _final(model, example, req: PruneRequest, target, source, imgsz: int, hyp, l
 def _training_setup(req: PruneRequest, model, out: Path):
     """(input size, fine-tuning settings, hyperparameters or None without data) of a pruning run."""
     from studio.core.compress.loop import LoopConfig, hyperparameters
-    from studio.core.compress.yolo import trained_imgsz
+    from studio.core.compress.yolo import model_task, trained_imgsz
 
     imgsz = req.imgsz or trained_imgsz(model)
     if imgsz % 32:
         raise UserError(f"--imgsz {imgsz} is not a multiple of 32")
     loop_cfg = LoopConfig(data=Path(req.data) if req.data else Path(), epochs=req.finetune_epochs, out=out,
-                          imgsz=imgsz, batch=req.batch, workers=req.workers, val_limit=req.val_limit)
+                          imgsz=imgsz, batch=req.batch, workers=req.workers, val_limit=req.val_limit,
+                          task=model_task(model))
     return imgsz, loop_cfg, hyperparameters(loop_cfg) if req.data else None
 
 

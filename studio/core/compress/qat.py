@@ -24,7 +24,7 @@ from deploy.runtime.atomic import staged, write_json_atomic
 from deploy.runtime.output import claim_run
 from studio.core.compress.kd_config import KdConfig
 from studio.core.compress.options import IMGSZ, QAT, QAT_TERMS
-from studio.core.data.checks import check_dataset
+from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 
 
@@ -68,10 +68,11 @@ class QatResult:
         return asdict(self)
 
 
-def _validate(req: QatRequest) -> None:
+def _validate(req: QatRequest) -> str:
+    """Refuse a bad request in one line; -> the kind of the data's labels."""
     if not Path(req.model).is_file():
         raise UserError(f"{req.model}: no such checkpoint")
-    check_dataset(Path(req.data), task="detect")
+    labels = check_dataset(Path(req.data))
     if req.teacher is not None and not Path(req.teacher).is_file():
         raise UserError(f"--teacher {req.teacher}: no such file")
     QAT.check_fields(req, skip=("kd", "teacher"))
@@ -79,6 +80,7 @@ def _validate(req: QatRequest) -> None:
         raise UserError(f"--epochs {req.epochs}: need at least one epoch per bit width ({len(req.bits)})")
     if req.tune_teacher and not req.kd.terms:
         raise UserError("--tune-teacher adapts the teacher the student distils from; it needs --kd terms")
+    return labels
 
 
 def stage_epochs(epochs: int, stages: int) -> list[int]:
@@ -96,12 +98,13 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     from studio.core.compress import distributed
     from studio.core.compress import fakequant as fq
     from studio.core.compress.loop import LoopConfig, hyperparameters, save_checkpoint
+    from studio.core.compress.yolo import model_task
     from studio.core.models import load_detector
     from studio.core.provenance import provenance
 
     job = job or Job()
     started = time.monotonic()
-    _validate(req)
+    labels = _validate(req)
     ctx = distributed.context()
     if ctx.active and req.tune_teacher:
         raise UserError("--tune-teacher runs in one process for now (its teacher steps are not averaged across "
@@ -112,11 +115,12 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     report_path = out / "qat_report.json"
     _claim_out(req, out, ctx)
     float_model, _ = load_detector(str(req.model))
+    check_kind(Path(req.data), labels, model_task(float_model))
     if fq.is_quantized(float_model):
         raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
     teacher = load_detector(str(req.teacher))[0] if req.teacher else float_model
     base = LoopConfig(data=Path(req.data), epochs=1, out=out, imgsz=req.imgsz, batch=req.batch, lr=req.lr,
-                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5)
+                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5, task=model_task(float_model))
     hyp = hyperparameters(base)
     extra = {"studio": {"operation": "qat", "source": str(req.model), "bits": list(req.bits),
                         "teacher": str(req.teacher) if req.teacher else "self (float)",

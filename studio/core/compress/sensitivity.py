@@ -14,7 +14,7 @@ import torch
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
-from studio.core.data.checks import check_dataset
+from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 
 RATIOS = (0.25, 0.5, 0.75)
@@ -33,7 +33,7 @@ def scan(model_path: Path, data: Path, out: Path, criterion: str = "l1", ratios:
     from studio.core.compress.channel_pruner import PruneTarget, prune_to
     from studio.core.compress.criteria import NEEDS_GRADIENTS, make_importance
     from studio.core.compress.loop import default_hyperparameters, save_checkpoint
-    from studio.core.compress.yolo import head_output_convs, raw_head_outputs, trained_imgsz
+    from studio.core.compress.yolo import head_output_convs, model_task, raw_head_outputs, trained_imgsz
     from studio.core.evaluate import EvalRequest, evaluate
     from studio.core.models import load_detector
 
@@ -41,12 +41,13 @@ def scan(model_path: Path, data: Path, out: Path, criterion: str = "l1", ratios:
     if criterion in NEEDS_GRADIENTS:
         raise UserError(f"the sensitivity scan ranks channels without data gradients; use l1, l2, bn or energy, "
                         f"not {criterion}")
-    check_dataset(Path(data), ("val",), task="detect")
+    labels = check_dataset(Path(data), ("val",))
     if any(not 0 < r < 1 for r in ratios):
         raise UserError(f"scan ratios must lie between 0 and 1, got {list(ratios)}")
     base, _ = load_detector(str(model_path))
+    check_kind(Path(data), labels, model_task(base))
     imgsz = imgsz or trained_imgsz(base)
-    hyp = default_hyperparameters(imgsz)
+    hyp = default_hyperparameters(imgsz, model_task(base))
     split_c2f(base)
     example = torch.zeros(1, 3, imgsz, imgsz)
     layers = prunable_layers(base)

@@ -1,4 +1,8 @@
-"""What pruning and distillation need to know about an ultralytics YOLO detector's layout."""
+"""What pruning and distillation need to know about an ultralytics YOLO detector's layout.
+
+An oriented-box (OBB) head is a Detect head with a third branch per level, cv4, whose last
+conv gives the angle; everything here covers it wherever it covers the box and class branches.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,6 +12,18 @@ from torch import nn
 def detect_head(model: nn.Module) -> nn.Module:
     """The Detect head: the last layer of an ultralytics DetectionModel."""
     return model.model[-1]
+
+
+def model_task(model: nn.Module) -> str:
+    """"obb" for an oriented-box model, else "detect" (as the export names it)."""
+    from deploy.convert.onnx_export import head_task
+
+    return head_task(detect_head(model))
+
+
+def angle_branches(model: nn.Module) -> list[nn.Module]:
+    """The per-level angle branches of an OBB head (none for an upright one)."""
+    return list(getattr(detect_head(model), "cv4", []))
 
 
 def neck_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -22,21 +38,22 @@ def neck_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def raw_head_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Per level, the box-distribution and class-logit maps, before any decoding.
+    """Per level, the box-distribution and class-logit maps (then, for OBB, the angle logits), before any decoding.
 
     This is the forward that DepGraph traces: the decoding of the inference head (anchors,
     DFL, concatenation of all levels) would tie unrelated channels together.
     """
     head = detect_head(model)
     feats = neck_features(model, x)
-    return [head.cv2[i](f) for i, f in enumerate(feats)] + [head.cv3[i](f) for i, f in enumerate(feats)]
+    branches = [head.cv2, head.cv3, *([head.cv4] if hasattr(head, "cv4") else [])]
+    return [branch[i](f) for branch in branches for i, f in enumerate(feats)]
 
 
 def head_output_convs(model: nn.Module) -> list[nn.Module]:
-    """The layers whose output channels are fixed by the task: the last conv of every box and class
-    branch (4 x reg_max bins, nc classes) and the DFL."""
+    """The layers whose output channels are fixed by the task: the last conv of every box, class and angle
+    branch (4 x reg_max bins, nc classes, one angle) and the DFL."""
     head = detect_head(model)
-    return [branch[-1] for branch in list(head.cv2) + list(head.cv3)] + [head.dfl]
+    return [branch[-1] for branch in list(head.cv2) + list(head.cv3) + angle_branches(model)] + [head.dfl]
 
 
 def trained_imgsz(model: nn.Module) -> int:
