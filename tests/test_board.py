@@ -349,7 +349,11 @@ def test_detached_run_is_streamed_and_stopped_from_later_commands(cli, board, ti
     assert cli("board", "stop", BOARD).exit_code == 0  # stopping again is harmless
 
 
-def test_the_agent_refuses_an_oriented_box_model_in_one_line(cli, board, obb_onnx, scenes):
-    result = cli("board", "run", BOARD, obb_onnx, "--backend", "ort", "--source", scenes)
-    assert result.exit_code == 2 and "Traceback" not in result.stderr
-    assert "the agent failed" in result.stderr and "oriented-box (obb) model" in result.stderr
+def test_the_agent_streams_turned_boxes_of_an_oriented_box_model(cli, board, obb_onnx, scenes):
+    """Each detection of an OBB model comes back with its turned box and corners, exactly as the board computed them."""
+    result = cli("board", "run", BOARD, obb_onnx, "--backend", "ort", "--source", scenes, "--conf", 0.3, "--json")
+    assert result.exit_code == 0, result.stderr
+    frames = [json.loads(line) for line in result.stdout.splitlines()][:-1]
+    found = [d for f in frames for d in f["detections"]]
+    assert found and all(len(d["rbox"]) == 5 and len(d["corners"]) == 4 for d in found)
+    assert any(0.1 < d["rbox"][4] < 1.4 for d in found)  # turned, not upright

@@ -47,6 +47,20 @@ def test_board_eval_matches_the_host_and_sends_the_images_once(cli, board, tiny_
     assert "| float, board | desk |" in (tmp_path / "report" / "board-eval.md").read_text()
 
 
+@pytest.mark.slow  # the agent runs the split on the board over SSH (~10 s)
+def test_board_eval_scores_an_oriented_box_model_as_the_host_does(cli, board, obb_onnx, tmp_path):
+    """Turned boxes travel exactly: every image's detections are the host's (matched by rotated IoU), scored with
+    the OBB metric on both sides."""
+    data = generate(SynthConfig(tmp_path / "obb", images=24, size=96, generator="dense-1", task="obb"))
+    result = cli("board", "eval", BOARD, obb_onnx, "--backend", "ort", "--data", data, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    host, on_board = report["columns"]
+    assert report["settings"]["metric"].startswith("probiou") and report["settings"]["task"] == "obb"
+    assert host["map50_95"] == on_board["map50_95"] and host["map50"] == on_board["map50"]
+    assert report["agreement"]["share"] == 1.0 and report["raw"]["agrees"]
+
+
 def test_board_eval_refuses_a_mismatched_backend_before_connecting(cli, tiny_onnx, tmp_path):
     result = cli("board", "eval", "nowhere", tiny_onnx, "--data", tmp_path / "data.yaml")
     assert result.exit_code == 2 and "--backend rknnlite runs a .rknn model" in result.stderr

@@ -1,6 +1,6 @@
 """Oriented-box models: export to ONNX and RKNN (split layout with angle outputs, sidecar task obb), decoded by the
 studio's runtime exactly as ultralytics decodes the torch model, verified with rotated IoU; the live views, the
-deploy page and the board agent refuse them in one line until their drawing lands."""
+deploy page and the board agent take them and draw turned boxes."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ import torch
 from ultralytics.utils.nms import non_max_suppression
 from ultralytics.utils.ops import regularize_rboxes
 
-from deploy.errors import UserError
 from deploy.runtime.backends import OrtBackend
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import NmsConfig
@@ -74,20 +73,7 @@ def test_int8_rknn_export_verifies_with_rotated_iou(cli, obb_onnx, calib_dir, tm
     assert angle.dtype == "int8" and angle.scale * 255 < 3.2  # at most half a turn over 256 steps
 
 
-def test_live_views_and_the_deploy_page_refuse_an_obb_model_in_one_line(window, qtbot, obb_onnx, calib_dir):
-    from studio.core.live import LiveRequest, LiveSession
-
-    with pytest.raises(UserError, match="oriented-box .* live views and boards show detect models only"):
-        LiveSession(LiveRequest(model=obb_onnx, source=str(calib_dir)))
-    page = window.page("Live")
-    page.model.setText(str(obb_onnx))
-    page.source.setText(str(calib_dir))
-    page.start()
-    qtbot.waitUntil(lambda: window.last_error is not None, timeout=30000)
-    assert "oriented-box" in window.last_error.text()
-    window.last_error.close()
-    window.last_error = None
+def test_the_deploy_page_takes_an_obb_model(window, obb_onnx):
     deploy = window.page("Deploy")
     deploy.model.setText(str(obb_onnx))
-    assert not deploy._need_model()
-    assert window.last_error is not None and "oriented-box" in window.last_error.text()
+    assert deploy._need_model() and window.last_error is None

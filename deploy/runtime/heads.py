@@ -7,7 +7,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from deploy.errors import UserError
 from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.postprocess import FrameResult, NmsConfig, postprocess_split, postprocess_standard
 from deploy.runtime.postprocess_obb import postprocess_obb_split, postprocess_obb_standard
@@ -90,13 +89,3 @@ def head_for(meta: ModelMeta, heads: Optional[dict] = None) -> Head:
         raise ValueError(f"a {meta.task} model with the {meta.layout} layout cannot be run here (known: {known})")
     return make(meta)
 
-
-LIVE_TASKS = ("detect",)  # what the live views, the deploy page and the board agent show so far
-
-
-def check_live_task(meta: ModelMeta, model) -> None:
-    """One line (UserError) for a model the live views and boards cannot show yet: oriented boxes run with
-    `studio predict` and `studio eval` now; their live drawing and board streaming come later."""
-    if meta.task not in LIVE_TASKS:
-        raise UserError(f"{model} is an oriented-box ({meta.task}) model: run it with `studio predict` or "
-                        "`studio eval`; the live views and boards show detect models only, for now")

@@ -22,7 +22,6 @@ from deploy.board.doctor import diagnose, model_facts
 from deploy.board.images import ImagePush, push_images
 from deploy.board.remote_run import RunOptions
 from deploy.errors import UserError
-from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import FrameResult
 from studio.core.board import Access, push_model, start_run, stream_run
@@ -73,14 +72,14 @@ def same_detections(a: tuple, b: tuple) -> bool:
     score (same class, IoU >= SAME_IOU, scores within SCORE_STEP)."""
     from deploy.convert.verify import matched
 
-    _, sa, ca, ba = a
-    _, sb, cb, bb = b
+    ra, sa, ca, ba = a
+    rb, sb, cb, bb = b
     if len(sa) != len(sb):
         return False
     if not len(sa):
         return True
-    first = FrameResult(ba.astype(np.float32), sa, ca, np.zeros(len(sa), np.int64))
-    second = FrameResult(bb.astype(np.float32), sb, cb, np.zeros(len(sb), np.int64))
+    first = FrameResult(ba.astype(np.float32), sa, ca, np.zeros(len(sa), np.int64), ra)  # turned boxes: rotated IoU
+    second = FrameResult(bb.astype(np.float32), sb, cb, np.zeros(len(sb), np.int64), rb)
     if not matched(first, second, SAME_IOU).all():
         return False
     return bool(np.abs(np.sort(sa) - np.sort(sb)).max() < SCORE_STEP)
@@ -163,7 +162,6 @@ def board_eval(access: Access, req: BoardEvalRequest, job: Job) -> dict:
     """The side-by-side report (a dict, the JSON of `studio board eval`)."""
     model = Path(req.model)
     meta = read_model_meta(model)
-    check_live_task(meta, model)
     if (model.suffix == ".rknn") != (req.backend == "rknnlite"):
         raise UserError(f"--backend {req.backend} does not run {model.name}: rknnlite runs an .rknn, ort an .onnx")
     check_dataset(Path(req.data), (req.split,), task=meta.task)

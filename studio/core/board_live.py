@@ -13,7 +13,6 @@ from pathlib import Path
 
 from deploy.board.remote_run import AgentStream, RunOptions
 from deploy.runtime.detections import Detections
-from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
 from studio.core.board import Access, push_model, start_run, stop_run
 from studio.core.jobs import CancelToken, Job
@@ -37,7 +36,6 @@ class BoardLiveRequest:
 class BoardLiveSession:
     def __init__(self, req: BoardLiveRequest):
         self.meta = read_model_meta(req.model)
-        check_live_task(self.meta, req.model)
         self.req = req
         self.tile_grid: list = []
         self.meter = LiveMeter()

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy.runtime.detections import Detections
-from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.pipeline import percentiles
 from deploy.runtime.postprocess import NmsConfig
@@ -82,7 +81,6 @@ class LiveSession:
 
     def __init__(self, req: LiveRequest):
         self.meta = read_model_meta(req.model)
-        check_live_task(self.meta, req.model)
         self.req = req
         self.source = open_source(req.source, warn=lambda m: None)
         self.gate = Gate()

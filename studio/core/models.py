@@ -203,7 +203,7 @@ def _inspect_rknn(path: Path) -> ModelInfo:
         params, gflops = onnx_info["parameters"], onnx_info["gflops"]
     except (ValueError, UserError, FileNotFoundError):
         pass
-    return ModelInfo(path=str(path), kind="rknn", task="detect", names=meta.names, parameters=params, gflops=gflops,
+    return ModelInfo(path=str(path), kind="rknn", task=meta.task, names=meta.names, parameters=params, gflops=gflops,
                      imgsz=meta.imgsz, inputs={"images": [1, meta.imgsz, meta.imgsz, 3]},
                      outputs={n: [] for n in meta.outputs}, layout=meta.layout)
 

@@ -10,14 +10,18 @@ from deploy.runtime.detections import Detections
 
 
 def result_header(dets: Detections) -> dict:
-    """A result message's header: boxes, scores and classes as lists, timings, where the frame came from.
+    """A result message's header: boxes (and an oriented model's turned boxes, cx, cy, w, h, angle), scores and
+    classes as lists, timings, where the frame came from.
 
     Boxes and scores keep their float32 values exactly: an evaluation on the board ranks thousands of
     low scores, and rounding them makes ties that change its mAP."""
-    return {"type": "result", "frame": dets.frame, "source": dets.source, "worker": dets.worker,
-            "boxes": dets.boxes.astype(np.float32).tolist(), "scores": dets.scores.astype(np.float32).tolist(),
-            "classes": dets.classes.tolist(), "timings_ms": {k: round(v, 3) for k, v in dets.timings.items()},
-            "tile": dets.tile}
+    header = {"type": "result", "frame": dets.frame, "source": dets.source, "worker": dets.worker,
+              "boxes": dets.boxes.astype(np.float32).tolist(), "scores": dets.scores.astype(np.float32).tolist(),
+              "classes": dets.classes.tolist(), "timings_ms": {k: round(v, 3) for k, v in dets.timings.items()},
+              "tile": dets.tile}
+    if dets.rboxes is not None:
+        header["rboxes"] = dets.rboxes.astype(np.float32).tolist()
+    return header
 
 
 def result_line(dets: Detections, names: list) -> str:
@@ -31,9 +35,10 @@ def result_line(dets: Detections, names: list) -> str:
 def detections_from(header: dict, image: Optional[np.ndarray] = None) -> Detections:
     """The Detections a result message describes, with its decoded frame when one came along."""
     boxes = np.asarray(header["boxes"], np.float32).reshape(-1, 4)
+    rboxes = np.asarray(header["rboxes"], np.float32).reshape(-1, 5) if "rboxes" in header else None
     return Detections(boxes, np.asarray(header["scores"], np.float32), np.asarray(header["classes"], np.int32),
                       dict(header.get("timings_ms", {})), int(header.get("frame", 0)), header.get("source", ""),
-                      header.get("tile"), image, int(header.get("worker", -1)))
+                      header.get("tile"), image, int(header.get("worker", -1)), rboxes=rboxes)
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

@@ -27,7 +27,6 @@ from deploy.board.agent.options import AgentConfig
 from deploy.board.agent.raw import RawRecorder, raw_folder
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.backends import worker_backends
-from deploy.runtime.heads import check_live_task
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.run_loop import Gate, RunLoop, replayed
@@ -119,7 +118,6 @@ class Agent:
         try:
             try:
                 meta = read_model_meta(self.cfg.model)
-                check_live_task(meta, self.cfg.model)
                 self.names = list(meta.names)
             finally:
                 self.ready.set()

@@ -256,15 +256,14 @@ class DeployPage(QWidget):
                         on_failure=self.failed)
 
     def _need_model(self) -> bool:
-        """An exported model the board can show: its sidecar read and its task one the boards run."""
-        from deploy.runtime.heads import check_live_task
+        """An exported model the board can run: one whose sidecar reads."""
         from deploy.runtime.metadata import read_model_meta
 
         if not self.model.text():
             self.window().show_error("choose an exported model first")
             return False
         try:
-            check_live_task(read_model_meta(self.model.text()), self.model.text())
+            read_model_meta(self.model.text())
         except UserError as exc:
             self.window().show_error(str(exc))
             return False

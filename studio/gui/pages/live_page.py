@@ -6,6 +6,7 @@ skipped for display (never for inference): only the latest result waits to be sh
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -99,7 +100,7 @@ class LivePage(QWidget):
         self.chart = SpeedChart()
         self.lanes = WorkerLanes()
         self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["class", "score", "box (x1, y1, x2, y2)"])
+        self.table.setHorizontalHeaderLabels(["class", "score", "box (x1, y1, x2, y2 or cx, cy, w, h, angle)"])
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         side = QVBoxLayout()
@@ -248,7 +249,15 @@ class LivePage(QWidget):
         self.chart.add(stats.fps, stats.stage_ms.get("infer", 0.0))
         self.lanes.set_recent(stats.recent_workers, stats.worker_busy)
         self.table.setRowCount(len(dets))
-        for r, (box, score, cls) in enumerate(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.classes.tolist())):
+        for r, (score, cls) in enumerate(zip(dets.scores.tolist(), dets.classes.tolist())):
             name = self.names[cls] if cls < len(self.names) else str(cls)
-            for c, value in enumerate((name, f"{score:.2f}", ", ".join(f"{v:.0f}" for v in box))):
+            for c, value in enumerate((name, f"{score:.2f}", box_text(dets, r))):
                 self.table.setItem(r, c, QTableWidgetItem(value))
+
+
+def box_text(dets, row: int) -> str:
+    """A detection's box for the table: x1, y1, x2, y2; an oriented one as cx, cy, w, h and its angle in degrees."""
+    if dets.rboxes is None:
+        return ", ".join(f"{v:.0f}" for v in dets.boxes[row])
+    cx, cy, w, h, angle = dets.rboxes[row].tolist()
+    return f"{cx:.0f}, {cy:.0f}, {w:.0f}, {h:.0f}, {math.degrees(angle):.0f}\N{DEGREE SIGN}"
