@@ -172,7 +172,7 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
                 result = evaluate(EvalRequest(model=path, data=recipe.data, backend="rknn-sim", limit=limit))
                 ort_ms = _ort_ms(path.with_suffix(".onnx")) if variant["quant"] == "qdq" else None
                 build = rknn_log.summary(path.with_suffix(".rknn.log"))
-            row = {**variant, "map50_95": result.map50_95, "map50": result.map50,
+            row = {**variant, "map50_95": result.map50_95, "map50": result.map50, "metric": result.settings["metric"],
                    "small": result.per_size.get("small"), "images": result.images,
                    "bytes": path.stat().st_size, "host_ort_ms": ort_ms, "npu_build": build}
             if variant["format"] == "rknn":

@@ -29,7 +29,8 @@ def _markdown(report: dict) -> str:
              "", f"Recipe `{report['recipe']}`: {' -> '.join(report['stages'])}. "
                  f"Float model `{report['float_model']}`.",
              "RKNN rows are measured in rknn-toolkit2's simulator; `Mcycles` is the toolkit's static estimate for one "
-             "NPU core (not a board measurement); `host ORT ms` is ONNX Runtime on this machine's CPU.", "",
+             "NPU core (not a board measurement); `host ORT ms` is ONNX Runtime on this machine's CPU." +
+             (f" mAP: {report['rows'][0]['metric']}." if report["rows"][0].get("metric") else ""), "",
              "| variant | mAP50-95 | Δ points | mAP50 | small | MB | int8 convs | Mcycles | host ORT ms | "
              "min cosine |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
