@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterator
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.core import TyperGroup
 
 from deploy.errors import UnreachableError, UserError
@@ -89,7 +97,7 @@ class ProgressView:
         self.plain_lines = plain_lines and not self.live
         self.progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=stderr, transient=False, disable=not self.live,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=False, disable=not self.live,
         )
         self.tasks: dict[str, int] = {}
         self.current: str | None = None

@@ -23,6 +23,7 @@ from deploy.runtime.metadata import ModelMeta
 from deploy.runtime.pipeline import POLL_S, Pipeline, PipelineError, PipelineStats
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.sinks import Sink
+from deploy.runtime.tile_journal import TileJournal
 from deploy.runtime.tiling import merge_tiles, tile_frames
 
 
@@ -101,7 +102,7 @@ class RunLoop:
                  workers: int = 1, live: bool = False, tile: Optional[int] = None, overlap: float = 0.2,
                  sinks: Iterable[Sink] = (), gate: Optional[Gate] = None, keep_images: bool = False,
                  on_result: Optional[Callable[[Detections], None]] = None, close: Callable[[], None] = lambda: None,
-                 scene_max_det: Optional[int] = None):
+                 scene_max_det: Optional[int] = None, journal: Optional[TileJournal] = None):
         try:
             head_for(meta)  # a task or layout this runtime cannot decode fails here, as one line
         except ValueError as exc:
@@ -110,6 +111,7 @@ class RunLoop:
         self.pipeline = Pipeline(backends, meta, cfg, workers=workers, live=live,
                                  keep_images=keep_images or any(s.needs_images for s in self.sinks))
         self.tile, self.overlap, self.scene_max_det = tile, overlap, scene_max_det
+        self.journal = journal  # tiles finished by an earlier, interrupted run (and this run's, as they finish)
         self.gate = gate or Gate()
         self.on_result = on_result  # each pipeline result (a frame, or a tile before merging)
         self._close = close
@@ -132,8 +134,9 @@ class RunLoop:
         iteration ends."""
         frames = self.gate.frames(frames)
         if self.tile:
-            frames = self.gate.until_stopped(tile_frames(frames, self.tile, self.overlap))
-        running = self.pipeline.run(frames)
+            frames = self.gate.until_stopped(tile_frames(frames, self.tile, self.overlap,
+                                                         self.journal.has if self.journal else None))
+        running = self.journal.resumed(frames, self.pipeline.run) if self.journal else self.pipeline.run(frames)
         try:
             observed = self._observed(running)
             for dets in merge_tiles(observed, lambda: self.pipeline.cfg, self.scene_max_det) if self.tile else observed:

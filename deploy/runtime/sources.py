@@ -46,8 +46,9 @@ class ImageSource(Source):
     """Image files in order; an unreadable one is skipped with a warning, the rest still run."""
 
     def __init__(self, paths: list[str], warn: Callable[[str], None], windowed: bool = False,
-                 bands: Optional[tuple] = None):
+                 bands: Optional[tuple] = None, stretches: Optional[dict] = None):
         self.paths, self.warn, self.windowed, self.bands = paths, warn, windowed, bands
+        self.stretches = stretches or {}  # path -> the stretch an interrupted run read that raster with
         self.name = paths[0] if len(paths) == 1 else f"{len(paths)} images"
         self.skipped: list[str] = []
         self.rasters: list[dict] = []  # per raster read by windows: its path and reading settings
@@ -75,7 +76,7 @@ class ImageSource(Source):
         """A raster as a lazy image: its tiles are read window by window (tiling.py), never the whole."""
         from deploy.runtime.raster import RasterImage
 
-        raster = RasterImage(path, self.bands)
+        raster = RasterImage(path, self.bands, self.stretches.get(path))
         self.rasters.append({"path": path, **raster.settings})
         try:
             yield Frame(raster, index, path, 0.0)
@@ -117,9 +118,10 @@ def _images_in(folder: str) -> list[str]:
 
 
 def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Optional[int] = None,
-                windowed: bool = False, bands: Optional[tuple] = None) -> Source:
+                windowed: bool = False, bands: Optional[tuple] = None, stretches: Optional[dict] = None) -> Source:
     """Parse the source grammar; a UserError names what was wrong. windowed: rasters (GeoTIFF and the like)
-    are read tile window by tile window instead of whole (for tiled runs), as RGB from `bands` (1-based)."""
+    are read tile window by tile window instead of whole (for tiled runs), as RGB from `bands` (1-based),
+    16-bit ones scaled by `stretches[path]` when given (a resumed run), else by their own statistics."""
     if spec.startswith("camera:"):
         device = spec.split(":", 1)[1]
         if not device.isdigit():
@@ -129,17 +131,17 @@ def open_source(spec: str, warn: Callable[[str], None] = print, max_frames: Opti
         paths = _images_in(spec)
         if not paths:
             raise UserError(f"{spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageSource(paths, warn, windowed, bands)
+        return ImageSource(paths, warn, windowed, bands, stretches)
     if any(ch in spec for ch in "*?["):
         paths = sorted(p for p in glob.glob(spec) if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES)
         if not paths:
             raise UserError(f"{spec}: the pattern matches no images")
-        return ImageSource(paths, warn, windowed, bands)
+        return ImageSource(paths, warn, windowed, bands, stretches)
     if not os.path.exists(spec):
         raise UserError(f"{spec}: no such file, folder or camera")
     suffix = os.path.splitext(spec)[1].lower()
     if suffix in VIDEO_SUFFIXES:
         return VideoSource(spec, live=False, max_frames=max_frames)
     if suffix in IMAGE_SUFFIXES:
-        return ImageSource([spec], warn, windowed, bands)
+        return ImageSource([spec], warn, windowed, bands, stretches)
     raise UserError(f"{spec}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video ({', '.join(VIDEO_SUFFIXES)})")

@@ -37,21 +37,26 @@ def tile_grid(h: int, w: int, tile: int, overlap: float) -> list[tuple[int, int,
     return [(x, y, tile) for y in tile_origins(h, tile, overlap) for x in tile_origins(w, tile, overlap)]
 
 
-def tile_frames(frames: Iterable[Frame], tile: int, overlap: float) -> Iterator[Frame]:
+def tile_frames(frames: Iterable[Frame], tile: int, overlap: float,
+                skip: Optional[Callable[[Frame, int], bool]] = None) -> Iterator[Frame]:
     """Each frame becomes its tiles; `extra` records the scene, the offset and the tile grid. A lazy scene
-    (raster.RasterImage) is read window by window, and its tiles without a valid pixel are not run."""
+    (raster.RasterImage) is read window by window, and its tiles without a valid pixel are not run; a tile
+    that `skip(frame, k)` says is done already (a resumed run) is not read from it either (image None)."""
     for frame in frames:
         h, w = frame.image.shape[:2]
         empty = getattr(frame.image, "empty", None)
         grid = [(x, y, s) for x, y, s in tile_grid(h, w, tile, overlap) if not (empty and empty(x, y, tile))]
         count = len(grid)
         for k, (x, y, _) in enumerate(grid):
+            extra = {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": (h, w), "size": tile,
+                     "scene": frame.image}
+            if empty and skip is not None and skip(frame, k):
+                yield Frame(None, frame.index, frame.source, 0.0, extra)
+                continue
             start = time.perf_counter()
             crop = frame.image[y : y + tile, x : x + tile]
             read_ms = (time.perf_counter() - start) * 1e3 if empty else (frame.read_ms if k == 0 else 0.0)
-            yield Frame(crop, frame.index, frame.source, read_ms,
-                        {"offset": (x, y), "tile": k, "tiles": count, "scene_hw": (h, w), "size": tile,
-                         "scene": frame.image})
+            yield Frame(crop, frame.index, frame.source, read_ms, extra)
 
 
 def _cut_sides(boxes: np.ndarray, offset: tuple[int, int], size: int, scene_hw: tuple[int, int]) -> np.ndarray:
@@ -92,7 +97,7 @@ def merge_scene(tiles: list[Detections], cfg: NmsConfig, min_ios: float = 0.5,
     tile_ids, cut = np.concatenate(tile_ids), np.concatenate(cut)
     order = np.argsort(-scores, kind="stable")
     first = tiles[0]
-    scene = first.tile["scene"] if first.image is not None else None
+    scene = next((d.tile["scene"] for d in tiles if d.image is not None), None)  # kept for drawing sinks
     if rboxes:  # oriented boxes: their own notion of pieces and overlap (tiling_obb.py)
         turned = np.concatenate(rboxes)[order]
         turned, scores, classes = join_rotated(turned, scores[order], classes[order], tile_ids[order], cut[order],

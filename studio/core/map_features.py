@@ -9,7 +9,10 @@ files go through pyogrio, imported only here.
 """
 from __future__ import annotations
 
+import contextlib
 import struct
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -62,14 +65,30 @@ def write_features(dets: Detections, raster: str, names: list[str], folder: Path
             dets.scores.astype(np.float64)]
     geometry = wkb_polygons(rings)
     paths = {"gpkg": folder / f"{stem}.gpkg", "geojson": folder / f"{stem}.geojson"}
-    write(str(paths["gpkg"]), geometry, data, FIELDS, layer="detections", driver="GPKG", geometry_type="Polygon",
-          crs=crs)
+    with gpkg_date(raster):
+        write(str(paths["gpkg"]), geometry, data, FIELDS, layer="detections", driver="GPKG",
+              geometry_type="Polygon", crs=crs)
     options = {"RFC7946": "YES"} if crs else {}
     write(str(paths["geojson"]), geometry, data, FIELDS, driver="GeoJSON", geometry_type="Polygon", crs=crs,
           layer_options=options)
     return {"raster": raster, "objects": len(dets), **{k: str(v) for k, v in paths.items()},
             "coordinates": "map: GeoPackage in the raster's CRS, GeoJSON in WGS84 (RFC 7946)" if crs else
             "pixels: the raster has no geotransform (GeoJSON and GeoPackage hold pixel coordinates, no CRS)"}
+
+
+@contextlib.contextmanager
+def gpkg_date(raster: str) -> Iterator[None]:
+    """GeoPackage stamps its contents with the time of writing; stamp them with the raster's modification time
+    instead, so the same detections of the same scene make the same file (a resumed run, a rerun)."""
+    import pyogrio
+
+    stamp = datetime.fromtimestamp(Path(raster).stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": stamp})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})
 
 
 class FeatureSink(Sink):

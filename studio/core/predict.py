@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.errors import UserError
 from deploy.runtime.detections import Detections
+from deploy.runtime.digest import sha256_of
 from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.output import Output
 from deploy.runtime.postprocess import NmsConfig
@@ -15,6 +18,7 @@ from deploy.runtime.run_loop import RunLoop
 from deploy.runtime.run_options import RUN_OPTIONS
 from deploy.runtime.sinks import CallbackSink, ImageSink, JsonLinesSink, Sink, VideoSink
 from deploy.runtime.sources import ImageSource, open_source
+from deploy.runtime.tile_journal import TileJournal
 from studio.core.backend_factory import BackendPool
 from studio.core.jobs import Job
 from studio.core.map_features import FeatureSink
@@ -38,6 +42,7 @@ class PredictRequest:
     force: bool = False  # replace an existing `save` (or `features`) folder wholly
     bands: tuple[int, int, int] | None = None  # a raster's bands shown as RGB (default 1, 2, 3)
     features: Path | None = None  # folder for map features of each scene: GeoPackage and GeoJSON (map_features.py)
+    resume: bool = False  # a tiled run: continue an interrupted one from the tiles it finished
 
 
 @dataclass
@@ -68,13 +73,17 @@ def _source_paths(source: str) -> list[Path]:
 def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None = None,
             job: Job | None = None, warn: Callable[[str], None] | None = None) -> PredictSummary:
     """Detect objects in every frame of the source; results go to `on_result` and, with `save`, annotated
-    images (or a video) appear in that folder at the end, whole (a cancelled run leaves nothing there)."""
+    images (or a video) appear in that folder at the end, whole (a cancelled run leaves nothing there).
+    A tiled run with an output folder keeps its finished tiles beside it until it is published, so an
+    interrupted run resumes (req.resume) and ends with exactly what an uninterrupted one would have written."""
     RUN_OPTIONS.check_fields(req)
     meta = read_model_meta(req.model)
-    source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
-                         max_frames=req.max_frames, windowed=bool(req.tile) and not req.save, bands=req.bands)
     outputs = [Output(path, force=req.force, inputs=_source_paths(req.source)) for path in (req.save, req.features)
                if path]
+    journal = _journal(req)
+    source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
+                         max_frames=req.max_frames, windowed=bool(req.tile) and not req.save, bands=req.bands,
+                         stretches=journal.stretches() if journal else None)
     with contextlib.ExitStack() as stack:
         staged = [stack.enter_context(out) for out in outputs]  # each appears whole at the end, or not at all
         sinks: list[Sink] = []
@@ -85,9 +94,35 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
                          ImageSink(str(staged[0]), meta.names))
             saved = str(req.save / "annotated.avi") if is_video else str(req.save)
         features = FeatureSink(staged[-1], meta.names) if req.features else None
-        summary = _run(req, meta, source, sinks + ([features] if features else []), saved, on_result, job or Job())
+        summary = _run(req, meta, source, sinks + ([features] if features else []), saved, on_result, job or Job(),
+                       journal)
         summary.features = [_published(f, staged[-1], req.features) for f in features.written] if features else []
-        return summary
+    if journal is not None:
+        journal.finish()  # published: the tiles kept for a resume are no longer needed
+    return summary
+
+
+def _journal(req: PredictRequest) -> TileJournal | None:
+    """Where a tiled run with an output folder keeps its finished tiles: beside that folder, named after it."""
+    dest = req.features or req.save
+    if not req.tile or dest is None:
+        if req.resume:
+            raise UserError("--resume continues a tiled run (--tile) that writes --features or --save: those keep "
+                            "its finished tiles")
+        return None
+    manifest = {"model": sha256_of(Path(req.model)), "source": _source_identity(req.source), "backend": req.backend,
+                "tile": req.tile, "overlap": req.overlap, "conf": req.conf, "iou": req.iou, "max_det": req.max_det,
+                "bands": list(req.bands) if req.bands else None, "outputs": [str(p) for p in (req.save, req.features)]}
+    return TileJournal.open(Path(dest).parent / f".{Path(dest).name}.tiles", manifest, req.resume, req.force)
+
+
+def _source_identity(source: str) -> list:
+    """A source as a resumed run must find it: the spec, and a file's size and modification time."""
+    path = Path(source)
+    if path.is_file():
+        stat = path.stat()
+        return [source, stat.st_size, stat.st_mtime_ns]
+    return [source]
 
 
 def _published(entry: dict, staging: Path, final: Path) -> dict:
@@ -96,12 +131,12 @@ def _published(entry: dict, staging: Path, final: Path) -> dict:
 
 
 def _run(req: PredictRequest, meta, source, sinks: list[Sink], saved: str | None,
-         on_result: Callable[[Detections], None] | None, job: Job) -> PredictSummary:
+         on_result: Callable[[Detections], None] | None, job: Job, journal: TileJournal | None) -> PredictSummary:
     sinks = ([CallbackSink(on_result)] if on_result else []) + sinks
     pool = BackendPool(req.backend, Path(req.model), req.workers)
     loop = RunLoop(pool.factory(), meta, NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det),
                    workers=req.workers, live=source.live, tile=req.tile, overlap=req.overlap, sinks=sinks,
-                   close=pool.close)
+                   close=pool.close, journal=journal, on_result=TileProgress(job) if req.tile else None)
     count = detections = 0
     job.stage("predict", None, f"{req.backend} x{req.workers}")
     for dets in loop.results(source):
@@ -119,3 +154,17 @@ def json_lines_printer(names: list[str] | None = None) -> Callable[[Detections],
     """on_result that prints one JSON line per frame on stdout."""
     sink = JsonLinesSink(sys.stdout, names)
     return sink.write
+
+
+class TileProgress:
+    """The tiles of the current scene as a progress bar, with tiles/s (tiles a resumed run had done count as
+    done, not in the rate)."""
+
+    def __init__(self, job: Job):
+        self.job, self.started, self.run = job, time.perf_counter(), 0
+
+    def __call__(self, dets: Detections) -> None:
+        self.run += bool(dets.timings)  # a recorded tile carries no timings: it was not run now
+        rate = self.run / max(time.perf_counter() - self.started, 1e-9)
+        self.job.step("tiles", dets.tile["tile"] + 1, dets.tile["tiles"],
+                      f"{Path(dets.source).name}: {rate:.1f} tiles/s")
