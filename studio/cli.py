@@ -74,6 +74,7 @@ bench_app.command("pipeline")(bench.bench_pipeline_cmd)
 bench_app.command("import")(bench.bench_import_cmd)
 bench_app.command("merge")(bench.bench_merge_cmd)
 bench_app.command("why-obb")(bench.bench_why_obb_cmd)
+bench_app.command("scene")(bench.bench_scene_cmd)
 bench_app.command("gui-startup")(bench.bench_gui_startup_cmd)
 board.board_app.command("push")(board_deploy.push_cmd)
 board.board_app.command("run")(board_deploy.run_cmd)
@@ -100,12 +101,35 @@ def _check_every_command(*apps: typer.Typer) -> None:
 _check_every_command(app, models_app, data_app, bench_app, board.board_app)
 
 
+def _ultralytics_settings_exist() -> bool:
+    """Whether ultralytics has written its settings file on this machine already (where it looks first)."""
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if os.getenv("YOLO_CONFIG_DIR"):
+        base = Path(os.environ["YOLO_CONFIG_DIR"]).expanduser()
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif sys.platform == "win32":
+        base = Path.home() / "AppData" / "Roaming"
+    else:
+        base = Path(os.getenv("XDG_CONFIG_HOME", Path.home() / ".config"))
+    fallback = Path(tempfile.gettempdir()) / f"Ultralytics-{os.getuid()}" if hasattr(os, "getuid") else None
+    return any(p is not None and (p / "settings.json").is_file() for p in (base / "Ultralytics", fallback))
+
+
 def _quiet_ultralytics_first_run() -> None:
     """With --json, stdout must hold only the JSON: ultralytics announces, on stdout, the settings file
-    it creates the first time it is imported on a machine; import it now with stdout sent to stderr."""
+    it creates the first time it is imported on a machine; import it now with stdout sent to stderr. Only
+    then: importing it (and torch) costs a second and about 600 MB, which a command that never uses it
+    (predict, a board, a bench) should not pay."""
     import contextlib
     import sys
 
+    if _ultralytics_settings_exist():
+        return
     with contextlib.redirect_stdout(sys.stderr):
         import ultralytics.utils  # noqa: F401
 

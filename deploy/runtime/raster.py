@@ -11,7 +11,12 @@ is opened. What a window becomes:
   them), computed once; the stretch is recorded, and given back, scales a resumed run alike;
 - nodata pixels become 0, and a tile with no valid pixel (by the raster's mask, read once in
   strips and kept at 1/MASK_STEP scale, "any valid pixel" per block) is not run at all.
+
+GDAL keeps the blocks it has decoded in a cache that by default grows to 5% of the machine's
+memory; a run reads each block about once (a tile row's overlap again), so the cache is held to
+CACHE_MB unless GDAL_CACHEMAX is set in the environment.
 """
+import os
 from collections.abc import Sequence
 from typing import Optional
 
@@ -22,6 +27,7 @@ from deploy.errors import UserError
 STRETCH_PERCENTILES = (2.0, 98.0)
 SAMPLE_SIDE = 2048  # longest side of the decimated read the stretch is computed from
 MASK_STEP = 16  # scale of the validity mask that decides which tiles are empty
+CACHE_MB = 256  # GDAL's block cache: a 640-px tile row of a 50,000-px-wide scene, decoded, and room to spare
 STRIP_BLOCKS = 64  # rows of mask blocks read at once
 
 
@@ -33,6 +39,8 @@ class RasterImage:
             import rasterio
         except ImportError:
             raise UserError(f"{path}: reading large rasters by windows needs rasterio (pip install rasterio)") from None
+        if "GDAL_CACHEMAX" not in os.environ:  # read by GDAL when its cache is first used: set before any read
+            rasterio.env.set_gdal_config("GDAL_CACHEMAX", CACHE_MB)
         try:
             self.dataset = rasterio.open(path)
         except Exception as exc:  # rasterio's errors name the file and what GDAL could not do
@@ -110,9 +118,9 @@ class RasterImage:
         h, w = self.shape[:2]
         y0, y1, _ = rows.indices(h)
         x0, x1, _ = cols.indices(w)
-        data = self._read(Window(x0, y0, max(0, x1 - x0), max(0, y1 - y0)), masked=True)
+        data = self._read(Window(x0, y0, max(0, x1 - x0), max(0, y1 - y0)), masked=self._valid is not None)
         self.reads += 1
-        return self._to_rgb(data)
+        return self._to_rgb(data)  # a raster without nodata or mask is read plain: no mask to build
 
     def _to_rgb(self, data) -> np.ndarray:
         values = np.ma.getdata(data)

@@ -207,14 +207,21 @@ def merge_tiles(results: Iterable[Detections], cfg: Union[NmsConfig, Callable[[]
     threshold changed during a live run reaches the merge as well as the workers.
     """
     current = cfg if callable(cfg) else (lambda: cfg)
+
+    def merged(tiles: list[Detections]) -> Detections:
+        start = time.perf_counter()
+        dets = merge_scene(tiles, current(), scene_max_det=scene_max_det)
+        dets.timings["merge"] = (time.perf_counter() - start) * 1e3  # the scene's merge, once (not per tile)
+        return dets
+
     scene: list[Detections] = []
     for dets in results:
         if scene and dets.frame != scene[0].frame:
-            yield merge_scene(scene, current(), scene_max_det=scene_max_det)
+            yield merged(scene)
             scene = []
         scene.append(dets)
         if len(scene) == dets.tile["tiles"]:
-            yield merge_scene(scene, current(), scene_max_det=scene_max_det)
+            yield merged(scene)
             scene = []
     if scene:
-        yield merge_scene(scene, current(), scene_max_det=scene_max_det)
+        yield merged(scene)

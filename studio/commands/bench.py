@@ -166,3 +166,47 @@ def bench_why_obb_cmd(
         stdout.print(f"crowding {lo:.1f}-{hi:.1f}: {row['objects']:6d} objects  {recalls}", highlight=False)
     stdout.print(f"{result['objects']} objects ({result['objects_turned']} turned); at NMS IoU {iou} oriented "
                  f"boxes find {result['recall_gain_points']:+.1f} points more", highlight=False)
+
+
+@handles_errors
+def bench_scene_cmd(
+    model: Path = typer.Argument(..., help="An exported model with its sidecar (.onnx for ort, .rknn for rknn-sim)."),
+    size: int = typer.Option(30000, help="Side of the square GeoTIFF the bench paints, in pixels (30000: 2.7 GB of "
+                             "RGB, about 3,400 tiles of 640 px)."),
+    tile: int = typer.Option(640, help="Tile size."),
+    workers: int = typer.Option(2, help="Inference workers."),
+    backend: str = typer.Option("ort", help="ort | rknn-sim"),
+    band_rows: int = typer.Option(4, help="Tile rows of the reference band, run from memory and by windows."),
+    compress: str = typer.Option("deflate", help="The painted GeoTIFF's compression: deflate | lzw | zstd | none "
+                                 "(decoding costs CPU that inference on the same cores would use)."),
+    keep: Path | None = typer.Option(None, help="Folder for the painted raster and results (default: a temporary "
+                                     "folder, removed after); it needs about a third of the raw RGB size free."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """A scene bigger than memory, end to end: peak resident memory and tiles/s of `studio predict --tile
+    --features` over a GeoTIFF the bench paints, and windowed against in-memory reading of the same tiles.
+
+    Examples:\n
+      studio bench scene exports/obb.onnx --json                # 30000 px: minutes to paint, longer to run\n
+      studio bench scene exports/obb.onnx --size 4000 --json    # a quick look
+    """
+    from studio.cli_support import run_job
+    from studio.core.bench_scene import bench_scene
+
+    if size < tile or tile < 32 or workers < 1 or band_rows < 1:
+        raise UserError("--size must be at least --tile (>= 32 px), --workers and --band-rows at least 1")
+    if compress not in ("deflate", "lzw", "zstd", "none"):
+        raise UserError(f"--compress {compress}: deflate, lzw, zstd or none")
+    result = run_job(lambda job: bench_scene(model, size, tile, workers, backend, band_rows, keep, job, compress),
+                     json_out)
+    if json_out:
+        print_json(result)
+        return
+    band = result["band"]
+    stdout.print(f"{size} x {size} px ({result['raster_rgb_mb']:.0f} MB of RGB, {result['raster_mb']:.0f} MB on "
+                 f"disk): {result['tiles']} tiles at {result['tiles_per_s']:.1f} tiles/s, {result['objects']} "
+                 f"objects, merge {result['merge_ms']:.0f} ms, peak memory {result['peak_rss_mb']:.0f} MB",
+                 highlight=False)
+    stdout.print(f"reference band ({band['memory']['tiles']} tiles): {band['memory']['tiles_per_s']:.1f} tiles/s "
+                 f"from memory, {band['windows']['tiles_per_s']:.1f} by windows "
+                 f"({band['windows_vs_memory']:.2f}x)", highlight=False)

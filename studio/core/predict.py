@@ -56,6 +56,8 @@ class PredictSummary:
     stage_ms: dict
     saved: str | None
     rasters: list = field(default_factory=list)  # rasters read by windows: path, bands, stretch (to rerun alike)
+    tiles: int = 0  # with --tile: tiles run (a resumed run counts those it ran now)
+    merge_ms: float = 0.0  # with --tile: time spent joining tiles into scenes
     features: list = field(default_factory=list)  # map feature files written per scene
 
     def to_dict(self) -> dict:
@@ -138,16 +140,18 @@ def _run(req: PredictRequest, meta, source, sinks: list[Sink], saved: str | None
                    workers=req.workers, live=source.live, tile=req.tile, overlap=req.overlap, sinks=sinks,
                    close=pool.close, journal=journal, on_result=TileProgress(job) if req.tile else None)
     count = detections = 0
+    merge_ms = 0.0
     job.stage("predict", None, f"{req.backend} x{req.workers}")
     for dets in loop.results(source):
         count += 1
         detections += len(dets)
+        merge_ms += dets.timings.get("merge", 0.0)
         job.step("predict", count, None)
     stats = loop.stats
     return PredictSummary(count, detections, stats.dropped, list(getattr(source, "skipped", [])),
                           round(stats.seconds, 3), round(count / stats.seconds, 2) if stats.seconds else 0.0,
                           {k: round(v, 3) for k, v in stats.stage_ms.items()}, saved,
-                          list(getattr(source, "rasters", [])))
+                          list(getattr(source, "rasters", [])), stats.frames if req.tile else 0, round(merge_ms, 1))
 
 
 def json_lines_printer(names: list[str] | None = None) -> Callable[[Detections], None]:
