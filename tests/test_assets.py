@@ -46,7 +46,8 @@ def test_data_and_samples_steps(tmp_path):
 
 def test_bundle_skips_models_still_in_training(tmp_path):
     req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work", only="bundle")
-    assert build_assets(req)["bundle"] == ["student: not trained yet", "teacher: not trained yet"]
+    assert build_assets(req)["bundle"] == [f"{role}: not trained yet" for role in
+                                           ("student", "teacher", "student-obb", "teacher-obb")]
     assert not (tmp_path / "assets" / "models").exists()
 
 

@@ -109,11 +109,14 @@ def test_a_killed_run_resumes_to_the_same_bytes(cli, obb_onnx, scene16, tmp_path
     run = subprocess.Popen(command + ["--features", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tiles = len(tile_grid(400, 520, TILE, 0.2))
     deadline = time.monotonic() + 120
-    while len(list(_journal(out).glob("[!.]*.npz"))) < tiles // 2 and run.poll() is None and time.monotonic() < deadline:
+    def kept() -> int:
+        return len(list(_journal(out).glob("[!.]*.npz")))
+
+    while kept() < tiles // 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
-    done = len(list(_journal(out).glob("[!.]*.npz")))
+    done = kept()
     assert tiles // 2 <= done < tiles and not out.exists()
     resumed = cli("predict", obb_onnx, scene16, "--tile", TILE, "--conf", 0.3, "--features", out, "--resume")
     assert resumed.exit_code == 0, resumed.stderr

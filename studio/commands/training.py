@@ -51,8 +51,10 @@ def train_cmd(
 
 @handles_errors
 def assets_cmd(
-    only: str | None = typer.Option(None, help="One step: data | student | teacher | bundle | samples"),
-    epochs: int = typer.Option(60, help="Training epochs of each model."),
+    only: str | None = typer.Option(None, help="One step: data | student | teacher | data-obb | student-obb | "
+                                    "teacher-obb | bundle | samples"),
+    epochs: int = typer.Option(60, help="Training epochs of the upright student and teacher (the oriented-box pair "
+                               "has its own: 40 + 40 and 80)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Rebuild the bundled demo models, samples and video (hours on a CPU; every step resumes).
