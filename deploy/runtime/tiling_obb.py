@@ -34,17 +34,28 @@ def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ti
     one[ends] = [_end_to_end(quads, rboxes, areas, i[k], j[k], inter[k]) for k in ends]
     heads, group = unite(len(rboxes), i[one], j[one])
     out = rboxes[heads].astype(np.float32, copy=True)
-    for g in np.flatnonzero(np.bincount(group) > 1):
-        members = np.flatnonzero(group == g)
-        whole = members[np.argmax(areas[members])]
-        others = members[members != whole]
-        covered = bool((quad_overlaps(quads[others], quads[[whole] * len(others)]) >=
-                        min_ios * PIECE * areas[others]).all())
+    joined = np.flatnonzero(np.bincount(group)[group] > 1)  # the members of groups of two or more
+    if joined.size:
+        members = joined[np.lexsort((-areas[joined], group[joined]))]  # by group, the largest view first
+        first = np.r_[True, group[members][1:] != group[members][:-1]]
+        whole = members[first][np.cumsum(first) - 1]  # each member's group's largest view
+        others = ~first
+        held = quad_overlaps(quads[members[others]], quads[whole[others]]) >= min_ios * PIECE * areas[members[others]]
+        covered = np.ones(len(heads), bool)
+        np.logical_and.at(covered, group[members[others]], held)
         # a whole view that holds the other pieces is the object; else the pieces make it up together
-        out[g] = rboxes[whole] if covered else from_polygon(quads[members].reshape(-1, 2))
+        for g, start, stop in _runs(group[members]):
+            out[g] = rboxes[members[start]] if covered[g] else from_polygon(quads[members[start:stop]].reshape(-1, 2))
     best = np.full(len(heads), -np.inf, np.float32)
     np.maximum.at(best, group, scores)
     return out, best, classes[heads].astype(np.int32)
+
+
+def _runs(sorted_ids: np.ndarray):
+    """(id, start, stop) of each run of equal ids in a sorted array."""
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    stops = np.r_[starts[1:], len(sorted_ids)]
+    return zip(sorted_ids[starts].tolist(), starts.tolist(), stops.tolist())
 
 
 def _end_to_end(quads, rboxes, areas, a: int, b: int, inter: float) -> bool:
