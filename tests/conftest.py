@@ -82,6 +82,13 @@ def make_detector(nc: int = len(NAMES), seed: int = 0, obb: bool = False):
     return model
 
 
+def coloured_near(rgb: np.ndarray, point, colour, reach: int = 1) -> bool:
+    """Whether a pixel of an RGB picture within `reach` of `point` (x, y) has `colour`, give or take anti-aliasing."""
+    x, y = (int(round(v)) for v in point)
+    patch = rgb[max(y - reach, 0):y + reach + 1, max(x - reach, 0):x + reach + 1].reshape(-1, 3).astype(int)
+    return bool((np.abs(patch - np.array(colour)).max(1) <= 60).any())
+
+
 @pytest.fixture(scope="session")
 def detector_pt(tmp_path_factory) -> Path:
     """A .pt checkpoint in ultralytics' layout ({'model': ..., 'ema': None, ...})."""
@@ -96,6 +103,20 @@ def obb_pt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("obb") / "tiny-obb.pt"
     torch.save({"model": make_detector(obb=True), "ema": None, "epoch": -1}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def obb_student_onnx(tmp_path_factory) -> Path:
+    """The bundled oriented-box student exported at 320 px (trained: it finds real objects, so drawings can be
+    checked at known boxes)."""
+    from studio.cli import app
+
+    student = Path(__file__).parent.parent / "assets" / "models" / "student-obb.pt"
+    assert student.is_file(), f"{student} is missing: run `make assets`"
+    out = tmp_path_factory.mktemp("obb-student") / "student-obb.onnx"
+    result = CliRunner().invoke(app, ["export", str(student), "--imgsz", "320", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -78,3 +78,15 @@ def test_teacher_leads_the_student_by_three_points(cli, val_data, student_info):
     assert teacher["map50_95"] == pytest.approx(teacher_info["evaluation"]["val"]["map50_95"], abs=1e-4)
     student = student_info["evaluation"]["val"]["map50_95"]
     assert teacher["map50_95"] >= student + 0.03
+
+
+def test_the_oriented_box_student_is_the_file_its_card_describes():
+    """assets/models/student-obb.pt: the card's digest, architecture, data and the metric its figures use."""
+    from deploy.runtime.digest import sha256_of
+
+    student = STUDENT.with_name("student-obb.pt")
+    card = json.loads(student.with_suffix(".json").read_text())
+    assert sha256_of(student) == card["sha256"] and student.stat().st_size == card["bytes"]
+    assert card["architecture"] == "yolov8n-obb.yaml" and card["generator"]["generator"] == "dense-1"
+    assert card["evaluation"]["tool"].startswith("studio eval (probiou")
+    assert [s["epochs"] for s in card["stages"]] == [40, 40] and card["cpu_hours"] > 0

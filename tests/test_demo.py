@@ -21,6 +21,9 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tmp_path, monkeypatch):
     scene = tmp_path / "scene.jpg"  # a small scene keeps the tiled step quick at 64-px tiles
     cv2.imwrite(str(scene), np.random.default_rng(0).integers(0, 255, (200, 260, 3), dtype=np.uint8))
     monkeypatch.setattr(demo_module, "SAMPLE_SCENE", scene)
+    dense = tmp_path / "dense_scene.jpg"  # and a corner of the dense scene for the oriented-box student
+    cv2.imwrite(str(dense), cv2.imread(str(demo_module.DENSE_SCENE))[:256, :256])
+    monkeypatch.setattr(demo_module, "DENSE_SCENE", dense)
     out = tmp_path / "demo"
     args = ("demo", "--out", out, "--model", student, "--teacher", teacher, "--images", 20, "--imgsz", 64)
     first = cli(*args, "--json")
@@ -73,9 +76,12 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tmp_path, monkeypatch):
     assert [r["workers"] for r in runs] == [1, 2] and all(r["fps"] > 0 and r["in_order"] for r in runs)
     assert result["scene"]["frames"] == 1
     assert cv2.imread(result["scene"]["picture"]).shape[:2] == (200, 260)  # the whole scene, annotated
+    turned = result["obb_scene"]  # the bundled oriented-box student, exported by the demo, over the dense scene
+    assert turned["frames"] == 1 and turned["tiles"] == 25 and Path(turned["model"]).name == "student-obb.onnx"
+    assert cv2.imread(turned["picture"]).shape[:2] == (256, 256)
 
     md = Path(result["report"]).read_text()
-    assert "**Short-budget run.**" in md and "Bundled full-budget run" in md
+    assert "**Short-budget run.**" in md and "Bundled full-budget run" in md and "Oriented boxes on a dense scene" in md
     bundled = json.loads((demo_module.BUNDLED_REPORT / "compress_report.json").read_text())
     assert f"| qat | {bundled['rows'][-1]['map50_95']:.4f} |" in md  # the full-budget table, beside this run's
     assert f"| qat | {chain['rows'][-1]['map50_95']:.4f} |" in md

@@ -16,6 +16,7 @@ from deploy.runtime.metadata import read_model_meta
 from deploy.runtime.postprocess import NmsConfig
 from deploy.runtime.postprocess_obb import postprocess_obb_split
 from studio.core.models import load_detector
+from tests.conftest import coloured_near
 
 
 def test_onnx_export_writes_angle_outputs_and_task(cli, obb_pt, obb_onnx):
@@ -71,6 +72,45 @@ def test_int8_rknn_export_verifies_with_rotated_iou(cli, obb_onnx, calib_dir, tm
     assert meta.task == "obb" and [q.name for q in meta.quantization] == meta.outputs
     angle = meta.quantization[2]
     assert angle.dtype == "int8" and angle.scale * 255 < 3.2  # at most half a turn over 256 steps
+
+
+def _edge_midpoints(rbox) -> np.ndarray:
+    """(4, 2) the midpoints of a turned rectangle's sides."""
+    from deploy.runtime.rotated import corners
+
+    quad = corners(np.array([rbox], np.float32))[0]
+    return (quad + np.roll(quad, -1, axis=0)) / 2
+
+
+def test_the_live_panel_draws_turned_boxes_and_lists_their_angles(window, qtbot, obb_student_onnx, tmp_path):
+    """The last box drawn (the lowest score; nothing is drawn over it) is turned: the midpoints of its turned sides,
+    read back from the table, carry its class colour in the picture on screen."""
+    import cv2
+
+    from deploy.runtime.draw import class_color
+    from studio.core.demo import DENSE_SCENE
+
+    crop = tmp_path / "parking.png"  # 320 px of the dense scene: the model's own size, objects at their scale
+    cv2.imwrite(str(crop), cv2.imread(str(DENSE_SCENE))[400:720, 400:720])
+    page = window.page("Live")
+    page.model.setText(str(obb_student_onnx))
+    page.source.setText(str(crop))
+    page.conf[0].setValue(40)
+    page.start()
+    qtbot.waitUntil(lambda: page.frames_shown >= 1 or window.last_error is not None, timeout=60000)
+    page.stop()
+    assert window.last_error is None, window.last_error.text()
+    rows = page.table.rowCount()
+    assert rows > 0
+    last = page.table.item(rows - 1, 2).text()
+    assert last.endswith("\N{DEGREE SIGN}")
+    cx, cy, w, h, degrees = (float(v) for v in last.rstrip("\N{DEGREE SIGN}").split(","))
+    cls = page.names.index(page.table.item(rows - 1, 0).text())
+    image = page.view._pixmap.toImage()
+    rgb = np.array([[image.pixelColor(x, y).getRgb()[:3] for x in range(image.width())] for y in range(image.height())])
+    sides = _edge_midpoints([cx, cy, w, h, np.radians(degrees)])
+    inside = [p for p in sides if 0 <= p[0] < rgb.shape[1] and 0 <= p[1] < rgb.shape[0]]
+    assert inside and sum(coloured_near(rgb, p, class_color(cls)) for p in inside) >= len(inside) - 1
 
 
 def test_the_deploy_page_takes_an_obb_model(window, obb_onnx):

@@ -17,7 +17,7 @@ from deploy.runtime.frame import Frame
 from deploy.runtime.sources import Source
 from studio.core.pacing import PacedSource, video_fps
 from studio.gui.remote_sensing import FLIGHT, SCENE, RemoteSensingDemo, default_model, open_remote_sensing_demo
-from tests.conftest import NAMES
+from tests.conftest import NAMES, coloured_near
 
 TILE = 192  # the tiny model runs at 96 px: tiles of twice that give 14 x 14 tiles over 2048 px, fast enough
 SCENE_PX = 2048
@@ -237,3 +237,64 @@ def test_stop_ends_a_tiled_scene_without_running_all_its_tiles(tiny_onnx):
     session.run(lambda dets, stats: shown.append(dets))
     assert first_tile.is_set() and shown == []  # the cut-short scene is not shown as a whole one
     assert session.pipeline.stats.frames < 64 * 64 // 4
+
+
+def test_the_oriented_student_draws_turned_boxes_on_the_dense_scene(qtbot, obb_student_onnx, tmp_path):
+    """With the demo's export of the oriented-box student in place, the window opens on it and the dense scene; each
+    turned object drawn clear of the others shows its class colour at the middle of its turned sides, and not at the
+    corners of the upright box around it. Upright boxes are one choice away."""
+    import shutil
+
+    from deploy.runtime.draw import class_color
+    from deploy.runtime.rotated import corners
+    from studio.gui.remote_sensing import DENSE_SCENE, ORIENTED, UPRIGHT
+
+    exported = tmp_path / "exports" / "student-obb.onnx"
+    exported.parent.mkdir()
+    for suffix in ("", ".json"):
+        shutil.copyfile(f"{obb_student_onnx}{suffix}", f"{exported}{suffix}")
+    window = RemoteSensingDemo(tmp_path, tile=320)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.kind.currentText() == ORIENTED and window.scene_path == DENSE_SCENE
+    assert window.model.text() == str(exported)
+    window.start()
+    qtbot.waitUntil(lambda: window.scene_dets is not None or window.last_error is not None, timeout=120000)
+    window.stop()
+    assert window.last_error is None
+    dets = window.scene_dets
+    assert dets.rboxes is not None and len(dets) > 300  # a dense scene: hundreds of turned boxes
+    image = window.view.image.pixmap().toImage()
+    rgb = np.array([[image.pixelColor(x, y).getRgb()[:3] for x in range(image.width())]
+                    for y in range(image.height())])
+    quads = corners(dets.rboxes)
+    clear = []
+    for k in range(len(dets)):
+        lo, hi = quads[k].min(0), quads[k].max(0)
+        later = dets.boxes[k + 1:]  # drawn after k, maybe over it
+        overlaps = (later[:, 0] < hi[0] + 3) & (later[:, 2] > lo[0] - 3) & (later[:, 1] < hi[1] + 3) & \
+                   (later[:, 3] > lo[1] - 3)
+        angle = np.degrees(dets.rboxes[k, 4]) % 90
+        if not overlaps.any() and 25 < angle < 65 and min(dets.rboxes[k, 2:4]) > 8 and lo.min() > 4 and \
+                hi.max() < min(rgb.shape[:2]) - 4:
+            clear.append(k)
+    assert len(clear) >= 5
+    sides_drawn = corners_bare = large = 0
+    for k in clear:
+        colour = class_color(int(dets.classes[k]))
+        sides = (quads[k] + np.roll(quads[k], -1, axis=0)) / 2
+        sides_drawn += sum(coloured_near(rgb, p, colour) for p in sides) >= 3
+        if min(dets.rboxes[k, 2:4]) >= 16:  # the corners of its upright box lie s/2 px (or more) off its sides
+            x1, y1, x2, y2 = dets.boxes[k]
+            earlier = dets.boxes[:k][dets.classes[:k] == dets.classes[k]]  # ships moored hull to hull, say
+            for x, y in ((x1 + 1, y1 + 1), (x2 - 1, y2 - 1)):
+                inside = (earlier[:, 0] <= x) & (x <= earlier[:, 2]) & (earlier[:, 1] <= y) & (y <= earlier[:, 3])
+                if not inside.any():
+                    large += 1
+                    corners_bare += not coloured_near(rgb, (x, y), colour, reach=0)
+    assert sides_drawn == len(clear) and large >= 3 and corners_bare == large, (sides_drawn, corners_bare, large)
+
+    window.kind.setCurrentText(UPRIGHT)
+    assert window.scene_path == SCENE and window.scene_dets is None
+    window.close()
+

@@ -46,8 +46,9 @@ class Role:
 ROLES = {"student": Role("yolov8n.yaml"), "teacher": Role("yolov8s.yaml"),
          "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40, more=40),
          "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 80)}
-STEPS = ("data", "student", "teacher", "data-obb", "student-obb", "teacher-obb", "bundle", "samples")
+STEPS = ("data", "student", "teacher", "data-obb", "student-obb", "teacher-obb", "bundle", "samples", "dense-scene")
 DENSE = {"images": 1000, "size": 320, "seed": 0}  # the dense oriented-box benchmark the OBB models learn
+DENSE_SCENE = {"size": 1536, "seed": 7}  # the remote-sensing demo's dense scene (not an image the models learnt)
 
 
 @dataclass
@@ -104,8 +105,10 @@ def build_assets(req: AssetsRequest, job: Job | None = None) -> dict:
         elif step == "bundle":
             done[step] = [_bundle(req, role, job) if _finished(req, role) else f"{role}: not trained yet"
                           for role in ROLES]
-        else:
+        elif step == "samples":
             done[step] = _samples(req, job)
+        else:
+            done[step] = _dense_scene(req, job)
     return done
 
 
@@ -199,6 +202,24 @@ def _samples(req: AssetsRequest, job: Job) -> list[str]:
         job.stage("flight video")
         flight_video(image, staging / "flight.avi")
     return sorted(str(p) for p in samples.iterdir())
+
+
+def _dense_scene(req: AssetsRequest, job: Job) -> list[str]:
+    """A dense-1 scene with its oriented labels for the oriented-box demos: samples/dense_scene.jpg and .txt."""
+    import cv2
+
+    from studio.core.data.synth import label_text, render_image
+
+    job.stage("dense scene")
+    cfg = SynthConfig(req.work / "dense-scene", size=DENSE_SCENE["size"], seed=DENSE_SCENE["seed"],
+                      generator="dense-1", task="obb")
+    image, labels = render_image(cfg, 0)
+    samples = req.out / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    write_image(samples / "dense_scene.jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    with staged(samples / "dense_scene.txt") as tmp:
+        tmp.write_text(label_text(labels))
+    return [str(samples / "dense_scene.jpg"), str(samples / "dense_scene.txt")]
 
 
 def flight_video(scene: np.ndarray, path: Path, size: int = 320, frames: int = 150, fps: int = 15) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from deploy.errors import UserError
+from studio.core.demo import DENSE_SCENE, obb_student_onnx
 from studio.core.demo import SAMPLE_FLIGHT as FLIGHT
 from studio.core.demo import SAMPLE_SCENE as SCENE
 from studio.core.demo import SCENE_OVERLAP as OVERLAP
@@ -34,6 +36,8 @@ from studio.gui.common import PathField, show_error
 from studio.gui.image_view import ImageView
 from studio.gui.live_runner import LiveRunner
 from studio.gui.scene_view import ZOOM_STEP, SceneView
+
+ORIENTED, UPRIGHT = "Oriented boxes, dense scene", "Upright boxes, scene"
 
 
 def default_model(out: Path) -> Path | None:
@@ -77,6 +81,10 @@ class RemoteSensingDemo(QWidget):
     def __init__(self, out: Path = Path("out/demo"), model: Path | None = None, parent=None, *, tile: int = 320,
                  conf: float = 0.25, scene: Path = SCENE, flight: Path = FLIGHT):
         super().__init__(parent)
+        oriented = model is None and scene == SCENE and obb_student_onnx(out).is_file() and DENSE_SCENE.is_file()
+        if oriented:  # the oriented-box student on the dense scene, when the demo has exported it
+            scene, model = DENSE_SCENE, obb_student_onnx(out)
+        self.out = out
         self.tile, self.conf, self.scene_path, self.flight_path = tile, conf, scene, flight
         self.scene_runner: LiveRunner | None = None
         self.flight_runner: FlightRunner | None = None
@@ -103,7 +111,14 @@ class RemoteSensingDemo(QWidget):
         self.start_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
+        self.kind = QComboBox()
+        self.kind.addItems([UPRIGHT, ORIENTED])
+        self.kind.setCurrentText(ORIENTED if oriented else UPRIGHT)
+        self.kind.setToolTip("Oriented boxes: the bundled oriented-box student on a dense scene; upright boxes: the "
+                             "demo's detector on the sparse scene")
+        self.kind.currentTextChanged.connect(self._choose)
         controls = QHBoxLayout()
+        controls.addWidget(self.kind)
         controls.addWidget(QLabel("Model"))
         controls.addWidget(self.model, 1)
         for widget in (self.workers, self.start_button, self.stop_button):
@@ -127,7 +142,7 @@ class RemoteSensingDemo(QWidget):
         self.counts.horizontalHeader().setStretchLastSection(True)
         self.counts.verticalHeader().setVisible(False)
         self.counts.setMaximumHeight(150)
-        scene_box = QGroupBox(f"Whole scene, tiled: {scene.name}")
+        scene_box = self.scene_box = QGroupBox(f"Whole scene, tiled: {scene.name}")
         s_layout = QVBoxLayout(scene_box)
         s_layout.addLayout(view_bar)
         s_layout.addWidget(self.view, 1)
@@ -153,6 +168,20 @@ class RemoteSensingDemo(QWidget):
         self.progress.timeout.connect(self._show_progress)
         self._load_scene()
         self._set_running(False)
+
+    def _choose(self, kind: str) -> None:
+        """Switch between the oriented-box student on the dense scene and the upright detector on the scene."""
+        self.stop()
+        oriented = kind == ORIENTED
+        self.scene_path = DENSE_SCENE if oriented else SCENE
+        model = obb_student_onnx(self.out) if oriented else default_model(self.out)
+        self.model.setText(str(model) if model and model.is_file() else "")
+        self.labelled = labelled_counts(self.scene_path.with_suffix(".txt"))
+        self.scene_box.setTitle(f"Whole scene, tiled: {self.scene_path.name}")
+        self.scene_dets = None
+        self.counts.setRowCount(0)
+        self.scene_status.setText("Press Start to run the scene.")
+        self._load_scene()
 
     def _load_scene(self) -> None:
         """The scene and the tile grid the session will use, before anything runs."""
