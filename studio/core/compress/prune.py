@@ -118,9 +118,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     out = Path(req.out)
     claim_run(out, req.resume, req.force, "pruning run", remove=main)
     distributed.barrier(ctx)
-    model, source = load_detector(str(req.model))
-    if labels:  # oriented labels for an OBB model, upright ones otherwise
-        check_kind(Path(req.data), labels, model_task(model))
+    model, source = _loaded(req, labels)
     imgsz, loop_cfg, hyp = _training_setup(req, model, out)
     protect = _protected(model, req.protect)
     example = torch.zeros(1, 3, imgsz, imgsz)
@@ -148,8 +146,7 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
             job.stage(f"prune step {i}/{req.steps}", None, f"to {1 - share:.0%} of the {target.measure}")
             _prune_step(model, example, req, target, share, before, loop_cfg, hyp, protect)
             record = {"step": i, "share": round(share, 4), "pruned": str(step_dir / "pruned.pt")}
-            save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz, model_task(model)),
-                            -1)
+            save_checkpoint(model, Path(record["pruned"]), hyp or default_hyperparameters(imgsz, model_task(model)), -1)
             _save_progress(progress_file, done, record)
             distributed.share_from_main(record, ctx)
         gflops, params = _measure(model, example)
@@ -164,6 +161,17 @@ def prune(req: PruneRequest, job: Job | None = None) -> PruneResult:
     write_json_atomic(out / "prune_report.json", result.to_dict())
     distributed.barrier(ctx)
     return result
+
+
+def _loaded(req: PruneRequest, labels: str):
+    """(model, its path); a model refused in one line when the data's labels are of the other kind."""
+    from studio.core.compress.yolo import model_task
+    from studio.core.models import load_detector
+
+    model, source = load_detector(str(req.model))
+    if labels:  # oriented labels for an OBB model, upright ones otherwise
+        check_kind(Path(req.data), labels, model_task(model))
+    return model, source
 
 
 def _final(model, example, req: PruneRequest, target, source, imgsz: int, hyp, loop_cfg, before, base_map,
