@@ -81,12 +81,13 @@ def load_detector(name: str, nc: int | None = None):
 
 
 def _build_from_yaml(path, nc: int | None = None):
-    from ultralytics.nn.tasks import DetectionModel, OBBModel, guess_model_task
+    from ultralytics.nn.tasks import DetectionModel, OBBModel, guess_model_task, yaml_model_load
 
     try:
         with ultralytics_quiet():
-            kind = OBBModel if guess_model_task(str(path)) == "obb" else DetectionModel
-            return kind(str(path), nc=nc, verbose=False).eval()
+            config = yaml_model_load(str(path))  # a dict: guessing from a bare name warns on stdout
+            kind = OBBModel if guess_model_task(config) == "obb" else DetectionModel
+            return kind(config, nc=nc, verbose=False).eval()
     except Exception as exc:
         raise UserError(f"{path}: not a usable ultralytics detection architecture ({exc})") from None
 
