@@ -13,7 +13,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -45,7 +45,6 @@ class LoopConfig:
     val_limit: int | None = None  # validate on the first N val images only
     resume: bool = False
     overrides: dict = field(default_factory=dict)  # any other ultralytics hyper-parameter
-    task: str = "detect"  # obb: oriented labels and ultralytics' OBB loss (fit takes it from the model)
 
 
 @dataclass
@@ -59,12 +58,13 @@ class LoopResult:
     seconds: float
 
 
-def hyperparameters(cfg: LoopConfig):
-    """Ultralytics' hyper-parameter namespace (loss gains, augmentation) for this run."""
+def hyperparameters(cfg: LoopConfig, task: str = "detect"):
+    """Ultralytics' hyper-parameter namespace (loss gains, augmentation) for this run of a model of `task` (obb:
+    oriented labels are read and ultralytics' OBB loss is used)."""
     from ultralytics.cfg import get_cfg
 
     return get_cfg(overrides={"imgsz": cfg.imgsz, "batch": cfg.batch, "workers": cfg.workers, "seed": cfg.seed,
-                              "data": str(cfg.data), "close_mosaic": cfg.close_mosaic, "task": cfg.task,
+                              "data": str(cfg.data), "close_mosaic": cfg.close_mosaic, "task": task,
                               **cfg.overrides})
 
 
@@ -166,7 +166,7 @@ def prepare_training(model: nn.Module, cfg: LoopConfig):
     gradients on."""
     from studio.core.compress.yolo import model_task
 
-    hyp = hyperparameters(replace(cfg, task=model_task(model)))
+    hyp = hyperparameters(cfg, model_task(model))
     model.args = hyp  # the detection loss reads its gains from here
     model.criterion = None  # rebuilt for the current (possibly pruned) head
     for name, p in model.named_parameters():  # all but the head's fixed DFL projection, as ultralytics does

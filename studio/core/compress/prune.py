@@ -198,9 +198,8 @@ def _training_setup(req: PruneRequest, model, out: Path):
     if imgsz % 32:
         raise UserError(f"--imgsz {imgsz} is not a multiple of 32")
     loop_cfg = LoopConfig(data=Path(req.data) if req.data else Path(), epochs=req.finetune_epochs, out=out,
-                          imgsz=imgsz, batch=req.batch, workers=req.workers, val_limit=req.val_limit,
-                          task=model_task(model))
-    return imgsz, loop_cfg, hyperparameters(loop_cfg) if req.data else None
+                          imgsz=imgsz, batch=req.batch, workers=req.workers, val_limit=req.val_limit)
+    return imgsz, loop_cfg, hyperparameters(loop_cfg, model_task(model)) if req.data else None
 
 
 def _progress(req: PruneRequest, progress_file: Path) -> dict:

@@ -120,8 +120,8 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
     teacher = load_detector(str(req.teacher))[0] if req.teacher else float_model
     base = LoopConfig(data=Path(req.data), epochs=1, out=out, imgsz=req.imgsz, batch=req.batch, lr=req.lr,
-                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5, task=model_task(float_model))
-    hyp = hyperparameters(base)
+                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5)
+    hyp = hyperparameters(base, model_task(float_model))
     extra = {"studio": {"operation": "qat", "source": str(req.model), "bits": list(req.bits),
                         "teacher": str(req.teacher) if req.teacher else "self (float)",
                         "kd": req.kd.to_dict(), **provenance(Path(req.model))}}
@@ -220,13 +220,14 @@ def _train_stage(student, teacher, req: QatRequest, cfg, job: Job, extra: dict) 
     from studio.core.compress.kd_step import Distiller
     from studio.core.compress.loop import fit, hyperparameters
     from studio.core.compress.teacher_tuning import TeacherTuner
+    from studio.core.compress.yolo import model_task
 
     extra_loss, extra_modules = None, None
     if req.kd.terms:
         distiller = Distiller(teacher, student, req.kd, req.imgsz)
         extra_loss, extra_modules = distiller, distiller.adapters
         if req.tune_teacher:  # the adapted teacher is part of the resumable state
-            extra_loss = TeacherTuner(distiller, hyperparameters(cfg), every=req.tune_every)
+            extra_loss = TeacherTuner(distiller, hyperparameters(cfg, model_task(teacher)), every=req.tune_every)
             extra_modules = nn.ModuleList([distiller.adapters, teacher])
     result = fit(student, cfg, job, extra_loss=extra_loss, extra_modules=extra_modules,
                  stage=f"qat int{model_bits(student)}", checkpoint_extra=extra)

@@ -45,8 +45,8 @@ def raw_head_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """
     head = detect_head(model)
     feats = neck_features(model, x)
-    branches = [head.cv2, head.cv3, *([head.cv4] if hasattr(head, "cv4") else [])]
-    return [branch[i](f) for branch in branches for i, f in enumerate(feats)]
+    branches = [list(head.cv2), list(head.cv3), angle_branches(model)]
+    return [branch[i](f) for branch in branches if branch for i, f in enumerate(feats)]
 
 
 def head_output_convs(model: nn.Module) -> list[nn.Module]:
