@@ -166,16 +166,20 @@ def run_demo(req: DemoRequest, job: Job | None = None) -> DemoResult:
 
 def _scene(model: Path, req: DemoRequest, job: Job) -> dict:
     """The bundled 2048-px scene cut into tiles, detections merged across them, saved as a picture."""
+    return _tiled(model, SAMPLE_SCENE, req.out / "scene", req, job)
+
+
+def _tiled(model: Path, scene: Path, folder: Path, req: DemoRequest, job: Job) -> dict:
+    """`scene` in tiles of the demo's size on 2 workers, merged; the annotated picture saved in `folder` (the
+    demo's own: replaced); the predict summary with the scene's size and the picture's path."""
     import cv2
 
-    from deploy.runtime.tiling import tile_grid
     from studio.core.predict import PredictRequest, predict
 
-    summary = predict(PredictRequest(model=model, source=str(SAMPLE_SCENE), tile=req.imgsz, overlap=SCENE_OVERLAP,
-                                     workers=2, save=req.out / "scene", force=True), job=job)  # the demo's own
-    h, w = cv2.imread(str(SAMPLE_SCENE)).shape[:2]
-    return {**summary.to_dict(), "tiles": len(tile_grid(h, w, req.imgsz, SCENE_OVERLAP)),
-            "picture": str(req.out / "scene" / f"{SAMPLE_SCENE.stem}_000000.jpg")}
+    summary = predict(PredictRequest(model=model, source=str(scene), tile=req.imgsz, overlap=SCENE_OVERLAP,
+                                     workers=2, save=folder, force=True), job=job)
+    h, w = cv2.imread(str(scene)).shape[:2]
+    return {**summary.to_dict(), "size": [w, h], "picture": str(folder / f"{scene.stem}_000000.jpg")}
 
 
 def obb_student_onnx(out: Path) -> Path:
@@ -185,20 +189,12 @@ def obb_student_onnx(out: Path) -> Path:
 
 def _obb_scene(req: DemoRequest, job: Job) -> dict:
     """The bundled oriented-box student, exported once, over the dense scene in tiles; the picture saved."""
-    import cv2
-
-    from deploy.runtime.tiling import tile_grid
     from studio.core.export import ExportRequest, export_model
-    from studio.core.predict import PredictRequest, predict
 
     onnx = obb_student_onnx(req.out)
     if not onnx.is_file():
         job.stage("export the oriented-box student")
         export_model(ExportRequest(model=str(BUNDLED_OBB_STUDENT), imgsz=req.imgsz, out=onnx, force=True), job)
-    summary = predict(PredictRequest(model=onnx, source=str(DENSE_SCENE), tile=req.imgsz, overlap=SCENE_OVERLAP,
-                                     workers=2, save=req.out / "dense-scene", force=True), job=job)
-    h, w = cv2.imread(str(DENSE_SCENE)).shape[:2]
     labels = DENSE_SCENE.with_suffix(".txt")
-    return {**summary.to_dict(), "model": str(onnx), "tiles": len(tile_grid(h, w, req.imgsz, SCENE_OVERLAP)),
-            "size": [w, h], "labelled": len(labels.read_text().splitlines()) if labels.is_file() else None,
-            "picture": str(req.out / "dense-scene" / f"{DENSE_SCENE.stem}_000000.jpg")}
+    return {**_tiled(onnx, DENSE_SCENE, req.out / "dense-scene", req, job), "model": str(onnx),
+            "labelled": len(labels.read_text().splitlines()) if labels.is_file() else None}
