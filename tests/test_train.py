@@ -87,3 +87,25 @@ def test_a_damaged_checkpoint_is_one_line_naming_force(cli, tmp_path):
                  "--resume")
     assert result.exit_code == 2 and "last.pt is damaged" in result.stderr and "--force" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_init_starts_an_oriented_box_architecture_from_a_detectors_matching_layers(detector_pt):
+    import torch
+
+    from studio.core.train import started_model
+
+    detector = torch.load(detector_pt, map_location="cpu", weights_only=False)["model"].state_dict()
+    fresh = started_model(TrainRequest(model="yolov8n-obb.yaml", data=detector_pt)).model.state_dict()
+    started = started_model(TrainRequest(model="yolov8n-obb.yaml", data=detector_pt, init=str(detector_pt)))
+    weights = started.model.state_dict()
+    same = [k for k in weights if k in detector and weights[k].shape == detector[k].shape]
+    assert len(same) > 0.8 * len(weights) and started.task == "obb"
+    assert all(torch.equal(weights[k], detector[k].float()) for k in same)
+    assert not torch.equal(fresh["model.0.conv.weight"], weights["model.0.conv.weight"])
+    assert any(k not in same for k in weights if ".cv4." in k)  # the angle branch has no counterpart: as built
+
+
+def test_init_that_does_not_exist_is_one_line(cli, tmp_path):
+    result = cli("train", "yolov8n-obb.yaml", "--data", str(tmp_path / "data.yaml"), "--init",
+                 str(tmp_path / "none.pt"))
+    assert result.exit_code == 2 and "none.pt" in result.stderr and "Traceback" not in result.stderr

@@ -61,11 +61,14 @@ def predict_cmd(
                                      "false colour); default 1,2,3, one band as grey."),
     features: Path | None = typer.Option(None, help="Folder for map features per image: <name>.gpkg (the raster's "
                                          "CRS) and <name>.geojson (WGS84); pixel coordinates without a geotransform."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --save or --features folder (wholly); "
-                               "with --tile, also drop an interrupted run's progress and start over."),
-    resume: bool = typer.Option(False, "--resume", help="With --tile and --features or --save: continue an interrupted "
-                                "run from the tiles it finished (same model and settings); the result is what an "
-                                "uninterrupted run writes."),
+    labels: Path | None = typer.Option(None, help="With --tile: folder for labels to re-train on: "
+                                       "dota/<name>.txt per scene and the tiles as a YOLO dataset (data.yaml). They "
+                                       "are the model's own detections: review them before training."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --save, --features or --labels folder "
+                               "(wholly); with --tile, also drop an interrupted run's progress and start over."),
+    resume: bool = typer.Option(False, "--resume", help="With --tile and --features, --labels or --save: continue "
+                                "an interrupted run from the tiles it finished (same model and settings); the result "
+                                "is what an uninterrupted run writes."),
     max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
 ):
@@ -76,7 +79,8 @@ def predict_cmd(
       studio predict out/compress/bundle/qat.rknn scene.png --backend rknn-sim --tile 320 --overlap 0.2\n
       studio predict exports/best.onnx camera:0 --workers 2 --json      # (on a board: studio board run)\n
       studio predict exports/obb.onnx scene.tif --tile 640 --features out/map   # read by windows; QGIS opens out/map\n
-      studio predict exports/obb.onnx scene.tif --tile 640 --features out/map --resume   # after Ctrl-C or a crash
+      studio predict exports/obb.onnx scene.tif --tile 640 --features out/map --resume   # after Ctrl-C or a crash\n
+      studio predict exports/obb.onnx scene.tif --tile 640 --labels out/mine   # studio train --data out/mine/data.yaml
     """
     from studio.core.predict import PredictRequest, json_lines_printer, predict
 
@@ -88,7 +92,7 @@ def predict_cmd(
         raise UserError(f"--bands {bands!r}: three band numbers, e.g. 3,2,1")
     req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
                          conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force,
-                         features=features, bands=band_triple, resume=resume)
+                         features=features, bands=band_triple, resume=resume, labels=labels)
     on_result = None
     if json_out:
         from deploy.runtime.metadata import read_model_meta
@@ -104,5 +108,8 @@ def predict_cmd(
     for written in summary.features:
         stdout.print(f"{written['objects']} objects as map features: {written['geojson']}, {written['gpkg']} "
                      f"({written['coordinates']})", highlight=False)
+    for written in summary.labels:
+        stdout.print(f"{written['objects']} objects as labels of {written['tiles']} tiles: "
+                     f"{written['folder']}/data.yaml", highlight=False)
     if summary.skipped:
         stdout.print(f"skipped {len(summary.skipped)} unreadable file(s)", highlight=False)

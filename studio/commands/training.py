@@ -23,13 +23,18 @@ def train_cmd(
                                "(it is deleted)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show ultralytics' own log."),
     devices: str = typer.Option("cpu", help="cpu, or GPU ids like 0,1 (ultralytics then trains with DDP itself)."),
+    init: str = typer.Option(None, help="Start the architecture from this .pt's layers of matching shape (e.g. "
+                             "a detector's backbone and neck for an -obb.yaml); the .pt is run as code, so only "
+                             "give one you trust."),
     nproc: int = typer.Option(1, help="CPU processes (torchrun + DDP with gloo, the studio's training loop); "
                                       "for several machines: docs/scale-out.md."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Train a detector with ultralytics (CPU, or GPUs with --devices); checkpoints every epoch, resumable.
 
-    With --nproc N it trains on N CPU processes with the studio's own loop (DDP, gloo).
+    With --nproc N it trains on N CPU processes with the studio's own loop (DDP, gloo). With --init, an
+    architecture starts from another model's weights where the layers match: an oriented-box model learns
+    faster from a trained detector's backbone than from nothing.
 
     Example: studio train yolov8n.pt --data data/mine/data.yaml --epochs 30 --imgsz 320 --name mine
     """
@@ -39,7 +44,7 @@ def train_cmd(
         raise UserError("--nproc is for CPU processes; with GPUs give --devices 0,1 and ultralytics runs DDP")
     launch_if_asked(nproc)
     req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
-                       name=name, resume=resume, force=force, verbose=verbose, devices=devices)
+                       name=name, resume=resume, force=force, verbose=verbose, devices=devices, init=init)
     result = run_job(lambda job: train(req, job), json_out)
     if not speaks_for_the_run():
         return
@@ -54,7 +59,7 @@ def assets_cmd(
     only: str | None = typer.Option(None, help="One step: data | student | teacher | data-obb | student-obb | "
                                     "teacher-obb | bundle | samples"),
     epochs: int = typer.Option(60, help="Training epochs of the upright student and teacher (the oriented-box pair "
-                               "has its own: 40 + 40 and 80)."),
+                               "has its own: 40 + 40 and 24)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Rebuild the bundled demo models, samples and video (hours on a CPU; every step resumes).

@@ -22,6 +22,7 @@ from deploy.runtime.tile_journal import TileJournal
 from studio.core.backend_factory import BackendPool
 from studio.core.jobs import Job
 from studio.core.map_features import FeatureSink
+from studio.core.scene_labels import LabelSink
 
 
 @dataclass
@@ -43,6 +44,7 @@ class PredictRequest:
     bands: tuple[int, int, int] | None = None  # a raster's bands shown as RGB (default 1, 2, 3)
     features: Path | None = None  # folder for map features of each scene: GeoPackage and GeoJSON (map_features.py)
     resume: bool = False  # a tiled run: continue an interrupted one from the tiles it finished
+    labels: Path | None = None  # a tiled run: folder for DOTA labels per scene and a YOLO dataset of its tiles
 
 
 @dataclass
@@ -59,6 +61,7 @@ class PredictSummary:
     tiles: int = 0  # with --tile: tiles run (a resumed run counts those it ran now)
     merge_ms: float = 0.0  # with --tile: time spent joining tiles into scenes
     features: list = field(default_factory=list)  # map feature files written per scene
+    labels: list = field(default_factory=list)  # per scene: objects and tiles written as training labels
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -79,9 +82,11 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     A tiled run with an output folder keeps its finished tiles beside it until it is published, so an
     interrupted run resumes (req.resume) and ends with exactly what an uninterrupted one would have written."""
     RUN_OPTIONS.check_fields(req)
+    if req.labels and not req.tile:
+        raise UserError("--labels writes the tiles of a tiled run: give --tile too (the size to train at)")
     meta = read_model_meta(req.model)
-    outputs = [Output(path, force=req.force, inputs=_source_paths(req.source)) for path in (req.save, req.features)
-               if path]
+    folders = [path for path in (req.save, req.features, req.labels) if path]
+    outputs = [Output(path, force=req.force, inputs=_source_paths(req.source)) for path in folders]
     journal = _journal(req)
     source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
                          max_frames=req.max_frames, windowed=bool(req.tile) and not req.save, bands=req.bands,
@@ -95,10 +100,15 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
             sinks.append(VideoSink(str(staged[0] / "annotated.avi"), names=meta.names) if is_video else
                          ImageSink(str(staged[0]), meta.names))
             saved = str(req.save / "annotated.avi") if is_video else str(req.save)
-        features = FeatureSink(staged[-1], meta.names) if req.features else None
-        summary = _run(req, meta, source, sinks + ([features] if features else []), saved, on_result, job or Job(),
-                       journal)
-        summary.features = [_published(f, staged[-1], req.features) for f in features.written] if features else []
+        staging = dict(zip(folders, staged))
+        features = FeatureSink(staging[req.features], meta.names) if req.features else None
+        labels = LabelSink(staging[req.labels], meta.names, req.tile, req.overlap, scene_reader(source)) \
+            if req.labels else None
+        summary = _run(req, meta, source, sinks + [s for s in (features, labels) if s], saved, on_result,
+                       job or Job(), journal)
+        summary.features = [_published(f, staging[req.features], req.features) for f in features.written] \
+            if features else []
+        summary.labels = [{**entry, "folder": str(req.labels)} for entry in labels.written] if labels else []
     if journal is not None:
         journal.finish()  # published: the tiles kept for a resume are no longer needed
     return summary
@@ -106,15 +116,16 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
 
 def _journal(req: PredictRequest) -> TileJournal | None:
     """Where a tiled run with an output folder keeps its finished tiles: beside that folder, named after it."""
-    dest = req.features or req.save
+    dest = req.features or req.save or req.labels
     if not req.tile or dest is None:
         if req.resume:
-            raise UserError("--resume continues a tiled run (--tile) that writes --features or --save: those keep "
-                            "its finished tiles")
+            raise UserError("--resume continues a tiled run (--tile) that writes --features, --labels or --save: "
+                            "those keep its finished tiles")
         return None
     manifest = {"model": sha256_of(Path(req.model)), "source": _source_identity(req.source), "backend": req.backend,
                 "tile": req.tile, "overlap": req.overlap, "conf": req.conf, "iou": req.iou, "max_det": req.max_det,
-                "bands": list(req.bands) if req.bands else None, "outputs": [str(p) for p in (req.save, req.features)]}
+                "bands": list(req.bands) if req.bands else None,
+                "outputs": [str(p) for p in (req.save, req.features, req.labels)]}
     return TileJournal.open(Path(dest).parent / f".{Path(dest).name}.tiles", manifest, req.resume, req.force)
 
 
@@ -125,6 +136,24 @@ def _source_identity(source: str) -> list:
         stat = path.stat()
         return [source, stat.st_size, stat.st_mtime_ns]
     return [source]
+
+
+def scene_reader(source) -> Callable[[str], object]:
+    """Opens a scene the run has read again, as it read it: a raster by windows with the same bands and
+    stretch, another image decoded whole (RGB)."""
+    def read(path: str):
+        settings = next((r for r in getattr(source, "rasters", []) if r["path"] == path), None)
+        if settings is not None:
+            from deploy.runtime.raster import RasterImage
+
+            return RasterImage(path, settings["bands"], settings["stretch"])
+        import cv2
+
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"{path}: could not be read again for its tiles")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read
 
 
 def _published(entry: dict, staging: Path, final: Path) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
+from deploy.runtime.digest import sha256_of
 from deploy.runtime.output import claim_run
 from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
@@ -37,6 +38,7 @@ class TrainRequest:
     force: bool = False  # start over in a <project>/<name> that holds an earlier run
     verbose: bool = False  # show ultralytics' own log
     devices: str = "cpu"  # ultralytics' device: cpu, or GPU ids "0,1" (ultralytics then runs DDP itself)
+    init: str | None = None  # a .pt whose layers of matching shape start the architecture (a detector's backbone)
 
 
 @dataclass
@@ -63,6 +65,8 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
 
     job = job or Job()
     started = time.monotonic()
+    if req.init and not req.resume:
+        resolve_model_path(req.init)  # a missing --init is named before anything else is looked at
     kind = check_dataset(Path(req.data))
     run_dir = Path(req.project) / req.name
     ctx = distributed.context()
@@ -75,9 +79,7 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
         raise UserError(f"nothing to resume: {last} does not exist")
     if req.resume and is_finished(last):
         raise UserError(f"{run_dir} already finished its epochs; nothing to resume")
-    if not req.resume:
-        resolve_model_path(req.model)  # fails early, with the no-download message, for a missing .pt
-    model = YOLO(str(last) if req.resume else req.model)
+    model = YOLO(str(last)) if req.resume else started_model(req)
     check_kind(Path(req.data), kind, model.task)  # a detect model on oriented labels (or back) is refused
     trainer = with_whole_checkpoints(model._smart_load("trainer"))
     job.stage("train", req.epochs)
@@ -103,6 +105,18 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     return _finished(req, model.trainer, run_dir, started)
 
 
+def started_model(req: TrainRequest):
+    """The ultralytics model a new run starts from: the architecture or checkpoint, and with `init` the layers
+    of another model that have the same shape (a detector's backbone and neck start an oriented-box model)."""
+    from ultralytics import YOLO
+
+    resolve_model_path(req.model)  # fails early, with the no-download message, for a missing .pt
+    model = YOLO(req.model)
+    if req.init:
+        model.load(str(resolve_model_path(req.init)))  # the rest (the head's class and angle branches) as built
+    return model
+
+
 def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> TrainResult:
     """The result of a finished ultralytics run, with its provenance written beside the weights."""
     metrics = trainer.metrics or {}
@@ -115,11 +129,20 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
     write_json_atomic(run_dir / "provenance.json", provenance(Path(req.data), **{
         "model": req.model, "epochs": trainer.epochs, "imgsz": req.imgsz, "batch": req.batch, "seed": req.seed,
         "best": result.best, "val_map50_95": result.map50_95, "val_map50": result.map50,
-        "train_seconds": training_seconds(run_dir), "resumed": req.resume,
+        "train_seconds": training_seconds(run_dir), "resumed": req.resume, **_init_record(req.init),
         "command": f"studio train {req.model} --data {req.data} --epochs {req.epochs} --imgsz {req.imgsz} "
-                   f"--batch {req.batch} --project {req.project} --name {req.name}",
+                   f"--batch {req.batch} --project {req.project} --name {req.name}"
+                   + (f" --init {req.init}" if req.init else ""),
     }))
     return result
+
+
+def _init_record(init: str | None) -> dict:
+    """Which weights started the run, by path and content, so a model card can say what it grew from."""
+    if not init:
+        return {}
+    path = resolve_model_path(init)
+    return {"init": str(init), "init_sha256": sha256_of(path)}
 
 
 def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
@@ -136,6 +159,8 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
     if str(req.model).endswith((".yaml", ".yml")):
         torch.manual_seed(req.seed)  # every rank builds the same start (DDP also sends rank 0's weights)
         model, _ = load_detector(str(req.model), nc=len(names))  # an -obb.yaml builds an OBB model
+        if req.init:
+            model.load(load_detector(str(resolve_model_path(req.init)))[0])  # layers of the same shape
         model.names = dict(enumerate(names))
     else:
         model, _ = load_detector(str(resolve_model_path(req.model)))
@@ -150,7 +175,7 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
         write_json_atomic(weights.parent / "provenance.json", provenance(Path(req.data), **{
             "model": req.model, "epochs": req.epochs, "imgsz": req.imgsz, "batch": req.batch, "seed": req.seed,
             "best": str(result.best), "val_map50_95": result.map50_95, "trainer": "studio loop (torchrun, DDP)",
-            "world_size": distributed.context().world, "resumed": req.resume}))
+            "world_size": distributed.context().world, "resumed": req.resume, **_init_record(req.init)}))
     return TrainResult(best=str(result.best), last=str(result.last), epochs=req.epochs, map50_95=result.map50_95,
                        map50=result.map50, seconds=round(time.monotonic() - started, 1))
 
