@@ -52,7 +52,9 @@ class RasterImage:
             raise UserError(f"{path}: --bands takes three band numbers of 1..{ds.count}, not {list(self.bands)}")
         self.shape = (ds.height, ds.width, 3)
         self.dtype = np.dtype(np.uint8)
-        self.reads = 0  # windows read so far (a test counts them)
+        self.reads = 0  # windows read at full resolution so far (a test counts them)
+        self.pixels = 0  # pixels those windows held
+        self.reduced_reads = 0  # windows read at a smaller size (a viewer's, from overviews)
         self.source_dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
         self.stretch = stretch if stretch is not None else (None if self.source_dtype == np.uint8 else
                                                             self._stretch())
@@ -120,7 +122,17 @@ class RasterImage:
         x0, x1, _ = cols.indices(w)
         data = self._read(Window(x0, y0, max(0, x1 - x0), max(0, y1 - y0)), masked=self._valid is not None)
         self.reads += 1
+        self.pixels += data.shape[1] * data.shape[2]
         return self._to_rgb(data)  # a raster without nodata or mask is read plain: no mask to build
+
+    def reduced(self, y0: int, x0: int, y1: int, x1: int, out_hw: tuple[int, int]) -> np.ndarray:
+        """The window read at a smaller size (GDAL takes it from the raster's overviews when it has them), as
+        RGB; counted in `reduced_reads`, not in `reads`."""
+        from rasterio.windows import Window
+
+        data = self._read(Window(x0, y0, x1 - x0, y1 - y0), out_shape=(3, *out_hw), masked=self._valid is not None)
+        self.reduced_reads += 1
+        return self._to_rgb(data)
 
     def _to_rgb(self, data) -> np.ndarray:
         values = np.ma.getdata(data)

@@ -82,11 +82,12 @@ class LiveSession:
     def __init__(self, req: LiveRequest):
         self.meta = read_model_meta(req.model)
         self.req = req
-        self.source = open_source(req.source, warn=lambda m: None)
+        self.source = open_source(req.source, warn=lambda m: None, windowed=bool(req.tile))  # rasters by windows
         self.gate = Gate()
         self.meter = LiveMeter()
         self.loop: RunLoop | None = None
         self.tile_grid: list[tuple[int, int, int]] = []  # (x, y, size) of the tiles of the current scene
+        self.on_tile: Callable[[Detections], None] | None = None  # each tile's detections as it finishes
 
     def set_thresholds(self, conf: float, iou: float) -> None:
         """Takes effect from the next frame a worker starts (and the next scene the tile merge joins)."""
@@ -123,7 +124,7 @@ class LiveSession:
                             workers=self.req.workers, live=self.source.live, tile=self.req.tile,
                             overlap=self.req.overlap, gate=self.gate, keep_images=True,
                             sinks=[VideoSink(str(self.req.record), names=self.meta.names)] if self.req.record else [],
-                            on_result=self.meter.add, close=pool.close)
+                            on_result=self._observe, close=pool.close)
         stats = LiveStats(0, 0.0, {}, 0, {}, [])
         try:
             for dets in self.loop.results(replayed(self.source, self.req.loop, self.gate)):
@@ -136,6 +137,11 @@ class LiveSession:
         finally:
             self.gate.stop()
         return stats
+
+    def _observe(self, dets: Detections) -> None:
+        self.meter.add(dets)
+        if self.on_tile is not None and dets.tile:
+            self.on_tile(dets)
 
     def _stats(self) -> LiveStats:
         return self.meter.stats(self.loop.stats.frames, self.loop.stats.dropped)

@@ -63,11 +63,14 @@ class LiveRunner(QThread):
     def _on_frame(self, dets, stats) -> None:
         from deploy.runtime.draw import draw_detections
 
-        bgr = draw_detections(dets.image, dets, self.session.meta.names)
-        if self.session.tile_grid:
-            draw_tile_grid(bgr, self.session.tile_grid)
+        rgb = None  # a raster read by windows is not drawn whole: a lazy scene view outlines its detections
+        if isinstance(dets.image, np.ndarray):
+            bgr = draw_detections(dets.image, dets, self.session.meta.names)
+            if self.session.tile_grid:
+                draw_tile_grid(bgr, self.session.tile_grid)
+            rgb = np.ascontiguousarray(bgr[..., ::-1])
         with self._lock:
-            self._latest = (np.ascontiguousarray(bgr[..., ::-1]), dets, stats)
+            self._latest = (rgb, dets, stats)
             notify = not self._waiting
             self._waiting = True
         if notify:

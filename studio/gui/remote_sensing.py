@@ -5,17 +5,23 @@ detections merged across tiles are drawn on it in a pan-and-zoom view with the t
 Right, a video flown over that scene plays at its own frame rate through a second session.
 Both are LiveSessions on LiveRunner threads (the Live page's), so what is shown is what the
 board runtime does. Standalone (`studio demo --remote-sensing`) or opened from the Live page.
+
+"Open scene…" takes a GeoTIFF of any size: it is viewed through overviews (its own, or ones built
+once into the studio's cache folder) and read by windows, and each tile's detections are outlined
+as the tile finishes, then replaced by the merged scene's.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -34,8 +40,9 @@ from studio.core.demo import SAMPLE_SCENE as SCENE
 from studio.core.demo import SCENE_OVERLAP as OVERLAP
 from studio.gui.common import PathField, show_error
 from studio.gui.image_view import ImageView
+from studio.gui.lazy_scene_view import LazySceneView
 from studio.gui.live_runner import LiveRunner
-from studio.gui.scene_view import ZOOM_STEP, SceneView
+from studio.gui.scene_view import ZOOM_STEP
 
 ORIENTED, UPRIGHT = "Oriented boxes, dense scene", "Upright boxes, scene"
 
@@ -66,6 +73,54 @@ class FlightRunner(LiveRunner):
         return session
 
 
+class SceneRunner(LiveRunner):
+    """A LiveRunner that also hands over each tile's detections as the tile finishes (`tiles_ready`)."""
+
+    tiles_ready = Signal()
+
+    def __init__(self, request, parent=None):
+        super().__init__(request, parent)
+        self._tiles: list = []
+        self._tiles_lock = threading.Lock()
+
+    def open_session(self):
+        session = super().open_session()
+        session.on_tile = self._on_tile
+        return session
+
+    def _on_tile(self, dets) -> None:
+        with self._tiles_lock:
+            notify = not self._tiles
+            self._tiles.append(dets)
+        if notify:
+            self.tiles_ready.emit()
+
+    def take_tiles(self) -> list:
+        with self._tiles_lock:
+            tiles, self._tiles = self._tiles, []
+        return tiles
+
+
+class PyramidLoader(QThread):
+    """Opens a raster's ScenePyramid off the UI thread (building cached overviews can take a while)."""
+
+    ready = Signal(object)
+    failed = Signal(str)
+    step = Signal(int, int)
+
+    def __init__(self, path: Path, parent=None):
+        super().__init__(parent)
+        self.path = path
+
+    def run(self) -> None:
+        from studio.core.scene_pyramid import ScenePyramid, default_cache
+
+        try:
+            self.ready.emit(ScenePyramid(str(self.path), default_cache(), progress=self.step.emit))
+        except UserError as exc:
+            self.failed.emit(str(exc))
+
+
 def halt(runner: LiveRunner | None) -> None:
     """Stop a runner and wait for its thread to end."""
     if runner is not None:
@@ -86,7 +141,9 @@ class RemoteSensingDemo(QWidget):
             scene, model = DENSE_SCENE, obb_student_onnx(out)
         self.out = out
         self.tile, self.conf, self.scene_path, self.flight_path = tile, conf, scene, flight
-        self.scene_runner: LiveRunner | None = None
+        self.scene_runner: SceneRunner | None = None
+        self.pyramid = None  # a raster scene's ScenePyramid (None: the scene is an image, decoded whole)
+        self.loader: PyramidLoader | None = None
         self.flight_runner: FlightRunner | None = None
         self.scene_dets = None  # the merged detections of the whole scene, in scene pixels
         self.flight_frames = 0  # flight frames shown
@@ -124,7 +181,7 @@ class RemoteSensingDemo(QWidget):
         for widget in (self.workers, self.start_button, self.stop_button):
             controls.addWidget(widget)
 
-        self.view = SceneView()
+        self.view = LazySceneView()
         self.grid_box = QCheckBox("Tile grid")
         self.grid_box.setChecked(True)
         self.grid_box.toggled.connect(self.view.grid.setVisible)
@@ -135,6 +192,10 @@ class RemoteSensingDemo(QWidget):
             button.clicked.connect(action)
             view_bar.addWidget(button)
         view_bar.addWidget(self.grid_box)
+        open_button = QPushButton("Open scene…")
+        open_button.setToolTip("A GeoTIFF of any size (viewed through overviews, read by windows) or an image")
+        open_button.clicked.connect(self._open_scene)
+        view_bar.addWidget(open_button)
         view_bar.addStretch(1)
         self.scene_status = QLabel("Press Start to run the scene.")
         self.counts = QTableWidget(0, 3)
@@ -183,12 +244,41 @@ class RemoteSensingDemo(QWidget):
         self.scene_status.setText("Press Start to run the scene.")
         self._load_scene()
 
+    def _open_scene(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a scene", str(self.scene_path.parent),
+                                              "Scenes (*.tif *.tiff *.png *.jpg *.jpeg)")
+        if path:
+            self.open_scene(Path(path))
+
+    def open_scene(self, path: Path) -> None:
+        """Show another scene (the next Start runs it); a raster opens through its overviews."""
+        self.stop()
+        self.scene_path = path
+        self.labelled = labelled_counts(path.with_suffix(".txt"))
+        self.scene_box.setTitle(f"Whole scene, tiled: {path.name}")
+        self.scene_dets = None
+        self.counts.setRowCount(0)
+        self._load_scene()
+
     def _load_scene(self) -> None:
         """The scene and the tile grid the session will use, before anything runs."""
         import cv2
 
+        from deploy.runtime.sources import RASTER_SUFFIXES
         from deploy.runtime.tiling import tile_grid
 
+        if self.pyramid is not None:
+            self.pyramid.close()
+        self.pyramid = None
+        if self.scene_path.suffix.lower() in RASTER_SUFFIXES:
+            self.scene_status.setText(f"opening {self.scene_path.name} through its overviews…")
+            self.start_button.setEnabled(False)
+            self.loader = PyramidLoader(self.scene_path, self)
+            self.loader.ready.connect(self._show_pyramid)
+            self.loader.failed.connect(self.error)
+            self.loader.step.connect(self._show_building)
+            self.loader.start()
+            return
         bgr = cv2.imread(str(self.scene_path), cv2.IMREAD_COLOR)
         if bgr is None:
             self.scene_status.setText(f"{self.scene_path}: not a readable image")
@@ -197,6 +287,22 @@ class RemoteSensingDemo(QWidget):
         self.grid = tile_grid(h, w, self.tile, OVERLAP)
         self.view.show_rgb(bgr[..., ::-1])
         self.view.set_grid(self.grid, (h, w))
+
+    def _show_building(self, done: int, total: int) -> None:
+        self.scene_status.setText(f"building overviews in the cache folder: level {done} of {total}…")
+
+    def _show_pyramid(self, pyramid) -> None:
+        from deploy.runtime.tiling import tile_grid
+
+        self.pyramid = pyramid
+        h, w = pyramid.shape[:2]
+        empty = pyramid.raster.empty
+        self.grid = [(x, y, s) for x, y, s in tile_grid(h, w, self.tile, OVERLAP) if not empty(x, y, s)]
+        self.view.set_pyramid(pyramid)
+        self.view.set_grid(self.grid if len(self.grid) <= 5000 else [], (h, w))
+        where = "its own overviews" if pyramid.origin == "raster" else "overviews in the cache folder"
+        self.scene_status.setText(f"{w} x {h} px through {where}; {len(self.grid)} tiles to run. Press Start.")
+        self._set_running(self.running())
 
     def running(self) -> bool:
         return any(r is not None and r.isRunning() for r in (self.scene_runner, self.flight_runner))
@@ -230,7 +336,7 @@ class RemoteSensingDemo(QWidget):
             return
         workers = self.workers.value()
         self.scene_dets, self.flight_frames = None, 0
-        self.scene_runner = self._runner(LiveRunner, LiveRequest(
+        self.scene_runner = self._runner(SceneRunner, LiveRequest(
             model=model, source=str(self.scene_path), backend="ort", workers=workers, tile=self.tile,
             overlap=OVERLAP, conf=self.conf, loop=False), self._show_scene)
         self.flight_runner = self._runner(FlightRunner, LiveRequest(
@@ -240,6 +346,8 @@ class RemoteSensingDemo(QWidget):
         self._scene_started = time.perf_counter()
         self.scene_status.setText(f"running {len(self.grid)} tiles of {self.tile} px on {workers} workers…")
         self.progress.start()
+        self.scene_runner.tiles_ready.connect(self._show_tiles)
+        self.view.clear_detections()
         self.scene_runner.start()
         self.flight_runner.start()
 
@@ -265,6 +373,11 @@ class RemoteSensingDemo(QWidget):
     def shutdown(self) -> None:
         """What a host calls before it closes (a standalone window does it on close)."""
         self.stop()
+        if self.loader is not None:
+            self.loader.wait()
+        if self.pyramid is not None:
+            self.pyramid.close()
+            self.pyramid = None
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         self.shutdown()
@@ -286,11 +399,22 @@ class RemoteSensingDemo(QWidget):
         self.progress.stop()
         _, dets, stats = latest
         self.scene_dets = dets
-        self.view.show_rgb(draw_detections(dets.image, dets, self.names)[..., ::-1])
+        if self.pyramid is not None:  # outlined over the lazy view: the merged scene replaces the tiles'
+            self.view.clear_detections()
+            self.view.add_detections(dets)
+        else:
+            self.view.show_rgb(draw_detections(dets.image, dets, self.names)[..., ::-1])
         seconds = time.perf_counter() - self._scene_started
         self.scene_status.setText(f"{len(dets)} objects merged from {stats.frames} tiles of {self.tile} px "
                                   f"on {self.workers.value()} workers in {seconds:.1f} s")
         self._show_counts(Counter(dets.classes.tolist()))
+
+    def _show_tiles(self) -> None:
+        """Each finished tile's detections outlined where the tile lies (a raster scene only)."""
+        if self.pyramid is None or self.scene_runner is None or self.scene_dets is not None:
+            return
+        for dets in self.scene_runner.take_tiles():
+            self.view.add_detections(dets, dets.tile["offset"])
 
     def _show_counts(self, detected: Counter) -> None:
         classes = sorted(set(detected) | set(self.labelled))

@@ -239,7 +239,8 @@ class LivePage(QWidget):
         rgb, dets, stats = latest
         self.frames_shown += 1
         self.names = self.runner.session.meta.names
-        self.view.show_rgb(rgb)
+        if rgb is not None:  # None: a raster read by windows (the remote-sensing window views those)
+            self.view.show_rgb(rgb)
         unit = "tiles" if getattr(self.runner.request, "tile", None) else "frames"
         latency = stats.latency_ms
         self.numbers.setText(f"{unit}/s {stats.fps:.1f}   {unit} {stats.frames}   dropped {stats.dropped}" + (
