@@ -5,6 +5,8 @@
 
     python -m studio.gui.screenshots --remote-sensing --onnx out/demo/chain/exports/float.onnx   # that window only
 
+    python -m studio.gui.screenshots --remote-sensing --onnx student-obb.onnx --scene big.tif   # the lazy viewer
+
     python -m studio.gui.screenshots --wizard --data out/demo/data/data.yaml   # each wizard step, on a real run
 """
 from __future__ import annotations
@@ -51,6 +53,29 @@ def shoot_remote_sensing(app: QApplication, onnx: Path, out: Path) -> None:
     app.exec()
 
 
+def shoot_large_scene(app: QApplication, onnx: Path, scene: Path, out: Path) -> Path:
+    """The remote-sensing demo on a raster bigger than memory: opened through overviews, run by windows, then
+    zoomed to half scale around the scene's centre with the merged detections outlined."""
+    from studio.gui.remote_sensing import RemoteSensingDemo
+
+    demo = RemoteSensingDemo(model=onnx)
+    demo.resize(1440, 900)
+    demo.show()
+    demo.open_scene(scene)
+    path = out / "lazy-scene-viewer.png"
+
+    def shoot():
+        h, w = demo.pyramid.shape[:2]
+        demo.view.zoom(0.5 / demo.view.transform().m11())
+        demo.view.centerOn(w / 2, h / 2)
+        QTimer.singleShot(1500, lambda: (demo.grab().save(str(path)), demo.close(), app.quit()))
+
+    wait_for(lambda: demo.pyramid is not None, lambda: (demo.start(), wait_for(
+        lambda: demo.scene_dets is not None and demo.flight_frames >= 10, shoot, 900000)), 900000)
+    app.exec()
+    return path
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("model", "data", "onnx", "calib", "scene"):
@@ -74,6 +99,9 @@ def main(argv: list[str]) -> int:
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(work / "settings"))
     app = QApplication(sys.argv[:1])
     app.setStyle("Fusion")
+    if args.remote_sensing and args.scene:
+        print(shoot_large_scene(app, Path(args.onnx), Path(args.scene), out))
+        return 0
     if args.remote_sensing:
         shoot_remote_sensing(app, Path(args.onnx), out)
         print(out / "remote-sensing.png")
