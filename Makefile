@@ -33,7 +33,8 @@ sysdeps:  ## system packages: Xvfb and Qt's X11 libraries (screenshots), OpenSSH
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The stand-in board's Python: 3.9, as on a Debian 11 RK3588 image, with what the agent needs there.
+# The stand-in board's Python: 3.9, as on a Debian 11 RK3588 image, with what the agent needs there (and rasterio,
+# which a board may have: large GeoTIFFs are then read by windows there).
 BOARD_VENV := .venv-board
 PYTHON39 ?= $(shell for p in /usr/bin/python3.9 /usr/local/bin/python3.9 $$HOME/.pyenv/versions/3.9*/bin/python3.9; \
 	do [ -x "$$p" ] && echo "$$p"; done | tail -1)
@@ -43,7 +44,7 @@ board-python: $(BOARD_VENV)/.installed  ## Python 3.9 + numpy, OpenCV, ONNX Runt
 $(BOARD_VENV)/.installed:
 	@test -n "$(PYTHON39)" || { echo "the board tests need Python 3.9 (a Debian 11 board's): install python3.9 or 'pyenv install 3.9', or pass PYTHON39=path"; exit 1; }
 	$(PYTHON39) -m venv $(BOARD_VENV)
-	$(BOARD_VENV)/bin/pip install -q "numpy<2" "opencv-python-headless<4.12" "onnxruntime<1.20"
+	$(BOARD_VENV)/bin/pip install -q "numpy<2" "opencv-python-headless<4.12" "onnxruntime<1.20" "rasterio<1.5"
 	@touch $@
 
 # Tests draw offscreen; `make studio` keeps the desktop's own platform.

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deploy.board.agent import protocol
@@ -357,3 +358,39 @@ def test_the_agent_streams_turned_boxes_of_an_oriented_box_model(cli, board, obb
     found = [d for f in frames for d in f["detections"]]
     assert found and all(len(d["rbox"]) == 5 and len(d["corners"]) == 4 for d in found)
     assert any(0.1 < d["rbox"][4] < 1.4 for d in found)  # turned, not upright
+
+
+@pytest.mark.slow  # pushes to the board over SSH and runs a scene there
+def test_a_geotiff_on_the_board_is_read_by_windows_there_and_its_map_features_come_home(cli, board, obb_onnx,
+                                                                                     board_python, tmp_path):
+    """The board has rasterio (check and doctor say so): a tiled run of a GeoTIFF that lives on the board comes back
+    as the same georeferenced features a local run of the same scene writes."""
+    from pyogrio.raw import read
+
+    from tests.test_raster import scene_rgb, write_tif
+
+    check = json.loads(cli("board", "check", BOARD, "--json").stdout)
+    probe = "import rasterio; print(rasterio.__version__)"
+    assert check["rasterio"] == subprocess.run([board_python, "-c", probe], capture_output=True, text=True,
+                                               check=True).stdout.strip()
+    doctor = cli("board", "doctor", BOARD)
+    assert f"rasterio  {check['rasterio']} (GeoTIFFs read by windows" in doctor.stdout
+    scene = board / "scenes" / "scene.tif"  # on the stand-in board's disk
+    scene.parent.mkdir(parents=True)
+    write_tif(scene, scene_rgb(300, 400, seed=4).transpose(2, 0, 1).copy())
+    args = ["--tile", 96, "--conf", 0.3]
+    result = cli("board", "run", BOARD, obb_onnx, "--backend", "ort", "--source", scene, *args, "--features",
+                 tmp_path / "board-map", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]
+    assert summary["frames"] == 1 and summary["features"][0]["coordinates"].startswith("map")
+    local = cli("predict", obb_onnx, scene, *args, "--features", tmp_path / "local-map", "--json")
+    assert local.exit_code == 0, local.stderr
+    for suffix in ("gpkg", "geojson"):
+        on_board, _, board_geometry, board_fields = read(str(tmp_path / "board-map" / f"scene.{suffix}"))
+        here, _, local_geometry, local_fields = read(str(tmp_path / "local-map" / f"scene.{suffix}"))
+        assert on_board["crs"] == here["crs"] and len(board_geometry) == len(local_geometry) > 0
+        assert list(board_fields[1]) == list(local_fields[1])
+        ring = lambda wkb: np.frombuffer(wkb[13:], "<f8")  # noqa: E731
+        assert all(np.allclose(ring(a), ring(b), atol=1e-3 if suffix == "gpkg" else 1e-8)
+                   for a, b in zip(board_geometry, local_geometry))

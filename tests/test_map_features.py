@@ -10,6 +10,7 @@ from pyogrio.raw import read
 from rasterio.transform import from_origin
 
 from deploy.runtime.detections import Detections
+from deploy.runtime.raster import georeference
 from studio.core.map_features import write_features
 
 NAMES = ["vehicle", "storage-tank", "plane", "ship"]
@@ -42,7 +43,7 @@ def centroid(wkb: bytes) -> np.ndarray:
 ])
 def test_features_sit_where_the_geotransform_puts_the_planted_objects(tmp_path, crs, transform):
     path = raster(tmp_path / "scene.tif", crs, transform)
-    written = write_features(planted(), path, NAMES, tmp_path, "scene")
+    written = write_features(planted(), georeference(path), NAMES, tmp_path, "scene")
     assert written["objects"] == 2 and written["coordinates"].startswith("map")
     meta, _, geometry, fields = read(written["gpkg"])
     assert meta["crs"] == crs and list(fields[0]) == ["ship", "vehicle"] and list(fields[1]) == [3, 0]
@@ -67,7 +68,7 @@ def test_a_raster_without_a_geotransform_gets_pixel_coordinates(tmp_path):
     import cv2
 
     cv2.imwrite(str(tmp_path / "plain.png"), np.zeros((400, 600, 3), np.uint8))
-    written = write_features(planted(), str(tmp_path / "plain.png"), NAMES, tmp_path, "plain")
+    written = write_features(planted(), georeference(str(tmp_path / "plain.png")), NAMES, tmp_path, "plain")
     assert written["coordinates"].startswith("pixels")
     meta, _, geometry, _ = read(written["gpkg"])
     assert meta["crs"] is None and np.allclose(centroid(geometry[0]), [300, 200], atol=1e-6)
@@ -86,3 +87,15 @@ def test_predict_writes_features_of_a_tiled_geotiff(tmp_path, tiny_onnx, cli):
     assert len(geometry) == written["objects"] == summary["detections"] > 0
     again = cli("predict", tiny_onnx, path, "--tile", 96, "--features", tmp_path / "map")
     assert again.exit_code == 2 and "--force" in again.stderr  # earlier features are kept
+
+
+def test_a_board_without_rasterio_sends_why_its_features_are_in_pixels(tmp_path):
+    from deploy.board.agent.server import located
+
+    path = raster(tmp_path / "scene.tif", "EPSG:32632", from_origin(500000.0, 5000000.0, 0.5, 0.5))
+    assert located(str(tmp_path / "frame.png"), by_rasterio=False) is None  # no raster: nothing to place
+    georef = located(path, by_rasterio=False)
+    written = write_features(planted(), georef, NAMES, tmp_path, "scene")
+    assert written["coordinates"].startswith("pixels: the board has no rasterio")
+    meta, _, geometry, _ = read(written["gpkg"])
+    assert meta["crs"] is None and np.allclose(centroid(geometry[0]), [300, 200], atol=1e-6)

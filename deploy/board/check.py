@@ -36,6 +36,7 @@ def probe_script(python: str, root: str) -> str:
         "opencv": _module_version(python, "cv2"),
         "rknnlite": _module_version(python, "rknnlite", "rknn-toolkit-lite2"),
         "onnxruntime": _module_version(python, "onnxruntime"),
+        "rasterio": _module_version(python, "rasterio"),
         "librknnrt": f"for f in {libs} {quote(root + '/lib/librknnrt.so')}; do [ -f \"$f\" ] && "
                      "grep -a -o -m1 'librknnrt version: [^ ]* ([^)]*)' \"$f\" && break; done",
         "npu_version": "cat /sys/kernel/debug/rknpu/version 2>/dev/null || cat /sys/module/rknpu/version "
@@ -72,6 +73,7 @@ class BoardReport:
     npu_driver: str | None
     npu_load: dict | None
     npu_devfreq: dict | None = None  # governor, cur_mhz, max_mhz
+    rasterio: str | None = None  # optional: GeoTIFFs bigger than memory are read by windows on the board with it
     missing: list[dict] = field(default_factory=list)  # {"part", "fix"}
 
     @property
@@ -98,7 +100,10 @@ class BoardReport:
                  ("rknn-toolkit-lite2", self.rknn_toolkit_lite2 or "missing"),
                  ("librknnrt", self.librknnrt or "missing"), ("npu driver", self.npu_driver or "missing"),
                  ("npu load", ", ".join(f"{k} {v}%" for k, v in (self.npu_load or {}).items()) or "-"),
-                 ("npu clock", _clock(self.npu_devfreq))]
+                 ("npu clock", _clock(self.npu_devfreq)),
+                 ("rasterio", f"{self.rasterio} (GeoTIFFs read by windows: scenes bigger than memory)" if self.rasterio
+                  else "not installed (optional: a GeoTIFF is then decoded whole, and map features come back in "
+                       "pixels; pip install rasterio for scenes bigger than memory)")]
         return facts + [(f"missing: {m['part']}", f"{m['fix']} (for the {m['needed_for']})") for m in self.missing]
 
     def verdict(self) -> str:
@@ -166,6 +171,7 @@ def read_report(probe_output: str, name: str, address: str, python_cmd: str) -> 
         rknn_toolkit_lite2=_version(raw.get("rknnlite", "")), onnxruntime=_version(raw.get("onnxruntime", "")),
         librknnrt=facts.librknnrt(raw.get("librknnrt", "")), npu_driver=facts.npu_driver(raw.get("npu_version", "")),
         npu_load=facts.npu_load(raw.get("npu_load", "")), npu_devfreq=facts.npu_devfreq(raw.get("npu_devfreq", "")),
+        rasterio=_version(raw.get("rasterio", "")),
     )
     report.missing = gaps(report, python_cmd)
     return report

@@ -22,6 +22,7 @@ class Detections:
     worker: int = -1  # which pipeline worker (on a board: which NPU core) produced it
     rboxes: Optional[np.ndarray] = None  # (N, 5) float32 cx, cy, w, h, angle in radians (oriented boxes);
     # `boxes` then holds the upright boxes around them
+    georef: Optional[dict] = None  # a scene from a raster on a board: raster.georeference() of it, sent home
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -31,6 +31,20 @@ CACHE_MB = 256  # GDAL's block cache: a 640-px tile row of a 50,000-px-wide scen
 STRIP_BLOCKS = 64  # rows of mask blocks read at once
 
 
+def georeference(path: str) -> dict:
+    """Where a raster lies on the map, for map features made wherever its detections end up: its affine
+    geotransform (a, b, c, d, e, f: x = a*col + b*row + c, y = d*col + e*row + f) and CRS as WKT, both None
+    for a raster without a geotransform (pixel-only, or located only by GCPs or RPCs); and its modification
+    time, which stamps the GeoPackage so a rerun writes the same bytes."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        located = ds.crs is not None and not ds.transform.is_identity
+        t = ds.transform
+        return {"transform": [t.a, t.b, t.c, t.d, t.e, t.f] if located else None,
+                "crs": ds.crs.to_wkt() if located else None, "mtime": os.stat(path).st_mtime}
+
+
 class RasterImage:
     """An open raster indexed like an (H, W, 3) uint8 RGB array; windows are read on demand."""
 

@@ -120,6 +120,11 @@ def run_cmd(
     jpeg_quality: int = declared(AGENT_OPTIONS["jpeg_quality"], "--jpeg",
                                  help="Also send each frame home as JPEG of this quality (0: detections only)."),
     loop: bool = declared(AGENT_OPTIONS["loop"]),
+    tile: int | None = declared(AGENT_OPTIONS["tile"], help="Cut large images (a GeoTIFF on the board: read by "
+                                "windows where rasterio is installed there) into tiles of this size."),
+    overlap: float = declared(AGENT_OPTIONS["overlap"]),
+    features: Path | None = typer.Option(None, help="With --tile, one board: folder for each scene's map features "
+                                         "(.gpkg and .geojson, georeferenced on the board; see studio predict)."),
     detach: bool = typer.Option(False, "--detach", help="Start it and return; watch with studio board stream."),
     project: str = PROJECT, trust: bool = TRUST, ask_password: bool = ASK,
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one per frame (with its board when several), "
@@ -130,7 +135,8 @@ def run_cmd(
     Examples:\n
       studio board run rock5b out/compress/bundle --source camera:0 --workers 3\n
       studio board run rock5b out/compress/bundle --source /data/scenes --frames 200 --json\n
-      studio board run @shelf out/compress/bundle --source /data/scenes --frames 500
+      studio board run @shelf out/compress/bundle --source /data/scenes --frames 500\n
+      studio board run rock5b obb.rknn --source /data/scene.tif --tile 640 --features out/map
     """
     from deploy.board.remote_run import RunOptions
     from studio.core.board import push_model, start_run, stream_run
@@ -138,9 +144,12 @@ def run_cmd(
     model = check_model(model, backend)
     accesses = _accesses(boards, trust, ask_password)
     several = len(accesses) > 1
+    if features and (several or detach or not tile):
+        raise UserError("--features writes the scenes of a tiled run streamed from one board: give --tile and one "
+                        "board, without --detach")
     idle_exit = DETACHED_IDLE_EXIT_S if detach else AGENT_OPTIONS.default("idle_exit")
     opts = RunOptions(source=source, backend=backend, workers=workers, conf=conf, iou=iou, jpeg_quality=jpeg_quality,
-                      max_frames=max_frames, loop=loop, idle_exit=idle_exit)
+                      max_frames=max_frames, loop=loop, idle_exit=idle_exit, tile=tile, overlap=overlap)
     lock = threading.Lock()
 
     def printer(board: str):
@@ -156,6 +165,8 @@ def run_cmd(
         run = start_run(access, push_model(access, model, project, job), opts)
         if detach:
             return run
+        if features:
+            return _stream_features(access, run, features, printer(access.board), job)
         return stream_run(access, run, printer(access.board), job)  # with --frames the agent ends by itself
 
     outcomes = _on_boards(accesses, work, json_out)
@@ -174,12 +185,35 @@ def run_cmd(
     _fail_if_any(outcomes)
 
 
+def _stream_features(access, run, folder: Path, show: Callable, job):
+    """stream_run, each scene also written as map features into `folder` (whole at the end, or not at all)."""
+    from deploy.runtime.output import Output
+    from studio.core.board import stream_run
+    from studio.core.map_features import FeatureSink
+
+    with Output(folder) as staging:
+        sink: list = []
+
+        def on_result(dets, hello: dict) -> None:
+            if not sink:  # the class names come with the agent's hello
+                sink.append(FeatureSink(staging, list(hello.get("names") or [])))
+            sink[0].write(dets)
+            show(dets, hello)
+        summary = stream_run(access, run, on_result, job)
+    summary.features = [{**f, **{k: str(folder / Path(f[k]).name) for k in ("gpkg", "geojson")}}
+                        for f in (sink[0].written if sink else [])]
+    return summary
+
+
 def _show_summary(board: str, summary) -> None:
     agent = summary.agent or {}
     stdout.print(f"{board}: {summary.frames} frame(s), {summary.detections} detections, {summary.fps:.1f} frames/s "
                  "received" + (f"; on the board {agent.get('fps')} frames/s, stages ms {agent.get('stage_ms')}"
                                if agent else "")
                  + (f"; {summary.reconnects} reconnect(s)" if summary.reconnects else ""), highlight=False)
+    for written in summary.features:
+        stdout.print(f"{written['objects']} objects as map features: {written['geojson']}, {written['gpkg']} "
+                     f"({written['coordinates']})", highlight=False)
 
 
 @handles_errors

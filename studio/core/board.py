@@ -89,6 +89,7 @@ class StreamSummary:
     reconnects: int
     agent: dict | None  # the agent's own pipeline stats (None when stopped before the end)
     hello: dict | None
+    features: list = field(default_factory=list)  # with --features: the map feature files of each scene
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.runtime.detections import Detections
+from deploy.runtime.raster import georeference
 from deploy.runtime.rotated import corners
 from deploy.runtime.sinks import Sink
 
@@ -40,24 +41,15 @@ def wkb_polygons(rings: np.ndarray) -> np.ndarray:
                      for r in rings], dtype=object)
 
 
-def raster_georeference(path: str) -> tuple[object | None, str | None]:
-    """(affine geotransform, CRS as WKT) of a raster, or (None, None) when it has no geotransform."""
-    import rasterio
-
-    with rasterio.open(path) as ds:
-        if ds.crs is None or ds.transform.is_identity:
-            return None, None
-        return ds.transform, ds.crs.to_wkt()
-
-
-def write_features(dets: Detections, raster: str, names: list[str], folder: Path, stem: str) -> dict:
-    """<stem>.gpkg and <stem>.geojson in `folder`; returns what was written and in which coordinates."""
+def write_features(dets: Detections, georef: dict, names: list[str], folder: Path, stem: str) -> dict:
+    """<stem>.gpkg and <stem>.geojson in `folder`, placed by `georef` (raster.georeference() of the scene, read
+    here or on the board that ran it); returns what was written and in which coordinates."""
     from pyogrio.raw import write
 
-    transform, crs = raster_georeference(raster)
+    transform, crs = georef["transform"], georef["crs"]
     rings = pixel_rings(dets)
     if transform is not None:
-        a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+        a, b, c, d, e, f = transform
         cols, rows = rings[..., 0], rings[..., 1]
         rings = np.stack([a * cols + b * rows + c, d * cols + e * rows + f], -1)
     classes = dets.classes.astype(np.int64)
@@ -65,24 +57,25 @@ def write_features(dets: Detections, raster: str, names: list[str], folder: Path
             dets.scores.astype(np.float64)]
     geometry = wkb_polygons(rings)
     paths = {"gpkg": folder / f"{stem}.gpkg", "geojson": folder / f"{stem}.geojson"}
-    with gpkg_date(raster):
+    with gpkg_date(georef["mtime"]):
         write(str(paths["gpkg"]), geometry, data, FIELDS, layer="detections", driver="GPKG",
               geometry_type="Polygon", crs=crs)
     options = {"RFC7946": "YES"} if crs else {}
     write(str(paths["geojson"]), geometry, data, FIELDS, driver="GeoJSON", geometry_type="Polygon", crs=crs,
           layer_options=options)
-    return {"raster": raster, "objects": len(dets), **{k: str(v) for k, v in paths.items()},
+    why = georef.get("why", "the raster has no geotransform")
+    return {"raster": dets.source, "objects": len(dets), **{k: str(v) for k, v in paths.items()},
             "coordinates": "map: GeoPackage in the raster's CRS, GeoJSON in WGS84 (RFC 7946)" if crs else
-            "pixels: the raster has no geotransform (GeoJSON and GeoPackage hold pixel coordinates, no CRS)"}
+            f"pixels: {why} (GeoJSON and GeoPackage hold pixel coordinates, no CRS)"}
 
 
 @contextlib.contextmanager
-def gpkg_date(raster: str) -> Iterator[None]:
+def gpkg_date(mtime: float) -> Iterator[None]:
     """GeoPackage stamps its contents with the time of writing; stamp them with the raster's modification time
     instead, so the same detections of the same scene make the same file (a resumed run, a rerun)."""
     import pyogrio
 
-    stamp = datetime.fromtimestamp(Path(raster).stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    stamp = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": stamp})
     try:
@@ -92,11 +85,13 @@ def gpkg_date(raster: str) -> Iterator[None]:
 
 
 class FeatureSink(Sink):
-    """Each scene's detections as <image stem>.gpkg and .geojson in a folder (an Output transaction's staging)."""
+    """Each scene's detections as <image stem>.gpkg and .geojson in a folder (an Output transaction's staging);
+    a scene run on a board brings its georeference along (dets.georef), a local one is read from its file."""
 
     def __init__(self, folder: Path, names: list[str]):
         self.folder, self.names = folder, names
         self.written: list[dict] = []
 
     def write(self, dets: Detections) -> None:
-        self.written.append(write_features(dets, dets.source, self.names, self.folder, Path(dets.source).stem))
+        georef = dets.georef if dets.georef is not None else georeference(dets.source)
+        self.written.append(write_features(dets, georef, self.names, self.folder, Path(dets.source).stem))

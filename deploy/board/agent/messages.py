@@ -21,6 +21,8 @@ def result_header(dets: Detections) -> dict:
               "tile": dets.tile}
     if dets.rboxes is not None:
         header["rboxes"] = dets.rboxes.astype(np.float32).tolist()
+    if dets.georef is not None:
+        header["georef"] = dets.georef
     return header
 
 
@@ -38,7 +40,8 @@ def detections_from(header: dict, image: Optional[np.ndarray] = None) -> Detecti
     rboxes = np.asarray(header["rboxes"], np.float32).reshape(-1, 5) if "rboxes" in header else None
     return Detections(boxes, np.asarray(header["scores"], np.float32), np.asarray(header["classes"], np.int32),
                       dict(header.get("timings_ms", {})), int(header.get("frame", 0)), header.get("source", ""),
-                      header.get("tile"), image, int(header.get("worker", -1)), rboxes=rboxes)
+                      header.get("tile"), image, int(header.get("worker", -1)), rboxes=rboxes,
+                      georef=header.get("georef"))
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

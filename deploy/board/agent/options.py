@@ -13,6 +13,8 @@ AGENT_OPTIONS = Options(
     RUN_OPTIONS["conf"],
     RUN_OPTIONS["iou"],
     RUN_OPTIONS["max_det"],
+    RUN_OPTIONS["tile"],
+    RUN_OPTIONS["overlap"],
     Option("multi_label", bool, False, "every class above conf is a candidate, not only each anchor's best (mAP)"),
     Option("raw_first", int, 0, "keep the input and raw outputs of the first N inferences beside the run file",
            low=0),

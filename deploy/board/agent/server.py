@@ -20,6 +20,8 @@ import time
 from dataclasses import replace
 from typing import Optional
 
+import numpy as np
+
 import deploy
 from deploy.board.agent import protocol
 from deploy.board.agent.messages import encode_jpeg, result_header, result_line
@@ -36,6 +38,35 @@ log = logging.getLogger("agent")
 POLL_S = 0.1
 PING_S = 2.0  # an idle link still carries a ping this often
 REPLAY = 256  # results kept for a host that reconnects
+
+
+def scenes_by_windows() -> bool:
+    """Whether this board reads rasters tile window by tile window (rasterio installed; never required: without
+    it a GeoTIFF is decoded whole by OpenCV, which suits scenes that fit in memory)."""
+    import importlib.util
+
+    return importlib.util.find_spec("rasterio") is not None
+
+
+_located: dict = {}
+
+
+def located(path: str, by_rasterio: bool) -> Optional[dict]:
+    """A raster scene's georeference (raster.georeference), read once per file, so the host writes map features
+    of a scene it never had; without rasterio only its modification time, and why; None for no raster."""
+    from deploy.runtime.sources import RASTER_SUFFIXES
+
+    if os.path.splitext(path)[1].lower() not in RASTER_SUFFIXES:
+        return None
+    if path not in _located:
+        if by_rasterio:
+            from deploy.runtime.raster import georeference
+
+            _located[path] = georeference(path)
+        else:
+            _located[path] = {"transform": None, "crs": None, "mtime": os.stat(path).st_mtime,
+                              "why": "the board has no rasterio to read the raster's geotransform"}
+    return _located[path]
 
 
 def write_run_file(path: str, state: dict) -> None:
@@ -121,7 +152,8 @@ class Agent:
                 self.names = list(meta.names)
             finally:
                 self.ready.set()
-            source = open_source(self.cfg.source, warn=log.warning, max_frames=self.cfg.max_frames)
+            windowed = bool(self.cfg.tile) and scenes_by_windows()
+            source = open_source(self.cfg.source, warn=log.warning, max_frames=self.cfg.max_frames, windowed=windowed)
             self.live = source.live
             self.keep_up = source.live or not self.cfg.idle_exit  # a service never waits for a host to read
             backends = worker_backends(self.cfg.backend, self.cfg.model, self.cfg.workers)
@@ -130,7 +162,8 @@ class Agent:
             self.loop = RunLoop(backends, meta,
                                 NmsConfig(conf=self.cfg.conf, iou=self.cfg.iou, max_det=self.cfg.max_det,
                                           multi_label=self.cfg.multi_label), workers=self.cfg.workers,
-                                live=source.live, gate=self.gate, keep_images=self.cfg.jpeg_quality > 0)
+                                live=source.live, gate=self.gate, keep_images=self.cfg.jpeg_quality > 0,
+                                tile=self.cfg.tile, overlap=self.cfg.overlap)
             self._update(state="running")
             first, count = None, 0
             results = ResultsFile(self.cfg.results) if self.cfg.results else None
@@ -139,7 +172,10 @@ class Agent:
                 first, count = first or now, count + 1
                 if results is not None:
                     results.write(result_line(dets, self.names))
-                payload = encode_jpeg(dets.image, self.cfg.jpeg_quality) if self.cfg.jpeg_quality else b""
+                if self.cfg.tile:
+                    dets.georef = located(dets.source, windowed)
+                sent = self.cfg.jpeg_quality and isinstance(dets.image, np.ndarray)  # a raster is never sent whole
+                payload = encode_jpeg(dets.image, self.cfg.jpeg_quality) if sent else b""
                 self._post(("result", result_header(dets), payload))
             if results is not None:
                 results.close()
