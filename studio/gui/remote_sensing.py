@@ -144,6 +144,7 @@ class RemoteSensingDemo(QWidget):
         self.scene_runner: SceneRunner | None = None
         self.pyramid = None  # a raster scene's ScenePyramid (None: the scene is an image, decoded whole)
         self.loader: PyramidLoader | None = None
+        self.start_when_open = False  # start() came while the raster was still opening: run once it is open
         self.flight_runner: FlightRunner | None = None
         self.scene_dets = None  # the merged detections of the whole scene, in scene pixels
         self.flight_frames = 0  # flight frames shown
@@ -303,6 +304,9 @@ class RemoteSensingDemo(QWidget):
         where = "its own overviews" if pyramid.origin == "raster" else "overviews in the cache folder"
         self.scene_status.setText(f"{w} x {h} px through {where}; {len(self.grid)} tiles to run. Press Start.")
         self._set_running(self.running())
+        if self.start_when_open:
+            self.start_when_open = False
+            self.start()
 
     def running(self) -> bool:
         return any(r is not None and r.isRunning() for r in (self.scene_runner, self.flight_runner))
@@ -324,6 +328,9 @@ class RemoteSensingDemo(QWidget):
         from studio.core.live import LiveRequest
 
         if self.running():
+            return
+        if self.loader is not None and self.loader.isRunning():
+            self.start_when_open = True
             return
         if not self.model.text():
             self.error("no demo model yet: run `studio demo` (or `make demo`) first, or choose an .onnx")

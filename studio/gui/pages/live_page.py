@@ -77,7 +77,7 @@ class LivePage(QWidget):
             buttons.addWidget(b)
         self.demo_button = QPushButton("Remote-sensing demo")
         self.demo_button.setToolTip("A large scene tiled over several workers, and a simulated flight, in a new window")
-        self.demo_button.clicked.connect(self.open_remote_sensing)
+        self.demo_button.clicked.connect(lambda: self.open_remote_sensing())
         self.conf = self._slider(25, "Confidence")
         self.iou = self._slider(45, "IoU")
         controls = QGroupBox("Run")
@@ -155,6 +155,9 @@ class LivePage(QWidget):
         if not self.model.text() or not self.source.text():
             self.window().show_error("choose a model and a source first")
             return
+        if self.tile.value() and Path(self.source.text()).suffix.lower() in (".tif", ".tiff"):
+            self.open_remote_sensing(Path(self.source.text()))  # a raster of any size: the lazy scene view
+            return
         record = Path(self.record_path.text() or "annotated.avi") if self.record.isChecked() else None
         req = LiveRequest(model=Path(self.model.text()), source=self.source.text(), backend=self.backend.currentText(),
                           workers=self.workers.value(), tile=self.tile.value() or None,
@@ -215,14 +218,16 @@ class LivePage(QWidget):
             self.wall.stop()
             self._set_running(False)
 
-    def open_remote_sensing(self) -> None:
-        """The remote-sensing demo in its own window, on this page's model when that is an .onnx."""
+    def open_remote_sensing(self, scene: Path | None = None) -> None:
+        """The remote-sensing demo in its own window, on this page's model when that is an .onnx; with a scene (a
+        GeoTIFF of any size), that scene in the lazy scene view, tiled at this page's tile size."""
         from studio.gui.remote_sensing import RemoteSensingDemo
 
         if self.remote_sensing is not None:
             self.remote_sensing.close()
         model = Path(self.model.text()) if self.model.text().endswith(".onnx") else None
-        self.remote_sensing = RemoteSensingDemo(model=model)
+        self.remote_sensing = RemoteSensingDemo(model=model, **({"scene": scene, "tile": self.tile.value()}
+                                                                 if scene else {}))
         self.remote_sensing.show()
         self.remote_sensing.start()
 
