@@ -33,6 +33,7 @@ def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
     record = json.loads((tmp_path / "runs" / "tiny" / "provenance.json").read_text())
     assert record["resumed"] is True and record["epochs"] == 2 and len(record["source_sha256"]) == 64
     assert record["train_seconds"] > 0 and record["command"].startswith("studio train yolov8n.yaml")
+    assert record["convergence"] == {"epochs": 2, "gain_last_10": None, "flat": None}  # too short to tell
     assert [e.done for e in events if e.stage == "train"][:2] == [0, 1]
 
 

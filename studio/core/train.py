@@ -15,6 +15,7 @@ from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.digest import sha256_of
 from deploy.runtime.output import claim_run
+from studio.core.convergence import convergence, results_csv_maps
 from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
@@ -130,6 +131,7 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
         "model": req.model, "epochs": trainer.epochs, "imgsz": req.imgsz, "batch": req.batch, "seed": req.seed,
         "best": result.best, "val_map50_95": result.map50_95, "val_map50": result.map50,
         "train_seconds": training_seconds(run_dir), "resumed": req.resume, **_init_record(req.init),
+        "convergence": convergence(results_csv_maps(run_dir)),
         "command": f"studio train {req.model} --data {req.data} --epochs {req.epochs} --imgsz {req.imgsz} "
                    f"--batch {req.batch} --project {req.project} --name {req.name}"
                    + (f" --init {req.init}" if req.init else ""),

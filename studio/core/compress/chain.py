@@ -24,6 +24,7 @@ from deploy.runtime.output import claim_run
 from studio.core.compress.kd_config import KD_TERMS, KdConfig, parse_terms
 from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS
 from studio.core.compress.recipe import Recipe
+from studio.core.convergence import convergence
 from studio.core.jobs import Job
 
 REPORT_IMAGES = 8  # images the exporter compares ONNX Runtime and the simulator on
@@ -272,6 +273,8 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
               "qat": {k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")}
               if qat_report else None,
               "training_seconds": {name: reports[name]["seconds"] for name in TRAINING if name in reports},
+              "convergence": {name: convergence([h["map50_95"] for h in reports[name]["history"]])
+                              for name in TRAINING if reports.get(name, {}).get("history")},
               "seconds_this_run": round(time.monotonic() - started, 1)}
     write_int8_report(report, out)
     return report

@@ -44,7 +44,17 @@ def _markdown(report: dict) -> str:
     if report.get("training_seconds"):
         lines += ["", "Training time: " + ", ".join(f"{k} {v / 60:.1f} min"
                                                    for k, v in report["training_seconds"].items()) + "."]
+    if report.get("convergence"):
+        lines += ["", "Val mAP50-95 gained over each stage's last 10 epochs (full budget: under 0.3 points): " +
+                  ", ".join(f"{k} {_gain(c)}" for k, c in report["convergence"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _gain(c: dict) -> str:
+    gain = c["gain_last_10"]
+    if gain is None:
+        return f"- ({c['epochs']} epochs: too short to tell)"
+    return f"{100 * gain:+.2f} points ({'flat' if c['flat'] else 'still rising'})"
 
 
 def _plot(report: dict, path: Path) -> None:
