@@ -19,19 +19,15 @@ import numpy as np
 
 from deploy.runtime.detections import Detections
 from deploy.runtime.raster import georeference
-from deploy.runtime.rotated import corners
 from deploy.runtime.sinks import Sink
+from studio.core.scene_labels import object_corners
 
 FIELDS = ["class", "class_id", "score"]
 
 
 def pixel_rings(dets: Detections) -> np.ndarray:
     """(N, 5, 2) closed rings in pixel coordinates: turned rectangles, or the boxes' corners."""
-    if dets.rboxes is not None:
-        quads = corners(dets.rboxes)
-    else:
-        b = dets.boxes.astype(np.float64)
-        quads = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], 1)
+    quads = object_corners(dets)
     return np.concatenate([quads, quads[:, :1]], 1)
 
 

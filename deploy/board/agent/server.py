@@ -9,6 +9,7 @@ idle link observable, and with no host for `idle_exit` seconds the agent stops b
 so a lost studio never leaves an orphan running on the board.
 """
 import collections
+import functools
 import logging
 import os
 import queue
@@ -48,9 +49,7 @@ def scenes_by_windows() -> bool:
     return importlib.util.find_spec("rasterio") is not None
 
 
-_located: dict = {}
-
-
+@functools.cache
 def located(path: str, by_rasterio: bool) -> Optional[dict]:
     """A raster scene's georeference (raster.georeference), read once per file, so the host writes map features
     of a scene it never had; without rasterio only its modification time, and why; None for no raster."""
@@ -58,15 +57,12 @@ def located(path: str, by_rasterio: bool) -> Optional[dict]:
 
     if os.path.splitext(path)[1].lower() not in RASTER_SUFFIXES:
         return None
-    if path not in _located:
-        if by_rasterio:
-            from deploy.runtime.raster import georeference
+    if by_rasterio:
+        from deploy.runtime.raster import georeference
 
-            _located[path] = georeference(path)
-        else:
-            _located[path] = {"transform": None, "crs": None, "mtime": os.stat(path).st_mtime,
-                              "why": "the board has no rasterio to read the raster's geotransform"}
-    return _located[path]
+        return georeference(path)
+    return {"transform": None, "crs": None, "mtime": os.stat(path).st_mtime,
+            "why": "the board has no rasterio to read the raster's geotransform"}
 
 
 def write_run_file(path: str, state: dict) -> None:
