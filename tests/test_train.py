@@ -7,7 +7,7 @@ import pytest
 
 from studio.core.data.synth import SynthConfig, generate
 from studio.core.jobs import Cancelled, CancelToken, Job, ProgressEvent
-from studio.core.train import TrainRequest, is_finished, train
+from studio.core.train import TrainRequest, is_finished, train, training_seconds
 
 
 @pytest.mark.slow  # trains
@@ -32,9 +32,18 @@ def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
     assert is_finished(last) and resumed.epochs == 2
     record = json.loads((tmp_path / "runs" / "tiny" / "provenance.json").read_text())
     assert record["resumed"] is True and record["epochs"] == 2 and len(record["source_sha256"]) == 64
-    assert record["train_seconds"] > 0 and record["command"].startswith("studio train yolov8n.yaml")
+    times = [float(r.split(",")[1]) for r in (tmp_path / "runs" / "tiny" / "results.csv").read_text().split()[1:]]
+    assert record["train_seconds"] > max(times)  # the resumed run's clock started again; both epochs count
+    assert record["command"].startswith("studio train yolov8n.yaml")
     assert record["convergence"] == {"epochs": 2, "gain_last_10": None, "flat": None}  # too short to tell
     assert [e.done for e in events if e.stage == "train"][:2] == [0, 1]
+
+
+def test_training_seconds_add_up_each_resumed_stretch(tmp_path):
+    rows = [(1, 100.0), (2, 200.5), (3, 300.0), (4, 95.0), (5, 190.0), (6, 80.0)]  # resumed after 3 and after 5
+    (tmp_path / "results.csv").write_text("epoch,time\n" + "".join(f"{e},{t}\n" for e, t in rows))
+    assert training_seconds(tmp_path) == 570.0
+    assert training_seconds(tmp_path / "nowhere") is None
 
 
 def test_resume_of_a_finished_or_missing_run_is_refused(cli, tmp_path):

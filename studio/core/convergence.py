@@ -25,11 +25,15 @@ def convergence(maps: list[float], window: int = WINDOW) -> dict:
     return {"epochs": len(maps), f"gain_last_{window}": gain, "flat": None if gain is None else gain < FLAT_GAIN}
 
 
-def results_csv_maps(run_dir: Path) -> list[float]:
-    """Each epoch's val mAP50-95 from an ultralytics run's results.csv (empty when there is none)."""
+def results_rows(run_dir: Path) -> list[dict]:
+    """An ultralytics run's results.csv as rows with stripped column names (empty when there is none)."""
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         return []
     with path.open() as f:
-        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
-    return [float(r["metrics/mAP50-95(B)"]) for r in rows if r.get("metrics/mAP50-95(B)")]
+        return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def results_csv_maps(run_dir: Path) -> list[float]:
+    """Each epoch's val mAP50-95 from an ultralytics run's results.csv (empty when there is none)."""
+    return [float(r["metrics/mAP50-95(B)"]) for r in results_rows(run_dir) if r.get("metrics/mAP50-95(B)")]

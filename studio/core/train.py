@@ -15,7 +15,7 @@ from deploy.errors import UserError
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.digest import sha256_of
 from deploy.runtime.output import claim_run
-from studio.core.convergence import convergence, results_csv_maps
+from studio.core.convergence import convergence, results_csv_maps, results_rows
 from studio.core.data.checks import check_dataset, check_kind
 from studio.core.jobs import Job
 from studio.core.models import resolve_model_path
@@ -217,12 +217,10 @@ def is_finished(checkpoint: Path) -> bool:
 
 
 def training_seconds(run_dir: Path) -> float | None:
-    """Wall time of all epochs, across resumes (ultralytics' results.csv keeps a running total)."""
-    import csv
-
-    path = run_dir / "results.csv"
-    if not path.is_file():
+    """Wall time of all epochs, across resumes: results.csv's `time` is a running total that a resume starts
+    again from about one epoch's time, so each run of rising totals adds its last one."""
+    times = [float(row["time"]) for row in results_rows(run_dir) if row.get("time")]
+    if not times:
         return None
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    return round(float(rows[-1]["time"]), 1) if rows and "time" in rows[-1] else None
+    ends = [a for a, b in zip(times, times[1:]) if b < a] + [times[-1]]
+    return round(sum(ends), 1)
