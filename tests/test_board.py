@@ -394,3 +394,38 @@ def test_a_geotiff_on_the_board_is_read_by_windows_there_and_its_map_features_co
         ring = lambda wkb: np.frombuffer(wkb[13:], "<f8")  # noqa: E731
         assert all(np.allclose(ring(a), ring(b), atol=1e-3 if suffix == "gpkg" else 1e-8)
                    for a, b in zip(board_geometry, local_geometry))
+
+
+@pytest.mark.slow  # pushes to the board over SSH and runs a scene's tiles there in batches
+def test_a_scene_here_is_tiled_here_inferred_on_the_board_and_merged_as_a_local_run(cli, board, obb_onnx, tmp_path,
+                                                                                     monkeypatch):
+    """studio predict --board: a GeoTIFF on this computer, its tiles sent to the board a batch at a time, gives the
+    features a local run gives, and the board keeps none of the tiles."""
+    from pyogrio.raw import read
+
+    from studio.core import board_tiles
+    from tests.test_raster import scene_rgb, write_tif
+
+    monkeypatch.setattr(board_tiles, "BATCH", 8)  # 20 tiles: three round trips
+    scene = tmp_path / "scene.tif"
+    write_tif(scene, scene_rgb(300, 400, seed=4).transpose(2, 0, 1).copy())
+    args = ["--tile", 96, "--conf", 0.3]
+    result = cli("predict", obb_onnx, scene, *args, "--board", BOARD, "--backend", "ort", "--workers", 2,
+                 "--features", tmp_path / "board-map", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]
+    assert summary["frames"] == 1 and summary["tiles"] == 20 and summary["features"][0]["coordinates"].startswith("map")
+    local = cli("predict", obb_onnx, scene, *args, "--features", tmp_path / "local-map", "--json")
+    assert local.exit_code == 0, local.stderr
+    on_board, _, board_geometry, board_fields = read(str(tmp_path / "board-map" / "scene.gpkg"))
+    here, _, local_geometry, local_fields = read(str(tmp_path / "local-map" / "scene.gpkg"))
+    assert on_board["crs"] == here["crs"] and len(board_geometry) == len(local_geometry) > 0
+    assert list(board_fields[1]) == list(local_fields[1])
+    ring = lambda wkb: np.frombuffer(wkb[13:], "<f8")  # noqa: E731
+    assert all(np.allclose(ring(a), ring(b), atol=1e-3) for a, b in zip(board_geometry, local_geometry))
+    assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]  # every batch was removed
+
+
+def test_predict_on_a_board_refuses_a_backend_it_has_not(cli, obb_onnx, tmp_path):
+    result = cli("predict", obb_onnx, tmp_path, "--board", BOARD, "--backend", "rknn-sim")
+    assert result.exit_code == 2 and "--backend rknn-sim does not run on a board: rknnlite or ort" in result.stderr

@@ -96,20 +96,26 @@ def replayed(source, loop: bool, gate: Gate, max_frames: Optional[int] = None) -
 
 class RunLoop:
     """One run of a model over frames. `cfg` may be replaced while it runs (thresholds from a slider):
-    workers and the tile merge use the new one from their next frame or scene."""
+    workers and the tile merge use the new one from their next frame or scene. `pipeline` runs the frames
+    elsewhere under Pipeline's contract (run, cfg, stats, keep_images): studio's board pipeline."""
 
-    def __init__(self, backends: Callable[[int], Backend], meta: ModelMeta, cfg: NmsConfig = NmsConfig(),
+    def __init__(self, backends: Optional[Callable[[int], Backend]], meta: ModelMeta, cfg: NmsConfig = NmsConfig(),
                  workers: int = 1, live: bool = False, tile: Optional[int] = None, overlap: float = 0.2,
                  sinks: Iterable[Sink] = (), gate: Optional[Gate] = None, keep_images: bool = False,
                  on_result: Optional[Callable[[Detections], None]] = None, close: Callable[[], None] = lambda: None,
-                 scene_max_det: Optional[int] = None, journal: Optional[TileJournal] = None):
+                 scene_max_det: Optional[int] = None, journal: Optional[TileJournal] = None,
+                 pipeline: Optional[Pipeline] = None):
         try:
             head_for(meta)  # a task or layout this runtime cannot decode fails here, as one line
         except ValueError as exc:
             raise UserError(str(exc)) from None
         self.sinks = list(sinks)
-        self.pipeline = Pipeline(backends, meta, cfg, workers=workers, live=live,
-                                 keep_images=keep_images or any(s.needs_images for s in self.sinks))
+        keep_images = keep_images or any(s.needs_images for s in self.sinks)
+        if pipeline is None:
+            pipeline = Pipeline(backends, meta, cfg, workers=workers, live=live, keep_images=keep_images)
+        else:  # the same contract run elsewhere (a board); backends and workers are its own
+            pipeline.keep_images = pipeline.keep_images or keep_images
+        self.pipeline = pipeline
         self.tile, self.overlap, self.scene_max_det = tile, overlap, scene_max_det
         self.journal = journal  # tiles finished by an earlier, interrupted run (and this run's, as they finish)
         self.gate = gate or Gate()

@@ -18,7 +18,7 @@ PROJECT = typer.Option("studio", help="Folder on the board for this project's ru
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _access(name: str, trust: bool, ask_password: bool):
+def board_access(name: str, trust: bool, ask_password: bool):
     from studio.core.board import Access
 
     password = getpass.getpass(f"SSH password for board {name}: ") if ask_password else None
@@ -138,7 +138,7 @@ def check_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password
     """
     from deploy.board.check import check_board
 
-    access = _access(name, trust, ask_password)
+    access = board_access(name, trust, ask_password)
     with access.open() as board:
         report = check_board(board)
     if json_out:
@@ -168,7 +168,7 @@ def doctor_cmd(name: str = typer.Argument(...),
     from deploy.board.doctor import EXIT_BLOCKED, diagnose, model_facts
 
     facts = model_facts(model) if model else None
-    with _access(name, trust, ask_password).open() as board:
+    with board_access(name, trust, ask_password).open() as board:
         report = check_board(board)
     findings = diagnose(report, facts)
     blocked = any(f.blocks for f in findings)
@@ -217,7 +217,7 @@ def setup_cmd(name: str = typer.Argument(...),
     from deploy.board.check import check_board
     from deploy.board.setup import setup_board
 
-    access = _access(name, trust, ask_password)
+    access = board_access(name, trust, ask_password)
 
     def work(job):
         job.stage("setup", None, f"on {name}")
@@ -278,7 +278,7 @@ def stream_cmd(name: str = typer.Argument(...), frames: int | None = typer.Optio
     from deploy.board.profiles import BoardStore
     from studio.core.board import last_run, on_service
 
-    access = _access(name, trust, ask_password)
+    access = board_access(name, trust, ask_password)
     if service:
         from deploy.board.service import service_run
 
@@ -300,5 +300,5 @@ def stop_cmd(name: str = typer.Argument(...), trust: bool = TRUST, ask_password:
     from studio.core.board import last_run, stop_run
 
     run = last_run(BoardStore(), name)
-    stop_run(_access(name, trust, ask_password), run)
+    stop_run(board_access(name, trust, ask_password), run)
     stdout.print(f"stopped agent {run.run_id} on {name}", highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from studio.cli_support import handles_errors, print_json, run_job, stdout
-from studio.commands.board import ASK, JSON, PROJECT, TRUST, _access
+from studio.commands.board import ASK, JSON, PROJECT, TRUST, board_access
 
 
 @handles_errors
@@ -52,7 +52,7 @@ def eval_cmd(
         written.check()
     req = BoardEvalRequest(board, model, data, split, backend, workers, conf, iou, max_det, limit, host, compare,
                            project)
-    access = _access(board, trust, ask_password)
+    access = board_access(board, trust, ask_password)
     result = run_job(lambda job: board_eval(access, req, job), json_out)
     if written:
         with written as staging:

@@ -8,7 +8,7 @@ import typer
 from deploy.board.agent.options import AGENT_OPTIONS
 from studio.cli_options import checked, declared
 from studio.cli_support import handles_errors, print_json, run_job, stdout
-from studio.commands.board import ASK, JSON, PROJECT, TRUST, _access
+from studio.commands.board import ASK, JSON, PROJECT, TRUST, board_access
 from studio.commands.board_deploy import BACKEND, SOURCE, check_model
 
 
@@ -43,7 +43,7 @@ def install_cmd(
 
     model = check_model(model, backend)
     opts = RunOptions(source=source, backend=backend, workers=workers, conf=conf, iou=iou, loop=loop)
-    access = _access(name, trust, ask_password)
+    access = board_access(name, trust, ask_password)
     status = run_job(lambda job: install_service(access, model, opts, project, job), json_out)
     if json_out:
         print_json(status)
@@ -76,7 +76,7 @@ def status_cmd(name: str = typer.Argument(..., help="The board."), project: str 
     from deploy.board.service import service_status
     from studio.core.board import on_service
 
-    status = on_service(_access(name, trust, ask_password), project, service_status)
+    status = on_service(board_access(name, trust, ask_password), project, service_status)
     if json_out:
         print_json(status)
     else:
@@ -94,7 +94,7 @@ def logs_cmd(name: str = typer.Argument(..., help="The board."),
     from deploy.board.service import service_logs
     from studio.core.board import on_service
 
-    text = on_service(_access(name, trust, ask_password), project,
+    text = on_service(board_access(name, trust, ask_password), project,
                       lambda board, folder: service_logs(board, folder, lines))
     stdout.print(text.rstrip(), highlight=False, markup=False)
 
@@ -109,7 +109,7 @@ def uninstall_cmd(name: str = typer.Argument(..., help="The board."), project: s
     from deploy.board.service import uninstall_service
     from studio.core.board import on_service
 
-    removed = on_service(_access(name, trust, ask_password), project, uninstall_service)
+    removed = on_service(board_access(name, trust, ask_password), project, uninstall_service)
     if json_out:
         print_json(removed)
     else:

@@ -47,7 +47,8 @@ def eval_cmd(
 def predict_cmd(
     model: Path = typer.Argument(..., help="An exported model with its sidecar: .onnx (ort) or .rknn (rknn-sim)."),
     source: str = typer.Argument(..., help="Image, folder, glob (quote it), video file, or camera:N."),
-    backend: str = typer.Option("ort", help="ort (host) | rknn-sim (host simulator) | rknnlite (board NPU)"),
+    backend: str | None = typer.Option(None, help="ort (host; the default) | rknn-sim (host simulator); with "
+                                       "--board: rknnlite (the NPU; the default for .rknn) | ort (its CPU)"),
     workers: int = typer.Option(1, help="Inference workers (on the RK3588: one per NPU core, up to 3)."),
     tile: int | None = typer.Option(None, help="Cut large images into tiles of this size (e.g. 512)."),
     overlap: float = typer.Option(0.2, help="Tile overlap fraction."),
@@ -70,6 +71,12 @@ def predict_cmd(
                                 "an interrupted run from the tiles it finished (same model and settings); the result "
                                 "is what an uninterrupted run writes."),
     max_frames: int | None = typer.Option(None, help="Stop after this many frames (video, camera)."),
+    board: str | None = typer.Option(None, help="Infer on this board (studio board add): this computer reads the "
+                                     "source, sends its images or tiles in batches and merges what comes back; for "
+                                     "a scene that lives on the board, studio board run."),
+    trust: bool = typer.Option(False, "--trust", help="With --board: trust its host key if it is new."),
+    ask_password: bool = typer.Option(False, "--ask-password", help="With --board: ask for the SSH password once "
+                                      "(never stored); default: keys/agent."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines: one object per frame, then a summary."),
 ):
     """Detect objects in images, video or a camera with the multithreaded pipeline.
@@ -80,7 +87,8 @@ def predict_cmd(
       studio predict exports/best.onnx camera:0 --workers 2 --json      # (on a board: studio board run)\n
       studio predict exports/obb.onnx scene.tif --tile 640 --features out/map   # read by windows; QGIS opens out/map\n
       studio predict exports/obb.onnx scene.tif --tile 640 --features out/map --resume   # after Ctrl-C or a crash\n
-      studio predict exports/obb.onnx scene.tif --tile 640 --labels out/mine   # studio train --data out/mine/data.yaml
+      studio predict exports/obb.onnx scene.tif --tile 640 --labels out/mine   # training data: out/mine/data.yaml\n
+      studio predict exports/obb.rknn scene.tif --tile 640 --board rock5b --workers 3 --features out/map
     """
     from studio.core.predict import PredictRequest, json_lines_printer, predict
 
@@ -90,15 +98,24 @@ def predict_cmd(
         raise UserError(f"--bands {bands!r}: three band numbers, e.g. 3,2,1") from None
     if band_triple is not None and len(band_triple) != 3:
         raise UserError(f"--bands {bands!r}: three band numbers, e.g. 3,2,1")
+    if (trust or ask_password) and not board:
+        raise UserError("--trust and --ask-password are for a run on a board: give --board too")
+    if backend is None:
+        backend = "rknnlite" if board and model.suffix == ".rknn" else "ort"
     req = PredictRequest(model=model, source=source, backend=backend, workers=workers, tile=tile, overlap=overlap,
                          conf=conf, iou=iou, max_det=max_det, save=save, max_frames=max_frames, force=force,
-                         features=features, bands=band_triple, resume=resume, labels=labels)
+                         features=features, bands=band_triple, resume=resume, labels=labels, board=board)
+    access = None
+    if board:
+        from studio.commands.board import board_access
+
+        access = board_access(board, trust, ask_password)
     on_result = None
     if json_out:
         from deploy.runtime.metadata import read_model_meta
 
         on_result = json_lines_printer(read_model_meta(model).names)
-    summary = run_job(lambda job: predict(req, on_result, job), json_out)
+    summary = run_job(lambda job: predict(req, on_result, job, access=access), json_out)
     if json_out:
         print_json({"summary": summary.to_dict()}, one_line=True)
         return

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.errors import UserError
 from deploy.runtime.detections import Detections
@@ -23,6 +24,12 @@ from studio.core.backend_factory import BackendPool
 from studio.core.jobs import Job
 from studio.core.map_features import FeatureSink
 from studio.core.scene_labels import LabelSink
+
+if TYPE_CHECKING:
+    from studio.core.board import Access
+
+
+BOARD_BACKENDS = ("rknnlite", "ort")  # what a board's agent runs: its NPU, or ONNX Runtime on its CPU
 
 
 @dataclass
@@ -45,6 +52,7 @@ class PredictRequest:
     features: Path | None = None  # folder for map features of each scene: GeoPackage and GeoJSON (map_features.py)
     resume: bool = False  # a tiled run: continue an interrupted one from the tiles it finished
     labels: Path | None = None  # a tiled run: folder for DOTA labels per scene and a YOLO dataset of its tiles
+    board: str | None = None  # infer on this board (the host reads the source and sends it frames or tiles)
 
 
 @dataclass
@@ -76,12 +84,16 @@ def _source_paths(source: str) -> list[Path]:
 
 
 def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None = None,
-            job: Job | None = None, warn: Callable[[str], None] | None = None) -> PredictSummary:
+            job: Job | None = None, warn: Callable[[str], None] | None = None,
+            access: Access | None = None) -> PredictSummary:
     """Detect objects in every frame of the source; results go to `on_result` and, with `save`, annotated
     images (or a video) appear in that folder at the end, whole (a cancelled run leaves nothing there).
     A tiled run with an output folder keeps its finished tiles beside it until it is published, so an
-    interrupted run resumes (req.resume) and ends with exactly what an uninterrupted one would have written."""
+    interrupted run resumes (req.resume) and ends with exactly what an uninterrupted one would have written.
+    With req.board the frames or tiles are inferred on that board (`access` gets onto it; board_tiles.py)."""
     RUN_OPTIONS.check_fields(req)
+    if req.board and req.backend not in BOARD_BACKENDS:
+        raise UserError(f"--backend {req.backend} does not run on a board: {' or '.join(BOARD_BACKENDS)}")
     if req.labels and not req.tile:
         raise UserError("--labels writes the tiles of a tiled run: give --tile too (the size to train at)")
     meta = read_model_meta(req.model)
@@ -105,13 +117,22 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
         labels = LabelSink(staging[req.labels], meta.names, req.tile, req.overlap, scene_reader(source)) \
             if req.labels else None
         summary = _run(req, meta, source, sinks + [s for s in (features, labels) if s], saved, on_result,
-                       job or Job(), journal)
+                       job or Job(), journal, access or _access(req.board))
         summary.features = [_published(f, staging[req.features], req.features) for f in features.written] \
             if features else []
         summary.labels = [{**entry, "folder": str(req.labels)} for entry in labels.written] if labels else []
     if journal is not None:
         journal.finish()  # published: the tiles kept for a resume are no longer needed
     return summary
+
+
+def _access(board: str | None) -> Access | None:
+    """A board run's way onto the board when the caller gave none: its saved profile, known host key only."""
+    if board is None:
+        return None
+    from studio.core.board import Access
+
+    return Access(board)
 
 
 def _journal(req: PredictRequest) -> TileJournal | None:
@@ -125,7 +146,7 @@ def _journal(req: PredictRequest) -> TileJournal | None:
     manifest = {"model": sha256_of(Path(req.model)), "source": _source_identity(req.source), "backend": req.backend,
                 "tile": req.tile, "overlap": req.overlap, "conf": req.conf, "iou": req.iou, "max_det": req.max_det,
                 "bands": list(req.bands) if req.bands else None,
-                "outputs": [str(p) for p in (req.save, req.features, req.labels)]}
+                "outputs": [str(p) for p in (req.save, req.features, req.labels)], "board": req.board}
     return TileJournal.open(Path(dest).parent / f".{Path(dest).name}.tiles", manifest, req.resume, req.force)
 
 
@@ -162,12 +183,21 @@ def _published(entry: dict, staging: Path, final: Path) -> dict:
 
 
 def _run(req: PredictRequest, meta, source, sinks: list[Sink], saved: str | None,
-         on_result: Callable[[Detections], None] | None, job: Job, journal: TileJournal | None) -> PredictSummary:
+         on_result: Callable[[Detections], None] | None, job: Job, journal: TileJournal | None,
+         access: Access | None) -> PredictSummary:
     sinks = ([CallbackSink(on_result)] if on_result else []) + sinks
-    pool = BackendPool(req.backend, Path(req.model), req.workers)
-    loop = RunLoop(pool.factory(), meta, NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det),
-                   workers=req.workers, live=source.live, tile=req.tile, overlap=req.overlap, sinks=sinks,
-                   close=pool.close, journal=journal, on_result=TileProgress(job) if req.tile else None)
+    cfg = NmsConfig(conf=req.conf, iou=req.iou, max_det=req.max_det)
+    progress = TileProgress(job) if req.tile else None
+    if access is not None:
+        from studio.core.board_tiles import BoardPipeline
+
+        board = BoardPipeline(access, Path(req.model), req.backend, req.workers, cfg, job)
+        loop = RunLoop(None, meta, cfg, tile=req.tile, overlap=req.overlap, sinks=sinks, journal=journal,
+                       on_result=progress, pipeline=board)
+    else:
+        pool = BackendPool(req.backend, Path(req.model), req.workers)
+        loop = RunLoop(pool.factory(), meta, cfg, workers=req.workers, live=source.live, tile=req.tile,
+                       overlap=req.overlap, sinks=sinks, close=pool.close, journal=journal, on_result=progress)
     count = detections = 0
     merge_ms = 0.0
     job.stage("predict", None, f"{req.backend} x{req.workers}")
