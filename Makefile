@@ -50,11 +50,17 @@ $(BOARD_VENV)/.installed:
 # Tests draw offscreen; `make studio` keeps the desktop's own platform.
 test test-fast: export QT_QPA_PLATFORM ?= offscreen
 
+# The suite waits on SSH, subprocesses and Qt for about a third of its time, so it runs one pytest-xdist worker per
+# core (at most 4: each worker holds torch and its own fixtures); --dist loadfile keeps a file's tests on one
+# worker, so a module's fixtures (an RKNN build, a trained student's export) are made once. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: venv sysdeps lint board-python  ## the whole suite, slow tests included
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: venv board-python  ## the suite without slow tests (RKNN builds, training, boards over SSH)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # One torch thread: mutmut forks a child per mutant, and a child forked after torch started its thread
 # pool waits forever on it (every distillation-loss mutant timed out that way). One child per core
