@@ -1,6 +1,7 @@
 """The assets builder's cheap steps: data, samples and the flight video (training is never rerun in tests)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploy.errors import UserError
-from studio.core.assets import AssetsRequest, build_assets, flight_video
+from studio.core.assets import AssetsRequest, build_assets, flight_video, stage_plan
 
 
 def test_flight_video_pans_over_the_scene(tmp_path):
@@ -49,6 +50,25 @@ def test_bundle_skips_models_still_in_training(tmp_path):
     assert build_assets(req)["bundle"] == [f"{role}: not trained yet" for role in
                                            ("student", "teacher", "student-obb", "teacher-obb")]
     assert not (tmp_path / "assets" / "models").exists()
+
+
+def test_a_bundled_first_stage_is_not_trained_again_and_starts_the_second(tmp_path):
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work")
+    first_last = tmp_path / "work" / "runs" / "teacher-obb" / "weights" / "last.pt"
+    assert stage_plan(req, "teacher-obb") == [("teacher-obb", "yolov8s-obb.yaml", 24),
+                                              ("teacher-obb-more", str(first_last), 40)]
+    models = tmp_path / "assets" / "models"
+    models.mkdir(parents=True)
+    (models / "teacher-obb.pt").write_bytes(b"weights")
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}]}))
+    assert stage_plan(req, "teacher-obb") == [("teacher-obb", None, 24),  # a machine without the first run
+                                              ("teacher-obb-more", str(models / "teacher-obb.pt"), 40)]
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}, {"epochs": 40}]}))
+    assert stage_plan(req, "teacher-obb")[0][1] == "yolov8s-obb.yaml"  # both stages bundled: a rebuild starts over
+    first_last.parent.mkdir(parents=True)
+    first_last.write_bytes(b"checkpoint")
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}]}))
+    assert stage_plan(req, "teacher-obb")[1][1] == str(first_last)  # the run itself, where it is here
 
 
 def test_unknown_step(tmp_path):

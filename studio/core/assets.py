@@ -138,12 +138,12 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
     if not data.is_file():
         raise UserError(f"{data} is missing: run its data step first (studio assets --only "
                         f"{'data-obb' if spec.data == 'dense-obb' else 'data'})")
-    runs = [(role, spec.architecture, spec.epochs or req.epochs)]
-    if spec.more:
-        runs.append((f"{role}-more", str(req.work / "runs" / role / "weights" / "last.pt"), spec.more))
     said = []
-    for name, model, epochs in runs:
+    for name, model, epochs in stage_plan(req, role):
         last = req.work / "runs" / name / "weights" / "last.pt"
+        if model is None:
+            said.append(f"kept the bundled first stage, {req.out / 'models' / role}.pt")
+            continue
         if last.is_file() and is_finished(last):
             said.append(f"kept {last.parent.parent}")
             continue
@@ -152,6 +152,40 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
                                     name=name, seed=req.seed, resume=last.is_file(), init=init), job)
         said.append(f"trained {result.best}: val mAP50-95 {result.map50_95}")
     return "; ".join(said)
+
+
+def stage_plan(req: AssetsRequest, role: str) -> list[tuple[str, str | None, int]]:
+    """(run name, model to start from, epochs) of each stage; model None: a first stage already done and bundled
+    alone (so a machine lost between sessions does not cost its hours), whose weights the second stage starts
+    from when the first stage's run is not here."""
+    spec = ROLES[role]
+    first_last = req.work / "runs" / role / "weights" / "last.pt"
+    bundled = _bundled_first_stage(req, role) if not first_last.is_file() else None
+    plan = [(role, None if bundled else spec.architecture, spec.epochs or req.epochs)]
+    if spec.more:
+        plan.append((f"{role}-more", str(bundled or first_last), spec.more))
+    return plan
+
+
+def _bundled_first_stage(req: AssetsRequest, role: str) -> Path | None:
+    """The bundled weights of a two-stage role when its card says they are the first stage alone."""
+    card = req.out / "models" / f"{role}.json"
+    if not ROLES[role].more or not card.is_file():
+        return None
+    return req.out / "models" / f"{role}.pt" if len(json.loads(card.read_text()).get("stages", [])) == 1 else None
+
+
+def _stage_records(req: AssetsRequest, role: str) -> list[dict]:
+    """Each stage's provenance: from its run, or, for a first stage bundled alone, from the card."""
+    runs = [req.work / "runs" / role] + ([req.run_dir(role)] if ROLES[role].more else [])
+    records = []
+    for k, run in enumerate(runs):
+        record = run / "provenance.json"
+        if k == 0 and not record.is_file() and _bundled_first_stage(req, role):
+            records += json.loads((req.out / "models" / f"{role}.json").read_text())["stages"]
+        else:
+            records.append(json.loads(record.read_text()))
+    return records
 
 
 def _finished(req: AssetsRequest, role: str) -> bool:
@@ -175,8 +209,7 @@ def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
         result = evaluate(EvalRequest(model=dest, data=req.role_data(role), split=split, imgsz=req.size), job)
         metric = result.settings["metric"]
         metrics[split] = {k: getattr(result, k) for k in ("map50_95", "map50", "per_class", "per_size", "images")}
-    runs = [req.work / "runs" / role] + ([req.run_dir(role)] if spec.more else [])
-    stages = [json.loads((run / "provenance.json").read_text()) for run in runs]
+    stages = _stage_records(req, role)
     write_json_atomic(models / f"{role}.json", {
         "role": role, "architecture": spec.architecture, "file": dest.name, "sha256": sha256_of(dest),
         "bytes": dest.stat().st_size, "imgsz": req.size, "generator": req.generator(role), "training": stages[-1],
