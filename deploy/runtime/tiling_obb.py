@@ -28,7 +28,10 @@ def join_rotated(rboxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ti
     i, j = i[candidate], j[candidate]
     quads = corners(rboxes)
     areas = rboxes[:, 2].astype(np.float64) * rboxes[:, 3]
-    inter = quad_overlaps(quads[i], quads[j])
+    lo, hi = quads.min(1), quads.max(1)
+    meet = (np.minimum(hi[i], hi[j]) > np.maximum(lo[i], lo[j])).all(1)  # upright extents overlap: only those can
+    inter = np.zeros(len(i))
+    inter[meet] = quad_overlaps(quads[i[meet]], quads[j[meet]])
     one = (inter > 0) & (inter >= min_ios * PIECE * np.minimum(areas[i], areas[j]))  # a piece within a view
     ends = np.flatnonzero((inter > 0) & ~one & cut[i] & cut[j])
     one[ends] = [_end_to_end(quads, rboxes, areas, i[k], j[k], inter[k]) for k in ends]
