@@ -140,8 +140,10 @@ def quad_overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         t = np.where(crossing, side_q / np.where(crossing, side_q - side, 1.0), 0.0)
         candidates = np.stack([q + t[..., None] * (pts - q), pts], 2).reshape(count, 2 * CLIP_SLOTS, 2)
         kept = np.stack([crossing, valid & (side >= 0)], 2).reshape(count, 2 * CLIP_SLOTS)
-        order = np.argsort(~kept, axis=1, kind="stable")  # the kept points first, in polygon order
-        pts = candidates[rows, order][:, :CLIP_SLOTS]
+        place = np.cumsum(kept, axis=1) - 1  # each kept point's slot, in polygon order
+        r, c = np.nonzero(kept & (place < CLIP_SLOTS))
+        pts = np.zeros((count, CLIP_SLOTS, 2))
+        pts[r, place[r, c]] = candidates[r, c]
         n = np.minimum(kept.sum(1), CLIP_SLOTS)
     valid = slots < n[:, None]
     following = (slots + 1) % np.maximum(n, 1)[:, None]
