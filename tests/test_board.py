@@ -426,6 +426,8 @@ def test_a_scene_here_is_tiled_here_inferred_on_the_board_and_merged_as_a_local_
     assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]  # every batch was removed
 
 
-def test_predict_on_a_board_refuses_a_backend_it_has_not(cli, obb_onnx, tmp_path):
+def test_predict_on_a_board_refuses_a_backend_it_has_not_and_a_camera_here(cli, obb_onnx, tmp_path):
     result = cli("predict", obb_onnx, tmp_path, "--board", BOARD, "--backend", "rknn-sim")
     assert result.exit_code == 2 and "--backend rknn-sim does not run on a board: rknnlite or ort" in result.stderr
+    result = cli("predict", obb_onnx, "camera:0", "--board", BOARD)
+    assert result.exit_code == 2 and "camera:0 is live" in result.stderr and "studio board run" in result.stderr
