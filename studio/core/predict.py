@@ -94,6 +94,9 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     RUN_OPTIONS.check_fields(req)
     if req.board and req.backend not in BOARD_BACKENDS:
         raise UserError(f"--backend {req.backend} does not run on a board: {' or '.join(BOARD_BACKENDS)}")
+    if req.board and req.source.startswith("camera:"):
+        raise UserError(f"{req.source} is live: frames sent to a board in batches would arrive late; run the camera "
+                        "on the board (studio board run BOARD MODEL --source camera:0)")
     if req.labels and not req.tile:
         raise UserError("--labels writes the tiles of a tiled run: give --tile too (the size to train at)")
     meta = read_model_meta(req.model)
@@ -103,9 +106,6 @@ def predict(req: PredictRequest, on_result: Callable[[Detections], None] | None 
     source = open_source(req.source, warn=warn or (lambda m: print(f"warning: {m}", file=sys.stderr)),
                          max_frames=req.max_frames, windowed=bool(req.tile) and not req.save, bands=req.bands,
                          stretches=journal.stretches() if journal else None)
-    if req.board and source.live:
-        raise UserError(f"{req.source} is live: frames sent to a board in batches would arrive late; run the camera "
-                        "on the board (studio board run BOARD MODEL --source camera:0)")
     with contextlib.ExitStack() as stack:
         staged = [stack.enter_context(out) for out in outputs]  # each appears whole at the end, or not at all
         sinks: list[Sink] = []
