@@ -17,6 +17,7 @@ from deploy.runtime.rotated import (
     polygon_area,
     polygon_iou,
     probiou,
+    quad_overlaps,
     regularize,
 )
 from studio.core.data.oriented import oriented_corners, upright_box
@@ -59,6 +60,21 @@ def test_clip_polygon_and_exact_iou():
     assert iou[:3] == pytest.approx([1, 1, 1], abs=1e-4) and iou[3] == 0
     upright = np.array([[10, 10, 20, 10, 0.0]]), np.array([[20, 10, 20, 10, 0.0]])  # half overlap: 100 / 300
     assert polygon_iou(*upright)[0, 0] == pytest.approx(1 / 3, abs=1e-5)
+
+
+def test_quad_overlaps_equal_the_clipped_areas_of_each_pair():
+    boxes = _random_rboxes(400, seed=3)
+    turned = corners(boxes)
+    rng = np.random.default_rng(4)
+    x0, y0 = boxes[:, 0] + rng.uniform(-90, 30, 400), boxes[:, 1] + rng.uniform(-90, 30, 400)  # near each box
+    x1, y1 = x0 + rng.uniform(5, 80, 400), y0 + rng.uniform(5, 80, 400)
+    windows = np.stack([np.c_[x0, y0], np.c_[x1, y0], np.c_[x1, y1], np.c_[x0, y1]], 1)
+    clipped = [polygon_area(clip_polygon(q, *w)) for q, w in zip(turned, np.c_[x0, y0, x1, y1])]
+    assert quad_overlaps(turned, windows) == pytest.approx(clipped, abs=1e-6)
+    assert quad_overlaps(windows, turned) == pytest.approx(clipped, abs=1e-6)  # either way round
+    assert (np.array(clipped) == 0).sum() > 50 and (np.array(clipped) > 0).sum() > 50  # both cases drawn
+    own = _random_rboxes(400, seed=5)
+    assert quad_overlaps(corners(own), corners(own)) == pytest.approx(own[:, 2] * own[:, 3], rel=1e-5)
 
 
 def test_a_label_cut_by_a_window_becomes_the_rectangle_of_its_visible_part():
