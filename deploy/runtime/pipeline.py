@@ -58,6 +58,7 @@ class PipelineStats:
     latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # ms, read start to result
     queue_waits: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # ms in the queue
     worker_infer: dict[int, list[float]] = field(default_factory=dict)  # worker -> [sum ms, frames]
+    stage_sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))  # ms, for stage_ms
 
     @property
     def fps(self) -> float:
@@ -71,6 +72,14 @@ class PipelineStats:
         entry = self.worker_infer.setdefault(dets.worker, [0.0, 0])
         entry[0] += dets.timings.get("infer", 0.0)
         entry[1] += 1
+        for stage in STAGES:
+            self.stage_sums[stage] += dets.timings.get(stage, 0.0)
+
+    def finish(self, seconds: float) -> None:
+        """The run ended after `seconds`: each stage's mean per frame becomes stage_ms."""
+        self.seconds = seconds
+        if self.frames:
+            self.stage_ms = {k: v / self.frames for k, v in self.stage_sums.items()}
 
     def to_dict(self) -> dict:
         """fps and mean ms per stage, with the latency from reading a frame to its result in order (p50, p95,
@@ -122,7 +131,6 @@ class Pipeline:
         """Yield Detections in the order frames were taken; raise PipelineError if anything failed."""
         run = _Run(self)
         self.stats = PipelineStats()
-        stage_sums = dict.fromkeys(STAGES, 0.0)
         threads = [threading.Thread(target=self._read, args=(run, frames), name="pipeline-reader", daemon=True)]
         threads += [threading.Thread(target=self._work, args=(run, i), name=f"pipeline-worker-{i}", daemon=True)
                     for i in range(self.workers)]
@@ -150,16 +158,12 @@ class Pipeline:
                         (time.perf_counter() - run.queued_at.pop(next_seq)) * 1e3
                     next_seq += 1
                     self.stats.add(dets)
-                    for stage in STAGES:
-                        stage_sums[stage] += dets.timings.get(stage, 0.0)
                     yield dets
         finally:
             run.stop.set()
             for t in threads:
                 t.join(timeout=5)
-            self.stats.seconds = time.perf_counter() - started
-            if self.stats.frames:
-                self.stats.stage_ms = {k: v / self.stats.frames for k, v in stage_sums.items()}
+            self.stats.finish(time.perf_counter() - started)
 
     def _read(self, run: "_Run", frames: Iterable[Frame]) -> None:
         """The reader thread: frames into the inbox, then one end marker per worker."""

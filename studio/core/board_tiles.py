@@ -41,7 +41,7 @@ class BoardPipeline:
                  project: str = "studio", batch: int | None = None):
         batch = batch or BATCH
         self.access, self.model, self.backend, self.workers = access, Path(model), backend, workers
-        self.cfg, self.job, self.project, self.batch = cfg, job, project, batch
+        self.cfg, self.project, self.batch = cfg, project, batch
         self.keep_images = False  # attach each frame to its Detections (a drawing sink asks)
         self.quiet = Job(cancel=job.cancel)  # pushes and streams report nothing of their own: the run's bar counts
         self.stats = PipelineStats()
@@ -50,19 +50,14 @@ class BoardPipeline:
     def run(self, frames: Iterable[Frame]) -> Iterator[Detections]:
         self.stats = PipelineStats()
         started = time.perf_counter()
-        stage_sums: dict[str, float] = {}
         frames = iter(frames)
         try:
             while batch := list(islice(frames, self.batch)):
                 for dets in self._on_board(batch):
                     self.stats.add(dets)
-                    for stage, ms in dets.timings.items():
-                        stage_sums[stage] = stage_sums.get(stage, 0.0) + ms
                     yield dets
         finally:
-            self.stats.seconds = time.perf_counter() - started
-            if self.stats.frames:
-                self.stats.stage_ms = {k: v / self.stats.frames for k, v in stage_sums.items()}
+            self.stats.finish(time.perf_counter() - started)
 
     def _on_board(self, batch: list[Frame]) -> list[Detections]:
         """One batch: its frames to the board, run there, their detections home in the batch's order."""
@@ -72,7 +67,7 @@ class BoardPipeline:
             paths = [_as_png(frame, Path(tmp) / f"{k:05d}.png") for k, frame in enumerate(batch)]
             with self.access.open() as board:
                 images = push_images(board, paths, self.project, lambda done, total, name: None,
-                                     self.job.cancel.check)
+                                     self.quiet.cancel.check)
         place = {name: k for k, name in enumerate(images.names)}
         found: list[Detections | None] = [None] * len(batch)
 
