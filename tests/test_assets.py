@@ -71,6 +71,22 @@ def test_a_bundled_first_stage_is_not_trained_again_and_starts_the_second(tmp_pa
     assert stage_plan(req, "teacher-obb")[1][1] == str(first_last)  # the run itself, where it is here
 
 
+def test_a_card_of_both_stages_takes_the_first_from_its_run_or_else_from_the_bundled_card(tmp_path):
+    from studio.core.assets import _stage_records
+
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work")
+    runs = tmp_path / "work" / "runs"
+    (runs / "teacher-obb-more").mkdir(parents=True)
+    (runs / "teacher-obb-more" / "provenance.json").write_text(json.dumps({"epochs": 40}))
+    models = tmp_path / "assets" / "models"
+    models.mkdir(parents=True)
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24, "from": "card"}]}))
+    assert _stage_records(req, "teacher-obb") == [{"epochs": 24, "from": "card"}, {"epochs": 40}]
+    (runs / "teacher-obb").mkdir()
+    (runs / "teacher-obb" / "provenance.json").write_text(json.dumps({"epochs": 24, "from": "run"}))
+    assert _stage_records(req, "teacher-obb") == [{"epochs": 24, "from": "run"}, {"epochs": 40}]
+
+
 def test_unknown_step(tmp_path):
     with pytest.raises(UserError, match="--only 'weights'"):
         build_assets(AssetsRequest(out=tmp_path, work=tmp_path, only="weights"))

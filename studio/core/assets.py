@@ -177,14 +177,13 @@ def _bundled_first_stage(req: AssetsRequest, role: str) -> Path | None:
 
 def _stage_records(req: AssetsRequest, role: str) -> list[dict]:
     """Each stage's provenance: from its run, or, for a first stage bundled alone, from the card."""
-    runs = [req.work / "runs" / role] + ([req.run_dir(role)] if ROLES[role].more else [])
-    records = []
-    for k, run in enumerate(runs):
-        record = run / "provenance.json"
-        if k == 0 and not record.is_file() and _bundled_first_stage(req, role):
-            records += json.loads((req.out / "models" / f"{role}.json").read_text())["stages"]
-        else:
-            records.append(json.loads(record.read_text()))
+    first = req.work / "runs" / role / "provenance.json"
+    if first.is_file() or not _bundled_first_stage(req, role):
+        records = [json.loads(first.read_text())]
+    else:
+        records = json.loads((req.out / "models" / f"{role}.json").read_text())["stages"]
+    if ROLES[role].more:
+        records.append(json.loads((req.run_dir(role) / "provenance.json").read_text()))
     return records
 
 
