@@ -90,3 +90,22 @@ def test_a_card_of_both_stages_takes_the_first_from_its_run_or_else_from_the_bun
 def test_unknown_step(tmp_path):
     with pytest.raises(UserError, match="--only 'weights'"):
         build_assets(AssetsRequest(out=tmp_path, work=tmp_path, only="weights"))
+
+
+def test_a_packed_checkpoint_loads_the_same_tensors_from_fewer_bytes(tmp_path):
+    import zipfile
+
+    import torch
+
+    from studio.core.checkpoint_pack import pack_checkpoint
+
+    weights = {"conv.weight": torch.randn(64, 32, 3, 3).half(), "bn.running_var": torch.ones(64), "epoch": -1}
+    torch.save(weights, tmp_path / "best.pt")
+    pack_checkpoint(tmp_path / "best.pt", tmp_path / "packed.pt")
+    with zipfile.ZipFile(tmp_path / "best.pt") as plain, zipfile.ZipFile(tmp_path / "packed.pt") as packed:
+        assert plain.namelist() == packed.namelist()
+        assert {m.compress_type for m in packed.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert (tmp_path / "packed.pt").stat().st_size < (tmp_path / "best.pt").stat().st_size
+    loaded = torch.load(tmp_path / "packed.pt")
+    assert loaded["epoch"] == -1 and loaded.keys() == weights.keys()
+    assert all(torch.equal(loaded[k], weights[k]) for k in ("conv.weight", "bn.running_var"))

@@ -26,6 +26,7 @@ from deploy.errors import UserError
 from deploy.runtime.atomic import staged, write_json_atomic
 from deploy.runtime.digest import sha256_of
 from deploy.runtime.output import Output, write_image
+from studio.core.checkpoint_pack import pack_checkpoint
 from studio.core.data.synth import SynthConfig, generate
 from studio.core.jobs import Job
 from studio.core.provenance import tool_versions
@@ -202,7 +203,7 @@ def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
     models.mkdir(parents=True, exist_ok=True)
     dest = models / f"{role}.pt"
     with staged(dest) as tmp:
-        shutil.copyfile(best, tmp)
+        pack_checkpoint(best, tmp)
     metrics, metric = {}, ""
     for split in ("val", "test"):
         result = evaluate(EvalRequest(model=dest, data=req.role_data(role), split=split, imgsz=req.size), job)
