@@ -155,3 +155,19 @@ def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is
     assert asked.stages() == ["finetune", "qat", "export", "verify", "bundle"] and asked.finetune["epochs"] == 2
     with pytest.raises(Exception, match="teacher yolov9q.yaml: no such architecture"):
         load_recipe(_recipe(tmp_path, tiny_pair, teacher="yolov9q.yaml"))
+
+
+def test_verify_scores_every_variant_on_the_split_the_recipe_names(tiny_pair, detector_pt, tiny_onnx, tmp_path):
+    from studio.core.compress.chain import _verify
+    from studio.core.compress.recipe import load_recipe
+    from studio.core.data.formats import read_yaml, split_dirs
+    from studio.core.jobs import Job
+
+    data = tiny_pair[0]
+    held_back = sorted(split_dirs(read_yaml(data), data)["test"].glob("*.png"))
+    assert held_back and len(held_back) != len(list(split_dirs(read_yaml(data), data)["val"].glob("*.png")))
+    recipe = load_recipe(_recipe(tmp_path, tiny_pair, verify={"split": "test"}))
+    reports = {"export": {"model": str(detector_pt), "variants": [
+        {"variant": "float", "path": str(tiny_onnx), "format": "onnx", "quant": "float32", "algorithm": None}]}}
+    rows = _verify(recipe, tmp_path / "verify", reports, False, Job())["rows"]
+    assert [(r["variant"], r["split"], r["images"]) for r in rows] == [("float", "test", len(held_back))]

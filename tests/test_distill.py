@@ -127,3 +127,26 @@ def test_a_student_of_other_classes_learns_the_datas_and_a_teacher_must_know_the
                   "--imgsz", 64, "--out", tmp_path / "refused")
     assert refused.exit_code == 2 and "not the data's classes" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_until_flat_stops_once_the_best_map_stalls_for_ten_epochs_and_a_resume_trains_no_more(
+        cli, tiny_pair, tmp_path, monkeypatch):
+    from studio.core.compress import loop
+
+    scores = iter([0.10, 0.20] + [0.201] * 30)  # +0.1 points after epoch 2: under the 0.3-point rule
+    monkeypatch.setattr(loop, "validate", lambda weights, cfg: {"map50_95": next(scores), "map50": 0.5,
+                                                                "small": None})
+    data, _, student = tiny_pair
+    out = tmp_path / "flat"
+    args = ("distill", "--student", student, "--data", data, "--kd", "none", "--epochs", 20, "--until-flat",
+            "--seed", 3, "--imgsz", 64, "--batch", 8, "--out", out, "--json")
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["epochs"] == 12 and len(report["history"]) == 12  # epoch 12: the best of its last 10 adds 0.1
+    saved = torch.load(report["model"], map_location="cpu", weights_only=False)
+    assert saved["train_args"]["seed"] == 3
+
+    again = cli(*args[:-1], "--resume", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["epochs"] == 12

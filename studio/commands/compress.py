@@ -123,6 +123,8 @@ def distill_cmd(
     batch: int = declared(DISTILL["batch"]),
     lr: float = declared(DISTILL["lr"]),
     val_limit: int | None = declared(DISTILL["val_limit"]),
+    seed: int = declared(DISTILL["seed"]),
+    until_flat: bool = declared(DISTILL["until_flat"]),
     ablation: bool = typer.Option(False, "--ablation", help="Train none / response / +feature / +relation and "
                                   "write ablation.json, .md and .png."),
     out: Path = typer.Option(Path("out/distill"), help="Folder for best.pt, last.pt, state and reports."),
@@ -147,7 +149,8 @@ def distill_cmd(
     config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                       relation=w_relation, angle=w_angle)
     req = DistillRequest(teacher=teacher, student=student, data=data, out=out, epochs=epochs, kd=config, imgsz=imgsz,
-                         batch=batch, lr=lr, val_limit=val_limit, resume=resume, force=force)
+                         batch=batch, lr=lr, val_limit=val_limit, seed=seed, until_flat=until_flat, resume=resume,
+                         force=force)
     if ablation:
         summary = run_job(lambda job: run_ablation(req, job), json_out)
         if json_out:

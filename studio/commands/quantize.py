@@ -46,6 +46,9 @@ def qat_cmd(
     batch: int = declared(QAT["batch"]),
     lr: float = declared(QAT["lr"]),
     val_limit: int | None = declared(QAT["val_limit"]),
+    seed: int = declared(QAT["seed"]),
+    until_flat: bool = declared(QAT["until_flat"], help="Stop each bit width's stage early once the best val "
+                                                       "mAP50-95 rose by under 0.3 points over its last 10 epochs."),
     out: Path = typer.Option(Path("out/qat"), help="Folder for qat.pt, each stage and qat_report.json."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
@@ -65,10 +68,9 @@ def qat_cmd(
     kd_config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                          relation=w_relation, angle=w_angle)
     req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=tuple(bits), kd=kd_config,
-                     learn_scales=learn_scales,
-                     tune_teacher=tune_teacher, tune_every=tune_every,
-                     calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, resume=resume,
-                     force=force)
+                     learn_scales=learn_scales, tune_teacher=tune_teacher, tune_every=tune_every,
+                     calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, seed=seed,
+                     until_flat=until_flat, resume=resume, force=force)
     result = run_job(lambda job: qat(req, job), json_out)
     if not speaks_for_the_run():
         return

@@ -158,7 +158,7 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
     from studio.core.evaluate import EvalRequest, evaluate
 
     folder.mkdir(parents=True, exist_ok=True)
-    limit = recipe.verify.get("limit")
+    limit, split = recipe.verify.get("limit"), recipe.verify["split"]
     float_model = Path(reports["export"]["model"])
     rows = []
     for variant in reports["export"]["variants"]:
@@ -167,14 +167,16 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
             job.stage(f"verify {variant['variant']}")
             path = Path(variant["path"])
             if variant["format"] == "onnx":
-                result = evaluate(EvalRequest(model=float_model, data=recipe.data, imgsz=recipe.imgsz, limit=limit))
+                result = evaluate(EvalRequest(model=float_model, data=recipe.data, imgsz=recipe.imgsz, limit=limit,
+                                              split=split))
                 ort_ms, build = _ort_ms(path), None
             else:
-                result = evaluate(EvalRequest(model=path, data=recipe.data, backend="rknn-sim", limit=limit))
+                result = evaluate(EvalRequest(model=path, data=recipe.data, backend="rknn-sim", limit=limit,
+                                              split=split))
                 ort_ms = _ort_ms(path.with_suffix(".onnx")) if variant["quant"] == "qdq" else None
                 build = rknn_log.summary(path.with_suffix(".rknn.log"))
             row = {**variant, "map50_95": result.map50_95, "map50": result.map50, "metric": result.settings["metric"],
-                   "small": result.per_size.get("small"), "images": result.images,
+                   "small": result.per_size.get("small"), "images": result.images, "split": split,
                    "bytes": path.stat().st_size, "host_ort_ms": ort_ms, "npu_build": build}
             if variant["format"] == "rknn":
                 row["min_cosine"] = _report_cosine(path)

@@ -40,6 +40,8 @@ class DistillRequest:
     lr: float = DISTILL.default("lr")
     workers: int = 2
     val_limit: int | None = None
+    seed: int = DISTILL.default("seed")
+    until_flat: bool = DISTILL.default("until_flat")
     resume: bool = False
     force: bool = False  # start over in an `out` that holds an earlier run
 
@@ -64,6 +66,8 @@ class DistillResult:
 
 def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     """Train the student (distilled when terms are on) and return its best val mAP."""
+    import torch
+
     from studio.core.compress.loop import LoopConfig, fit
     from studio.core.compress.yolo import model_task
     from studio.core.data.formats import read_yaml, yaml_names
@@ -80,6 +84,7 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     ctx = distributed.context()
     claim_run(Path(req.out), req.resume, req.force, "distillation run", remove=ctx.main)
     distributed.barrier(ctx)
+    torch.manual_seed(req.seed)  # new layers (remade class outputs, adapters) start from the seed too
     names = yaml_names(read_yaml(Path(req.data)), Path(req.data))
     student, remade = for_classes(load_detector(req.student, nc=len(names))[0], names)
     check_kind(Path(req.data), labels, model_task(student))
@@ -95,14 +100,15 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
                             "--kd none ...), or let a recipe train one (teacher: yolov8s.yaml)")
         distiller = Distiller(teacher, student, req.kd, req.imgsz)
     cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=Path(req.out), imgsz=req.imgsz, batch=req.batch,
-                     lr=req.lr, workers=req.workers, val_limit=req.val_limit, resume=req.resume)
+                     lr=req.lr, workers=req.workers, val_limit=req.val_limit, seed=req.seed, until_flat=req.until_flat,
+                     resume=req.resume)
     extra = {"studio": {"operation": "distill", "teacher": str(req.teacher) if req.teacher else None,
                         "kd": req.kd.to_dict(), **provenance(Path(req.teacher) if req.teacher else Path(req.data))}}
     result = fit(student, cfg, job, extra_loss=distiller, extra_modules=distiller.adapters if distiller else None,
                  stage="distill" if distiller else "train", checkpoint_extra=extra)
     best = max(result.history, key=lambda h: h["map50_95"])
     out = DistillResult(model=str(result.best), teacher=str(req.teacher) if req.teacher else None,
-                        terms=list(req.kd.terms), epochs=req.epochs, map50_95=best["map50_95"], map50=best["map50"],
+                        terms=list(req.kd.terms), epochs=result.epochs, map50_95=best["map50_95"], map50=best["map50"],
                         small=best.get("small"), history=result.history, seconds=result.seconds)
     if distributed.is_main():
         write_json_atomic(Path(req.out) / "distill_report.json", out.to_dict())

@@ -42,6 +42,7 @@ class LoopConfig:
     close_mosaic: int = 10  # train the last N epochs without mosaic
     workers: int = 2
     seed: int = 0
+    until_flat: bool = False  # stop once the val mAP50-95 is flat by the full-budget rule (convergence.py)
     val_limit: int | None = None  # validate on the first N val images only
     resume: bool = False
     overrides: dict = field(default_factory=dict)  # any other ultralytics hyper-parameter
@@ -232,10 +233,11 @@ class _EpochEnd:
                         "best_fitness": self.best_fitness, "history": self.history, "world_size": world}, tmp)
 
 
-def _resume(cfg: LoopConfig, state_path: Path, model, ema, extra_modules, optimizer, ctx):
+def _resume(cfg: LoopConfig, model, ema, extra_modules, optimizer, ctx):
     """Load the training state every rank continues from (read by rank 0, shared); -> (epoch, best, history)."""
     from studio.core.compress import distributed
 
+    state_path = cfg.out / "state.pt"
     if not distributed.share_from_main(state_path.is_file(), ctx):  # every rank says so, none waits
         raise UserError(f"nothing to resume: {state_path} does not exist")
     state = distributed.share_from_main(torch.load(state_path, map_location="cpu", weights_only=False)
@@ -274,14 +276,16 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     trainable = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else []))
     optimizer = optimizer_for(trainable, cfg)
     ema = ModelEMA(model)
-    state_path, best_path, last_path = cfg.out / "state.pt", cfg.out / "best.pt", cfg.out / "last.pt"
     start_epoch, best_fitness, history = 0, -1.0, []
     if cfg.resume:
-        start_epoch, best_fitness, history = _resume(cfg, state_path, model, ema, extra_modules, optimizer, ctx)
+        start_epoch, best_fitness, history = _resume(cfg, model, ema, extra_modules, optimizer, ctx)
     from studio.core.compress.fakequant import is_quantized
 
     forward = distributed.wrap(model, ctx, find_unused=is_quantized(model))
     distributed.broadcast_module(extra_modules, ctx)
+    if cfg.until_flat and _flat(history):
+        job.stage(stage, None, f"{cfg.out} stopped flat after {len(history)} epochs; nothing to resume")
+        return _result(cfg, history, started)
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
@@ -310,7 +314,22 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
                      f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
         epoch_sums = {k: round(v / batches, 5) for k, v in sums.items()}
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
-    history = distributed.share_from_main(history, ctx)  # every rank returns what rank 0 measured
+        if cfg.until_flat and distributed.share_from_main(_flat(history), ctx):
+            job.stage(stage, None, f"val mAP50-95 flat after {epoch + 1} epochs: stopping before {cfg.epochs}")
+            break
+    return _result(cfg, distributed.share_from_main(history, ctx), started)  # every rank: what rank 0 measured
+
+
+def _flat(history: list[dict]) -> bool:
+    """Has the best val mAP50-95 stopped rising by the full-budget rule?"""
+    from studio.core.convergence import convergence
+
+    return bool(convergence([h["map50_95"] for h in history])["flat"])
+
+
+def _result(cfg: LoopConfig, history: list[dict], started: float) -> LoopResult:
+    """The run's result: its best epoch by val mAP50-95 and how many epochs it trained."""
     best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}
-    return LoopResult(best=best_path, last=last_path, epochs=cfg.epochs, map50_95=best["map50_95"],
-                      map50=best["map50"], history=history, seconds=round(time.monotonic() - started, 1))
+    return LoopResult(best=cfg.out / "best.pt", last=cfg.out / "last.pt", epochs=len(history),
+                      map50_95=best["map50_95"], map50=best["map50"], history=history,
+                      seconds=round(time.monotonic() - started, 1))

@@ -70,6 +70,11 @@ WEIGHTS = tuple(Option(key, float, getattr(KdConfig, field), f"Weight of the {wh
                                                                    "foreground feature", "background feature",
                                                                    "relation", "angle response (oriented boxes)")))
 IMGSZ = Option("imgsz", int, 320, "Training image size (a multiple of 32).", low=32)
+SEED = Option("seed", int, 0, "Seed of the shuffling and augmentation; rerun with another to see the run-to-run "
+                              "spread.", low=0)
+UNTIL_FLAT = Option("until_flat", bool, False, "Stop before --epochs once the best val mAP50-95 rose by under "
+                                               "0.3 points over the last 10 epochs (--epochs stays the schedule's "
+                                               "length and the most).")
 
 PRUNE = Options(
     Option("target_flops", float, None, "Share of the GFLOPs to keep, e.g. 0.5.", low=0, high=1, positive=True),
@@ -92,7 +97,8 @@ PRUNE = Options(
 )
 DISTILL = Options(
     _epochs(10, "Training epochs."), _terms(KD_TERMS), TEMPERATURE, *WEIGHTS, BATCH,
-    Option("lr", float, 0.001, "Peak learning rate (AdamW, cosine decay).", positive=True), VAL_LIMIT,
+    Option("lr", float, 0.001, "Peak learning rate (AdamW, cosine decay).", positive=True), VAL_LIMIT, SEED,
+    UNTIL_FLAT,
 )
 QAT = Options(
     _epochs(5, "Training epochs over all bit-width stages."),
@@ -110,7 +116,7 @@ QAT = Options(
     Option("calib_batches", int, 8, "Training batches whose ranges place the initial grids.", low=1),
     BATCH,
     Option("lr", float, 1e-4, "Peak learning rate (AdamW, cosine decay).", positive=True),
-    VAL_LIMIT,
+    VAL_LIMIT, SEED, UNTIL_FLAT,
 )
 EXPORT = Options(
     Option("platform", str, "rk3588", "Target NPU.", choices=PLATFORMS),
@@ -118,7 +124,9 @@ EXPORT = Options(
            kind=f"a list of {', '.join(ALGORITHMS)} (or [] for none)"),
     Option("calib_count", int, 100, "Calibration images for post-training int8 (0: all).", low=0),
 )
-VERIFY = Options(Option("limit", int, None, "Val images for the simulator's mAP (default: all).", low=1, empty=True))
+VERIFY = Options(Option("limit", int, None, "Images for the simulator's mAP (default: all).", low=1, empty=True),
+                 Option("split", str, "val", "Split every variant is scored on: val, or test held back from "
+                                             "choosing the best epoch too.", choices=("val", "test")))
 FINETUNE = Options(
     _epochs(10, "Epochs that fit a model of other classes (or an architecture) to the data's classes; a teacher "
                 "that needs it is trained with the same budget."),

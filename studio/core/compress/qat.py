@@ -46,6 +46,8 @@ class QatRequest:
     lr: float = QAT.default("lr")  # a trained model only needs nudging onto its grids
     workers: int = 2
     val_limit: int | None = None
+    seed: int = QAT.default("seed")
+    until_flat: bool = QAT.default("until_flat")  # per bit-width stage
     resume: bool = False
     force: bool = False  # start over in an `out` that holds an earlier run
 
@@ -120,7 +122,8 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
         raise UserError(f"{req.model} is already fake-quantized (a QAT checkpoint); give the float model it came from")
     teacher = load_detector(str(req.teacher))[0] if req.teacher else float_model
     base = LoopConfig(data=Path(req.data), epochs=1, out=out, imgsz=req.imgsz, batch=req.batch, lr=req.lr,
-                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5)
+                      workers=req.workers, val_limit=req.val_limit, warmup_epochs=0.5, seed=req.seed,
+                      until_flat=req.until_flat)
     hyp = hyperparameters(base, model_task(float_model))
     extra = {"studio": {"operation": "qat", "source": str(req.model), "bits": list(req.bits),
                         "teacher": str(req.teacher) if req.teacher else "self (float)",
@@ -232,5 +235,6 @@ def _train_stage(student, teacher, req: QatRequest, cfg, job: Job, extra: dict) 
     result = fit(student, cfg, job, extra_loss=extra_loss, extra_modules=extra_modules,
                  stage=f"qat int{model_bits(student)}", checkpoint_extra=extra)
     best = max(result.history, key=lambda h: h["map50_95"])
-    return {"bits": model_bits(student), "epochs": cfg.epochs, "model": str(result.best), "map50_95": best["map50_95"],
-            "map50": best["map50"], "small": best.get("small"), "history": result.history, "seconds": result.seconds}
+    return {"bits": model_bits(student), "epochs": result.epochs, "model": str(result.best),
+            "map50_95": best["map50_95"], "map50": best["map50"], "small": best.get("small"),
+            "history": result.history, "seconds": result.seconds}

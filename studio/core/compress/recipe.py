@@ -9,7 +9,7 @@
     qat:     {epochs: 3, bits: [16, 8], tune_teacher: false}       # any `studio qat` option; its teacher
                                                                     # is the float model itself unless qat.teacher
     export:  {platform: rk3588, ptq: [normal, kl_divergence], calib_count: 100}
-    verify:  {limit: 300}                                          # val images for the simulator's mAP
+    verify:  {limit: 300, split: val}                              # images for the simulator's mAP, and their split
 
 Relative paths start at the recipe file's folder (above: a recipe in assets/recipes/), so a
 recipe runs the same from any working folder. A section left out is a stage skipped (export and
