@@ -171,3 +171,13 @@ def test_verify_scores_every_variant_on_the_split_the_recipe_names(tiny_pair, de
         {"variant": "float", "path": str(tiny_onnx), "format": "onnx", "quant": "float32", "algorithm": None}]}}
     rows = _verify(recipe, tmp_path / "verify", reports, False, Job())["rows"]
     assert [(r["variant"], r["split"], r["images"]) for r in rows] == [("float", "test", len(held_back))]
+
+
+def test_a_seeded_recipe_changes_the_training_stages_seed_and_nothing_else(tiny_pair, tmp_path):
+    from studio.core.compress.recipe import load_recipe
+
+    recipe = load_recipe(_recipe(tmp_path, tiny_pair, distill={"epochs": 1, "seed": 2}))
+    seeded = recipe.seeded(5)
+    assert seeded.distill == {**recipe.distill, "seed": 5} and seeded.qat == {**recipe.qat, "seed": 5}
+    assert seeded.prune == recipe.prune and recipe.distill["seed"] == 2 and "seed" not in recipe.qat
+    assert load_recipe(_recipe(tmp_path, tiny_pair, qat=None)).seeded(1).qat is None

@@ -39,6 +39,26 @@ def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
     assert [e.done for e in events if e.stage == "train"][:2] == [0, 1]
 
 
+def test_until_flat_ends_the_run_after_the_epoch_that_made_it_flat_as_a_finished_run(tmp_path, monkeypatch):
+    import studio.core.train as training
+    from studio.core.convergence import convergence
+
+    seen = []
+
+    def flat_from_the_second_epoch(maps):
+        seen.append(len(maps))
+        return {**convergence(maps), "flat": len(maps) >= 2}
+
+    monkeypatch.setattr(training, "convergence", flat_from_the_second_epoch)
+    data = generate(SynthConfig(tmp_path / "data", images=8, size=64))
+    result = train(TrainRequest(model="yolov8n.yaml", data=data, epochs=6, imgsz=64, batch=4,
+                                project=tmp_path / "runs", name="flat", workers=0, until_flat=True))
+    run = tmp_path / "runs" / "flat"
+    assert result.epochs == 2 and seen[:2] == [1, 2]  # asked after each epoch, from results.csv
+    assert len((run / "results.csv").read_text().split()) == 1 + 2 and is_finished(run / "weights" / "last.pt")
+    assert json.loads((run / "provenance.json").read_text())["command"].endswith("--until-flat")
+
+
 def test_training_seconds_add_up_each_resumed_stretch(tmp_path):
     rows = [(1, 100.0), (2, 200.5), (3, 300.0), (4, 95.0), (5, 190.0), (6, 80.0)]  # resumed after 3 and after 5
     (tmp_path / "results.csv").write_text("epoch,time\n" + "".join(f"{e},{t}\n" for e, t in rows))

@@ -200,18 +200,24 @@ def compress_cmd(
     out: Path = typer.Option(Path("out/compress"), help="Folder for every stage and compress_report.*."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
+    seed: int | None = typer.Option(None, help="Seed of the distill and QAT stages instead of the recipe's: a "
+                                    "second run with another seed shows the spread (give it again with --resume)."),
     nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """The whole chain from one recipe: prune -> distill -> QAT -> export (PTQ and QAT int8) -> verify
     in the RKNN simulator, resumable, with one report comparing float, PTQ and QAT.
 
-    Example: studio compress --recipe assets/recipes/int8.yaml --out out/compress
+    Examples:\n
+      studio compress --recipe assets/recipes/int8.yaml --out out/compress\n
+      studio compress --recipe assets/recipes/obb-int8.yaml --seed 1 --out out/obb-seed1   # the spread
     """
     from studio.core.compress.chain import run_recipe
     from studio.core.compress.recipe import load_recipe
 
     plan = load_recipe(recipe)
+    if seed is not None:
+        plan = plan.seeded(seed)
     launch_if_asked(nproc)
     report = run_job(lambda job: run_recipe(plan, out, resume, job, force), json_out)
     if not speaks_for_the_run():

@@ -6,7 +6,9 @@ from pathlib import Path
 import typer
 
 from deploy.errors import UserError
+from studio.cli_options import declared
 from studio.cli_support import handles_errors, launch_if_asked, print_json, run_job, speaks_for_the_run, stdout
+from studio.core.compress.options import UNTIL_FLAT
 
 
 @handles_errors
@@ -26,6 +28,7 @@ def train_cmd(
     init: str = typer.Option(None, help="Start the architecture from this .pt's layers of matching shape (e.g. "
                              "a detector's backbone and neck for an -obb.yaml); the .pt is run as code, so only "
                              "give one you trust."),
+    until_flat: bool = declared(UNTIL_FLAT),
     nproc: int = typer.Option(1, help="CPU processes (torchrun + DDP with gloo, the studio's training loop); "
                                       "for several machines: docs/scale-out.md."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -44,7 +47,8 @@ def train_cmd(
         raise UserError("--nproc is for CPU processes; with GPUs give --devices 0,1 and ultralytics runs DDP")
     launch_if_asked(nproc)
     req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
-                       name=name, resume=resume, force=force, verbose=verbose, devices=devices, init=init)
+                       name=name, resume=resume, force=force, verbose=verbose, devices=devices, init=init,
+                       until_flat=until_flat)
     result = run_job(lambda job: train(req, job), json_out)
     if not speaks_for_the_run():
         return

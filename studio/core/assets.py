@@ -9,7 +9,8 @@ Every step is skipped when its result exists and resumes when it was interrupted
 Budget on 2 CPU cores at 320 px: data 1 minute; student (yolov8n, 60 epochs on 1,050
 images) about 70 minutes; teacher (yolov8s, 60 epochs) about 2 hours. The oriented-box pair
 trains on the dense benchmark (generator dense-1, 700 training images of about 34 objects):
-student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights) about 2 hours;
+student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights, then at most 60 more until its val
+mAP50-95 is flat) about 3 hours;
 teacher-obb (yolov8s-obb started from the bundled upright teacher's backbone and neck, 24 epochs, then 40
 more from its last weights) about 5 hours.
 """
@@ -19,6 +20,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,22 +36,40 @@ from studio.core.train import TrainRequest, is_finished, train
 
 
 @dataclass(frozen=True)
+class Then:
+    """A further stage of a role: a run from the previous stage's last weights with a fresh schedule, of `epochs`
+    (with until_flat the most: it stops once its val mAP50-95 is flat by the full-budget rule)."""
+
+    epochs: int
+    until_flat: bool = False
+
+
+@dataclass(frozen=True)
 class Role:
     """A bundled model: its architecture, the data it learns (demo: sparse-1 upright boxes; dense-obb: the dense
-    oriented-box benchmark), epochs (None: the request's), epochs it then trains on from its last weights as
-    a second run with a fresh schedule (0: none), and the bundled role whose matching layers start it (None:
-    from nothing)."""
+    oriented-box benchmark), epochs (None: the request's), the further stages it then trains in, and the bundled
+    role whose matching layers start it (None: from nothing)."""
 
     architecture: str
     data: str = "demo"
     epochs: int | None = None
-    more: int = 0
+    more: tuple[Then, ...] = ()
     init: str | None = None
 
 
+class StageRun(NamedTuple):
+    """One training run of a role: its run name, the model it starts from (None: bundled, not trained here),
+    its epochs and whether it stops once flat."""
+
+    name: str
+    model: str | None
+    epochs: int
+    until_flat: bool = False
+
+
 ROLES = {"student": Role("yolov8n.yaml"), "teacher": Role("yolov8s.yaml"),
-         "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40, more=40),
-         "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 24, more=40, init="teacher")}
+         "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40, more=(Then(40), Then(60, until_flat=True))),
+         "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 24, more=(Then(40),), init="teacher")}
 STEPS = ("data", "student", "teacher", "data-obb", "student-obb", "teacher-obb", "bundle", "samples", "dense-scene")
 DENSE = {"images": 1000, "size": 320, "seed": 0}  # the dense oriented-box benchmark the OBB models learn
 DENSE_SCENE = {"size": 1536, "seed": 7}  # the remote-sensing demo's dense scene (not an image the models learnt)
@@ -78,8 +98,8 @@ class AssetsRequest:
         return self.dense_yaml if ROLES[role].data == "dense-obb" else self.data_yaml
 
     def run_dir(self, role: str) -> Path:
-        """The run whose best weights are bundled (a role trained on: its second run)."""
-        return self.work / "runs" / (f"{role}-more" if ROLES[role].more else role)
+        """The run whose best weights are bundled: the role's last stage."""
+        return self.work / "runs" / run_names(role)[-1]
 
     def generator(self, role: str = "student") -> dict:
         if ROLES[role].data == "dense-obb":
@@ -140,51 +160,60 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
         raise UserError(f"{data} is missing: run its data step first (studio assets --only "
                         f"{'data-obb' if spec.data == 'dense-obb' else 'data'})")
     said = []
-    for name, model, epochs in stage_plan(req, role):
+    for name, model, epochs, until_flat in stage_plan(req, role):
         last = req.work / "runs" / name / "weights" / "last.pt"
         if model is None:
-            said.append(f"kept the bundled first stage, {req.out / 'models' / role}.pt")
+            said.append(f"kept the bundled stage {name}, in {req.out / 'models' / role}.pt")
             continue
         if last.is_file() and is_finished(last):
             said.append(f"kept {last.parent.parent}")
             continue
         init = str(req.out / "models" / f"{spec.init}.pt") if spec.init and name == role else None
         result = train(TrainRequest(model=model, data=data, epochs=epochs, imgsz=req.size, project=req.work / "runs",
-                                    name=name, seed=req.seed, resume=last.is_file(), init=init), job)
+                                    name=name, seed=req.seed, resume=last.is_file(), init=init,
+                                    until_flat=until_flat), job)
         said.append(f"trained {result.best}: val mAP50-95 {result.map50_95}")
     return "; ".join(said)
 
 
-def stage_plan(req: AssetsRequest, role: str) -> list[tuple[str, str | None, int]]:
-    """(run name, model to start from, epochs) of each stage; model None: a first stage already done and bundled
-    alone (so a machine lost between sessions does not cost its hours), whose weights the second stage starts
-    from when the first stage's run is not here."""
+def run_names(role: str) -> list[str]:
+    """The runs of a role's stages under runs/: role, role-more, role-more2, ..."""
+    return [role] + [f"{role}-more{'' if i == 1 else i}" for i in range(1, len(ROLES[role].more) + 1)]
+
+
+def stage_plan(req: AssetsRequest, role: str) -> list[StageRun]:
+    """Each stage's run. The stages a partly bundled card already holds, and whose runs are not here, are not
+    trained again (model None: a machine lost between sessions does not cost their hours); the next stage starts
+    from the bundled weights then."""
     spec = ROLES[role]
-    first_last = req.work / "runs" / role / "weights" / "last.pt"
-    bundled = _bundled_first_stage(req, role) if not first_last.is_file() else None
-    plan = [(role, None if bundled else spec.architecture, spec.epochs or req.epochs)]
-    if spec.more:
-        plan.append((f"{role}-more", str(bundled or first_last), spec.more))
+    bundled = _bundled_stages(req, role)
+    plan, start = [], spec.architecture
+    for index, (name, then) in enumerate(zip(run_names(role), (Then(spec.epochs or req.epochs), *spec.more))):
+        last = req.work / "runs" / name / "weights" / "last.pt"
+        here = last.is_file()
+        plan.append(StageRun(name, None if index < bundled and not here else start, then.epochs, then.until_flat))
+        start = str(req.out / "models" / f"{role}.pt" if index == bundled - 1 and not here else last)
     return plan
 
 
-def _bundled_first_stage(req: AssetsRequest, role: str) -> Path | None:
-    """The bundled weights of a two-stage role when its card says they are the first stage alone."""
+def _bundled_stages(req: AssetsRequest, role: str) -> int:
+    """How many of a role's stages its bundled card holds, when it holds some but not all (else 0: a card of
+    every stage is a finished model, and a rebuild starts over)."""
     card = req.out / "models" / f"{role}.json"
-    if not ROLES[role].more or not card.is_file():
-        return None
-    return req.out / "models" / f"{role}.pt" if len(json.loads(card.read_text()).get("stages", [])) == 1 else None
+    if not card.is_file():
+        return 0
+    held = len(json.loads(card.read_text()).get("stages", []))
+    return held if held < 1 + len(ROLES[role].more) else 0
 
 
 def _stage_records(req: AssetsRequest, role: str) -> list[dict]:
-    """Each stage's provenance: from its run, or, for a first stage bundled alone, from the card."""
-    first = req.work / "runs" / role / "provenance.json"
-    if first.is_file() or not _bundled_first_stage(req, role):
-        records = [json.loads(first.read_text())]
-    else:
-        records = json.loads((req.out / "models" / f"{role}.json").read_text())["stages"]
-    if ROLES[role].more:
-        records.append(json.loads((req.run_dir(role) / "provenance.json").read_text()))
+    """Each stage's provenance: from its run, or, for a stage bundled alone, from the card."""
+    bundled = _bundled_stages(req, role)
+    card = json.loads((req.out / "models" / f"{role}.json").read_text())["stages"] if bundled else []
+    records = []
+    for index, name in enumerate(run_names(role)):
+        run = req.work / "runs" / name / "provenance.json"
+        records.append(json.loads(run.read_text()) if run.is_file() or index >= bundled else card[index])
     return records
 
 

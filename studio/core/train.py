@@ -40,6 +40,7 @@ class TrainRequest:
     verbose: bool = False  # show ultralytics' own log
     devices: str = "cpu"  # ultralytics' device: cpu, or GPU ids "0,1" (ultralytics then runs DDP itself)
     init: str | None = None  # a .pt whose layers of matching shape start the architecture (a detector's backbone)
+    until_flat: bool = False  # stop before `epochs` once the val mAP50-95 is flat by the full-budget rule
 
 
 @dataclass
@@ -90,6 +91,8 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
 
     def on_epoch_end(trainer) -> None:
         job.step("train", min(trainer.epoch + 1, trainer.epochs), trainer.epochs)
+        if req.until_flat and convergence(results_csv_maps(run_dir))["flat"]:
+            trainer.stop = True  # after this epoch, which is saved; ultralytics then finishes the run as usual
 
     model.add_callback("on_train_batch_end", on_batch_end)
     model.add_callback("on_fit_epoch_end", on_epoch_end)
@@ -122,7 +125,7 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
     """The result of a finished ultralytics run, with its provenance written beside the weights."""
     metrics = trainer.metrics or {}
     result = TrainResult(
-        best=str(trainer.best), last=str(trainer.last), epochs=trainer.epochs,
+        best=str(trainer.best), last=str(trainer.last), epochs=len(results_csv_maps(run_dir)),
         map50_95=round(float(metrics.get("metrics/mAP50-95(B)", 0.0)), 4),
         map50=round(float(metrics.get("metrics/mAP50(B)", 0.0)), 4),
         seconds=round(time.monotonic() - started, 1),
@@ -134,7 +137,7 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
         "convergence": convergence(results_csv_maps(run_dir)),
         "command": f"studio train {req.model} --data {req.data} --epochs {req.epochs} --imgsz {req.imgsz} "
                    f"--batch {req.batch} --project {req.project} --name {req.name}"
-                   + (f" --init {req.init}" if req.init else ""),
+                   + (f" --init {req.init}" if req.init else "") + (" --until-flat" if req.until_flat else ""),
     }))
     return result
 
@@ -171,14 +174,15 @@ def _train_with_loop(req: TrainRequest, job: Job) -> TrainResult:
                             "--nproc, start from an architecture (yolov8n.yaml) or a checkpoint of the same classes")
     weights = Path(req.project) / req.name / "weights"  # fit refuses a --resume without state, on every rank
     cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=weights, imgsz=req.imgsz, batch=req.batch,
-                     workers=req.workers, seed=req.seed, resume=req.resume, close_mosaic=min(10, req.epochs // 4))
+                     workers=req.workers, seed=req.seed, resume=req.resume, close_mosaic=min(10, req.epochs // 4),
+                     until_flat=req.until_flat)
     result = fit(model, cfg, job, stage="train")
     if distributed.is_main():
         write_json_atomic(weights.parent / "provenance.json", provenance(Path(req.data), **{
             "model": req.model, "epochs": req.epochs, "imgsz": req.imgsz, "batch": req.batch, "seed": req.seed,
             "best": str(result.best), "val_map50_95": result.map50_95, "trainer": "studio loop (torchrun, DDP)",
             "world_size": distributed.context().world, "resumed": req.resume, **_init_record(req.init)}))
-    return TrainResult(best=str(result.best), last=str(result.last), epochs=req.epochs, map50_95=result.map50_95,
+    return TrainResult(best=str(result.best), last=str(result.last), epochs=result.epochs, map50_95=result.map50_95,
                        map50=result.map50, seconds=round(time.monotonic() - started, 1))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.output import claim_run
 from studio.core.compress.kd_config import KD_TERMS, KdConfig, parse_terms
-from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS
+from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS, SEED
 from studio.core.compress.recipe import Recipe
 from studio.core.convergence import convergence
 from studio.core.jobs import Job
@@ -271,6 +271,8 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
     report = {"recipe": str(recipe.path), "stages": [stage.name for stage in plan],
               "float_model": reports["export"]["model"], "qat_model": qat_report["model"] if qat_report else None,
               "imgsz": recipe.imgsz, "data": str(recipe.data), "platform": recipe.export["platform"],
+              "seeds": {name: getattr(recipe, name).get("seed", SEED.default) for name in ("distill", "qat")
+                        if getattr(recipe, name) is not None},
               "val_images": rows[0]["images"], "rows": rows, "bundle": str(out / "bundle"),
               "qat": {k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")}
               if qat_report else None,

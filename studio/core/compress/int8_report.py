@@ -25,7 +25,8 @@ def variant_cells(row: dict, float_map: float) -> dict[str, str]:
 
 def _markdown(report: dict) -> str:
     float_map = report["rows"][0]["map50_95"]
-    lines = [f"# Compression to {report['platform']} int8: {report['imgsz']} px, {report['val_images']} val images",
+    lines = [f"# Compression to {report['platform']} int8: {report['imgsz']} px, {report['val_images']} "
+             f"{_split(report)} images",
              "", f"Recipe `{report['recipe']}`: {' -> '.join(report['stages'])}. "
                  f"Float model `{report['float_model']}`.",
              "RKNN rows are measured in rknn-toolkit2's simulator; `Mcycles` is the toolkit's static estimate for one "
@@ -41,6 +42,8 @@ def _markdown(report: dict) -> str:
         lines += ["", f"QAT ({'→'.join(map(str, q['bits']))} bits), fake-quantized in torch: float "
                       f"{q['float_map50_95']:.4f}, calibrated before training {q['calibrated_map50_95']:.4f}, "
                       f"after QAT {q['map50_95']:.4f}."]
+    if report.get("seeds"):
+        lines += ["", "Seeds: " + ", ".join(f"{k} {v}" for k, v in report["seeds"].items()) + "."]
     if report.get("training_seconds"):
         lines += ["", "Training time: " + ", ".join(f"{k} {v / 60:.1f} min"
                                                    for k, v in report["training_seconds"].items()) + "."]
@@ -48,6 +51,11 @@ def _markdown(report: dict) -> str:
         lines += ["", "Val mAP50-95 gained over each stage's last 10 epochs (full budget: under 0.3 points): " +
                   ", ".join(f"{k} {_gain(c)}" for k, c in report["convergence"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _split(report: dict) -> str:
+    """The split every row was scored on (reports from before verify had a choice: val)."""
+    return report["rows"][0].get("split", "val")
 
 
 def _gain(c: dict) -> str:
@@ -73,7 +81,7 @@ def _plot(report: dict, path: Path) -> None:
             ax.scatter(x_of(r), r["map50_95"], s=60, color=color)
             ax.annotate(r["variant"], (x_of(r), r["map50_95"]), textcoords="offset points", xytext=(6, 4))
         ax.set_xlabel(label)
-        ax.set_ylabel("val mAP50-95")
+        ax.set_ylabel(f"{_split(report)} mAP50-95")
         ax.grid(alpha=0.3)
     axes[0].set_title("accuracy vs compute (int8 variants)")
     axes[1].set_title("accuracy vs size")

@@ -21,7 +21,7 @@ type and range here, so that neither a typo nor a wrong value surfaces hours int
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy.errors import UserError
@@ -67,6 +67,11 @@ class Recipe:
     finetune: dict = field(default_factory=lambda: _defaults(FINETUNE))
     fit_model: bool = False  # a finetune stage first: other classes than the data's, an architecture, or asked
     train_teacher: bool = False  # a teacher stage: the teacher is an architecture or knows other classes
+
+    def seeded(self, seed: int) -> Recipe:
+        """This recipe with the seed of its training stages (distill, qat) set: a rerun that shows the spread."""
+        return replace(self, **{name: {**getattr(self, name), "seed": seed}
+                                for name in ("distill", "qat") if getattr(self, name) is not None})
 
     def stages(self) -> list[str]:
         fitting = [name for name, needed in zip(FITTING, (self.fit_model, self.train_teacher)) if needed]
