@@ -126,16 +126,21 @@ def test_relative_paths_start_at_the_recipe_files_folder(tiny_pair, tmp_path, mo
         load_recipe(project / "recipes" / "bad.yaml")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "int8.yaml"])
-def test_the_bundled_recipes_name_the_bundled_models_from_anywhere(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, model, data", [("demo.yaml", "student.pt", "data"),
+                                               ("int8.yaml", "student.pt", "data"),
+                                               ("obb-int8.yaml", "student-obb.pt", "dense-obb")])
+def test_the_bundled_recipes_name_the_bundled_models_from_anywhere(name, model, data, tmp_path, monkeypatch):
     import studio
-    from studio.core.compress.recipe import anchored
+    from studio.core.compress.recipe import SECTIONS, anchored
 
     path = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes" / name
     monkeypatch.chdir(tmp_path)
     raw = anchored(yaml.safe_load(path.read_text()), path)
-    assert Path(raw["model"]).is_file() and Path(raw["model"]).name == "student.pt"
-    assert Path(raw["data"]) == path.parents[2] / "out" / "assets" / "data" / "data.yaml"
+    assert Path(raw["model"]).is_file() and Path(raw["model"]).name == model
+    assert not raw.get("teacher") or Path(raw["teacher"]).is_file()
+    assert Path(raw["data"]) == path.parents[2] / "out" / "assets" / data / "data.yaml"
+    for section in set(raw) & set(SECTIONS):  # every option known and in range (the data may not be built here)
+        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
 
 
 def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is_trained(tiny_pair, tmp_path):
