@@ -298,3 +298,24 @@ def test_the_oriented_student_draws_turned_boxes_on_the_dense_scene(qtbot, obb_s
     assert window.scene_path == SCENE and window.scene_dets is None
     window.close()
 
+
+
+def test_the_kind_combo_names_an_opened_scene_and_brings_it_back(qtbot, tiny_onnx, tmp_path):
+    import cv2
+
+    from studio.gui.remote_sensing import DENSE_SCENE, OPENED, ORIENTED
+
+    mine = tmp_path / "mine.png"
+    cv2.imwrite(str(mine), np.full((400, 500, 3), 90, np.uint8))
+    window = RemoteSensingDemo(tmp_path, model=tiny_onnx, tile=192)
+    qtbot.addWidget(window)
+    assert window.kind.findText(OPENED) < 0  # nothing opened yet: only the bundled demos
+    window.open_scene(mine)
+    assert window.kind.currentText() == OPENED and window.scene_path == mine
+    assert window.model.text() == str(tiny_onnx)
+    window.kind.setCurrentText(ORIENTED)
+    assert window.scene_path == DENSE_SCENE and window.scene_box.title().endswith(DENSE_SCENE.name)
+    window.kind.setCurrentText(OPENED)
+    assert window.scene_path == mine and window.scene_box.title().endswith("mine.png")
+    assert window.view.scene().sceneRect().width() == 500  # the opened image is what is shown
+    window.close()

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QThread, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -45,6 +45,7 @@ from studio.gui.live_runner import LiveRunner
 from studio.gui.scene_view import ZOOM_STEP
 
 ORIENTED, UPRIGHT = "Oriented boxes, dense scene", "Upright boxes, scene"
+OPENED = "Opened scene"  # the kind combo's item for a scene the user opened (added once there is one)
 
 
 def default_model(out: Path) -> Path | None:
@@ -171,9 +172,11 @@ class RemoteSensingDemo(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.kind = QComboBox()
         self.kind.addItems([UPRIGHT, ORIENTED])
-        self.kind.setCurrentText(ORIENTED if oriented else UPRIGHT)
+        self.opened: Path | None = None  # the last scene the user opened, one choice away in the kind combo
+        self._show_kind()
         self.kind.setToolTip("Oriented boxes: the bundled oriented-box student on a dense scene; upright boxes: the "
-                             "demo's detector on the sparse scene")
+                             "demo's detector on the sparse scene; opened scene: the last one you opened, with the "
+                             "model as it is")
         self.kind.currentTextChanged.connect(self._choose)
         controls = QHBoxLayout()
         controls.addWidget(self.kind)
@@ -232,7 +235,11 @@ class RemoteSensingDemo(QWidget):
         self._set_running(False)
 
     def _choose(self, kind: str) -> None:
-        """Switch between the oriented-box student on the dense scene and the upright detector on the scene."""
+        """Switch between the oriented-box student on the dense scene and the upright detector on the scene,
+        or back to the scene the user opened (with the model as it is)."""
+        if kind == OPENED:
+            self.open_scene(self.opened)
+            return
         self.stop()
         oriented = kind == ORIENTED
         self.scene_path = DENSE_SCENE if oriented else SCENE
@@ -259,7 +266,19 @@ class RemoteSensingDemo(QWidget):
         self.scene_box.setTitle(f"Whole scene, tiled: {path.name}")
         self.scene_dets = None
         self.counts.setRowCount(0)
+        self._show_kind()
         self._load_scene()
+
+    def _show_kind(self) -> None:
+        """The kind combo names what is shown: one of the bundled demos, or the scene the user opened."""
+        kind = {DENSE_SCENE: ORIENTED, SCENE: UPRIGHT}.get(self.scene_path)
+        if kind is None:
+            self.opened, kind = self.scene_path, OPENED
+            if self.kind.findText(OPENED) < 0:
+                self.kind.addItem(OPENED)
+            self.kind.setItemData(self.kind.findText(OPENED), str(self.opened), Qt.ItemDataRole.ToolTipRole)
+        with QSignalBlocker(self.kind):
+            self.kind.setCurrentText(kind)
 
     def _load_scene(self) -> None:
         """The scene and the tile grid the session will use, before anything runs."""
