@@ -426,6 +426,38 @@ def test_a_scene_here_is_tiled_here_inferred_on_the_board_and_merged_as_a_local_
     assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]  # every batch was removed
 
 
+@pytest.mark.slow  # pushes to the board over SSH
+def test_a_board_run_that_fails_mid_scene_leaves_no_batch_on_the_board(cli, board, obb_onnx, tmp_path, monkeypatch):
+    """The first batch fails on the board while the second is already on its way: both folders are removed."""
+    from deploy.errors import UserError
+    from studio.core import board_tiles
+    from tests.test_raster import scene_rgb, write_tif
+
+    monkeypatch.setattr(board_tiles, "BATCH", 8)
+    sent = []
+    pushing = board_tiles.push_images
+
+    def counted(*args, **kwargs):
+        images = pushing(*args, **kwargs)
+        sent.append(images.folder)
+        return images
+
+    def failing(*args, **kwargs):
+        while len(sent) < 2:  # the next batch has reached the board before this one's run ends
+            time.sleep(0.05)
+        raise UserError("the board's agent stopped")
+
+    monkeypatch.setattr(board_tiles, "push_images", counted)
+    monkeypatch.setattr(board_tiles, "stream_run", failing)
+    scene = tmp_path / "scene.tif"
+    write_tif(scene, scene_rgb(300, 400, seed=4).transpose(2, 0, 1).copy())
+    result = cli("predict", obb_onnx, scene, "--tile", 96, "--board", BOARD, "--backend", "ort",
+                 "--features", tmp_path / "map")
+    assert result.exit_code == 2 and "the board's agent stopped" in result.stderr
+    assert len(sent) == 2 and sent[0] != sent[1]
+    assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]
+
+
 def test_predict_on_a_board_refuses_a_backend_it_has_not_and_a_camera_here(cli, obb_onnx, tmp_path):
     result = cli("predict", obb_onnx, tmp_path, "--board", BOARD, "--backend", "rknn-sim")
     assert result.exit_code == 2 and "--backend rknn-sim does not run on a board: rknnlite or ort" in result.stderr

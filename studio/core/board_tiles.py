@@ -5,8 +5,9 @@ reads the frames or tiles as `studio predict` does and sends them to the board i
 PNG files (lossless: the board sees exactly the host's pixels). The board's agent runs each
 batch with its workers and streams the detections home, where the run loop merges, journals
 and writes them as for a run on this computer, so --features, --labels and --resume work the
-same. A batch's folder is removed from the board after its run: the board holds at most one
-batch of a scene, whatever the scene's size.
+same. A batch's folder is removed from the board after its run; the next batch is read and sent
+while the board runs the current one, so the board holds at most two batches of a scene,
+whatever the scene's size, and the link and the NPU work at the same time.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import posixpath
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
@@ -51,23 +53,47 @@ class BoardPipeline:
         self.stats = PipelineStats()
         started = time.perf_counter()
         frames = iter(frames)
-        try:
-            while batch := list(islice(frames, self.batch)):
-                for dets in self._on_board(batch):
-                    self.stats.add(dets)
-                    yield dets
-        finally:
-            self.stats.finish(time.perf_counter() - started)
+        with ThreadPoolExecutor(1, thread_name_prefix="board-send") as sender:
+            sending = sender.submit(self._send, frames)
+            try:
+                while (sent := sending.result()) is not None:
+                    sending = sender.submit(self._send, frames)  # the next batch travels while this one runs
+                    for dets in self._on_board(*sent):
+                        self.stats.add(dets)
+                        yield dets
+            finally:
+                self._discard(sending)
+                self.stats.finish(time.perf_counter() - started)
 
-    def _on_board(self, batch: list[Frame]) -> list[Detections]:
-        """One batch: its frames to the board, run there, their detections home in the batch's order."""
+    def _send(self, frames: Iterator[Frame]):
+        """The next batch read, sent to the board as PNG files: (its frames, the pushed images), or None at the
+        end. The model goes first, with the first batch."""
+        batch = list(islice(frames, self.batch))
+        if not batch:
+            return None
         if self.pushed is None:
             self.pushed = push_model(self.access, self.model, self.project, self.quiet)
         with tempfile.TemporaryDirectory(prefix="studio-board-frames-") as tmp:
             paths = [_as_png(frame, Path(tmp) / f"{k:05d}.png") for k, frame in enumerate(batch)]
             with self.access.open() as board:
-                images = push_images(board, paths, self.project, lambda done, total, name: None,
-                                     self.quiet.cancel.check)
+                return batch, push_images(board, paths, self.project, lambda done, total, name: None,
+                                          self.quiet.cancel.check)
+
+    def _discard(self, sending: Future) -> None:
+        """A run ended early (cancelled, failed, closed): the batch still travelling is removed from the board."""
+        try:
+            sent = sending.result()
+        except Exception:  # noqa: BLE001 - the run's own error is the one to report; this batch never arrived
+            return
+        if sent is not None:
+            self._remove(sent[1].folder)
+
+    def _remove(self, folder: str) -> None:
+        with self.access.open() as board:
+            board.run("rm -rf -- " + quote(folder), check=False)
+
+    def _on_board(self, batch: list[Frame], images) -> list[Detections]:
+        """One sent batch run on the board; its detections home in the batch's order, its folder removed."""
         place = {name: k for k, name in enumerate(images.names)}
         found: list[Detections | None] = [None] * len(batch)
 
@@ -81,8 +107,7 @@ class BoardPipeline:
             stream_run(self.access, start_run(self.access, self.pushed, opts), keep, self.quiet,
                        max_frames=len(batch))
         finally:
-            with self.access.open() as board:
-                board.run("rm -rf -- " + quote(images.folder), check=False)
+            self._remove(images.folder)
         missing = [k for k, dets in enumerate(found) if dets is None]
         if missing:
             raise UserError(f"{self.access.board}: the agent ended without results for {len(missing)} of "
