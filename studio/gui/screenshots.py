@@ -34,10 +34,12 @@ def wait_for(check, then, timeout_ms: int = 180000):
 
 
 def shoot_remote_sensing(app: QApplication, onnx: Path, out: Path) -> None:
-    """The remote-sensing demo once the scene is merged and the flight plays, zoomed in on its best detection."""
-    from studio.gui.remote_sensing import RemoteSensingDemo
+    """The remote-sensing demo once the scene is merged and the flight plays, zoomed in on its best detection; an
+    oriented-box model runs on the dense scene, as the demo's default does."""
+    from deploy.runtime.metadata import read_model_meta
+    from studio.gui.remote_sensing import DENSE_SCENE, SCENE, RemoteSensingDemo
 
-    demo = RemoteSensingDemo(model=onnx)
+    demo = RemoteSensingDemo(model=onnx, scene=DENSE_SCENE if read_model_meta(onnx).task == "obb" else SCENE)
     demo.resize(1440, 900)
     demo.show()
     demo.start()
