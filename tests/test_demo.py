@@ -82,6 +82,7 @@ def test_demo_runs_the_chain_reports_it_and_resumes(cli, tmp_path, monkeypatch):
 
     md = Path(result["report"]).read_text()
     assert "**Short-budget run.**" in md and "Bundled full-budget run" in md and "Oriented boxes on a dense scene" in md
+    assert f"(YOLOv8n-OBB, {turned['epochs']} epochs on the dense benchmark)" in md
     bundled = json.loads((demo_module.BUNDLED_REPORT / "compress_report.json").read_text())
     assert f"| qat | {bundled['rows'][-1]['map50_95']:.4f} |" in md  # the full-budget table, beside this run's
     assert f"| qat | {chain['rows'][-1]['map50_95']:.4f} |" in md
@@ -117,3 +118,12 @@ def test_demo_refuses_a_size_the_models_cannot_take(cli, tmp_path):
     result = cli("demo", "--out", tmp_path / "demo", "--imgsz", 100)
     assert result.exit_code == 2 and "--imgsz 100 must be a positive multiple of 32" in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_bundled_models_epochs_count_what_each_stage_ran(tmp_path):
+    from studio.core.demo import epochs_trained
+
+    card = tmp_path / "student-obb.json"
+    card.write_text(json.dumps({"stages": [{"epochs": 40}, {"epochs": 40, "convergence": None},
+                                           {"epochs": 60, "convergence": {"epochs": 23, "flat": True}}]}))
+    assert epochs_trained(card) == 40 + 40 + 23  # the third stopped flat after 23 of its 60

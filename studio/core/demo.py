@@ -10,6 +10,7 @@ says so next to every figure. The chain is `studio compress` on a recipe the dem
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -197,4 +198,12 @@ def _obb_scene(req: DemoRequest, job: Job) -> dict:
         export_model(ExportRequest(model=str(BUNDLED_OBB_STUDENT), imgsz=req.imgsz, out=onnx, force=True), job)
     labels = DENSE_SCENE.with_suffix(".txt")
     return {**_tiled(onnx, DENSE_SCENE, req.out / "dense-scene", req, job), "model": str(onnx),
-            "labelled": len(labels.read_text().splitlines()) if labels.is_file() else None}
+            "labelled": len(labels.read_text().splitlines()) if labels.is_file() else None,
+            "epochs": epochs_trained(BUNDLED_OBB_STUDENT.with_suffix(".json"))}
+
+
+def epochs_trained(card: Path) -> int:
+    """The epochs a bundled model trained over all its stages, from its card (a stage that stopped once flat
+    counts the epochs it ran, not its schedule's)."""
+    stages = json.loads(card.read_text())["stages"]
+    return sum((stage.get("convergence") or {}).get("epochs") or stage["epochs"] for stage in stages)

@@ -88,7 +88,8 @@ def _blocks(out: Path, chain: dict, pipeline: dict, scene: dict | None, seconds:
     if obb_scene:
         w, h = obb_scene["size"]
         blocks += [("h2", "Oriented boxes on a dense scene"),
-                   ("p", f"The bundled oriented-box student (YOLOv8n-OBB, 80 epochs on the dense benchmark) over a "
+                   ("p", f"The bundled oriented-box student (YOLOv8n-OBB, {obb_scene['epochs']} epochs on the dense "
+                         f"benchmark) over a "
                          f"{w} x {h} px scene of rows of parked cars, moored ships and parked planes "
                          f"({obb_scene['labelled']} labelled objects), cut into {obb_scene['tiles']} tiles and run on "
                          f"2 workers in {obb_scene['seconds']:.1f} s: {obb_scene['detections']} turned boxes after "
