@@ -20,7 +20,7 @@ from studio.cli_support import (
     stdout,
 )
 from studio.core.compress.kd_config import KdConfig
-from studio.core.compress.options import DISTILL, IMGSZ, PRUNE
+from studio.core.compress.options import DISTILL, IMGSZ, PRUNE, SEED, whole_numbers
 
 
 @handles_errors
@@ -202,6 +202,8 @@ def compress_cmd(
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds an earlier run (deleted)."),
     seed: int | None = typer.Option(None, help="Seed of the distill and QAT stages instead of the recipe's: a "
                                     "second run with another seed shows the spread (give it again with --resume)."),
+    seeds: str | None = typer.Option(None, help="Run once per seed, e.g. 0,1, into OUT/seed-N, and report them side "
+                                     "by side (mean and spread); OUT/seed-N may also be run alone with --seed N."),
     nproc: int = typer.Option(1, help=NPROC_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
@@ -210,7 +212,7 @@ def compress_cmd(
 
     Examples:\n
       studio compress --recipe assets/recipes/int8.yaml --out out/compress\n
-      studio compress --recipe assets/recipes/obb-int8.yaml --seed 1 --out out/obb-seed1   # the spread
+      studio compress --recipe assets/recipes/obb-int8.yaml --seeds 0,1 --out out/obb-int8   # and the spread
     """
     from studio.core.compress.chain import run_recipe
     from studio.core.compress.recipe import load_recipe
@@ -218,6 +220,9 @@ def compress_cmd(
     plan = load_recipe(recipe)
     if seed is not None:
         plan = plan.seeded(seed)
+    if seeds is not None:
+        _run_seeds(plan, seed_list(seeds, seed), out, resume, force, nproc, json_out)
+        return
     launch_if_asked(nproc)
     report = run_job(lambda job: run_recipe(plan, out, resume, job, force), json_out)
     if not speaks_for_the_run():
@@ -227,3 +232,27 @@ def compress_cmd(
     else:
         stdout.print((out / "compress_report.md").read_text(), highlight=False)
         stdout.print(f"deploy bundle: {report['bundle']} (its README.md says how to run it)", highlight=False)
+
+
+def seed_list(text: str, seed: int | None) -> list[int]:
+    """--seeds 0,1 as distinct whole numbers (one line and exit 2 when not, or beside --seed)."""
+    if seed is not None:
+        raise UserError("--seed runs one seed and --seeds several; give one of them")
+    try:
+        found = list(dict.fromkeys(SEED.check(value) for value in whole_numbers(text)))
+    except (ValueError, UserError):
+        found = []
+    if not found:
+        raise UserError(f"--seeds {text!r} must list whole numbers >= 0, e.g. 0,1")
+    return found
+
+
+def _run_seeds(plan, seeds: list[int], out: Path, resume: bool, force: bool, nproc: int, json_out: bool) -> None:
+    from studio.core.compress.seeds import run_seeds
+
+    one_process_only(nproc, "--seeds")
+    summary = run_job(lambda job: run_seeds(plan, out, seeds, resume, job, force), json_out)
+    if json_out:
+        print_json(summary)
+    else:
+        stdout.print((out / "compress_report.md").read_text(), highlight=False)
