@@ -40,6 +40,9 @@ def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
 
 
 def test_until_flat_ends_the_run_after_the_epoch_that_made_it_flat_as_a_finished_run(tmp_path, monkeypatch):
+    """... and --no-mosaic keeps mosaic off from the first epoch (ultralytics' no-mosaic phase spans the run)."""
+    import torch
+
     import studio.core.train as training
     from studio.core.convergence import convergence
 
@@ -52,11 +55,12 @@ def test_until_flat_ends_the_run_after_the_epoch_that_made_it_flat_as_a_finished
     monkeypatch.setattr(training, "convergence", flat_from_the_second_epoch)
     data = generate(SynthConfig(tmp_path / "data", images=8, size=64))
     result = train(TrainRequest(model="yolov8n.yaml", data=data, epochs=6, imgsz=64, batch=4,
-                                project=tmp_path / "runs", name="flat", workers=0, until_flat=True))
+                                project=tmp_path / "runs", name="flat", workers=0, until_flat=True, mosaic=False))
     run = tmp_path / "runs" / "flat"
     assert result.epochs == 2 and seen[:2] == [1, 2]  # asked after each epoch, from results.csv
     assert len((run / "results.csv").read_text().split()) == 1 + 2 and is_finished(run / "weights" / "last.pt")
-    assert json.loads((run / "provenance.json").read_text())["command"].endswith("--until-flat")
+    assert json.loads((run / "provenance.json").read_text())["command"].endswith("--until-flat --no-mosaic")
+    assert torch.load(run / "weights" / "last.pt", weights_only=False)["train_args"]["close_mosaic"] == 6
 
 
 def test_training_seconds_add_up_each_resumed_stretch(tmp_path):

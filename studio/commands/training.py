@@ -29,6 +29,8 @@ def train_cmd(
                              "a detector's backbone and neck for an -obb.yaml); the .pt is run as code, so only "
                              "give one you trust."),
     until_flat: bool = declared(UNTIL_FLAT),
+    mosaic: bool = typer.Option(True, "--mosaic/--no-mosaic", help="Mosaic augmentation until the last 10 epochs; "
+                                "--no-mosaic trains without it from the first (polishing a trained model)."),
     nproc: int = typer.Option(1, help="CPU processes (torchrun + DDP with gloo, the studio's training loop); "
                                       "for several machines: docs/scale-out.md."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -48,7 +50,7 @@ def train_cmd(
     launch_if_asked(nproc)
     req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
                        name=name, resume=resume, force=force, verbose=verbose, devices=devices, init=init,
-                       until_flat=until_flat)
+                       until_flat=until_flat, mosaic=mosaic)
     result = run_job(lambda job: train(req, job), json_out)
     if not speaks_for_the_run():
         return

@@ -9,8 +9,8 @@ Every step is skipped when its result exists and resumes when it was interrupted
 Budget on 2 CPU cores at 320 px: data 1 minute; student (yolov8n, 60 epochs on 1,050
 images) about 70 minutes; teacher (yolov8s, 60 epochs) about 2 hours. The oriented-box pair
 trains on the dense benchmark (generator dense-1, 700 training images of about 34 objects):
-student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights, then at most 60 more until its val
-mAP50-95 is flat) about 3 hours;
+student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights, then at most 30 more without mosaic
+until its val mAP50-95 is flat) about 3 hours;
 teacher-obb (yolov8s-obb started from the bundled upright teacher's backbone and neck, 24 epochs, then 40
 more from its last weights) about 5 hours.
 """
@@ -38,10 +38,13 @@ from studio.core.train import TrainRequest, is_finished, train
 @dataclass(frozen=True)
 class Then:
     """A further stage of a role: a run from the previous stage's last weights with a fresh schedule, of `epochs`
-    (with until_flat the most: it stops once its val mAP50-95 is flat by the full-budget rule)."""
+    (with until_flat the most: it stops once its val mAP50-95 is flat by the full-budget rule); mosaic False: a
+    polish without mosaic from its first epoch, so the gain of its last epochs is convergence, not the
+    switch that ends mosaic."""
 
     epochs: int
     until_flat: bool = False
+    mosaic: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,12 @@ class StageRun(NamedTuple):
     model: str | None
     epochs: int
     until_flat: bool = False
+    mosaic: bool = True
 
 
 ROLES = {"student": Role("yolov8n.yaml"), "teacher": Role("yolov8s.yaml"),
-         "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40, more=(Then(40), Then(60, until_flat=True))),
+         "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40,
+                             more=(Then(40), Then(30, until_flat=True, mosaic=False))),
          "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 24, more=(Then(40),), init="teacher")}
 STEPS = ("data", "student", "teacher", "data-obb", "student-obb", "teacher-obb", "bundle", "samples", "dense-scene")
 DENSE = {"images": 1000, "size": 320, "seed": 0}  # the dense oriented-box benchmark the OBB models learn
@@ -160,7 +165,7 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
         raise UserError(f"{data} is missing: run its data step first (studio assets --only "
                         f"{'data-obb' if spec.data == 'dense-obb' else 'data'})")
     said = []
-    for name, model, epochs, until_flat in stage_plan(req, role):
+    for name, model, epochs, until_flat, mosaic in stage_plan(req, role):
         last = req.work / "runs" / name / "weights" / "last.pt"
         if model is None:
             said.append(f"kept the bundled stage {name}, in {req.out / 'models' / role}.pt")
@@ -171,7 +176,7 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
         init = str(req.out / "models" / f"{spec.init}.pt") if spec.init and name == role else None
         result = train(TrainRequest(model=model, data=data, epochs=epochs, imgsz=req.size, project=req.work / "runs",
                                     name=name, seed=req.seed, resume=last.is_file(), init=init,
-                                    until_flat=until_flat), job)
+                                    until_flat=until_flat, mosaic=mosaic), job)
         said.append(f"trained {result.best}: val mAP50-95 {result.map50_95}")
     return "; ".join(said)
 
@@ -191,7 +196,8 @@ def stage_plan(req: AssetsRequest, role: str) -> list[StageRun]:
     for index, (name, then) in enumerate(zip(run_names(role), (Then(spec.epochs or req.epochs), *spec.more))):
         last = req.work / "runs" / name / "weights" / "last.pt"
         here = last.is_file()
-        plan.append(StageRun(name, None if index < bundled and not here else start, then.epochs, then.until_flat))
+        plan.append(StageRun(name, None if index < bundled and not here else start, then.epochs, then.until_flat,
+                             then.mosaic))
         start = str(req.out / "models" / f"{role}.pt" if index == bundled - 1 and not here else last)
     return plan
 

@@ -41,6 +41,7 @@ class TrainRequest:
     devices: str = "cpu"  # ultralytics' device: cpu, or GPU ids "0,1" (ultralytics then runs DDP itself)
     init: str | None = None  # a .pt whose layers of matching shape start the architecture (a detector's backbone)
     until_flat: bool = False  # stop before `epochs` once the val mAP50-95 is flat by the full-budget rule
+    mosaic: bool = True  # False: no epoch uses mosaic (ultralytics' final no-mosaic phase spans the whole run)
 
 
 @dataclass
@@ -102,7 +103,8 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     try:
         args = dict(data=str(req.data), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch, device=req.devices,
                     workers=req.workers, project=str(Path(req.project).resolve()), name=req.name, exist_ok=True,
-                    plots=False, amp=False, seed=req.seed, verbose=req.verbose)
+                    plots=False, amp=False, seed=req.seed, verbose=req.verbose,
+                    **({} if req.mosaic else {"close_mosaic": req.epochs}))
         model.train(resume=True, trainer=trainer) if req.resume else model.train(trainer=trainer, **args)
     finally:
         LOGGER.setLevel(level)
@@ -137,7 +139,8 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
         "convergence": convergence(results_csv_maps(run_dir)),
         "command": f"studio train {req.model} --data {req.data} --epochs {req.epochs} --imgsz {req.imgsz} "
                    f"--batch {req.batch} --project {req.project} --name {req.name}"
-                   + (f" --init {req.init}" if req.init else "") + (" --until-flat" if req.until_flat else ""),
+                   + (f" --init {req.init}" if req.init else "") + (" --until-flat" if req.until_flat else "")
+                   + ("" if req.mosaic else " --no-mosaic"),
     }))
     return result
 
