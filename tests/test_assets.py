@@ -55,16 +55,19 @@ def test_bundle_skips_models_still_in_training(tmp_path):
 def test_a_bundled_first_stage_is_not_trained_again_and_starts_the_second(tmp_path):
     req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work")
     first_last = tmp_path / "work" / "runs" / "teacher-obb" / "weights" / "last.pt"
+    second_last = tmp_path / "work" / "runs" / "teacher-obb-more" / "weights" / "last.pt"
     assert stage_plan(req, "teacher-obb") == [("teacher-obb", "yolov8s-obb.yaml", 24, False, True),
-                                              ("teacher-obb-more", str(first_last), 40, False, True)]
+                                              ("teacher-obb-more", str(first_last), 40, False, True),
+                                              ("teacher-obb-more2", str(second_last), 30, True, False)]
     models = tmp_path / "assets" / "models"
     models.mkdir(parents=True)
     (models / "teacher-obb.pt").write_bytes(b"weights")
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}]}))
-    assert stage_plan(req, "teacher-obb") == [("teacher-obb", None, 24, False, True),  # no first run here
-                                              ("teacher-obb-more", str(models / "teacher-obb.pt"), 40, False, True)]
-    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}, {"epochs": 40}]}))
-    assert stage_plan(req, "teacher-obb")[0][1] == "yolov8s-obb.yaml"  # both stages bundled: a rebuild starts over
+    assert stage_plan(req, "teacher-obb")[:2] == [("teacher-obb", None, 24, False, True),  # no first run here
+                                                  ("teacher-obb-more", str(models / "teacher-obb.pt"), 40, False,
+                                                   True)]
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}, {"epochs": 40}, {}]}))
+    assert stage_plan(req, "teacher-obb")[0][1] == "yolov8s-obb.yaml"  # every stage bundled: a rebuild starts over
     first_last.parent.mkdir(parents=True)
     first_last.write_bytes(b"checkpoint")
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}]}))
@@ -79,7 +82,6 @@ def test_a_third_stage_starts_from_two_bundled_stages_and_stops_once_flat(tmp_pa
     assert stage_plan(req, "student-obb") == [("student-obb", None, 40, False, True),
                                               ("student-obb-more", None, 40, False, True),
                                               ("student-obb-more2", str(models / "student-obb.pt"), 30, True, False)]
-    assert req.run_dir("student-obb") == runs / "student-obb-more2"
     second = runs / "student-obb-more" / "weights" / "last.pt"
     second.parent.mkdir(parents=True)
     second.write_bytes(b"checkpoint")  # the second stage's run is here after all: it is kept and started from
@@ -93,19 +95,46 @@ def test_stage_records_come_from_each_run_or_else_from_the_bundled_card(tmp_path
 
     req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work")
     runs = tmp_path / "work" / "runs"
-    (runs / "teacher-obb-more").mkdir(parents=True)
-    (runs / "teacher-obb-more" / "provenance.json").write_text(json.dumps({"epochs": 40}))
+    for name, epochs in (("teacher-obb-more", 40), ("teacher-obb-more2", 30)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "provenance.json").write_text(json.dumps({"epochs": epochs}))
     models = tmp_path / "assets" / "models"
     models.mkdir(parents=True)
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24, "from": "card"}]}))
-    assert _stage_records(req, "teacher-obb") == [{"epochs": 24, "from": "card"}, {"epochs": 40}]
+    assert _stage_records(req, "teacher-obb", 3) == [{"epochs": 24, "from": "card"}, {"epochs": 40}, {"epochs": 30}]
     (runs / "teacher-obb").mkdir()
     (runs / "teacher-obb" / "provenance.json").write_text(json.dumps({"epochs": 24, "from": "run"}))
-    assert _stage_records(req, "teacher-obb") == [{"epochs": 24, "from": "run"}, {"epochs": 40}]
+    assert _stage_records(req, "teacher-obb", 3) == [{"epochs": 24, "from": "run"}, {"epochs": 40}, {"epochs": 30}]
     (models / "student-obb.json").write_text(json.dumps({"stages": [{"epochs": 40, "n": 1}, {"epochs": 40, "n": 2}]}))
     (runs / "student-obb-more2").mkdir()
     (runs / "student-obb-more2" / "provenance.json").write_text(json.dumps({"epochs": 60, "n": 3}))
-    assert [r["n"] for r in _stage_records(req, "student-obb")] == [1, 2, 3]
+    assert [r["n"] for r in _stage_records(req, "student-obb", 3)] == [1, 2, 3]
+    assert [r["n"] for r in _stage_records(req, "student-obb", 2)] == [1, 2]
+
+
+def test_the_bundle_step_publishes_up_to_the_furthest_finished_stage_and_never_fewer_than_the_card(tmp_path):
+    import torch
+
+    from studio.core.assets import bundle_stages
+
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work")
+    runs, models = tmp_path / "work" / "runs", tmp_path / "assets" / "models"
+    models.mkdir(parents=True)
+
+    def checkpoint(name: str, epoch: int) -> None:  # ultralytics marks a finished run's last.pt with epoch -1
+        (runs / name / "weights").mkdir(parents=True, exist_ok=True)
+        torch.save({"epoch": epoch}, runs / name / "weights" / "last.pt")
+
+    assert bundle_stages(req, "teacher-obb") == 0
+    checkpoint("teacher-obb", -1)
+    assert bundle_stages(req, "teacher-obb") == 1
+    checkpoint("teacher-obb-more", -1)
+    checkpoint("teacher-obb-more2", 7)  # the polish, still running
+    assert bundle_stages(req, "teacher-obb") == 2
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [{}, {}, {}]}))
+    assert bundle_stages(req, "teacher-obb") == 0  # the card holds all three: two would be a step back
+    checkpoint("teacher-obb-more2", -1)
+    assert bundle_stages(req, "teacher-obb") == 3
 
 
 def test_unknown_step(tmp_path):

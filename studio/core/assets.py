@@ -12,7 +12,7 @@ trains on the dense benchmark (generator dense-1, 700 training images of about 3
 student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights, then at most 30 more without mosaic
 until its val mAP50-95 is flat) about 3 hours;
 teacher-obb (yolov8s-obb started from the bundled upright teacher's backbone and neck, 24 epochs, then 40
-more from its last weights) about 5 hours.
+more from its last weights, then a polish like the student's) about 7 hours.
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ class StageRun(NamedTuple):
 ROLES = {"student": Role("yolov8n.yaml"), "teacher": Role("yolov8s.yaml"),
          "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40,
                              more=(Then(40), Then(30, until_flat=True, mosaic=False))),
-         "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 24, more=(Then(40),), init="teacher")}
+         "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 24,
+                             more=(Then(40), Then(30, until_flat=True, mosaic=False)), init="teacher")}
 STEPS = ("data", "student", "teacher", "data-obb", "student-obb", "teacher-obb", "bundle", "samples", "dense-scene")
 DENSE = {"images": 1000, "size": 320, "seed": 0}  # the dense oriented-box benchmark the OBB models learn
 DENSE_SCENE = {"size": 1536, "seed": 7}  # the remote-sensing demo's dense scene (not an image the models learnt)
@@ -102,10 +103,6 @@ class AssetsRequest:
     def role_data(self, role: str) -> Path:
         return self.dense_yaml if ROLES[role].data == "dense-obb" else self.data_yaml
 
-    def run_dir(self, role: str) -> Path:
-        """The run whose best weights are bundled: the role's last stage."""
-        return self.work / "runs" / run_names(role)[-1]
-
     def generator(self, role: str = "student") -> dict:
         if ROLES[role].data == "dense-obb":
             return {"command": f"studio data synth --out {self.work / 'dense-obb'} --generator dense-1 --task obb "
@@ -132,8 +129,8 @@ def build_assets(req: AssetsRequest, job: Job | None = None) -> dict:
         elif step in ROLES:
             done[step] = _train(req, step, job)
         elif step == "bundle":
-            done[step] = [_bundle(req, role, job) if _finished(req, role) else f"{role}: not trained yet"
-                          for role in ROLES]
+            done[step] = [_bundle(req, role, count, job) if (count := bundle_stages(req, role))
+                          else f"{role}: not trained yet" for role in ROLES]
         elif step == "samples":
             done[step] = _samples(req, job)
         else:
@@ -202,38 +199,48 @@ def stage_plan(req: AssetsRequest, role: str) -> list[StageRun]:
     return plan
 
 
+def _held(req: AssetsRequest, role: str) -> int:
+    """How many of a role's stages its bundled card holds (0 without a card)."""
+    card = req.out / "models" / f"{role}.json"
+    return len(json.loads(card.read_text()).get("stages", [])) if card.is_file() else 0
+
+
 def _bundled_stages(req: AssetsRequest, role: str) -> int:
     """How many of a role's stages its bundled card holds, when it holds some but not all (else 0: a card of
     every stage is a finished model, and a rebuild starts over)."""
-    card = req.out / "models" / f"{role}.json"
-    if not card.is_file():
-        return 0
-    held = len(json.loads(card.read_text()).get("stages", []))
-    return held if held < 1 + len(ROLES[role].more) else 0
+    held = _held(req, role)
+    return held if held < len(run_names(role)) else 0
 
 
-def _stage_records(req: AssetsRequest, role: str) -> list[dict]:
-    """Each stage's provenance: from its run, or, for a stage bundled alone, from the card."""
+def bundle_stages(req: AssetsRequest, role: str) -> int:
+    """How many stages the bundle step publishes: those up to the furthest whose run has finished here, so a
+    machine lost before the last stage keeps the others (0: none finished, or fewer than the card holds)."""
+    names = run_names(role)
+    for count in range(len(names), 0, -1):
+        last = req.work / "runs" / names[count - 1] / "weights" / "last.pt"
+        if last.is_file() and is_finished(last):
+            return count if count >= _held(req, role) else 0
+    return 0
+
+
+def _stage_records(req: AssetsRequest, role: str, count: int) -> list[dict]:
+    """The first `count` stages' provenance: from each run, or, for a stage bundled alone, from the card."""
     bundled = _bundled_stages(req, role)
     card = json.loads((req.out / "models" / f"{role}.json").read_text())["stages"] if bundled else []
     records = []
-    for index, name in enumerate(run_names(role)):
+    for index, name in enumerate(run_names(role)[:count]):
         run = req.work / "runs" / name / "provenance.json"
         records.append(json.loads(run.read_text()) if run.is_file() or index >= bundled else card[index])
     return records
 
 
-def _finished(req: AssetsRequest, role: str) -> bool:
-    last = req.run_dir(role) / "weights" / "last.pt"
-    return last.is_file() and is_finished(last)
-
-
-def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
-    """Copy the best weights into assets/models with a provenance JSON holding our own evaluation."""
+def _bundle(req: AssetsRequest, role: str, count: int, job: Job) -> str:
+    """Copy the best weights of the role's `count`-th stage into assets/models with a provenance JSON holding
+    our own evaluation and every stage so far."""
     from studio.core.evaluate import EvalRequest, evaluate
 
     spec = ROLES[role]
-    best = req.run_dir(role) / "weights" / "best.pt"
+    best = req.work / "runs" / run_names(role)[count - 1] / "weights" / "best.pt"
     models = req.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     dest = models / f"{role}.pt"
@@ -244,7 +251,7 @@ def _bundle(req: AssetsRequest, role: str, job: Job) -> str:
         result = evaluate(EvalRequest(model=dest, data=req.role_data(role), split=split, imgsz=req.size), job)
         metric = result.settings["metric"]
         metrics[split] = {k: getattr(result, k) for k in ("map50_95", "map50", "per_class", "per_size", "images")}
-    stages = _stage_records(req, role)
+    stages = _stage_records(req, role, count)
     write_json_atomic(models / f"{role}.json", {
         "role": role, "architecture": spec.architecture, "file": dest.name, "sha256": sha256_of(dest),
         "bytes": dest.stat().st_size, "imgsz": req.size, "generator": req.generator(role), "training": stages[-1],
