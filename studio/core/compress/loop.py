@@ -283,15 +283,15 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
 
     forward = distributed.wrap(model, ctx, find_unused=is_quantized(model))
     distributed.broadcast_module(extra_modules, ctx)
-    if cfg.until_flat and _flat(history):
-        job.stage(stage, None, f"{cfg.out} stopped flat after {len(history)} epochs; nothing to resume")
-        return _result(cfg, history, started)
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
     job.stage(stage, cfg.epochs * batches)
     end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness)
     for epoch in range(start_epoch, cfg.epochs):
+        if cfg.until_flat and distributed.share_from_main(_flat(history), ctx):  # a resumed flat run: no more
+            job.stage(stage, None, f"val mAP50-95 flat after {len(history)} epochs: stopping before {cfg.epochs}")
+            break
         if epoch >= cfg.epochs - cfg.close_mosaic:
             dataset.close_mosaic(hyp)
             if hasattr(loader, "reset"):  # loader workers hold their own copy of the dataset
@@ -314,9 +314,6 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
                      f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
         epoch_sums = {k: round(v / batches, 5) for k, v in sums.items()}
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
-        if cfg.until_flat and distributed.share_from_main(_flat(history), ctx):
-            job.stage(stage, None, f"val mAP50-95 flat after {epoch + 1} epochs: stopping before {cfg.epochs}")
-            break
     return _result(cfg, distributed.share_from_main(history, ctx), started)  # every rank: what rank 0 measured
 
 
