@@ -400,9 +400,10 @@ def test_a_geotiff_on_the_board_is_read_by_windows_there_and_its_map_features_co
 def test_a_scene_here_is_tiled_here_inferred_on_the_board_and_merged_as_a_local_run(cli, board, obb_onnx, tmp_path,
                                                                                      monkeypatch):
     """studio predict --board: a GeoTIFF on this computer, its tiles sent to the board a batch at a time, gives the
-    features a local run gives, and the board keeps none of the tiles."""
+    features a local run gives, and the board keeps none of the tiles, not even when a run fails mid-scene."""
     from pyogrio.raw import read
 
+    from deploy.errors import UserError
     from studio.core import board_tiles
     from tests.test_raster import scene_rgb, write_tif
 
@@ -425,16 +426,7 @@ def test_a_scene_here_is_tiled_here_inferred_on_the_board_and_merged_as_a_local_
     assert all(np.allclose(ring(a), ring(b), atol=1e-3) for a, b in zip(board_geometry, local_geometry))
     assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]  # every batch was removed
 
-
-@pytest.mark.slow  # pushes to the board over SSH
-def test_a_board_run_that_fails_mid_scene_leaves_no_batch_on_the_board(cli, board, obb_onnx, tmp_path, monkeypatch):
-    """The first batch fails on the board while the second is already on its way: both folders are removed."""
-    from deploy.errors import UserError
-    from studio.core import board_tiles
-    from tests.test_raster import scene_rgb, write_tif
-
-    monkeypatch.setattr(board_tiles, "BATCH", 8)
-    sent = []
+    sent = []  # now the first batch fails on the board while the second is already on its way
     pushing = board_tiles.push_images
 
     def counted(*args, **kwargs):
@@ -449,13 +441,11 @@ def test_a_board_run_that_fails_mid_scene_leaves_no_batch_on_the_board(cli, boar
 
     monkeypatch.setattr(board_tiles, "push_images", counted)
     monkeypatch.setattr(board_tiles, "stream_run", failing)
-    scene = tmp_path / "scene.tif"
-    write_tif(scene, scene_rgb(300, 400, seed=4).transpose(2, 0, 1).copy())
-    result = cli("predict", obb_onnx, scene, "--tile", 96, "--board", BOARD, "--backend", "ort",
-                 "--features", tmp_path / "map")
-    assert result.exit_code == 2 and "the board's agent stopped" in result.stderr
+    failed = cli("predict", obb_onnx, scene, *args, "--board", BOARD, "--backend", "ort", "--features",
+                 tmp_path / "failed-map")
+    assert failed.exit_code == 2 and "the board's agent stopped" in failed.stderr
     assert len(sent) == 2 and sent[0] != sent[1]
-    assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]
+    assert not [p for p in (board / "studio" / "data").rglob("*") if p.is_file()]  # both batches removed
 
 
 def test_predict_on_a_board_refuses_a_backend_it_has_not_and_a_camera_here(cli, obb_onnx, tmp_path):

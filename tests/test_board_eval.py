@@ -106,18 +106,35 @@ def serve(board_root: Path, sim, images: list[Path], fault=None) -> None:
         np.savez(site / "served" / f"{key}.npz", **{f"out{k}": o for k, o in enumerate(outputs)})
 
 
-@pytest.mark.slow  # builds an RKNN, simulates on the host and runs the NPU path on the board (~60 s)
-def test_board_eval_names_each_fault_of_the_stand_in_npu(cli, board, int8_model, labelled):
-    from deploy.convert.rknn_sim import RknnSimBackend
+class _Lent:
+    """The test's simulator lent to each `board eval`: its close() leaves it built for the next one (a rebuild
+    per eval is what the other board eval tests cover; here it would only repeat the same build four times)."""
+
+    def __init__(self, sim):
+        self._sim = sim
+
+    def __getattr__(self, name):
+        return getattr(self._sim, name)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.slow  # builds an RKNN, simulates on the host and runs the NPU path on the board (~30 s)
+def test_board_eval_names_each_fault_of_the_stand_in_npu(cli, board, int8_model, labelled, monkeypatch):
+    from deploy.convert import rknn_sim
     from studio.core.board_truth import CAUSES
     from studio.core.evaluate_obb import eval_split
 
     images = eval_split(labelled, "val", NAMES, 4)[0]
-    sim = RknnSimBackend(int8_model)
+    sim = rknn_sim.RknnSimBackend(int8_model, verify=True)
+    built = []
+    monkeypatch.setattr(rknn_sim, "RknnSimBackend", lambda model, verify=False: built.append(model) or _Lent(sim))
     try:
         _faithful_then_each_fault(cli, board, sim, int8_model, labelled, images, CAUSES)
     finally:
         sim.close()
+    assert built == [Path(int8_model)] * (1 + len(CAUSES))  # every eval asked for the model's simulator twin
 
 
 def _faithful_then_each_fault(cli, board, sim, int8_model, labelled, images, causes):
