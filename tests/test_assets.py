@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploy.errors import UserError
-from studio.core.assets import AssetsRequest, build_assets, flight_video, stage_plan
+from studio.core.assets import AssetsRequest, Then, build_assets, flight_video, stage_plan
 
 
 def test_flight_video_pans_over_the_scene(tmp_path):
@@ -52,20 +52,22 @@ def test_bundle_skips_models_still_in_training(tmp_path):
     assert not (tmp_path / "assets" / "models").exists()
 
 
+POLISH = Then(30, until_flat=True, mosaic=False)  # the OBB models' last stage
+
+
 def test_a_bundled_first_stage_is_not_trained_again_and_starts_the_second(tmp_path):
     req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work")
     first_last = tmp_path / "work" / "runs" / "teacher-obb" / "weights" / "last.pt"
     second_last = tmp_path / "work" / "runs" / "teacher-obb-more" / "weights" / "last.pt"
-    assert stage_plan(req, "teacher-obb") == [("teacher-obb", "yolov8s-obb.yaml", 24, False, True),
-                                              ("teacher-obb-more", str(first_last), 40, False, True),
-                                              ("teacher-obb-more2", str(second_last), 30, True, False)]
+    assert stage_plan(req, "teacher-obb") == [("teacher-obb", "yolov8s-obb.yaml", Then(24)),
+                                              ("teacher-obb-more", str(first_last), Then(40)),
+                                              ("teacher-obb-more2", str(second_last), POLISH)]
     models = tmp_path / "assets" / "models"
     models.mkdir(parents=True)
     (models / "teacher-obb.pt").write_bytes(b"weights")
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}]}))
-    assert stage_plan(req, "teacher-obb")[:2] == [("teacher-obb", None, 24, False, True),  # no first run here
-                                                  ("teacher-obb-more", str(models / "teacher-obb.pt"), 40, False,
-                                                   True)]
+    assert stage_plan(req, "teacher-obb")[:2] == [("teacher-obb", None, Then(24)),  # no first run here
+                                                  ("teacher-obb-more", str(models / "teacher-obb.pt"), Then(40))]
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}, {"epochs": 40}, {}]}))
     assert stage_plan(req, "teacher-obb")[0][1] == "yolov8s-obb.yaml"  # every stage bundled: a rebuild starts over
     first_last.parent.mkdir(parents=True)
@@ -79,15 +81,15 @@ def test_a_third_stage_starts_from_two_bundled_stages_and_stops_once_flat(tmp_pa
     runs, models = tmp_path / "work" / "runs", tmp_path / "assets" / "models"
     models.mkdir(parents=True)
     (models / "student-obb.json").write_text(json.dumps({"stages": [{"epochs": 40}, {"epochs": 40}]}))
-    assert stage_plan(req, "student-obb") == [("student-obb", None, 40, False, True),
-                                              ("student-obb-more", None, 40, False, True),
-                                              ("student-obb-more2", str(models / "student-obb.pt"), 30, True, False)]
+    assert stage_plan(req, "student-obb") == [("student-obb", None, Then(40)),
+                                              ("student-obb-more", None, Then(40)),
+                                              ("student-obb-more2", str(models / "student-obb.pt"), POLISH)]
     second = runs / "student-obb-more" / "weights" / "last.pt"
     second.parent.mkdir(parents=True)
     second.write_bytes(b"checkpoint")  # the second stage's run is here after all: it is kept and started from
     assert stage_plan(req, "student-obb")[1:] == [("student-obb-more", str(runs / "student-obb" / "weights" /
-                                                                           "last.pt"), 40, False, True),
-                                                  ("student-obb-more2", str(second), 30, True, False)]
+                                                                           "last.pt"), Then(40)),
+                                                  ("student-obb-more2", str(second), POLISH)]
 
 
 def test_stage_records_come_from_each_run_or_else_from_the_bundled_card(tmp_path):

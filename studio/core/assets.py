@@ -61,14 +61,12 @@ class Role:
 
 
 class StageRun(NamedTuple):
-    """One training run of a role: its run name, the model it starts from (None: bundled, not trained here),
-    its epochs and whether it stops once flat."""
+    """One training run of a role: its run name, the model it starts from (None: bundled, not trained here) and
+    how it trains (the first stage's as a Then too)."""
 
     name: str
     model: str | None
-    epochs: int
-    until_flat: bool = False
-    mosaic: bool = True
+    then: Then
 
 
 ROLES = {"student": Role("yolov8n.yaml"), "teacher": Role("yolov8s.yaml"),
@@ -162,7 +160,7 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
         raise UserError(f"{data} is missing: run its data step first (studio assets --only "
                         f"{'data-obb' if spec.data == 'dense-obb' else 'data'})")
     said = []
-    for name, model, epochs, until_flat, mosaic in stage_plan(req, role):
+    for name, model, then in stage_plan(req, role):
         last = req.work / "runs" / name / "weights" / "last.pt"
         if model is None:
             said.append(f"kept the bundled stage {name}, in {req.out / 'models' / role}.pt")
@@ -171,9 +169,9 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
             said.append(f"kept {last.parent.parent}")
             continue
         init = str(req.out / "models" / f"{spec.init}.pt") if spec.init and name == role else None
-        result = train(TrainRequest(model=model, data=data, epochs=epochs, imgsz=req.size, project=req.work / "runs",
-                                    name=name, seed=req.seed, resume=last.is_file(), init=init,
-                                    until_flat=until_flat, mosaic=mosaic), job)
+        result = train(TrainRequest(model=model, data=data, epochs=then.epochs, imgsz=req.size,
+                                    project=req.work / "runs", name=name, seed=req.seed, resume=last.is_file(),
+                                    init=init, until_flat=then.until_flat, mosaic=then.mosaic), job)
         said.append(f"trained {result.best}: val mAP50-95 {result.map50_95}")
     return "; ".join(said)
 
@@ -193,8 +191,7 @@ def stage_plan(req: AssetsRequest, role: str) -> list[StageRun]:
     for index, (name, then) in enumerate(zip(run_names(role), (Then(spec.epochs or req.epochs), *spec.more))):
         last = req.work / "runs" / name / "weights" / "last.pt"
         here = last.is_file()
-        plan.append(StageRun(name, None if index < bundled and not here else start, then.epochs, then.until_flat,
-                             then.mosaic))
+        plan.append(StageRun(name, None if index < bundled and not here else start, then))
         start = str(req.out / "models" / f"{role}.pt" if index == bundled - 1 and not here else last)
     return plan
 
