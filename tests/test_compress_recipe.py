@@ -162,6 +162,19 @@ def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is
         load_recipe(_recipe(tmp_path, tiny_pair, teacher="yolov9q.yaml"))
 
 
+def test_a_verify_split_the_data_lacks_is_refused_before_anything_runs(cli, tiny_pair, tmp_path):
+    data = tiny_pair[0]
+    raw = yaml.safe_load(Path(data).read_text())
+    raw.pop("test")
+    raw["path"] = str(Path(data).parent)
+    without = tmp_path / "no-test.yaml"
+    without.write_text(yaml.safe_dump(raw))
+    path = _recipe(tmp_path, tiny_pair, data=str(without), verify={"split": "test"})
+    result = cli("compress", "--recipe", path, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and f"verify split test: {without} has no test split" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_verify_scores_every_variant_on_the_split_the_recipe_names(tiny_pair, detector_pt, tiny_onnx, tmp_path):
     from studio.core.compress.chain import _verify
     from studio.core.compress.recipe import load_recipe

@@ -201,6 +201,16 @@ def _check(recipe: Recipe) -> None:
         raise UserError(f"{where}: {problem}")
     if recipe.qat and recipe.qat.get("teacher") is not None:
         recipe.qat["teacher"] = _file(recipe.qat["teacher"], "qat teacher", where, True)
+    _check_split(recipe)
+
+
+def _check_split(recipe: Recipe) -> None:
+    """The split verify scores must be in the data: found now, not after the training stages."""
+    from studio.core.data.formats import read_yaml, split_dirs
+
+    split = recipe.verify["split"]
+    if split not in split_dirs(read_yaml(recipe.data), recipe.data):
+        raise UserError(f"{recipe.path}: verify split {split}: {recipe.data} has no {split} split")
 
 
 def refuse_other_run(text: str, path: Path, chain: Path, hint: str) -> None:
