@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploy.errors import UserError
-from studio.core.assets import AssetsRequest, Then, build_assets, flight_video, stage_plan
+from studio.core.assets import POLISH, AssetsRequest, Then, build_assets, flight_video, stage_plan
 
 
 def test_flight_video_pans_over_the_scene(tmp_path):
@@ -50,9 +50,6 @@ def test_bundle_skips_models_still_in_training(tmp_path):
     assert build_assets(req)["bundle"] == [f"{role}: not trained yet" for role in
                                            ("student", "teacher", "student-obb", "teacher-obb")]
     assert not (tmp_path / "assets" / "models").exists()
-
-
-POLISH = Then(30, until_flat=True, mosaic=False)  # the OBB models' last stage
 
 
 def test_a_bundled_first_stage_is_not_trained_again_and_starts_the_second(tmp_path):

@@ -40,7 +40,8 @@ def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
 
 
 def test_until_flat_ends_the_run_after_the_epoch_that_made_it_flat_as_a_finished_run(tmp_path, monkeypatch):
-    """... and --no-mosaic keeps mosaic off from the first epoch (ultralytics' no-mosaic phase spans the run)."""
+    """... and --no-mosaic keeps mosaic off from the first epoch (ultralytics' no-mosaic phase spans the run), --lr
+    trains with AdamW at that rate and no warm-up."""
     import torch
 
     import studio.core.train as training
@@ -55,12 +56,14 @@ def test_until_flat_ends_the_run_after_the_epoch_that_made_it_flat_as_a_finished
     monkeypatch.setattr(training, "convergence", flat_from_the_second_epoch)
     data = generate(SynthConfig(tmp_path / "data", images=8, size=64))
     result = train(TrainRequest(model="yolov8n.yaml", data=data, epochs=6, imgsz=64, batch=4,
-                                project=tmp_path / "runs", name="flat", workers=0, until_flat=True, mosaic=False))
+                                project=tmp_path / "runs", name="flat", workers=0, until_flat=True, mosaic=False,
+                                lr=1e-4))
     run = tmp_path / "runs" / "flat"
     assert result.epochs == 2 and seen[:2] == [1, 2]  # asked after each epoch, from results.csv
     assert len((run / "results.csv").read_text().split()) == 1 + 2 and is_finished(run / "weights" / "last.pt")
-    assert json.loads((run / "provenance.json").read_text())["command"].endswith("--until-flat --no-mosaic")
-    assert torch.load(run / "weights" / "last.pt", weights_only=False)["train_args"]["close_mosaic"] == 6
+    assert json.loads((run / "provenance.json").read_text())["command"].endswith("--until-flat --no-mosaic --lr 0.0001")
+    args = torch.load(run / "weights" / "last.pt", weights_only=False)["train_args"]
+    assert args["close_mosaic"] == 6 and (args["optimizer"], args["lr0"], args["warmup_epochs"]) == ("AdamW", 1e-4, 0)
 
 
 def test_training_seconds_add_up_each_resumed_stretch(tmp_path):

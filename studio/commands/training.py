@@ -31,6 +31,8 @@ def train_cmd(
     until_flat: bool = declared(UNTIL_FLAT),
     mosaic: bool = typer.Option(True, "--mosaic/--no-mosaic", help="Mosaic augmentation until the last 10 epochs; "
                                 "--no-mosaic trains without it from the first (polishing a trained model)."),
+    lr: float | None = typer.Option(None, help="Peak learning rate, with AdamW and no warm-up (default: ultralytics' "
+                             "automatic choice); a small one, e.g. 0.0001, polishes a trained model."),
     nproc: int = typer.Option(1, help="CPU processes (torchrun + DDP with gloo, the studio's training loop); "
                                       "for several machines: docs/scale-out.md."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -50,7 +52,7 @@ def train_cmd(
     launch_if_asked(nproc)
     req = TrainRequest(model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, project=project,
                        name=name, resume=resume, force=force, verbose=verbose, devices=devices, init=init,
-                       until_flat=until_flat, mosaic=mosaic)
+                       until_flat=until_flat, mosaic=mosaic, lr=lr)
     result = run_job(lambda job: train(req, job), json_out)
     if not speaks_for_the_run():
         return

@@ -9,8 +9,8 @@ Every step is skipped when its result exists and resumes when it was interrupted
 Budget on 2 CPU cores at 320 px: data 1 minute; student (yolov8n, 60 epochs on 1,050
 images) about 70 minutes; teacher (yolov8s, 60 epochs) about 2 hours. The oriented-box pair
 trains on the dense benchmark (generator dense-1, 700 training images of about 34 objects):
-student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights, then at most 30 more without mosaic
-until its val mAP50-95 is flat) about 3 hours;
+student-obb (yolov8n-obb, 40 epochs, then 40 more from its last weights, then at most 30 more at a small rate
+without mosaic until its val mAP50-95 is flat) about 3 hours;
 teacher-obb (yolov8s-obb started from the bundled upright teacher's backbone and neck, 24 epochs, then 40
 more from its last weights, then a polish like the student's) about 7 hours.
 """
@@ -40,11 +40,16 @@ class Then:
     """A further stage of a role: a run from the previous stage's last weights with a fresh schedule, of `epochs`
     (with until_flat the most: it stops once its val mAP50-95 is flat by the full-budget rule); mosaic False: a
     polish without mosaic from its first epoch, so the gain of its last epochs is convergence, not the
-    switch that ends mosaic."""
+    switch that ends mosaic; lr: a rate of its own."""
 
     epochs: int
     until_flat: bool = False
     mosaic: bool = True
+    lr: float | None = None  # AdamW at this rate without warm-up (None: ultralytics' automatic choice)
+
+
+POLISH = Then(30, until_flat=True, mosaic=False, lr=1e-4)  # a trained model's last stage: small steps, no mosaic,
+# and no warm-up (whose bias rate of 0.1 knocks a trained model back for epochs)
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,9 @@ class StageRun(NamedTuple):
 
 ROLES = {"student": Role("yolov8n.yaml"), "teacher": Role("yolov8s.yaml"),
          "student-obb": Role("yolov8n-obb.yaml", "dense-obb", 40,
-                             more=(Then(40), Then(30, until_flat=True, mosaic=False))),
+                             more=(Then(40), POLISH)),
          "teacher-obb": Role("yolov8s-obb.yaml", "dense-obb", 24,
-                             more=(Then(40), Then(30, until_flat=True, mosaic=False)), init="teacher")}
+                             more=(Then(40), POLISH), init="teacher")}
 STEPS = ("data", "student", "teacher", "data-obb", "student-obb", "teacher-obb", "bundle", "samples", "dense-scene")
 DENSE = {"images": 1000, "size": 320, "seed": 0}  # the dense oriented-box benchmark the OBB models learn
 DENSE_SCENE = {"size": 1536, "seed": 7}  # the remote-sensing demo's dense scene (not an image the models learnt)
@@ -171,7 +176,7 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
         init = str(req.out / "models" / f"{spec.init}.pt") if spec.init and name == role else None
         result = train(TrainRequest(model=model, data=data, epochs=then.epochs, imgsz=req.size,
                                     project=req.work / "runs", name=name, seed=req.seed, resume=last.is_file(),
-                                    init=init, until_flat=then.until_flat, mosaic=then.mosaic), job)
+                                    init=init, until_flat=then.until_flat, mosaic=then.mosaic, lr=then.lr), job)
         said.append(f"trained {result.best}: val mAP50-95 {result.map50_95}")
     return "; ".join(said)
 

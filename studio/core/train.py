@@ -42,6 +42,7 @@ class TrainRequest:
     init: str | None = None  # a .pt whose layers of matching shape start the architecture (a detector's backbone)
     until_flat: bool = False  # stop before `epochs` once the val mAP50-95 is flat by the full-budget rule
     mosaic: bool = True  # False: no epoch uses mosaic (ultralytics' final no-mosaic phase spans the whole run)
+    lr: float | None = None  # AdamW at this peak rate without warm-up (None: ultralytics' automatic choice)
 
 
 @dataclass
@@ -104,7 +105,8 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
         args = dict(data=str(req.data), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch, device=req.devices,
                     workers=req.workers, project=str(Path(req.project).resolve()), name=req.name, exist_ok=True,
                     plots=False, amp=False, seed=req.seed, verbose=req.verbose,
-                    **({} if req.mosaic else {"close_mosaic": req.epochs}))
+                    **({} if req.mosaic else {"close_mosaic": req.epochs}),
+                    **({} if req.lr is None else {"optimizer": "AdamW", "lr0": req.lr, "warmup_epochs": 0}))
         model.train(resume=True, trainer=trainer) if req.resume else model.train(trainer=trainer, **args)
     finally:
         LOGGER.setLevel(level)
@@ -140,7 +142,7 @@ def _finished(req: TrainRequest, trainer, run_dir: Path, started: float) -> Trai
         "command": f"studio train {req.model} --data {req.data} --epochs {req.epochs} --imgsz {req.imgsz} "
                    f"--batch {req.batch} --project {req.project} --name {req.name}"
                    + (f" --init {req.init}" if req.init else "") + (" --until-flat" if req.until_flat else "")
-                   + ("" if req.mosaic else " --no-mosaic"),
+                   + ("" if req.mosaic else " --no-mosaic") + ("" if req.lr is None else f" --lr {req.lr}"),
     }))
     return result
 
