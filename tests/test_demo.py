@@ -127,3 +127,19 @@ def test_a_bundled_models_epochs_count_what_each_stage_ran(tmp_path):
     card.write_text(json.dumps({"stages": [{"epochs": 40}, {"epochs": 40, "convergence": None},
                                            {"epochs": 60, "convergence": {"epochs": 23, "flat": True}}]}))
     assert epochs_trained(card) == 40 + 40 + 23  # the third stopped flat after 23 of its 60
+
+
+def test_an_export_counts_as_the_bundled_models_only_while_that_model_is_unchanged(tiny_onnx, detector_pt, tmp_path):
+    import shutil
+
+    from studio.core.demo import exported_from
+
+    source = tmp_path / "student.pt"
+    shutil.copyfile(detector_pt, source)
+    onnx = tmp_path / "tiny.onnx"
+    for suffix in ("", ".json"):
+        shutil.copyfile(f"{tiny_onnx}{suffix}", f"{onnx}{suffix}")
+    assert exported_from(onnx, source)  # the fixture exported this very checkpoint
+    source.write_bytes(source.read_bytes() + b"\0")  # a pull brought another version
+    assert not exported_from(onnx, source)
+    assert not exported_from(tmp_path / "missing.onnx", detector_pt)

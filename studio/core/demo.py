@@ -193,13 +193,25 @@ def _obb_scene(req: DemoRequest, job: Job) -> dict:
     from studio.core.export import ExportRequest, export_model
 
     onnx = obb_student_onnx(req.out)
-    if not onnx.is_file():
+    if not exported_from(onnx, BUNDLED_OBB_STUDENT):
         job.stage("export the oriented-box student")
         export_model(ExportRequest(model=str(BUNDLED_OBB_STUDENT), imgsz=req.imgsz, out=onnx, force=True), job)
     labels = DENSE_SCENE.with_suffix(".txt")
     return {**_tiled(onnx, DENSE_SCENE, req.out / "dense-scene", req, job), "model": str(onnx),
             "labelled": len(labels.read_text().splitlines()) if labels.is_file() else None,
             "epochs": epochs_trained(BUNDLED_OBB_STUDENT.with_suffix(".json"))}
+
+
+def exported_from(onnx: Path, source: Path) -> bool:
+    """Is `onnx` an export of `source` as it is now? (A bundled model updated by a pull is exported again.)"""
+    from deploy.runtime.digest import sha256_of
+    from deploy.runtime.metadata import sidecar_path
+
+    sidecar = sidecar_path(onnx)
+    if not (onnx.is_file() and sidecar.is_file()):
+        return False
+    made_from = (json.loads(sidecar.read_text()).get("provenance") or {}).get("source_sha256")
+    return made_from == sha256_of(source)
 
 
 def epochs_trained(card: Path) -> int:
