@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -136,6 +137,22 @@ def test_the_bundle_step_publishes_up_to_the_furthest_finished_stage_and_never_f
     assert bundle_stages(req, "teacher-obb") == 3
 
 
+def test_a_role_already_bundled_from_the_same_runs_is_kept_without_evaluating_it_again(tmp_path):
+    import torch
+
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work", only="bundle")
+    run, models = tmp_path / "work" / "runs" / "teacher-obb", tmp_path / "assets" / "models"
+    (run / "weights").mkdir(parents=True)
+    torch.save({"epoch": -1}, run / "weights" / "last.pt")
+    record = {"epochs": 24, "created": "2026-12-05T10:00:00+00:00"}
+    (run / "provenance.json").write_text(json.dumps(record))
+    models.mkdir(parents=True)
+    (models / "teacher-obb.pt").write_bytes(b"weights")
+    (models / "teacher-obb.json").write_text(json.dumps({"stages": [record]}))
+    said = dict(zip(("student", "teacher", "student-obb", "teacher-obb"), build_assets(req)["bundle"]))
+    assert said["teacher-obb"].startswith("kept") and (models / "teacher-obb.pt").read_bytes() == b"weights"
+
+
 def test_unknown_step(tmp_path):
     with pytest.raises(UserError, match="--only 'weights'"):
         build_assets(AssetsRequest(out=tmp_path, work=tmp_path, only="weights"))
@@ -155,6 +172,9 @@ def test_a_packed_checkpoint_loads_the_same_tensors_from_fewer_bytes(tmp_path):
         assert plain.namelist() == packed.namelist()
         assert {m.compress_type for m in packed.infolist()} == {zipfile.ZIP_DEFLATED}
     assert (tmp_path / "packed.pt").stat().st_size < (tmp_path / "best.pt").stat().st_size
+    time.sleep(2)  # a zip records times to 2 s: a second packing later must still give the same bytes
+    pack_checkpoint(tmp_path / "best.pt", tmp_path / "again.pt")
+    assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "packed.pt").read_bytes()
     loaded = torch.load(tmp_path / "packed.pt")
     assert loaded["epoch"] == -1 and loaded.keys() == weights.keys()
     assert all(torch.equal(loaded[k], weights[k]) for k in ("conv.weight", "bn.running_var"))

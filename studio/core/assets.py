@@ -246,6 +246,10 @@ def _bundle(req: AssetsRequest, role: str, count: int, job: Job) -> str:
     models = req.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     dest = models / f"{role}.pt"
+    stages = _stage_records(req, role, count)
+    card = models / f"{role}.json"
+    if dest.is_file() and card.is_file() and json.loads(card.read_text()).get("stages") == stages:
+        return f"kept {dest}: already the bundle of those {count} stage(s)"
     with staged(dest) as tmp:
         pack_checkpoint(best, tmp)
     metrics, metric = {}, ""
@@ -253,7 +257,6 @@ def _bundle(req: AssetsRequest, role: str, count: int, job: Job) -> str:
         result = evaluate(EvalRequest(model=dest, data=req.role_data(role), split=split, imgsz=req.size), job)
         metric = result.settings["metric"]
         metrics[split] = {k: getattr(result, k) for k in ("map50_95", "map50", "per_class", "per_size", "images")}
-    stages = _stage_records(req, role, count)
     write_json_atomic(models / f"{role}.json", {
         "role": role, "architecture": spec.architecture, "file": dest.name, "sha256": sha256_of(dest),
         "bytes": dest.stat().st_size, "imgsz": req.size, "generator": req.generator(role), "training": stages[-1],

@@ -10,8 +10,10 @@ from pathlib import Path
 
 
 def pack_checkpoint(source: Path, dest: Path) -> None:
-    """Write `source`'s archive to `dest` with every member deflated, in the same order and under the same names."""
-    with zipfile.ZipFile(source) as archive, \
-            zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as packed:
+    """Write `source`'s archive to `dest` with every member deflated, in the same order, under the same names and
+    dates: packing the same checkpoint twice gives the same bytes (a rebundle changes nothing in git)."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(dest, "w") as packed:
         for member in archive.infolist():
-            packed.writestr(member.filename, archive.read(member))
+            info = zipfile.ZipInfo(member.filename, date_time=member.date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            packed.writestr(info, archive.read(member), compresslevel=9)
