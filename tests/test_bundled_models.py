@@ -89,4 +89,6 @@ def test_the_oriented_box_student_is_the_file_its_card_describes():
     assert sha256_of(student) == card["sha256"] and student.stat().st_size == card["bytes"]
     assert card["architecture"] == "yolov8n-obb.yaml" and card["generator"]["generator"] == "dense-1"
     assert card["evaluation"]["tool"].startswith("studio eval (probiou")
-    assert [s["epochs"] for s in card["stages"]] == [40, 40] and card["cpu_hours"] > 0
+    assert [s["epochs"] for s in card["stages"]] == [40, 40, 30] and card["cpu_hours"] > 0
+    polish = card["stages"][-1]  # trained until flat by the full-budget rule, without mosaic, at a small rate
+    assert polish["convergence"]["flat"] is True and polish["command"].endswith("--until-flat --no-mosaic --lr 0.0001")
