@@ -153,6 +153,36 @@ def test_a_role_already_bundled_from_the_same_runs_is_kept_without_evaluating_it
     assert said["teacher-obb"].startswith("kept") and (models / "teacher-obb.pt").read_bytes() == b"weights"
 
 
+def test_retraining_a_role_whose_card_holds_every_stage_says_so_before_it_starts(tmp_path, monkeypatch):
+    import studio.core.assets as assets
+    from studio.core.jobs import Job
+
+    req = AssetsRequest(out=tmp_path / "assets", work=tmp_path / "work", only="student-obb")
+    req.dense_yaml.parent.mkdir(parents=True)
+    req.dense_yaml.write_text("names: [a]\n")
+    models = tmp_path / "assets" / "models"
+    models.mkdir(parents=True)
+    (models / "student-obb.json").write_text(json.dumps({"stages": [{}, {}, {}]}))
+    events, trained = [], []
+
+    def fake_train(request, job):
+        trained.append(request.name)
+        raise UserError("stopped here")
+
+    monkeypatch.setattr(assets, "train", fake_train)
+    with pytest.raises(UserError, match="stopped here"):
+        build_assets(req, Job(events.append))
+    assert trained == ["student-obb"]  # the first stage, from nothing
+    said = [e.message for e in events if "holds every stage" in e.message]
+    assert said and "training it again from nothing" in said[0]
+
+    events.clear(), trained.clear()
+    (models / "student-obb.json").write_text(json.dumps({"stages": [{}, {}]}))  # a partial bundle: go on from it
+    with pytest.raises(UserError, match="stopped here"):
+        build_assets(req, Job(events.append))
+    assert trained == ["student-obb-more2"] and not [e for e in events if "holds every stage" in e.message]
+
+
 def test_unknown_step(tmp_path):
     with pytest.raises(UserError, match="--only 'weights'"):
         build_assets(AssetsRequest(out=tmp_path, work=tmp_path, only="weights"))

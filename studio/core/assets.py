@@ -165,6 +165,9 @@ def _train(req: AssetsRequest, role: str, job: Job) -> str:
         raise UserError(f"{data} is missing: run its data step first (studio assets --only "
                         f"{'data-obb' if spec.data == 'dense-obb' else 'data'})")
     said = []
+    if _held(req, role) == len(run_names(role)) and not (req.work / "runs" / role).exists():
+        job.stage(role, None, f"{req.out / 'models' / role}.json holds every stage of {role}: training it again "
+                              "from nothing, as `make assets` rebuilds it (hours); stop now to keep the bundled model")
     for name, model, then in stage_plan(req, role):
         last = req.work / "runs" / name / "weights" / "last.pt"
         if model is None:
