@@ -26,7 +26,7 @@ def variant_cells(row: dict, float_map: float) -> dict[str, str]:
 def _markdown(report: dict) -> str:
     float_map = report["rows"][0]["map50_95"]
     lines = [f"# Compression to {report['platform']} int8: {report['imgsz']} px, {report['val_images']} "
-             f"{_split(report)} images",
+             f"{scored_split(report)} images",
              "", f"Recipe `{report['recipe']}`: {' -> '.join(report['stages'])}. "
                  f"Float model `{report['float_model']}`.",
              "RKNN rows are measured in rknn-toolkit2's simulator; `Mcycles` is the toolkit's static estimate for one "
@@ -53,7 +53,7 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _split(report: dict) -> str:
+def scored_split(report: dict) -> str:
     """The split every row was scored on (reports from before verify had a choice: val)."""
     return report["rows"][0].get("split", "val")
 
@@ -81,7 +81,7 @@ def _plot(report: dict, path: Path) -> None:
             ax.scatter(x_of(r), r["map50_95"], s=60, color=color)
             ax.annotate(r["variant"], (x_of(r), r["map50_95"]), textcoords="offset points", xytext=(6, 4))
         ax.set_xlabel(label)
-        ax.set_ylabel(f"{_split(report)} mAP50-95")
+        ax.set_ylabel(f"{scored_split(report)} mAP50-95")
         ax.grid(alpha=0.3)
     axes[0].set_title("accuracy vs compute (int8 variants)")
     axes[1].set_title("accuracy vs size")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.runtime.atomic import write_json_atomic, write_text_atomic
 from deploy.runtime.output import claim_run
+from studio.core.compress.int8_report import scored_split
 from studio.core.compress.recipe import Recipe
 from studio.core.compress.report import fmt
 from studio.core.jobs import Job
@@ -55,7 +56,7 @@ def seeds_summary(reports: dict[str, dict]) -> dict:
                      "small_mean": round(statistics.fmean(smalls), 4) if smalls else None,
                      "bytes": row["bytes"], "mcycles": (row.get("npu_build") or {}).get("mcycles")})
     return {"recipe": first["recipe"], "seeds": list(reports), "imgsz": first["imgsz"],
-            "split": first["rows"][0].get("split", "val"), "images": first["val_images"],
+            "split": scored_split(first), "images": first["val_images"],
             "platform": first["platform"], "rows": rows,
             "convergence": {seed: report.get("convergence") for seed, report in reports.items()},
             "training_seconds": {seed: report.get("training_seconds") for seed, report in reports.items()}}
