@@ -58,14 +58,14 @@ def test_a_bundled_first_stage_is_not_trained_again_and_starts_the_second(tmp_pa
     first_last = tmp_path / "work" / "runs" / "teacher-obb" / "weights" / "last.pt"
     second_last = tmp_path / "work" / "runs" / "teacher-obb-more" / "weights" / "last.pt"
     assert stage_plan(req, "teacher-obb") == [("teacher-obb", "yolov8s-obb.yaml", Then(24)),
-                                              ("teacher-obb-more", str(first_last), Then(40)),
+                                              ("teacher-obb-more", str(first_last), Then(24)),
                                               ("teacher-obb-more2", str(second_last), POLISH)]
     models = tmp_path / "assets" / "models"
     models.mkdir(parents=True)
     (models / "teacher-obb.pt").write_bytes(b"weights")
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}]}))
     assert stage_plan(req, "teacher-obb")[:2] == [("teacher-obb", None, Then(24)),  # no first run here
-                                                  ("teacher-obb-more", str(models / "teacher-obb.pt"), Then(40))]
+                                                  ("teacher-obb-more", str(models / "teacher-obb.pt"), Then(24))]
     (models / "teacher-obb.json").write_text(json.dumps({"stages": [{"epochs": 24}, {"epochs": 40}, {}]}))
     assert stage_plan(req, "teacher-obb")[0][1] == "yolov8s-obb.yaml"  # every stage bundled: a rebuild starts over
     first_last.parent.mkdir(parents=True)
