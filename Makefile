@@ -76,7 +76,7 @@ mutate: venv  ## mutation-test decode, post-/pre-processing, tiling, KD losses, 
 demo: venv  ## the whole chain with short budgets (prune, distill, QAT, export, verify, pipeline): out/demo/report.html
 	$(BIN)/studio demo
 
-assets: venv  ## rebuild assets/ (synthetic data; student ~70 min, teacher ~2 h, OBB pair ~3.5 h on 2 cores; resumable)
+assets: venv  ## rebuild assets/ (synthetic data; student ~70 min, teacher ~2 h, OBB pair ~6 h side by side on 2 cores; resumable)
 	$(BIN)/studio assets
 
 XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
