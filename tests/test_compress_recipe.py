@@ -199,3 +199,14 @@ def test_a_seeded_recipe_changes_the_training_stages_seed_and_nothing_else(tiny_
     assert seeded.distill == {**recipe.distill, "seed": 5} and seeded.qat == {**recipe.qat, "seed": 5}
     assert seeded.prune == recipe.prune and recipe.distill["seed"] == 2 and "seed" not in recipe.qat
     assert load_recipe(_recipe(tmp_path, tiny_pair, qat=None)).seeded(1).qat is None
+
+
+def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_model(tiny_pair, tmp_path):
+    from studio.core.compress.chain import _float_rows
+    from studio.core.compress.recipe import load_recipe
+
+    asked = load_recipe(_recipe(tmp_path, tiny_pair, verify={"original": True}))
+    made = tmp_path / "prune" / "pruned.pt"
+    assert _float_rows(asked, made) == [("original", asked.model), ("float", made)]
+    assert _float_rows(asked, asked.model) == [("float", asked.model)]  # PTQ only: the float row is the original
+    assert _float_rows(load_recipe(_recipe(tmp_path, tiny_pair)), made) == [("float", made)]

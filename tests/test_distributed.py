@@ -91,23 +91,27 @@ def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair,
         "prune": {"target_flops": 0.8, "criterion": "l1", "round_to": 16, "finetune_epochs": 1, "batch": 8,
                   "val_limit": 4},
         "qat": {"epochs": 1, "batch": 8, "calib_batches": 1, "val_limit": 4},
-        "export": {"platform": "rk3588", "ptq": ["normal"], "calib_count": 4}, "verify": {"limit": 4}}))
+        "export": {"platform": "rk3588", "ptq": ["normal"], "calib_count": 4},
+        "verify": {"limit": 4, "original": True}}))
     out = tmp_path / "chain"
     result = subprocess.run([sys.executable, "-m", "studio", "compress", "--recipe", str(recipe), "--out", str(out),
                              "--nproc", "2", "--json"], capture_output=True, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)  # rank 0 alone printed (two objects would not parse)
-    assert [r["variant"] for r in report["rows"]] == ["float", "ptq-normal", "qat"]
+    assert [r["variant"] for r in report["rows"]] == ["original", "float", "ptq-normal", "qat"]
     pruned = json.loads((out / "prune" / "prune_report.json").read_text())
     assert pruned["gflops"]["ratio"] < 0.95
+    original, *made = report["rows"]  # the unpruned model first, scored as it came in: the Δ reference
+    assert original["source"] == str(student) and original["format"] == "onnx"
+    assert all(r["gflops"] == pytest.approx(original["gflops"] * pruned["gflops"]["ratio"], rel=0.02) for r in made)
     assert report["float_model"] == pruned["model"]  # the chain exported the pruned model
     pruned_params = sum(p.numel() for p in torch.load(pruned["model"], map_location="cpu",
                                                       weights_only=False)["ema"].parameters())
     original_params = sum(p.numel() for p in torch.load(student, map_location="cpu",
                                                         weights_only=False)["model"].parameters())
     assert pruned_params == pruned["params"]["after"] < original_params
-    for row, quant in zip(report["rows"][1:], ("int8", "qdq")):  # the RKNN files rank 0 built, as recorded
+    for row, quant in zip(report["rows"][2:], ("int8", "qdq")):  # the RKNN files rank 0 built, as recorded
         assert Path(row["path"]).stat().st_size == row["bytes"]
         assert json.loads(Path(row["path"] + ".json").read_text())["build"]["quant"] == quant
     tuned = torch.load(out / "prune" / "step1" / "state.pt", map_location="cpu", weights_only=False)

@@ -9,7 +9,8 @@ from tests.test_compress_recipe import _recipe
 
 
 def _report(recipe, seed_map: float) -> dict:
-    rows = [{"variant": "float", "map50_95": seed_map, "small": 0.5, "bytes": 4_000_000, "split": "test"},
+    rows = [{"variant": "float", "map50_95": seed_map, "small": 0.5, "bytes": 4_000_000, "gflops": 1.12,
+             "split": "test"},
             {"variant": "qat", "map50_95": seed_map - 0.01, "small": None, "bytes": 1_000_000,
              "npu_build": {"mcycles": 12.5}}]
     return {"recipe": str(recipe.path), "imgsz": recipe.imgsz, "val_images": 70, "platform": "rk3588", "rows": rows,
@@ -40,7 +41,7 @@ def test_each_seed_runs_the_recipe_into_its_folder_and_the_report_shows_mean_and
     assert float_row["mean"] == pytest.approx(0.72) and float_row["spread"] == pytest.approx(0.04)
     assert summary["rows"][1]["small_mean"] is None and summary["rows"][1]["mcycles"] == 12.5
     md = (out / "compress_report.md").read_text()
-    assert "| float | 0.7000 | 0.7400 | 0.7200 | 4.00 | 0.5000 | 4.00 | – |" in md
+    assert "| float | 0.7000 | 0.7400 | 0.7200 | 4.00 | 0.5000 | 4.00 | 1.120 | – |" in md
     assert md == seeds_markdown(json.loads((out / "compress_report.json").read_text()))  # renders from its JSON
     assert "test images" in md and "Seed 1 training: distill 1.00 h, qat 0.50 h." in md
 

@@ -100,8 +100,8 @@ def conv_gflops(model: onnx.ModelProto) -> float:
     import onnxruntime as ort
 
     inits = {i.name: i.dims for i in model.graph.initializer}
-    for node in model.graph.node:  # the exporter routes shared weights through Identity nodes
-        if node.op_type == "Identity" and node.input[0] in inits:
+    for node in model.graph.node:  # shared weights pass through Identity nodes, a QDQ model's through Q/DQ pairs
+        if node.op_type in ("Identity", "QuantizeLinear", "DequantizeLinear") and node.input[0] in inits:
             inits[node.output[0]] = inits[node.input[0]]
     convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits]
     probe = onnx.ModelProto()

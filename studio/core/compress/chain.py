@@ -129,8 +129,8 @@ def _export(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
     calib = split_dirs(read_yaml(recipe.data), recipe.data).get("train")
     platform, count, float_model = recipe.export["platform"], int(recipe.export["calib_count"]), _float_model(
         recipe, reports)
-    plan = [("float", ExportRequest(model=str(float_model), format="onnx", imgsz=recipe.imgsz,
-                                    out=folder / "float.onnx"))]
+    plan = [(name, ExportRequest(model=str(model), format="onnx", imgsz=recipe.imgsz, out=folder / f"{name}.onnx"))
+            for name, model in _float_rows(recipe, float_model)]
     for algorithm in recipe.export["ptq"]:
         plan.append((f"ptq-{algorithm}", ExportRequest(
             model=str(float_model), format="rknn", imgsz=recipe.imgsz, out=folder / f"ptq-{algorithm}.rknn",
@@ -148,14 +148,25 @@ def _export(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
         ptq = req.format == "rknn" and req.rknn.quant == "int8"
         variants.append({"variant": name, "path": str(req.out), "format": req.format,
                          "quant": "float32" if req.format == "onnx" else req.rknn.quant,
-                         "algorithm": req.rknn.algorithm if ptq else None})
+                         "algorithm": req.rknn.algorithm if ptq else None,
+                         **({"source": req.model} if req.format == "onnx" else {})})
     return {"model": str(float_model), "variants": variants}
+
+
+def _float_rows(recipe: Recipe, float_model: Path) -> list[tuple[str, Path]]:
+    """The float variants: the recipe's model as it came in (when verify asks for it and the chain changed it),
+    then the float model the int8 variants are made from."""
+    rows = [("float", Path(float_model))]
+    if recipe.verify.get("original") and Path(float_model) != Path(recipe.model):
+        rows.insert(0, ("original", Path(recipe.model)))
+    return rows
 
 
 def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job) -> dict:
     """mAP of each variant (torch for float, the simulator for RKNN), with size, int8 share and latency figures."""
     from deploy.convert import rknn_log
     from studio.core.evaluate import EvalRequest, evaluate
+    from studio.core.models import inspect_model
 
     folder.mkdir(parents=True, exist_ok=True)
     limit, split = recipe.verify.get("limit"), recipe.verify["split"]
@@ -167,8 +178,8 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
             job.stage(f"verify {variant['variant']}")
             path = Path(variant["path"])
             if variant["format"] == "onnx":
-                result = evaluate(EvalRequest(model=float_model, data=recipe.data, imgsz=recipe.imgsz, limit=limit,
-                                              split=split))
+                result = evaluate(EvalRequest(model=Path(variant.get("source", float_model)), data=recipe.data,
+                                              imgsz=recipe.imgsz, limit=limit, split=split))
                 ort_ms, build = _ort_ms(path), None
             else:
                 result = evaluate(EvalRequest(model=path, data=recipe.data, backend="rknn-sim", limit=limit,
@@ -177,7 +188,8 @@ def _verify(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job)
                 build = rknn_log.summary(path.with_suffix(".rknn.log"))
             row = {**variant, "map50_95": result.map50_95, "map50": result.map50, "metric": result.settings["metric"],
                    "small": result.per_size.get("small"), "images": result.images, "split": split,
-                   "bytes": path.stat().st_size, "host_ort_ms": ort_ms, "npu_build": build}
+                   "bytes": path.stat().st_size, "gflops": inspect_model(str(path)).gflops, "host_ort_ms": ort_ms,
+                   "npu_build": build}
             if variant["format"] == "rknn":
                 row["min_cosine"] = _report_cosine(path)
             write_json_atomic(done, row)

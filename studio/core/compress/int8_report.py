@@ -17,7 +17,7 @@ def variant_cells(row: dict, float_map: float) -> dict[str, str]:
     build = row.get("npu_build") or {}
     return {"variant": row["variant"], "map50_95": fmt(row["map50_95"]),
             "delta": f"{100 * (row['map50_95'] - float_map):+.2f}", "map50": fmt(row["map50"]),
-            "small": fmt(row.get("small")), "mb": f"{row['bytes'] / 1e6:.2f}",
+            "small": fmt(row.get("small")), "mb": f"{row['bytes'] / 1e6:.2f}", "gflops": fmt(row.get("gflops"), 3),
             "int8_convs": f"{build['int8_convs']}/{build['convs']}" if build else "–",
             "mcycles": fmt(build.get("mcycles"), 3), "host_ort_ms": fmt(row.get("host_ort_ms"), 2),
             "min_cosine": fmt(row.get("min_cosine"))}
@@ -32,8 +32,9 @@ def _markdown(report: dict) -> str:
              "RKNN rows are measured in rknn-toolkit2's simulator; `Mcycles` is the toolkit's static estimate for one "
              "NPU core (not a board measurement); `host ORT ms` is ONNX Runtime on this machine's CPU." +
              (f" mAP: {report['rows'][0]['metric']}." if report["rows"][0].get("metric") else ""), "",
-             "| variant | mAP50-95 | Δ points | mAP50 | small | MB | int8 convs | Mcycles | host ORT ms | "
-             "min cosine |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Δ: points against the first row ({report['rows'][0]['variant']}).", "",
+             "| variant | mAP50-95 | Δ points | mAP50 | small | MB | GFLOPs | int8 convs | Mcycles | host ORT ms | "
+             "min cosine |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         cells = variant_cells(r, float_map)
         lines.append("| " + " | ".join(cells.values()) + " |")

@@ -126,7 +126,9 @@ EXPORT = Options(
 )
 VERIFY = Options(Option("limit", int, None, "Images for the simulator's mAP (default: all).", low=1, empty=True),
                  Option("split", str, "val", "Split every variant is scored on: val, or test held back from "
-                                             "choosing the best epoch too.", choices=("val", "test")))
+                                             "choosing the best epoch too.", choices=("val", "test")),
+                 Option("original", bool, False, "Also score the recipe's model as it came in (before pruning and "
+                                                 "training), as the first row: the reference every Δ is taken from."))
 FINETUNE = Options(
     _epochs(10, "Epochs that fit a model of other classes (or an architecture) to the data's classes; a teacher "
                 "that needs it is trained with the same budget."),

@@ -54,7 +54,8 @@ def seeds_summary(reports: dict[str, dict]) -> dict:
         rows.append({"variant": row["variant"], "map50_95": {s: r["map50_95"] for s, r in per_seed.items()},
                      "mean": round(statistics.fmean(maps), 4), "spread": round(max(maps) - min(maps), 4),
                      "small_mean": round(statistics.fmean(smalls), 4) if smalls else None,
-                     "bytes": row["bytes"], "mcycles": (row.get("npu_build") or {}).get("mcycles")})
+                     "bytes": row["bytes"], "gflops": row.get("gflops"),
+                     "mcycles": (row.get("npu_build") or {}).get("mcycles")})
     return {"recipe": first["recipe"], "seeds": list(reports), "imgsz": first["imgsz"],
             "split": scored_split(first), "images": first["val_images"],
             "platform": first["platform"], "rows": rows,
@@ -69,12 +70,12 @@ def seeds_markdown(summary: dict) -> str:
              "each seed's own report is in its `seed-N/` folder. Spread: the largest minus the smallest mAP50-95 "
              "over the seeds.", "",
              "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | spread (points) | small (mean) "
-             "| MB | Mcycles |",
-             "|---|" + "---:|" * (len(seeds) + 5)]
+             "| MB | GFLOPs | Mcycles |",
+             "|---|" + "---:|" * (len(seeds) + 6)]
     for row in summary["rows"]:
         lines.append(f"| {row['variant']} | " + " | ".join(fmt(row["map50_95"][s]) for s in seeds)
                      + f" | {fmt(row['mean'])} | {100 * row['spread']:.2f} | {fmt(row['small_mean'])} "
-                       f"| {row['bytes'] / 1e6:.2f} | {fmt(row['mcycles'], 3)} |")
+                       f"| {row['bytes'] / 1e6:.2f} | {fmt(row.get('gflops'), 3)} | {fmt(row['mcycles'], 3)} |")
     for seed in seeds:
         trained = summary["training_seconds"].get(seed) or {}
         if trained:
