@@ -78,7 +78,7 @@ def _plot(report: dict, path: Path) -> None:
               (axes[1], report["rows"], lambda r: r["bytes"] / 1e6, "file size, MB"))
     for ax, rows, x_of, label in panels:
         for r in rows:
-            color = "#7f7f7f" if r["variant"] == "float" else "#d62728" if r["variant"] == "qat" else "#1f77b4"
+            color = "#7f7f7f" if r["format"] == "onnx" else "#d62728" if r["variant"] == "qat" else "#1f77b4"
             ax.scatter(x_of(r), r["map50_95"], s=60, color=color)
             ax.annotate(r["variant"], (x_of(r), r["map50_95"]), textcoords="offset points", xytext=(6, 4))
         ax.set_xlabel(label)
