@@ -320,3 +320,21 @@ def test_an_obb_model_prunes_through_its_angle_branches_and_still_exports(tmp_pa
     got = ort.InferenceSession(str(tmp_path / "pruned-obb.onnx")).run(names, {"images": image.numpy()})
     want = torch_outputs(model, image, "rknn-split", "logits")
     assert all(abs(g - w.numpy()).max() < 1e-3 for g, w in zip(got, want))
+
+
+def test_taylor_ranks_on_the_same_batches_in_every_run(tiny_pair, tmp_path):
+    """Gradient ranking reads a few augmented training batches: a fresh process drew other ones (torch's seed
+    was random), so one recipe pruned to other widths from run to run."""
+    from conftest import make_detector
+
+    from studio.core.compress.loop import LoopConfig, hyperparameters, training_batches
+
+    model = make_detector()
+    cfg = LoopConfig(data=tiny_pair[0], epochs=1, out=tmp_path, imgsz=64, batch=4)
+    first = training_batches(cfg, hyperparameters(cfg), model, 2)
+    torch.manual_seed(12345)  # whatever the process did before
+    again = training_batches(cfg, hyperparameters(cfg), model, 2)
+    other = training_batches(LoopConfig(data=tiny_pair[0], epochs=1, out=tmp_path, imgsz=64, batch=4, seed=1),
+                             hyperparameters(cfg), model, 2)
+    assert all(torch.equal(a["img"], b["img"]) and torch.equal(a["bboxes"], b["bboxes"]) for a, b in zip(first, again))
+    assert not all(torch.equal(a["img"], b["img"]) for a, b in zip(first, other))

@@ -98,7 +98,10 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: i
 
 
 def training_batches(cfg: LoopConfig, hyp, model: nn.Module, count: int) -> list[dict]:
-    """The first `count` training batches, images scaled to 0..1 (for gradient-based channel ranking)."""
+    """The first `count` training batches, images scaled to 0..1 (for gradient-based channel ranking): the same
+    ones for the same seed, so a ranking and the widths it leads to are reproducible (the loader's order and
+    augmentation follow torch's seed)."""
+    torch.manual_seed(cfg.seed)
     _, loader = _dataloader(cfg, hyp, model)
     batches = []
     for batch in loader:
