@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,37 @@ def test_until_flat_stops_once_the_best_map_stalls_for_ten_epochs_and_a_resume_t
     again = cli(*args[:-1], "--resume", "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["epochs"] == 12
+
+
+def test_an_until_flat_run_that_went_flat_early_cools_down_without_mosaic_then_stops_flat(tiny_pair, tmp_path,
+                                                                                          monkeypatch):
+    """The loop follows schedule.py: the epoch after it went flat trains without mosaic at a falling rate."""
+    from ultralytics.data.dataset import YOLODataset
+
+    from studio.core.compress import loop
+    from studio.core.models import load_detector
+
+    scores = [0.20] * 11 + [0.30] + [0.301] * 20  # flat after 11 epochs; the cool-down epoch gains 10 points
+    validated, closed, rates = [], [], []
+    monkeypatch.setattr(loop, "validate", lambda weights, cfg: validated.append(1) or {
+        "map50_95": scores[len(validated) - 1], "map50": 0.5, "small": None})
+    close = YOLODataset.close_mosaic
+    monkeypatch.setattr(YOLODataset, "close_mosaic",
+                        lambda self, hyp: closed.append(len(validated)) or close(self, hyp))
+    step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", lambda model, batch, optimizer, *a: rates.append(
+        (len(validated), optimizer.param_groups[0]["lr"])) or step(model, batch, optimizer, *a))
+    data, _, student = tiny_pair
+    cfg = loop.LoopConfig(data=data, epochs=40, out=tmp_path / "run", imgsz=64, batch=8, workers=0, close_mosaic=1,
+                          until_flat=True)
+    result = loop.fit(load_detector(str(student))[0], cfg)
+    assert result.epochs == 22  # 11 flat, 1 cooling down, 10 at the floor without a gain worth 0.3 points
+    assert closed and min(closed) == 11  # mosaic off from the cool-down on
+    by_epoch = {}
+    for epoch, lr in rates:
+        by_epoch.setdefault(epoch, []).append(lr)
+    floor = cfg.lr * cfg.final_lr
+    assert by_epoch[10][-1] > 0.5 * cfg.lr and by_epoch[11][0] > 2 * floor  # the cosine had far to go at epoch 11
+    assert by_epoch[12][0] == pytest.approx(floor) and by_epoch[21][-1] == pytest.approx(floor)
+    again = loop.fit(load_detector(str(student))[0], replace(cfg, resume=True))
+    assert again.epochs == 22 and len(validated) == 22  # a resumed run that stopped flat trains no more

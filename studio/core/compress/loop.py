@@ -10,7 +10,6 @@ state file next to the weights. The saved checkpoints are ordinary ultralytics o
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from torch import nn
 
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged
+from studio.core.compress.schedule import Schedule
 from studio.core.jobs import Job
 
 ExtraLoss = Callable[[dict, dict, nn.Module], "tuple[torch.Tensor, dict[str, float]]"]
@@ -39,10 +39,10 @@ class LoopConfig:
     final_lr: float = 0.05
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
-    close_mosaic: int = 10  # train the last N epochs without mosaic
+    close_mosaic: int = 10  # train the last N epochs without mosaic (schedule.py: sooner once flat)
     workers: int = 2
     seed: int = 0
-    until_flat: bool = False  # stop once the val mAP50-95 is flat by the full-budget rule (convergence.py)
+    until_flat: bool = False  # end once the val mAP50-95 is flat by the full-budget rule (schedule.py)
     val_limit: int | None = None  # validate on the first N val images only
     resume: bool = False
     overrides: dict = field(default_factory=dict)  # any other ultralytics hyper-parameter
@@ -123,14 +123,6 @@ def optimizer_for(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
             (decay if name == "weight" and not is_norm else no_decay).append(param)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.937, 0.999))
-
-
-def _lr_at(cfg: LoopConfig, progress: float, warmup: float) -> float:
-    """Linear warm-up, then cosine from lr to lr * final_lr; `progress` counts epochs (fractional)."""
-    if progress < warmup:
-        return cfg.lr * (0.1 + 0.9 * progress / warmup)
-    t = (progress - warmup) / max(cfg.epochs - warmup, 1e-9)
-    return cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
 def save_checkpoint(model: nn.Module, path: Path, hyp, epoch: int, extra: dict | None = None) -> None:
@@ -288,14 +280,14 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     distributed.broadcast_module(extra_modules, ctx)
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
-    warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
     job.stage(stage, cfg.epochs * batches)
     end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness)
     for epoch in range(start_epoch, cfg.epochs):
-        if cfg.until_flat and distributed.share_from_main(_flat(history), ctx):  # a resumed flat run: no more
+        schedule = distributed.share_from_main(Schedule.of(cfg, history), ctx)  # rank 0 holds the history
+        if distributed.share_from_main(schedule.done(history), ctx):  # also a resumed run that stopped flat
             job.stage(stage, None, f"val mAP50-95 flat after {len(history)} epochs: stopping before {cfg.epochs}")
             break
-        if epoch >= cfg.epochs - cfg.close_mosaic:
+        if not schedule.mosaic(epoch):
             dataset.close_mosaic(hyp)
             if hasattr(loader, "reset"):  # loader workers hold their own copy of the dataset
                 loader.reset()
@@ -306,7 +298,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         for i, batch in enumerate(loader):
             job.cancel.check()
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, epoch + i / batches, warmup)
+                group["lr"] = schedule.rate(epoch + i / batches)
             batch["img"] = batch["img"].float() / 255
             _, parts = train_step(model, batch, optimizer, extra_loss, trainable, forward,
                                   lambda: distributed.average_gradients(extra_modules, ctx))
@@ -318,13 +310,6 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         epoch_sums = {k: round(v / batches, 5) for k, v in sums.items()}
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
     return _result(cfg, distributed.share_from_main(history, ctx), started)  # every rank: what rank 0 measured
-
-
-def _flat(history: list[dict]) -> bool:
-    """Has the best val mAP50-95 stopped rising by the full-budget rule?"""
-    from studio.core.convergence import convergence
-
-    return bool(convergence([h["map50_95"] for h in history])["flat"])
 
 
 def _result(cfg: LoopConfig, history: list[dict], started: float) -> LoopResult:

@@ -72,9 +72,11 @@ WEIGHTS = tuple(Option(key, float, getattr(KdConfig, field), f"Weight of the {wh
 IMGSZ = Option("imgsz", int, 320, "Training image size (a multiple of 32).", low=32)
 SEED = Option("seed", int, 0, "Seed of the shuffling and augmentation; rerun with another to see the run-to-run "
                               "spread.", low=0)
-UNTIL_FLAT = Option("until_flat", bool, False, "Stop before --epochs once the best val mAP50-95 rose by under "
-                                               "0.3 points over the last 10 epochs (--epochs stays the schedule's "
-                                               "length and the most).")
+UNTIL_FLAT = Option("until_flat", bool, False, "End before --epochs once the best val mAP50-95 rose by under "
+                                               "0.3 points over the last 10 epochs: first the schedule's end (10 "
+                                               "epochs without mosaic, the rate falling to its floor), then on "
+                                               "until flat again (--epochs stays the schedule's length and the "
+                                               "most).")
 
 PRUNE = Options(
     Option("target_flops", float, None, "Share of the GFLOPs to keep, e.g. 0.5.", low=0, high=1, positive=True),
