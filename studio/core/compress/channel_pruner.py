@@ -3,8 +3,9 @@
 DepGraph groups the layers whose channels must go together (a conv, its BatchNorm, the
 convs that read it, residual partners); a criterion ranks the channels of each group and
 the pruner removes the lowest. To land on a FLOPs or parameter target the pruner takes
-many small steps and stops at the first that reaches it, so the result overshoots by at
-most one step (1/`granularity` of the channel ratio).
+many small steps (1/`granularity` of the channel ratio) and stops at the first that reaches
+it; once the next step could jump far past the goal (widths rounded to 16 move in lumps) it
+goes on in steps FINE times smaller, so the result overshoots by at most one of those.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from deploy.errors import UserError
 MEASURES = ("flops", "params", "channels")
 SCOPES = ("global", "layer")
 MAX_CHANNEL_RATIO = 0.9  # no group loses more than this share of its channels
+FINE = 4  # near its goal the pruner takes steps this much smaller: widths in 16s make coarse steps jump
 
 
 @dataclass(frozen=True)
@@ -111,26 +113,31 @@ def _prune_to(model, example, importance, target, ignored, scope, round_to, back
     count = ConvFlops(model, example, forward)
     gflops0, params0 = count()
     one_shot = target.measure == "channels"
+    steps = 1 if one_shot else granularity * FINE
     pruner = tp.pruner.MetaPruner(
         model, example, importance, global_pruning=scope == "global",
         pruning_ratio=(1 - target.keep) if one_shot else MAX_CHANNEL_RATIO, max_pruning_ratio=MAX_CHANNEL_RATIO,
-        iterative_steps=1 if one_shot else granularity, ignored_layers=list(ignored), round_to=round_to,
-        forward_fn=forward)
+        iterative_steps=steps, ignored_layers=list(ignored), round_to=round_to, forward_fn=forward)
     goal = target.keep * (gflops0 if target.measure == "flops" else params0)
-    gflops, params = gflops0, params0
-    for _ in range(1 if one_shot else granularity):
+    gflops, params, stride, biggest = gflops0, params0, 1 if one_shot else FINE, 0.0
+    while pruner.current_step < steps:
         if backward is not None:
             model.zero_grad()
             backward(model)
             model.eval()
+        before = gflops if target.measure == "flops" else params
+        pruner.current_step += min(stride, steps - pruner.current_step) - 1  # skip ahead on the ratio schedule
         pruner.step()
         gflops, params = count()
-        if not one_shot and (gflops if target.measure == "flops" else params) <= goal:
+        reached = gflops if target.measure == "flops" else params
+        if one_shot or reached <= goal:
             break
+        biggest = max(biggest, before - reached)
+        if reached - goal < biggest:  # the next step could jump as far as the biggest yet: fine steps from here
+            stride = 1
     else:
-        if not one_shot:
-            reached = gflops / gflops0 if target.measure == "flops" else params / params0
-            raise UserError(f"could not prune to {target.keep:.0%} of the {target.measure} (reached {reached:.0%} "
-                            f"with every group at {MAX_CHANNEL_RATIO:.0%} of its channels removed); "
-                            f"protect fewer layers or aim higher")
+        reached = gflops / gflops0 if target.measure == "flops" else params / params0
+        raise UserError(f"could not prune to {target.keep:.0%} of the {target.measure} (reached {reached:.0%} "
+                        f"with every group at {MAX_CHANNEL_RATIO:.0%} of its channels removed); "
+                        f"protect fewer layers or aim higher")
     return PruneStats(gflops0, gflops, params0, params)
