@@ -92,3 +92,17 @@ def test_the_oriented_box_student_is_the_file_its_card_describes():
     assert [s["epochs"] for s in card["stages"]] == [40, 40, 30] and card["cpu_hours"] > 0
     polish = card["stages"][-1]  # trained until flat by the full-budget rule, without mosaic, at a small rate
     assert polish["convergence"]["flat"] is True and polish["command"].endswith("--until-flat --no-mosaic --lr 0.0001")
+
+
+def test_the_oriented_box_teacher_is_its_card_and_leads_the_oriented_student_by_three_points():
+    """assets/models/teacher-obb.pt: the file its card describes, on the student's data, 3 points ahead on val."""
+    from deploy.runtime.digest import sha256_of
+
+    teacher = STUDENT.with_name("teacher-obb.pt")
+    card = json.loads(teacher.with_suffix(".json").read_text())
+    student = json.loads(STUDENT.with_name("student-obb.json").read_text())
+    assert sha256_of(teacher) == card["sha256"] and teacher.stat().st_size == card["bytes"]
+    assert card["architecture"] == "yolov8s-obb.yaml" and card["generator"] == student["generator"]
+    assert card["evaluation"]["tool"] == student["evaluation"]["tool"]
+    assert [s["epochs"] for s in card["stages"]][:2] == [24, 24] and card["cpu_hours"] > 0
+    assert card["evaluation"]["val"]["map50_95"] >= student["evaluation"]["val"]["map50_95"] + 0.03
