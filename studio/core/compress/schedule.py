@@ -25,35 +25,29 @@ def flat(history: list[dict]) -> bool:
 
 @dataclass(frozen=True)
 class Schedule:
-    epochs: int
-    lr: float
-    final_lr: float  # the floor, as a share of lr
-    warmup: float  # epochs
-    close_mosaic: int
-    until_flat: bool
+    cfg: object  # the run's LoopConfig: epochs, lr, final_lr (the floor, as a share of lr), warm-up, close_mosaic
     cool_from: int  # the epoch the final phase starts: epochs - close_mosaic, or sooner where the run went flat
 
     @classmethod
     def of(cls, cfg, history: list[dict]) -> Schedule:
-        """The schedule of a run of `cfg` (a LoopConfig) given its epochs so far."""
+        """The schedule of a run of `cfg` given its epochs so far."""
         natural = max(cfg.epochs - cfg.close_mosaic, 0)
         cool_from = natural
         if cfg.until_flat:
             cool_from = next((e for e in range(WINDOW + 1, min(len(history), natural - 1) + 1)
                               if flat(history[:e])), natural)
-        return cls(cfg.epochs, cfg.lr, cfg.final_lr, min(cfg.warmup_epochs, max(cfg.epochs - 1, 0)),
-                   cfg.close_mosaic, cfg.until_flat, cool_from)
+        return cls(cfg, cool_from)
 
     @property
     def cooled_early(self) -> bool:
-        return self.cool_from < self.epochs - self.close_mosaic
+        return self.cool_from < self.cfg.epochs - self.cfg.close_mosaic
 
     def rate(self, progress: float) -> float:
         """The learning rate at `progress` epochs (fractional)."""
         if not self.cooled_early or progress < self.cool_from:
             return self._cosine(progress)
-        start, floor = self._cosine(self.cool_from), self.lr * self.final_lr
-        u = min((progress - self.cool_from) / max(self.close_mosaic, 1), 1.0)
+        start, floor = self._cosine(self.cool_from), self.cfg.lr * self.cfg.final_lr
+        u = min((progress - self.cool_from) / max(self.cfg.close_mosaic, 1), 1.0)
         return floor + (start - floor) * 0.5 * (1 + math.cos(math.pi * u))
 
     def mosaic(self, epoch: int) -> bool:
@@ -61,13 +55,15 @@ class Schedule:
 
     def done(self, history: list[dict]) -> bool:
         """Stop before the next epoch: an until-flat run that is flat (after its cool-down, where it had one)."""
-        if not self.until_flat or not flat(history):
+        if not self.cfg.until_flat or not flat(history):
             return False
-        return not self.cooled_early or len(history) >= self.cool_from + self.close_mosaic
+        return not self.cooled_early or len(history) >= self.cool_from + self.cfg.close_mosaic
 
     def _cosine(self, progress: float) -> float:
         """Linear warm-up, then cosine from lr to lr * final_lr over the epochs."""
-        if progress < self.warmup:
-            return self.lr * (0.1 + 0.9 * progress / self.warmup)
-        t = (progress - self.warmup) / max(self.epochs - self.warmup, 1e-9)
-        return self.lr * (self.final_lr + (1 - self.final_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+        cfg = self.cfg
+        warmup = min(cfg.warmup_epochs, max(cfg.epochs - 1, 0))
+        if progress < warmup:
+            return cfg.lr * (0.1 + 0.9 * progress / warmup)
+        t = (progress - warmup) / max(cfg.epochs - warmup, 1e-9)
+        return cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
