@@ -210,3 +210,22 @@ def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_m
     assert _float_rows(asked, made) == [("original", asked.model), ("float", made)]
     assert _float_rows(asked, asked.model) == [("float", asked.model)]  # PTQ only: the float row is the original
     assert _float_rows(load_recipe(_recipe(tmp_path, tiny_pair)), made) == [("float", made)]
+
+
+@pytest.mark.parametrize("name, changed", [("obb-qat-fixed-teacher.yaml", {"tune_teacher": False}),
+                                           ("obb-qat-8-bits-only.yaml", {"bits": [8]})])
+def test_a_qat_ablation_recipe_is_the_obb_recipes_qat_with_one_change(name, changed):
+    """assets/recipes/ablations: QAT from the distilled model of obb-int8.yaml's seed 0, one option changed."""
+    import studio
+    from studio.core.compress.recipe import SECTIONS, anchored, plan_problem
+
+    recipes = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes"
+    main = anchored(yaml.safe_load((recipes / "obb-int8.yaml").read_text()), recipes / "obb-int8.yaml")
+    path = recipes / "ablations" / name
+    raw = anchored(yaml.safe_load(path.read_text()), path)
+    assert Path(raw["model"]) == recipes.parents[1] / "out" / "obb-int8" / "seed-0" / "distill" / "best.pt"
+    assert (raw["data"], raw["imgsz"], raw["verify"]["split"]) == (main["data"], main["imgsz"], "test")
+    assert set(raw) & {"prune", "distill"} == set() and plan_problem(raw) is None
+    assert raw["qat"] == {**main["qat"], "seed": 0, **changed} and raw["qat"] != {**main["qat"], "seed": 0}
+    for section in set(raw) & set(SECTIONS):
+        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
