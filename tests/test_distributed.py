@@ -71,13 +71,55 @@ def test_two_torchrun_nodes_on_localhost_train_together(tiny_pair, tmp_path):
     assert "best weights" in results[0][0] and "best weights" not in results[1][0]
 
 
-def test_teacher_tuning_is_refused_on_several_processes(tiny_pair, tmp_path):
-    """Its teacher steps are not averaged across processes yet: every rank refuses before training."""
-    data, _, student = tiny_pair
-    refused = subprocess.run([sys.executable, "-m", "studio", "qat", str(student), "--data", str(data), "--out",
-                              str(tmp_path / "q2"), "--tune-teacher", "--nproc", "2"],
-                             capture_output=True, text=True, timeout=600)
-    assert refused.returncode != 0 and "--tune-teacher runs in one process" in refused.stderr
+ADAPT_ON_EACH_RANK = """
+import json, sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from studio.core.compress import fakequant as fq
+from studio.core.compress.kd_config import KdConfig
+from studio.core.compress.kd_step import Distiller
+from studio.core.compress.loop import LoopConfig, prepare_training, training_batches
+from studio.core.compress.qat import QAT_TERMS
+from studio.core.compress.teacher_tuning import TeacherTuner
+from tests.conftest import make_detector
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+cfg = LoopConfig(data=Path(sys.argv[1]), epochs=1, out=Path("unused"), imgsz=64, batch=4, workers=0)
+student = fq.quantize_model(make_detector(), imgsz=64)
+hyp = prepare_training(student, cfg)
+batch = training_batches(cfg, hyp, student, 2)[rank]  # each process its own images
+fq.calibrate(student, [batch["img"]])
+teacher = make_detector(seed=1)
+start = torch.cat([p.detach().flatten() for p in teacher.parameters()])
+tuner = TeacherTuner(Distiller(teacher, student, KdConfig(terms=QAT_TERMS), 64), hyp, every=1, teacher_lr=1e-3)
+for _ in range(2):
+    tuner.adapt(batch, student)
+mine = torch.cat([p.detach().flatten() for p in teacher.parameters()])
+both = [torch.empty_like(mine) for _ in range(2)]
+dist.all_gather(both, mine)
+if rank == 0:
+    Path(sys.argv[2]).write_text(json.dumps({"apart": float((both[0] - both[1]).abs().max()),
+                                             "moved": float((mine - start).abs().max())}))
+"""
+
+
+@pytest.mark.slow  # two processes
+def test_a_teacher_tuned_on_two_processes_stays_the_same_on_both(tiny_pair, tmp_path):
+    """Each process adapts the teacher on other images; averaging its gradients keeps the two teachers equal."""
+    data, _, _ = tiny_pair
+    script, result = tmp_path / "adapt.py", tmp_path / "teachers.json"
+    script.write_text(ADAPT_ON_EACH_RANK)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    run = subprocess.run(torchrun("--standalone", "--nproc_per_node", "2", str(script), str(data), str(result)),
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    teachers = json.loads(result.read_text())
+    assert teachers["moved"] > 1e-4  # the teacher was tuned
+    assert teachers["apart"] == 0.0  # and is the same teacher on both processes
 
 
 @pytest.mark.slow  # trains on two processes
@@ -90,7 +132,7 @@ def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair,
         "model": str(student), "data": str(data), "imgsz": 64,
         "prune": {"target_flops": 0.8, "criterion": "l1", "round_to": 16, "finetune_epochs": 1, "batch": 8,
                   "val_limit": 4},
-        "qat": {"epochs": 1, "batch": 8, "calib_batches": 1, "val_limit": 4},
+        "qat": {"epochs": 1, "batch": 8, "calib_batches": 1, "val_limit": 4, "tune_teacher": True, "tune_every": 1},
         "export": {"platform": "rk3588", "ptq": ["normal"], "calib_count": 4},
         "verify": {"limit": 4, "original": True}}))
     out = tmp_path / "chain"
@@ -126,6 +168,9 @@ def test_the_compress_chain_trains_on_two_processes_and_rank0_exports(tiny_pair,
     assert saved["studio"]["operation"] == "qat" and saved["studio"]["bits"] == [8]
     model = load_detector(qat["model"])[0]  # what rank 0 wrote: the int8 fake-quantized student
     assert fq.is_quantized(model) and fq.model_bits(model) == 8
+    tuned_teacher = torch.load(out / "qat" / "stage1-int8" / "teacher.pt", map_location="cpu")
+    float_teacher = load_detector(pruned["model"])[0].float().state_dict()  # the student's own float self
+    assert any(not torch.equal(v, float_teacher[k]) for k, v in tuned_teacher.items())  # adapted on two processes
 
 
 @pytest.mark.slow  # trains on two processes

@@ -108,9 +108,6 @@ def qat(req: QatRequest, job: Job | None = None) -> QatResult:
     started = time.monotonic()
     labels = _validate(req)
     ctx = distributed.context()
-    if ctx.active and req.tune_teacher:
-        raise UserError("--tune-teacher runs in one process for now (its teacher steps are not averaged across "
-                        "processes); drop --nproc or --tune-teacher")
     main = ctx.main  # rank 0 calibrates and writes; the others train with it and read what it wrote
     job = distributed.quiet(job, ctx)
     out = Path(req.out)
@@ -205,7 +202,7 @@ def _bit_width_stages(student, teacher, req: QatRequest, base, extra: dict, main
         fq.set_mode(student, "learn" if req.learn_scales else "frozen")
         stage = _train_stage(student, teacher, req, replace(base, epochs=epochs, out=folder,
                                                             resume=(folder / "state.pt").is_file()), job, extra)
-        if req.tune_teacher:  # the next stage starts from the teacher as adapted so far (saved before stage.json)
+        if req.tune_teacher and main:  # a resumed run's next stage starts from it (saved before stage.json)
             with staged(folder / "teacher.pt") as tmp:
                 torch.save(teacher.state_dict(), tmp)
         if main:

@@ -16,6 +16,9 @@ what the teacher should look like for the student to learn well from it:
          fake-quantized weight rarely crosses a rounding boundary.)
 
 The real student then distils from the adapted teacher as usual (the loop's extra loss).
+On several processes each adapts on its own share of the batch and the teacher's gradients
+are averaged before its step, so every process holds the same teacher, as DDP keeps the
+students alike.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import copy
 import torch
 from torch import nn
 
+from studio.core.compress import distributed
 from studio.core.compress.kd_step import Distiller
 
 
@@ -55,6 +59,7 @@ class TeacherTuner(nn.Module):
             p.requires_grad_(True)
         self.optimizer = torch.optim.AdamW(self.teacher.parameters(), lr=teacher_lr, weight_decay=0.0)
         self.calls = 0
+        self.ctx = distributed.context()
         self.last: dict[str, float] = {}  # the latest adaptation's figures, logged with every step
 
     @property
@@ -103,6 +108,7 @@ class TeacherTuner(nn.Module):
             if t is not None:
                 grad += self.task_weight * t
             p.grad = grad
+        distributed.average_gradients(self.teacher, self.ctx)  # every process steps its teacher alike
         torch.nn.utils.clip_grad_norm_(phi, max_norm=10.0)
         self.optimizer.step()
         return {"tune_query": float(q_loss.detach()), "tune_teacher_task": float(task.detach())}
