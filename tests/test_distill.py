@@ -185,3 +185,22 @@ def test_an_until_flat_run_that_went_flat_early_cools_down_without_mosaic_then_s
     assert by_epoch[12][0] == pytest.approx(floor) and by_epoch[21][-1] == pytest.approx(floor)
     again = loop.fit(load_detector(str(student))[0], replace(cfg, resume=True))
     assert again.epochs == 22 and len(validated) == 22  # a resumed run that stopped flat trains no more
+
+
+def test_a_loss_part_given_by_some_steps_only_is_averaged_over_those_steps(tiny_pair, tmp_path, monkeypatch):
+    """Teacher tuning reports its figures from its first adaptation on: the epoch's mean is theirs, not diluted."""
+    from studio.core.compress import loop
+    from studio.core.models import load_detector
+
+    monkeypatch.setattr(loop, "validate", lambda weights, cfg: {"map50_95": 0.1, "map50": 0.2, "small": None})
+    calls = []
+
+    def extra_loss(batch, preds, model):
+        calls.append(1)
+        return batch["img"].new_zeros(()), {"every": 1.0, **({"late": 2.0} if len(calls) > 2 else {})}
+
+    data, _, student = tiny_pair
+    cfg = loop.LoopConfig(data=data, epochs=1, out=tmp_path / "run", imgsz=64, batch=4, workers=0)
+    history = loop.fit(load_detector(str(student))[0], cfg, extra_loss=extra_loss).history
+    assert len(calls) >= 3  # so the late part came from fewer steps than the epoch had
+    assert history[0]["every"] == 1.0 and history[0]["late"] == 2.0

@@ -295,6 +295,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         if ctx.active:
             loader.sampler.set_epoch(epoch)  # another shuffle each epoch, the same on every rank
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}  # steps that gave each part: teacher tuning reports from its first adaptation on
         for i, batch in enumerate(loader):
             job.cancel.check()
             for group in optimizer.param_groups:
@@ -304,10 +305,10 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
                                   lambda: distributed.average_gradients(extra_modules, ctx))
             ema.update(model)
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
+                sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
             job.step(stage, epoch * batches + i + 1, cfg.epochs * batches,
-                     f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
-        epoch_sums = {k: round(v / batches, 5) for k, v in sums.items()}
+                     f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / counts[k]:.3f}" for k, v in sums.items()))
+        epoch_sums = {k: round(v / counts[k], 5) for k, v in sums.items()}
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
     return _result(cfg, distributed.share_from_main(history, ctx), started)  # every rank: what rank 0 measured
 
