@@ -201,6 +201,23 @@ def test_a_seeded_recipe_changes_the_training_stages_seed_and_nothing_else(tiny_
     assert load_recipe(_recipe(tmp_path, tiny_pair, qat=None)).seeded(1).qat is None
 
 
+def test_the_no_teacher_ablation_recipe_is_the_obb_recipes_prune_and_distillation_without_teacher_terms():
+    """assets/recipes/ablations/obb-distill-no-teacher.yaml: the same model, data, pruning and schedule, kd none."""
+    import studio
+    from studio.core.compress.recipe import SECTIONS, anchored, plan_problem
+
+    recipes = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes"
+    main = anchored(yaml.safe_load((recipes / "obb-int8.yaml").read_text()), recipes / "obb-int8.yaml")
+    path = recipes / "ablations" / "obb-distill-no-teacher.yaml"
+    raw = anchored(yaml.safe_load(path.read_text()), path)
+    assert all(Path(raw[k]).resolve() == Path(main[k]).resolve() for k in ("model", "teacher", "data"))
+    assert (raw["imgsz"], raw["prune"], raw["verify"]["split"]) == (main["imgsz"], main["prune"], "test")
+    assert raw["distill"] == {**main["distill"], "kd": "none", "seed": 0} and main["distill"]["kd"] != "none"
+    assert "qat" not in raw and plan_problem(raw) is None
+    for section in set(raw) & set(SECTIONS):
+        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
+
+
 def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_model(tiny_pair, tmp_path):
     from studio.core.compress.chain import _float_rows
     from studio.core.compress.recipe import load_recipe
