@@ -232,7 +232,9 @@ def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_m
 @pytest.mark.parametrize("name, changed", [("obb-qat-fixed-teacher.yaml", {"tune_teacher": False}),
                                            ("obb-qat-8-bits-only.yaml", {"bits": [8]})])
 def test_a_qat_ablation_recipe_is_the_obb_recipes_qat_with_one_change(name, changed):
-    """assets/recipes/ablations: QAT from the distilled model of obb-int8.yaml's seed 0, one option changed."""
+    """assets/recipes/ablations: QAT from the distilled model of obb-int8.yaml's seed 0 (bundled), one change."""
+    import json
+
     import studio
     from studio.core.compress.recipe import SECTIONS, anchored, plan_problem
 
@@ -240,7 +242,9 @@ def test_a_qat_ablation_recipe_is_the_obb_recipes_qat_with_one_change(name, chan
     main = anchored(yaml.safe_load((recipes / "obb-int8.yaml").read_text()), recipes / "obb-int8.yaml")
     path = recipes / "ablations" / name
     raw = anchored(yaml.safe_load(path.read_text()), path)
-    assert Path(raw["model"]) == recipes.parents[1] / "out" / "obb-int8" / "seed-0" / "distill" / "best.pt"
+    seed0 = recipes.parent / "reports" / "obb-int8-recipe" / "seed-0" / "distill"  # seed 0's run, bundled
+    assert Path(raw["model"]).resolve() == (seed0 / "best.pt").resolve() and Path(raw["model"]).is_file()
+    assert json.loads((seed0 / "distill_report.json").read_text())["model"] == "out/obb-int8/seed-0/distill/best.pt"
     assert (raw["data"], raw["imgsz"], raw["verify"]["split"]) == (main["data"], main["imgsz"], "test")
     assert set(raw) & {"prune", "distill"} == set() and plan_problem(raw) is None
     assert raw["qat"] == {**main["qat"], "seed": 0, **changed} and raw["qat"] != {**main["qat"], "seed": 0}
