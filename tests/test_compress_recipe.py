@@ -126,21 +126,28 @@ def test_relative_paths_start_at_the_recipe_files_folder(tiny_pair, tmp_path, mo
         load_recipe(project / "recipes" / "bad.yaml")
 
 
-@pytest.mark.parametrize("name, model, data", [("demo.yaml", "student.pt", "data"),
-                                               ("int8.yaml", "student.pt", "data"),
-                                               ("obb-int8.yaml", "student-obb.pt", "dense-obb")])
-def test_the_bundled_recipes_name_the_bundled_models_from_anywhere(name, model, data, tmp_path, monkeypatch):
+def _bundled(name: str) -> tuple[Path, dict]:
+    """A recipe under assets/recipes, its paths anchored at its folder; every option known and in range (the data
+    may not be built here)."""
     import studio
     from studio.core.compress.recipe import SECTIONS, anchored
 
     path = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes" / name
-    monkeypatch.chdir(tmp_path)
     raw = anchored(yaml.safe_load(path.read_text()), path)
+    for section in set(raw) & set(SECTIONS):
+        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
+    return path, raw
+
+
+@pytest.mark.parametrize("name, model, data", [("demo.yaml", "student.pt", "data"),
+                                               ("int8.yaml", "student.pt", "data"),
+                                               ("obb-int8.yaml", "student-obb.pt", "dense-obb")])
+def test_the_bundled_recipes_name_the_bundled_models_from_anywhere(name, model, data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, raw = _bundled(name)
     assert Path(raw["model"]).is_file() and Path(raw["model"]).name == model
     assert not raw.get("teacher") or Path(raw["teacher"]).is_file()
     assert Path(raw["data"]) == path.parents[2] / "out" / "assets" / data / "data.yaml"
-    for section in set(raw) & set(SECTIONS):  # every option known and in range (the data may not be built here)
-        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
 
 
 def test_a_model_of_other_classes_is_fitted_first_and_an_architecture_teacher_is_trained(tiny_pair, tmp_path):
@@ -203,19 +210,14 @@ def test_a_seeded_recipe_changes_the_training_stages_seed_and_nothing_else(tiny_
 
 def test_the_no_teacher_ablation_recipe_is_the_obb_recipes_prune_and_distillation_without_teacher_terms():
     """assets/recipes/ablations/obb-distill-no-teacher.yaml: the same model, data, pruning and schedule, kd none."""
-    import studio
-    from studio.core.compress.recipe import SECTIONS, anchored, plan_problem
+    from studio.core.compress.recipe import plan_problem
 
-    recipes = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes"
-    main = anchored(yaml.safe_load((recipes / "obb-int8.yaml").read_text()), recipes / "obb-int8.yaml")
-    path = recipes / "ablations" / "obb-distill-no-teacher.yaml"
-    raw = anchored(yaml.safe_load(path.read_text()), path)
+    main = _bundled("obb-int8.yaml")[1]
+    raw = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
     assert all(Path(raw[k]).resolve() == Path(main[k]).resolve() for k in ("model", "teacher", "data"))
     assert (raw["imgsz"], raw["prune"], raw["verify"]["split"]) == (main["imgsz"], main["prune"], "test")
     assert raw["distill"] == {**main["distill"], "kd": "none", "seed": 0} and main["distill"]["kd"] != "none"
     assert "qat" not in raw and plan_problem(raw) is None
-    for section in set(raw) & set(SECTIONS):
-        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
 
 
 def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_model(tiny_pair, tmp_path):
@@ -235,18 +237,13 @@ def test_a_qat_ablation_recipe_is_the_obb_recipes_qat_with_one_change(name, chan
     """assets/recipes/ablations: QAT from the distilled model of obb-int8.yaml's seed 0 (bundled), one change."""
     import json
 
-    import studio
-    from studio.core.compress.recipe import SECTIONS, anchored, plan_problem
+    from studio.core.compress.recipe import plan_problem
 
-    recipes = Path(studio.__file__).resolve().parents[1] / "assets" / "recipes"
-    main = anchored(yaml.safe_load((recipes / "obb-int8.yaml").read_text()), recipes / "obb-int8.yaml")
-    path = recipes / "ablations" / name
-    raw = anchored(yaml.safe_load(path.read_text()), path)
-    seed0 = recipes.parent / "reports" / "obb-int8-recipe" / "seed-0" / "distill"  # seed 0's run, bundled
+    path, main = _bundled("obb-int8.yaml")
+    raw = _bundled(f"ablations/{name}")[1]
+    seed0 = path.parents[1] / "reports" / "obb-int8-recipe" / "seed-0" / "distill"  # seed 0's run, bundled
     assert Path(raw["model"]).resolve() == (seed0 / "best.pt").resolve() and Path(raw["model"]).is_file()
     assert json.loads((seed0 / "distill_report.json").read_text())["model"] == "out/obb-int8/seed-0/distill/best.pt"
     assert (raw["data"], raw["imgsz"], raw["verify"]["split"]) == (main["data"], main["imgsz"], "test")
     assert set(raw) & {"prune", "distill"} == set() and plan_problem(raw) is None
     assert raw["qat"] == {**main["qat"], "seed": 0, **changed} and raw["qat"] != {**main["qat"], "seed": 0}
-    for section in set(raw) & set(SECTIONS):
-        SECTIONS[section].check(raw[section] or {}, str(path), section=section)
