@@ -214,10 +214,19 @@ def test_the_no_teacher_ablation_recipe_is_the_obb_recipes_prune_and_distillatio
 
     main = _bundled("obb-int8.yaml")[1]
     raw = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
-    assert all(Path(raw[k]).resolve() == Path(main[k]).resolve() for k in ("model", "teacher", "data"))
+    assert all(Path(raw[k]).resolve() == Path(main[k]).resolve() for k in ("model", "data")) and "teacher" not in raw
     assert (raw["imgsz"], raw["prune"], raw["verify"]["split"]) == (main["imgsz"], main["prune"], "test")
     assert raw["distill"] == {**main["distill"], "kd": "none", "seed": 0} and main["distill"]["kd"] != "none"
     assert "qat" not in raw and plan_problem(raw) is None
+
+
+@pytest.mark.parametrize("kd, refused", [("none", False), ([], False), ("response", True), (None, True)])
+def test_only_a_distill_section_with_teacher_terms_needs_a_teacher(kd, refused):
+    from studio.core.compress.recipe import plan_problem
+
+    section = {"epochs": 3} if kd is None else {"epochs": 3, "kd": kd}  # no kd: every term
+    problem = plan_problem({"distill": section, "export": {"ptq": ["normal"]}})
+    assert (problem is not None and "needs a teacher" in problem) == refused
 
 
 def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_model(tiny_pair, tmp_path):

@@ -137,9 +137,10 @@ def test_until_flat_stops_once_the_best_map_stalls_for_ten_epochs_and_a_resume_t
     scores = iter([0.10, 0.20] + [0.201] * 30)  # +0.1 points after epoch 2: under the 0.3-point rule
     monkeypatch.setattr(loop, "validate", lambda weights, cfg: {"map50_95": next(scores), "map50": 0.5,
                                                                 "small": None})
-    data, _, student = tiny_pair
+    data, teacher, student = tiny_pair
     out = tmp_path / "flat"
-    args = ("distill", "--student", student, "--data", data, "--kd", "none", "--epochs", 20, "--until-flat",
+    args = ("distill", "--student", student, "--teacher", teacher, "--data", data, "--kd", "none", "--epochs", 20,
+            "--until-flat",
             "--seed", 3, "--imgsz", 64, "--batch", 8, "--out", out, "--json")
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
@@ -147,6 +148,7 @@ def test_until_flat_stops_once_the_best_map_stalls_for_ten_epochs_and_a_resume_t
     assert report["epochs"] == 12 and len(report["history"]) == 12  # epoch 12: the best of its last 10 adds 0.1
     saved = torch.load(report["model"], map_location="cpu", weights_only=False)
     assert saved["train_args"]["seed"] == 3
+    assert report["teacher"] is None and saved["studio"]["teacher"] is None  # named, but kd none never used it
 
     again = cli(*args[:-1], "--resume", "--json")
     assert again.exit_code == 0, again.stderr

@@ -103,7 +103,8 @@ def _distill(recipe: Recipe, folder: Path, reports: dict, resume: bool, job: Job
 
     options = dict(recipe.distill)
     kd = _kd(options, ",".join(KD_TERMS))
-    return distill(DistillRequest(teacher=_teacher(recipe, reports), student=str(_float_model(recipe, reports)),
+    teacher = _teacher(recipe, reports) if kd.terms else None  # kd none: a fine-tune that names no teacher
+    return distill(DistillRequest(teacher=teacher, student=str(_float_model(recipe, reports)),
                                   data=recipe.data, out=folder, kd=kd, imgsz=recipe.imgsz, resume=resume,
                                   force=not resume, **options), job).to_dict()
 

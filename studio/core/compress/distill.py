@@ -102,12 +102,13 @@ def distill(req: DistillRequest, job: Job | None = None) -> DistillResult:
     cfg = LoopConfig(data=Path(req.data), epochs=req.epochs, out=Path(req.out), imgsz=req.imgsz, batch=req.batch,
                      lr=req.lr, workers=req.workers, val_limit=req.val_limit, seed=req.seed, until_flat=req.until_flat,
                      resume=req.resume)
-    extra = {"studio": {"operation": "distill", "teacher": str(req.teacher) if req.teacher else None,
-                        "kd": req.kd.to_dict(), **provenance(Path(req.teacher) if req.teacher else Path(req.data))}}
+    used = Path(req.teacher) if distiller else None  # with kd none a named teacher is never loaded
+    extra = {"studio": {"operation": "distill", "teacher": str(used) if used else None,
+                        "kd": req.kd.to_dict(), **provenance(used or Path(req.data))}}
     result = fit(student, cfg, job, extra_loss=distiller, extra_modules=distiller.adapters if distiller else None,
                  stage="distill" if distiller else "train", checkpoint_extra=extra)
     best = max(result.history, key=lambda h: h["map50_95"])
-    out = DistillResult(model=str(result.best), teacher=str(req.teacher) if req.teacher else None,
+    out = DistillResult(model=str(result.best), teacher=str(used) if used else None,
                         terms=list(req.kd.terms), epochs=result.epochs, map50_95=best["map50_95"], map50=best["map50"],
                         small=best.get("small"), history=result.history, seconds=result.seconds)
     if distributed.is_main():

@@ -1,7 +1,7 @@
 """A compression recipe: which of prune -> distill -> QAT to run, with what settings, read from YAML.
 
     model: ../models/student.pt          # float checkpoint to start from
-    teacher: ../models/teacher.pt        # for pruning's fine-tuning and for distillation
+    teacher: ../models/teacher.pt        # for pruning's fine-tuning and distillation (none with kd: none)
     data: ../../out/assets/data/data.yaml
     imgsz: 320
     prune:   {target_flops: 0.5, criterion: taylor, round_to: 0}    # any `studio prune` option
@@ -27,6 +27,7 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged
 from deploy.runtime.options import Options
+from studio.core.compress.kd_config import parse_terms
 from studio.core.compress.options import EXPORT, FINETUNE, IMGSZ, SECTIONS, VERIFY
 
 TOP = ("model", "teacher", "data", "imgsz", *SECTIONS)
@@ -42,11 +43,17 @@ def planned(stages) -> list[str]:
     return [stage for stage in STAGES if stage not in OPTIONAL + FITTING or stage in present]
 
 
+def distills(section: dict | None) -> bool:
+    """Whether a distill section has teacher terms (`kd: none` fine-tunes on the labels alone)."""
+    kd = (section or {}).get("kd")
+    return kd is None or bool(parse_terms(kd) if isinstance(kd, str) else kd)
+
+
 def plan_problem(raw: dict) -> str | None:
     """What makes a recipe mapping (sections present or not, paths as given) impossible to run, or None."""
-    if raw.get("distill") is not None and not raw.get("teacher"):
+    if raw.get("distill") is not None and not raw.get("teacher") and distills(raw["distill"]):
         return ("the distill stage needs a teacher: a .pt that detects the data's classes, or an architecture "
-                "to train here first (teacher: yolov8s.yaml); or leave the distill section out")
+                "to train here first (teacher: yolov8s.yaml); or kd: none to fine-tune on the labels alone")
     if raw.get("qat") is None and not (raw.get("export") or {}).get("ptq", EXPORT.default("ptq")):
         return "nothing to deploy: run QAT or at least one post-training (export ptq) algorithm"
     return None
