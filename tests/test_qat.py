@@ -44,6 +44,38 @@ def test_two_qat_steps_with_distillation_lower_the_loss(tiny):
     assert sum(a != b for a, b in zip(scales, moved)) > len(scales) // 2  # LSQ trains the grids too
 
 
+def test_a_narrower_stage_starts_from_grids_observed_at_its_width_not_the_ranges_the_wider_one_left(tiny, tmp_path):
+    """At 16 bits AdamW lets the scales wander wide; the int8 stage must not inherit those ranges (stepped.pt)."""
+    from studio.core.compress.loop import LoopConfig, prepare_training, training_batches
+    from studio.core.compress.qat import QatRequest, _step_down
+    from studio.core.jobs import Job
+    from studio.core.models import load_detector
+
+    data, student_pt = tiny
+    cfg = LoopConfig(data=Path(data), epochs=1, out=tmp_path, imgsz=64, batch=4, workers=0, val_limit=4)
+    student = fq.quantize_model(load_detector(str(student_pt))[0], 16, 64)
+    hyp = prepare_training(student, cfg)
+    fq.calibrate(student, [b["img"] for b in training_batches(cfg, hyp, student, 2)])
+    grids = [q for q in fq.activation_quantizers(student) if not q.fixed and not q.export_only]
+    for q in grids:  # what a 16-bit stage left: every range 100 times what its tensor holds
+        low, high = q.represented_range()
+        q.set_range(100 * low, 100 * high)
+    wandered = [q.represented_range() for q in grids]
+
+    folder = tmp_path / "stage2-int8"
+    req = QatRequest(model=student_pt, data=Path(data), out=tmp_path, imgsz=64, batch=4, calib_batches=2)
+    stepped = _step_down(student, 8, req, cfg, {}, folder, True, Job())
+    assert fq.model_bits(stepped) == 8
+    observed = [q.represented_range() for q in fq.activation_quantizers(stepped) if not q.fixed and not q.export_only]
+    assert len(observed) == len(wandered)
+    assert all(new[1] - new[0] < (old[1] - old[0]) / 10 for new, old in zip(observed, wandered))
+    assert json.loads((folder / "stepped.json").read_text())["bits"] == 8
+
+    written = (folder / "stepped.pt").stat().st_mtime  # a rerun (the stage not started yet) reads it back
+    again = _step_down(load_detector(str(student_pt))[0], 8, req, cfg, {}, folder, True, Job())
+    assert (folder / "stepped.pt").stat().st_mtime == written and fq.model_bits(again) == 8
+
+
 def _cancel_after(event_text: str):
     """A Job that cancels itself once a progress message contains `event_text` (an interruption)."""
     from studio.core.jobs import Job
@@ -86,6 +118,18 @@ def test_qat_runs_a_bit_width_schedule_resumes_and_exports(cli, tiny, tmp_path):
     assert (out / "calibrated.pt").stat().st_mtime == calibrated_at  # not calibrated again
     assert [s["bits"] for s in report["stages"]] == [16, 8] and [s["epochs"] for s in report["stages"]] == [1, 2]
     assert [h["epoch"] for h in report["stages"][1]["history"]] == [1, 2]  # the second epoch followed the first
+    stepped = json.loads((out / "stage2-int8" / "stepped.json").read_text())  # int8 started from grids observed anew
+    assert report["stages"][1]["calibrated_map50_95"] == stepped["calibrated"]["map50_95"]
+    from studio.core.compress.chain import _widths
+    from studio.core.compress.int8_report import _markdown
+
+    widths = _widths(report)
+    assert [(w["bits"], w["trained"]) for w in widths] == [(s["bits"], s["map50_95"]) for s in report["stages"]]
+    assert widths[0]["calibrated"] == report["calibrated_map50_95"]
+    row = {"variant": "qat", "map50_95": 0.5, "map50": 0.6, "bytes": 1}
+    text = _markdown({"platform": "rk3588", "imgsz": 64, "val_images": 4, "recipe": "r", "stages": ["qat"],
+                      "float_model": "f", "rows": [row], "qat": {**report, "bits": [16, 8], "widths": widths}})
+    assert f"int8 {stepped['calibrated']['map50_95']:.4f} -> {report['stages'][1]['map50_95']:.4f}" in text
     assert {"kd_cls", "kd_fg", "tune_query"} <= report["stages"][1]["history"][0].keys()
     # the adapted teacher carried into the int8 stage: the float model's own weights (no --teacher), moved
     adapted = torch.load(out / "stage1-int16" / "teacher.pt", map_location="cpu")

@@ -222,6 +222,13 @@ TRAINING = ("finetune", "teacher", "prune", "distill", "qat")  # under torchrun 
 # alone exports and verifies
 
 
+def _widths(qat_report: dict) -> list[dict]:
+    """Each bit width's mAP50-95 as it started (calibrated at that width) and as its training left it."""
+    starts = [qat_report["calibrated_map50_95"]] + [s.get("calibrated_map50_95") for s in qat_report["stages"][1:]]
+    return [{"bits": s["bits"], "calibrated": start, "trained": s["map50_95"]}
+            for s, start in zip(qat_report["stages"], starts)]
+
+
 def _report_cosine(rknn: Path) -> float | None:
     report = rknn.with_suffix(".report.json")
     return json.loads(report.read_text()).get("min_cosine_active") if report.is_file() else None
@@ -287,8 +294,8 @@ def run_recipe(recipe: Recipe, out: Path, resume: bool = False, job: Job | None 
               "seeds": {name: getattr(recipe, name).get("seed", SEED.default) for name in ("distill", "qat")
                         if getattr(recipe, name) is not None},
               "val_images": rows[0]["images"], "rows": rows, "bundle": str(out / "bundle"),
-              "qat": {k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")}
-              if qat_report else None,
+              "qat": {**{k: qat_report[k] for k in ("float_map50_95", "calibrated_map50_95", "map50_95", "bits")},
+                      "widths": _widths(qat_report)} if qat_report else None,
               "training_seconds": {name: reports[name]["seconds"] for name in TRAINING if name in reports},
               "convergence": {name: convergence([h["map50_95"] for h in reports[name]["history"]])
                               for name in TRAINING if reports.get(name, {}).get("history")},

@@ -43,6 +43,9 @@ def _markdown(report: dict) -> str:
         lines += ["", f"QAT ({'→'.join(map(str, q['bits']))} bits), fake-quantized in torch: float "
                       f"{q['float_map50_95']:.4f}, calibrated before training {q['calibrated_map50_95']:.4f}, "
                       f"after QAT {q['map50_95']:.4f}."]
+        if len(q.get("widths") or []) > 1:  # a bit-width schedule: where each width started and ended
+            lines += ["", "By width (calibrated at the width -> trained): " + ", ".join(
+                f"int{w['bits']} {fmt(w['calibrated'])} -> {w['trained']:.4f}" for w in q["widths"]) + "."]
     if report.get("seeds"):
         lines += ["", "Seeds: " + ", ".join(f"{k} {v}" for k, v in report["seeds"].items()) + "."]
     if report.get("training_seconds"):
