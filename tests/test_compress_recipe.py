@@ -90,13 +90,14 @@ def test_an_existing_run_is_continued_only_with_resume(cli, tiny_pair, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["prune"]  # nothing written, nothing removed
 
 
-def test_the_bundled_recipe_report_renders_from_its_json_byte_for_byte():
-    """assets/reports/int8-recipe: the Markdown is exactly what the report code makes of the JSON beside it."""
+@pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0"])
+def test_a_bundled_recipe_report_renders_from_its_json_byte_for_byte(run):
+    """assets/reports/...: the Markdown is exactly what the report code makes of the JSON beside it."""
     import json
 
     from studio.core.compress.int8_report import _markdown
 
-    folder = Path(__file__).resolve().parent.parent / "assets" / "reports" / "int8-recipe"
+    folder = Path(__file__).resolve().parent.parent / "assets" / "reports" / run
     report = json.loads((folder / "compress_report.json").read_text())
     assert _markdown(report) == (folder / "compress_report.md").read_text()
 
