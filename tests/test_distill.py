@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -137,11 +139,12 @@ def test_until_flat_stops_once_the_best_map_stalls_for_ten_epochs_and_a_resume_t
     scores = iter([0.10, 0.20] + [0.201] * 30)  # +0.1 points after epoch 2: under the 0.3-point rule
     monkeypatch.setattr(loop, "validate", lambda weights, cfg: {"map50_95": next(scores), "map50": 0.5,
                                                                 "small": None})
+    ticks = iter(range(0, 10**6, 1000))  # the loop's clock: 1000 s a reading (start, each epoch's state, end)
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: next(ticks), strftime=time.strftime))
     data, teacher, student = tiny_pair
     out = tmp_path / "flat"
     args = ("distill", "--student", student, "--teacher", teacher, "--data", data, "--kd", "none", "--epochs", 20,
-            "--until-flat",
-            "--seed", 3, "--imgsz", 64, "--batch", 8, "--out", out, "--json")
+            "--until-flat", "--seed", 3, "--imgsz", 64, "--batch", 8, "--out", out, "--json")
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -153,6 +156,7 @@ def test_until_flat_stops_once_the_best_map_stalls_for_ten_epochs_and_a_resume_t
     again = cli(*args[:-1], "--resume", "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["epochs"] == 12
+    assert report["seconds"] == 13000 and json.loads(again.stdout)["seconds"] == 13000  # the first run's time counts
 
 
 def test_an_until_flat_run_that_went_flat_early_cools_down_without_mosaic_then_stops_flat(tiny_pair, tmp_path,

@@ -209,6 +209,8 @@ class _EpochEnd:
     checkpoint_extra: dict
     history: list
     best_fitness: float
+    seconds_before: float  # trained by the runs this one resumes
+    started: float  # this run's start (time.monotonic)
 
     def __call__(self, epoch: int, epoch_sums: dict, job: Job, stage: str, batches: int, world: int) -> None:
         """Adds this epoch to `history` and keeps `best_fitness`, the best val mAP50-95 so far."""
@@ -225,11 +227,13 @@ class _EpochEnd:
             torch.save({"model": self.model.state_dict(), "ema": self.ema.ema.state_dict(),
                         "updates": self.ema.updates, "optimizer": self.optimizer.state_dict(),
                         "extra": self.extra_modules.state_dict() if self.extra_modules else None, "epoch": epoch,
-                        "best_fitness": self.best_fitness, "history": self.history, "world_size": world}, tmp)
+                        "best_fitness": self.best_fitness, "history": self.history, "world_size": world,
+                        "seconds": round(self.seconds_before + time.monotonic() - self.started, 1)}, tmp)
 
 
 def _resume(cfg: LoopConfig, model, ema, extra_modules, optimizer, ctx):
-    """Load the training state every rank continues from (read by rank 0, shared); -> (epoch, best, history)."""
+    """Load the training state every rank continues from (read by rank 0, shared); -> (epoch, best, history,
+    seconds trained so far)."""
     from studio.core.compress import distributed
 
     state_path = cfg.out / "state.pt"
@@ -246,7 +250,7 @@ def _resume(cfg: LoopConfig, model, ema, extra_modules, optimizer, ctx):
     start_epoch = state["epoch"] + 1
     if start_epoch >= cfg.epochs:
         raise UserError(f"{cfg.out} already finished its {cfg.epochs} epochs; nothing to resume")
-    return start_epoch, state["best_fitness"], state["history"]
+    return start_epoch, state["best_fitness"], state["history"], state.get("seconds", 0.0)  # older states: 0
 
 
 def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: ExtraLoss | None = None,
@@ -271,9 +275,9 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     trainable = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else []))
     optimizer = optimizer_for(trainable, cfg)
     ema = ModelEMA(model)
-    start_epoch, best_fitness, history = 0, -1.0, []
+    start_epoch, best_fitness, history, before = 0, -1.0, [], 0.0
     if cfg.resume:
-        start_epoch, best_fitness, history = _resume(cfg, model, ema, extra_modules, optimizer, ctx)
+        start_epoch, best_fitness, history, before = _resume(cfg, model, ema, extra_modules, optimizer, ctx)
     from studio.core.compress.fakequant import is_quantized
 
     forward = distributed.wrap(model, ctx, find_unused=is_quantized(model))
@@ -281,7 +285,8 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     job.stage(stage, cfg.epochs * batches)
-    end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness)
+    end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness,
+                          before, started)
     for epoch in range(start_epoch, cfg.epochs):
         schedule = distributed.share_from_main(Schedule.of(cfg, history), ctx)  # rank 0 holds the history
         if distributed.share_from_main(schedule.done(history), ctx):  # also a resumed run that stopped flat
@@ -310,12 +315,13 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
                      f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / counts[k]:.3f}" for k, v in sums.items()))
         epoch_sums = {k: round(v / counts[k], 5) for k, v in sums.items()}
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
-    return _result(cfg, distributed.share_from_main(history, ctx), started)  # every rank: what rank 0 measured
+    return _result(cfg, distributed.share_from_main(history, ctx), started, before)  # every rank: rank 0's figures
 
 
-def _result(cfg: LoopConfig, history: list[dict], started: float) -> LoopResult:
-    """The run's result: its best epoch by val mAP50-95 and how many epochs it trained."""
+def _result(cfg: LoopConfig, history: list[dict], started: float, before: float) -> LoopResult:
+    """The run's result: its best epoch by val mAP50-95, how many epochs it trained and for how long in all (the
+    runs it resumed included)."""
     best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}
     return LoopResult(best=cfg.out / "best.pt", last=cfg.out / "last.pt", epochs=len(history),
                       map50_95=best["map50_95"], map50=best["map50"], history=history,
-                      seconds=round(time.monotonic() - started, 1))
+                      seconds=round(before + time.monotonic() - started, 1))
