@@ -33,7 +33,8 @@ def test_cancel_after_first_epoch_then_resume_to_the_end(tmp_path):
     record = json.loads((tmp_path / "runs" / "tiny" / "provenance.json").read_text())
     assert record["resumed"] is True and record["epochs"] == 2 and len(record["source_sha256"]) == 64
     times = [float(r.split(",")[1]) for r in (tmp_path / "runs" / "tiny" / "results.csv").read_text().split()[1:]]
-    assert record["train_seconds"] > max(times)  # the resumed run's clock started again; both epochs count
+    assert json.loads((tmp_path / "runs" / "tiny" / "resumes.json").read_text()) == [1]  # after one epoch's row
+    assert record["train_seconds"] == round(times[0] + times[1], 1)  # the resumed run's clock started again
     assert record["command"].startswith("studio train yolov8n.yaml")
     assert record["convergence"] == {"epochs": 2, "gain_last_10": None, "flat": None}  # too short to tell
     assert [e.done for e in events if e.stage == "train"][:2] == [0, 1]
@@ -71,6 +72,11 @@ def test_training_seconds_add_up_each_resumed_stretch(tmp_path):
     (tmp_path / "results.csv").write_text("epoch,time\n" + "".join(f"{e},{t}\n" for e, t in rows))
     assert training_seconds(tmp_path) == 570.0
     assert training_seconds(tmp_path / "nowhere") is None
+    # a resumed first epoch (350 s) that outlasts the whole run before it (300 s) shows no drop; a noted resume does
+    (tmp_path / "results.csv").write_text("epoch,time\n1,100.0\n2,200.0\n3,300.0\n4,350.0\n5,700.0\n")
+    assert training_seconds(tmp_path) == 700.0
+    (tmp_path / "resumes.json").write_text("[3]")
+    assert training_seconds(tmp_path) == 1000.0
 
 
 def test_resume_of_a_finished_or_missing_run_is_refused(cli, tmp_path):

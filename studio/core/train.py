@@ -6,6 +6,7 @@ interrupted run can resume (`resume=True` picks up last.pt). The data issue deep
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -84,7 +85,9 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     if req.resume and is_finished(last):
         raise UserError(f"{run_dir} already finished its epochs; nothing to resume")
     model = YOLO(str(last)) if req.resume else started_model(req)
-    check_kind(Path(req.data), kind, model.task)  # a detect model on oriented labels (or back) is refused
+    check_kind(Path(req.data), kind, model.task)
+    if req.resume:  # where results.csv's running time starts again (training_seconds)
+        _note_resume(run_dir)  # a detect model on oriented labels (or back) is refused
     trainer = with_whole_checkpoints(model._smart_load("trainer"))
     job.stage("train", req.epochs)
 
@@ -225,11 +228,25 @@ def is_finished(checkpoint: Path) -> bool:
     return ckpt.get("epoch", -1) == -1
 
 
+RESUMES = "resumes.json"  # the results.csv rows there were at each resume
+
+
+def _note_resume(run_dir: Path) -> None:
+    path = run_dir / RESUMES
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    write_json_atomic(path, rows + [len(results_rows(run_dir))])
+
+
 def training_seconds(run_dir: Path) -> float | None:
     """Wall time of all epochs, across resumes: results.csv's `time` is a running total that a resume starts
-    again from about one epoch's time, so each run of rising totals adds its last one."""
+    again, so each run's last total adds up. Where the resumes are noted (resumes.json) they mark the runs;
+    in an older run, a total lower than the one before does (which misses a resumed epoch outlasting all before)."""
     times = [float(row["time"]) for row in results_rows(run_dir) if row.get("time")]
     if not times:
         return None
-    ends = [a for a, b in zip(times, times[1:]) if b < a] + [times[-1]]
-    return round(sum(ends), 1)
+    noted = run_dir / RESUMES
+    if noted.is_file():
+        ends = [times[n - 1] for n in sorted(set(json.loads(noted.read_text()))) if 0 < n < len(times)]
+    else:
+        ends = [a for a, b in zip(times, times[1:]) if b < a]
+    return round(sum(ends) + times[-1], 1)
