@@ -85,9 +85,9 @@ def train(req: TrainRequest, job: Job | None = None) -> TrainResult:
     if req.resume and is_finished(last):
         raise UserError(f"{run_dir} already finished its epochs; nothing to resume")
     model = YOLO(str(last)) if req.resume else started_model(req)
-    check_kind(Path(req.data), kind, model.task)
-    if req.resume:  # where results.csv's running time starts again (training_seconds)
-        _note_resume(run_dir)  # a detect model on oriented labels (or back) is refused
+    check_kind(Path(req.data), kind, model.task)  # a detect model on oriented labels (or back) is refused
+    if req.resume:
+        _note_resume(run_dir)
     trainer = with_whole_checkpoints(model._smart_load("trainer"))
     job.stage("train", req.epochs)
 
@@ -232,6 +232,7 @@ RESUMES = "resumes.json"  # the results.csv rows there were at each resume
 
 
 def _note_resume(run_dir: Path) -> None:
+    """Note that a run resumes after the results.csv rows there are now: its running time starts again there."""
     path = run_dir / RESUMES
     rows = json.loads(path.read_text()) if path.is_file() else []
     write_json_atomic(path, rows + [len(results_rows(run_dir))])
