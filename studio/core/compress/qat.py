@@ -160,7 +160,7 @@ def _claim_out(req: QatRequest, out: Path, ctx) -> None:
 def _calibrate(float_model, req: QatRequest, base, hyp, extra: dict, calibrated: Path, job: Job) -> None:
     """Rank 0: the float model's mAP, then the fake-quantized one calibrated on training batches and its mAP."""
     from studio.core.compress import fakequant as fq
-    from studio.core.compress.loop import save_checkpoint, training_batches, validate
+    from studio.core.compress.loop import save_checkpoint, validate
 
     job.stage("float mAP")
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,14 +168,21 @@ def _calibrate(float_model, req: QatRequest, base, hyp, extra: dict, calibrated:
         float_metrics = validate(Path(tmp) / "float.pt", base)
     job.stage("calibrate", req.calib_batches)
     student = fq.quantize_model(float_model, req.bits[0], req.imgsz)
-    images = [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)]
-    fq.calibrate(student, images)
-    with staged(calibrated, ".pt") as pending:  # calibrated.pt appears only after calibration.json
+    _calibrate_and_save(student, req, base, hyp, extra, calibrated, calibrated.parent / "calibration.json",
+                        {"float": float_metrics, "bits": req.bits[0], "batches": req.calib_batches})
+
+
+def _calibrate_and_save(student, req: QatRequest, base, hyp, extra: dict, checkpoint: Path, report: Path,
+                        fields: dict) -> None:
+    """Place the student's grids on `calib_batches` training batches, then save it and write `fields` with its mAP
+    ("calibrated") to `report`; the checkpoint appears only after the report, so with it the report is there too."""
+    from studio.core.compress import fakequant as fq
+    from studio.core.compress.loop import save_checkpoint, training_batches, validate
+
+    fq.calibrate(student, [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)])
+    with staged(checkpoint, ".pt") as pending:
         save_checkpoint(student, pending, hyp, -1, extra)
-        calib_metrics = validate(pending, base)
-        write_json_atomic(calibrated.parent / "calibration.json",
-                          {"float": float_metrics, "calibrated": calib_metrics, "bits": req.bits[0],
-                           "batches": req.calib_batches})
+        write_json_atomic(report, {**fields, "calibrated": validate(pending, base)})
 
 
 def _bit_width_stages(student, teacher, req: QatRequest, base, extra: dict, main: bool, job: Job):
@@ -228,20 +235,17 @@ def _step_down(student, bits: int, req: QatRequest, base, extra: dict, folder: P
     """
     from studio.core.compress import distributed
     from studio.core.compress import fakequant as fq
-    from studio.core.compress.loop import hyperparameters, save_checkpoint, training_batches, validate
+    from studio.core.compress.loop import hyperparameters
     from studio.core.compress.yolo import model_task
     from studio.core.models import load_detector
 
-    stepped = folder / "stepped.pt"  # appears last: with it, stepped.json is there too
+    stepped = folder / "stepped.pt"
     if main and not stepped.is_file():
         job.stage(f"calibrate int{bits}", req.calib_batches)
         fq.set_bits(student, bits)
-        hyp = hyperparameters(base, model_task(student))
-        fq.calibrate(student, [b["img"] for b in training_batches(base, hyp, student, req.calib_batches)])
         folder.mkdir(parents=True, exist_ok=True)
-        with staged(stepped, ".pt") as pending:
-            save_checkpoint(student, pending, hyp, -1, extra)
-            write_json_atomic(folder / "stepped.json", {"bits": bits, "calibrated": validate(pending, base)})
+        _calibrate_and_save(student, req, base, hyperparameters(base, model_task(student)), extra, stepped,
+                            folder / "stepped.json", {"bits": bits})
     distributed.barrier(distributed.context())
     return load_detector(str(stepped))[0]
 
