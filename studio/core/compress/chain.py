@@ -21,8 +21,8 @@ from pathlib import Path
 
 from deploy.runtime.atomic import write_json_atomic
 from deploy.runtime.output import claim_run
-from studio.core.compress.kd_config import KD_TERMS, KdConfig, parse_terms
-from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS, SEED
+from studio.core.compress.kd_config import KD_TERMS, KdConfig
+from studio.core.compress.options import KD_WEIGHTS, QAT_TERMS, SEED, terms
 from studio.core.compress.recipe import Recipe
 from studio.core.convergence import convergence
 from studio.core.jobs import Job
@@ -55,9 +55,8 @@ class Stage:
 def _kd(options: dict, default_terms: str) -> KdConfig:
     """The distillation settings of a distill or qat section (taken out of `options`)."""
     kd = options.pop("kd", default_terms)
-    terms = parse_terms(kd) if isinstance(kd, str) else tuple(kd)
     weights = {field: options.pop(key) for key, field in KD_WEIGHTS.items() if key in options}
-    return KdConfig(terms=terms, temperature=options.pop("temperature", KdConfig.temperature), **weights)
+    return KdConfig(terms=terms(kd), temperature=options.pop("temperature", KdConfig.temperature), **weights)
 
 
 def _float_model(recipe: Recipe, reports: dict) -> Path:

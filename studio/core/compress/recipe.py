@@ -27,8 +27,7 @@ from pathlib import Path
 from deploy.errors import UserError
 from deploy.runtime.atomic import staged
 from deploy.runtime.options import Options
-from studio.core.compress.kd_config import parse_terms
-from studio.core.compress.options import EXPORT, FINETUNE, IMGSZ, SECTIONS, VERIFY
+from studio.core.compress.options import EXPORT, FINETUNE, IMGSZ, SECTIONS, VERIFY, terms
 
 TOP = ("model", "teacher", "data", "imgsz", *SECTIONS)
 PATH_KEYS = ("model", "teacher", "data")  # files, relative to the recipe's folder (and qat.teacher)
@@ -46,7 +45,7 @@ def planned(stages) -> list[str]:
 def distills(section: dict | None) -> bool:
     """Whether a distill section has teacher terms (`kd: none` fine-tunes on the labels alone)."""
     kd = (section or {}).get("kd")
-    return kd is None or bool(parse_terms(kd) if isinstance(kd, str) else kd)
+    return kd is None or bool(terms(kd))
 
 
 def plan_problem(raw: dict) -> str | None:
