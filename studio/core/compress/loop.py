@@ -209,8 +209,7 @@ class _EpochEnd:
     checkpoint_extra: dict
     history: list
     best_fitness: float
-    seconds_before: float  # trained by the runs this one resumes
-    started: float  # this run's start (time.monotonic)
+    trained: Callable[[], float]  # seconds trained so far, the runs this one resumes included
 
     def __call__(self, epoch: int, epoch_sums: dict, job: Job, stage: str, batches: int, world: int) -> None:
         """Adds this epoch to `history` and keeps `best_fitness`, the best val mAP50-95 so far."""
@@ -228,7 +227,7 @@ class _EpochEnd:
                         "updates": self.ema.updates, "optimizer": self.optimizer.state_dict(),
                         "extra": self.extra_modules.state_dict() if self.extra_modules else None, "epoch": epoch,
                         "best_fitness": self.best_fitness, "history": self.history, "world_size": world,
-                        "seconds": round(self.seconds_before + time.monotonic() - self.started, 1)}, tmp)
+                        "seconds": self.trained()}, tmp)
 
 
 def _resume(cfg: LoopConfig, model, ema, extra_modules, optimizer, ctx):
@@ -285,8 +284,11 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     job.stage(stage, cfg.epochs * batches)
+    def trained() -> float:
+        return round(before + time.monotonic() - started, 1)
+
     end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness,
-                          before, started)
+                          trained)
     for epoch in range(start_epoch, cfg.epochs):
         schedule = distributed.share_from_main(Schedule.of(cfg, history), ctx)  # rank 0 holds the history
         if distributed.share_from_main(schedule.done(history), ctx):  # also a resumed run that stopped flat
@@ -315,13 +317,13 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
                      f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / counts[k]:.3f}" for k, v in sums.items()))
         epoch_sums = {k: round(v / counts[k], 5) for k, v in sums.items()}
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
-    return _result(cfg, distributed.share_from_main(history, ctx), started, before)  # every rank: rank 0's figures
+    return _result(cfg, distributed.share_from_main(history, ctx), trained())  # every rank: rank 0's history
 
 
-def _result(cfg: LoopConfig, history: list[dict], started: float, before: float) -> LoopResult:
+def _result(cfg: LoopConfig, history: list[dict], seconds: float) -> LoopResult:
     """The run's result: its best epoch by val mAP50-95, how many epochs it trained and for how long in all (the
     runs it resumed included)."""
     best = max(history, key=lambda h: h["map50_95"]) if history else {"map50_95": 0.0, "map50": 0.0}
     return LoopResult(best=cfg.out / "best.pt", last=cfg.out / "last.pt", epochs=len(history),
                       map50_95=best["map50_95"], map50=best["map50"], history=history,
-                      seconds=round(before + time.monotonic() - started, 1))
+                      seconds=seconds)
