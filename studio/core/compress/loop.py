@@ -252,6 +252,32 @@ def _resume(cfg: LoopConfig, model, ema, extra_modules, optimizer, ctx):
     return start_epoch, state["best_fitness"], state["history"], state.get("seconds", 0.0)  # older states: 0
 
 
+def _train_epoch(model, loader, optimizer, ema, schedule: Schedule, epoch: int, epochs: int, job: Job, stage: str,
+                 step: Callable[[dict], tuple]) -> dict[str, float]:
+    """One epoch over `loader`: the rate set per batch, one optimiser step and EMA update each, the loss parts
+    averaged over the steps that gave them (teacher tuning reports from its first adaptation on)."""
+    from studio.core.compress import distributed
+
+    model.train()
+    if distributed.context().active:
+        loader.sampler.set_epoch(epoch)  # another shuffle each epoch, the same on every rank
+    batches = len(loader)
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for i, batch in enumerate(loader):
+        job.cancel.check()
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.rate(epoch + i / batches)
+        batch["img"] = batch["img"].float() / 255
+        _, parts = step(batch)
+        ema.update(model)
+        for k, v in parts.items():
+            sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
+        job.step(stage, epoch * batches + i + 1, epochs * batches,
+                 f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k} {v / counts[k]:.3f}" for k, v in sums.items()))
+    return {k: round(v / counts[k], 5) for k, v in sums.items()}
+
+
 def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: ExtraLoss | None = None,
         extra_modules: nn.Module | None = None, stage: str = "fine-tune", checkpoint_extra: dict | None = None
         ) -> LoopResult:
@@ -284,8 +310,13 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
     dataset, loader = _dataloader(cfg, hyp, model, ctx.rank if ctx.active else -1, ctx.world)
     batches = len(loader)
     job.stage(stage, cfg.epochs * batches)
+
     def trained() -> float:
         return round(before + time.monotonic() - started, 1)
+
+    def step(batch: dict) -> tuple:
+        return train_step(model, batch, optimizer, extra_loss, trainable, forward,
+                          lambda: distributed.average_gradients(extra_modules, ctx))
 
     end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness,
                           trained)
@@ -298,24 +329,7 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
             dataset.close_mosaic(hyp)
             if hasattr(loader, "reset"):  # loader workers hold their own copy of the dataset
                 loader.reset()
-        model.train()
-        if ctx.active:
-            loader.sampler.set_epoch(epoch)  # another shuffle each epoch, the same on every rank
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}  # steps that gave each part: teacher tuning reports from its first adaptation on
-        for i, batch in enumerate(loader):
-            job.cancel.check()
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.rate(epoch + i / batches)
-            batch["img"] = batch["img"].float() / 255
-            _, parts = train_step(model, batch, optimizer, extra_loss, trainable, forward,
-                                  lambda: distributed.average_gradients(extra_modules, ctx))
-            ema.update(model)
-            for k, v in parts.items():
-                sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
-            job.step(stage, epoch * batches + i + 1, cfg.epochs * batches,
-                     f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v / counts[k]:.3f}" for k, v in sums.items()))
-        epoch_sums = {k: round(v / counts[k], 5) for k, v in sums.items()}
+        epoch_sums = _train_epoch(model, loader, optimizer, ema, schedule, epoch, cfg.epochs, job, stage, step)
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
     return _result(cfg, distributed.share_from_main(history, ctx), trained())  # every rank: rank 0's history
 
