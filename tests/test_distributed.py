@@ -86,24 +86,29 @@ from studio.core.compress.qat import QAT_TERMS
 from studio.core.compress.teacher_tuning import TeacherTuner
 from tests.conftest import make_detector
 
-dist.init_process_group("gloo")
-rank = dist.get_rank()
-cfg = LoopConfig(data=Path(sys.argv[1]), epochs=1, out=Path("unused"), imgsz=64, batch=4, workers=0)
-student = fq.quantize_model(make_detector(), imgsz=64)
-hyp = prepare_training(student, cfg)
-batch = training_batches(cfg, hyp, student, 2)[rank]  # each process its own images
-fq.calibrate(student, [batch["img"]])
-teacher = make_detector(seed=1)
-start = torch.cat([p.detach().flatten() for p in teacher.parameters()])
-tuner = TeacherTuner(Distiller(teacher, student, KdConfig(terms=QAT_TERMS), 64), hyp, every=1, teacher_lr=1e-3)
-for _ in range(2):
-    tuner.adapt(batch, student)
-mine = torch.cat([p.detach().flatten() for p in teacher.parameters()])
-both = [torch.empty_like(mine) for _ in range(2)]
-dist.all_gather(both, mine)
-if rank == 0:
-    Path(sys.argv[2]).write_text(json.dumps({"apart": float((both[0] - both[1]).abs().max()),
-                                             "moved": float((mine - start).abs().max())}))
+
+def main():  # locals, freed on return: a tuned teacher's graph left in globals to interpreter shutdown can abort it
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    cfg = LoopConfig(data=Path(sys.argv[1]), epochs=1, out=Path("unused"), imgsz=64, batch=4, workers=0)
+    student = fq.quantize_model(make_detector(), imgsz=64)
+    hyp = prepare_training(student, cfg)
+    batch = training_batches(cfg, hyp, student, 2)[rank]  # each process its own images
+    fq.calibrate(student, [batch["img"]])
+    teacher = make_detector(seed=1)
+    start = torch.cat([p.detach().flatten() for p in teacher.parameters()])
+    tuner = TeacherTuner(Distiller(teacher, student, KdConfig(terms=QAT_TERMS), 64), hyp, every=1, teacher_lr=1e-3)
+    for _ in range(2):
+        tuner.adapt(batch, student)
+    mine = torch.cat([p.detach().flatten() for p in teacher.parameters()])
+    both = [torch.empty_like(mine) for _ in range(2)]
+    dist.all_gather(both, mine)
+    if rank == 0:
+        Path(sys.argv[2]).write_text(json.dumps({"apart": float((both[0] - both[1]).abs().max()),
+                                                 "moved": float((mine - start).abs().max())}))
+
+
+main()
 """
 
 
