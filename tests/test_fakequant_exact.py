@@ -322,6 +322,25 @@ def test_quantize_model_defaults():
     assert len(blocks) == 4 and all(b.conv.sum_quant is not None and b.conv.sum_quant.export_only for b in blocks)
 
 
+def test_inner_grids_make_training_compute_what_the_exported_graph_does():
+    """With inner_grids the conv + SiLU grids round in training, so a baked model equals its export-mode self;
+    by default they wait for the export, and the two differ."""
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32)
+    for inner in (False, True):
+        q = fq.quantize_model(_ToyDetector(), imgsz=32, inner_grids=inner)
+        inner_grids = [b.conv.sum_quant for b in fq._conv_blocks(q)] + [b.act.gate_quant for b in fq._conv_blocks(q)]
+        assert len(inner_grids) == 8 and all(g.export_only is not inner for g in inner_grids)
+        fq.calibrate(q, [images])
+        fq.bake(q)
+        trained = torch.cat([t.flatten() for t in q(images)])
+        for module in q.modules():
+            if callable(getattr(module, "prepare_export", None)):
+                module.prepare_export()
+        exported = torch.cat([t.flatten() for t in q(images)])
+        assert torch.allclose(trained, exported, atol=1e-5) is inner
+
+
 def test_quantize_model_passes_the_bit_width_everywhere():
     """bits reaches every grid, the pixel grid included (2^bits levels over 0..1)."""
     q = fq.quantize_model(_ToyDetector(), bits=4, imgsz=32)

@@ -39,6 +39,7 @@ def qat_cmd(
     w_relation: float = declared(QAT["w_relation"]),
     w_angle: float = declared(QAT["w_angle"]),
     learn_scales: bool = declared(QAT["learn_scales"]),
+    inner_grids: bool = declared(QAT["inner_grids"]),
     tune_teacher: bool = declared(QAT["tune_teacher"]),
     tune_every: int = declared(QAT["tune_every"]),
     calib_batches: int = declared(QAT["calib_batches"]),
@@ -68,9 +69,9 @@ def qat_cmd(
     kd_config = KdConfig(terms=kd, temperature=temperature, cls=w_cls, box=w_box, foreground=w_fg, background=w_bg,
                          relation=w_relation, angle=w_angle)
     req = QatRequest(model=model, data=data, out=out, teacher=teacher, epochs=epochs, bits=tuple(bits), kd=kd_config,
-                     learn_scales=learn_scales, tune_teacher=tune_teacher, tune_every=tune_every,
-                     calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr, val_limit=val_limit, seed=seed,
-                     until_flat=until_flat, resume=resume, force=force)
+                     learn_scales=learn_scales, inner_grids=inner_grids, tune_teacher=tune_teacher,
+                     tune_every=tune_every, calib_batches=calib_batches, imgsz=imgsz, batch=batch, lr=lr,
+                     val_limit=val_limit, seed=seed, until_flat=until_flat, resume=resume, force=force)
     result = run_job(lambda job: qat(req, job), json_out)
     if not speaks_for_the_run():
         return

@@ -15,8 +15,9 @@ side (measured: 57 of 64 convs of yolov8n), which is neither the int8 model nor 
 It fuses conv + SiLU into one int8 op only when the QDQ graph also rounds the
 pre-activation sum and the sigmoid, and then drops those inner grids (measured: its
 simulator is closer to a torch model without them, cosine 0.996 against 0.992); so
-they are export-only here: they track their range in training and round only in the
-exported graph.
+by default they are export-only here: they track their range in training and round only
+in the exported graph. Where the exported graph loses more than that to them, a model
+can train with them rounding as well (`inner_grids`), learning those grids like the rest.
 
 Scales start from observed ranges (min/max over calibration batches, as RKNN's
 `normal` algorithm does), then train with LSQ (a straight-through rounding whose
@@ -205,19 +206,15 @@ class QuantConv2d(nn.Conv2d):
 
 
 class QuantSiLU(nn.Module):
-    """x * sigmoid(x) with an export-only grid on the sigmoid, as a QDQ graph spells SiLU for rknn-toolkit2."""
+    """x * sigmoid(x) with a grid on the sigmoid (export-only by default), as QDQ spells SiLU for rknn-toolkit2."""
 
-    def __init__(self, bits: int = 8):
+    def __init__(self, bits: int = 8, export_only: bool = True):
         super().__init__()
-        self.gate_quant = _export_only(ActivationQuantizer(bits))
+        self.gate_quant = ActivationQuantizer(bits)
+        self.gate_quant.export_only = export_only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate_quant(torch.sigmoid(x))
-
-
-def _export_only(q: ActivationQuantizer) -> ActivationQuantizer:
-    q.export_only = True
-    return q
 
 
 def _conv_blocks(model: nn.Module) -> list[nn.Module]:
@@ -291,12 +288,14 @@ def _drop_redundant_input_quantizers(model: nn.Module, imgsz: int) -> None:
             h.remove()
 
 
-def quantize_model(detection_model: nn.Module, bits: int = 8, imgsz: int = 320) -> nn.Module:
+def quantize_model(detection_model: nn.Module, bits: int = 8, imgsz: int = 320, inner_grids: bool = False
+                   ) -> nn.Module:
     """A BN-folded copy of an ultralytics detector that fake-quantizes as RKNN does; quantizers start observing.
 
     The DFL's fixed convolution is left alone: it is not part of the exported graph (the
     runtime decodes boxes). The first convolution reads 0..1 images, which the NPU
     receives as uint8 pixels, so its input grid is fixed to exactly those 256 values.
+    `inner_grids`: the conv blocks' pre-activation sums and sigmoids round in training too (else export-only).
     """
     model = copy.deepcopy(detection_model).float().eval()
     model.fuse(verbose=False)
@@ -310,9 +309,10 @@ def quantize_model(detection_model: nn.Module, bits: int = 8, imgsz: int = 320) 
         module.output_quant = ActivationQuantizer(bits)
         module.register_forward_hook(quantize_output)
     for block in _conv_blocks(model):
-        block.conv.sum_quant = _export_only(ActivationQuantizer(bits))
+        block.conv.sum_quant = ActivationQuantizer(bits)
+        block.conv.sum_quant.export_only = not inner_grids
         if isinstance(block.act, nn.SiLU):
-            block.act = QuantSiLU(bits)
+            block.act = QuantSiLU(bits, export_only=not inner_grids)
     _drop_redundant_input_quantizers(model, imgsz)
     for q in activation_quantizers(model):
         q.reset_observed()

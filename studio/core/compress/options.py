@@ -112,6 +112,9 @@ QAT = Options(
     TEMPERATURE, *WEIGHTS,
     Option("learn_scales", bool, True, "Train the grids' scales (LSQ) or keep the calibrated ones.",
            off="--frozen-scales"),
+    Option("inner_grids", bool, False, "Also round inside each conv + SiLU in training (its pre-activation sum "
+                                       "and sigmoid), as the exported int8 graph does; by default those grids "
+                                       "only track their range and round in the export."),
     Option("tune_teacher", bool, False, "Fine-tune the teacher toward what the int8 student can learn "
                                         "(a MAML-style inner/outer loop; slower)."),
     Option("tune_every", int, 10, "With --tune-teacher: training steps between teacher updates.", low=1),

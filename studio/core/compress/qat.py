@@ -38,6 +38,7 @@ class QatRequest:
     bits: tuple[int, ...] = QAT.default("bits")  # the bit-width schedule; ends at 8
     kd: KdConfig = field(default_factory=lambda: KdConfig(terms=QAT_TERMS))
     learn_scales: bool = QAT.default("learn_scales")  # LSQ; False keeps the calibrated grids
+    inner_grids: bool = QAT.default("inner_grids")  # conv + SiLU's inner grids round in training too
     tune_teacher: bool = QAT.default("tune_teacher")  # adapt the teacher to the quantized student (teacher_tuning.py)
     tune_every: int = QAT.default("tune_every")  # training steps between teacher adaptations
     calib_batches: int = QAT.default("calib_batches")
@@ -167,7 +168,7 @@ def _calibrate(float_model, req: QatRequest, base, hyp, extra: dict, calibrated:
         save_checkpoint(float_model, Path(tmp) / "float.pt", hyp, -1)
         float_metrics = validate(Path(tmp) / "float.pt", base)
     job.stage("calibrate", req.calib_batches)
-    student = fq.quantize_model(float_model, req.bits[0], req.imgsz)
+    student = fq.quantize_model(float_model, req.bits[0], req.imgsz, req.inner_grids)
     _calibrate_and_save(student, req, base, hyp, extra, calibrated, calibrated.parent / "calibration.json",
                         {"float": float_metrics, "bits": req.bits[0], "batches": req.calib_batches})
 
