@@ -90,7 +90,8 @@ def test_an_existing_run_is_continued_only_with_resume(cli, tiny_pair, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["prune"]  # nothing written, nothing removed
 
 
-@pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0", "obb-ablations/qat-8-bits-only"])
+@pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0", "obb-ablations/qat-8-bits-only",
+                                 "obb-ablations/qat-inner-grids"])
 def test_a_bundled_recipe_report_renders_from_its_json_byte_for_byte(run):
     """assets/reports/...: the Markdown is exactly what the report code makes of the JSON beside it."""
     import json
