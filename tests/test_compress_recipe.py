@@ -244,7 +244,8 @@ def test_the_original_row_is_planned_only_when_asked_and_the_chain_changed_the_m
 
 @pytest.mark.parametrize("name, changed", [("obb-qat-fixed-teacher.yaml", {"tune_teacher": False}),
                                            ("obb-qat-8-bits-only.yaml", {"bits": [8]}),
-                                           ("obb-qat-inner-grids.yaml", {"inner_grids": True})])
+                                           ("obb-qat-inner-grids.yaml", {"inner_grids": True}),
+                                           ("obb-qat-low-lr.yaml", {"lr": 1e-5})])
 def test_a_qat_ablation_recipe_is_the_obb_recipes_qat_with_one_change(name, changed):
     """assets/recipes/ablations: QAT from the distilled model of obb-int8.yaml's seed 0 (bundled), one change."""
     import json
