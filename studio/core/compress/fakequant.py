@@ -59,11 +59,11 @@ def _check_export_bits(bits: int) -> None:
 class ActivationQuantizer(nn.Module):
     """Asymmetric per-tensor fake quantization of an activation: q = clamp(round(x / s) + z, -2^(b-1), 2^(b-1) - 1)."""
 
-    def __init__(self, bits: int = 8):
+    def __init__(self, bits: int = 8, export_only: bool = False):
         super().__init__()
         self.bits, self.mode = bits, "observe"
         self.fixed = False  # a grid that never moves (the input pixels)
-        self.export_only = False  # observes in training; rounds only in the exported graph (see QuantConv2d)
+        self.export_only = export_only  # observes in training; rounds only in the exported graph (see QuantConv2d)
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int32))
         self.register_buffer("low", torch.tensor(math.inf))  # observed range
@@ -210,8 +210,7 @@ class QuantSiLU(nn.Module):
 
     def __init__(self, bits: int = 8, export_only: bool = True):
         super().__init__()
-        self.gate_quant = ActivationQuantizer(bits)
-        self.gate_quant.export_only = export_only
+        self.gate_quant = ActivationQuantizer(bits, export_only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate_quant(torch.sigmoid(x))
@@ -309,8 +308,7 @@ def quantize_model(detection_model: nn.Module, bits: int = 8, imgsz: int = 320, 
         module.output_quant = ActivationQuantizer(bits)
         module.register_forward_hook(quantize_output)
     for block in _conv_blocks(model):
-        block.conv.sum_quant = ActivationQuantizer(bits)
-        block.conv.sum_quant.export_only = not inner_grids
+        block.conv.sum_quant = ActivationQuantizer(bits, export_only=not inner_grids)
         if isinstance(block.act, nn.SiLU):
             block.act = QuantSiLU(bits, export_only=not inner_grids)
     _drop_redundant_input_quantizers(model, imgsz)
