@@ -10,6 +10,7 @@ state file next to the weights. The saved checkpoints are ordinary ultralytics o
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,9 +93,24 @@ def _dataloader(cfg: LoopConfig, hyp, model: nn.Module, rank: int = -1, world: i
     except Exception as exc:
         raise UserError(f"--data {cfg.data}: cannot load the training split ({exc})") from None
     loader = build_dataloader(dataset, per_rank, cfg.workers, shuffle=True, pin_memory=False, rank=rank)
+    if loader.num_workers:
+        loader.multiprocessing_context = _worker_context()
     if rank != -1:  # one permutation on every rank, so their shares are disjoint (ultralytics seeds per rank)
         loader.sampler.seed = cfg.seed
     return dataset, loader
+
+
+@functools.cache
+def _worker_context():
+    """Loader workers start from a small server process that has imported the data pipeline, not forked from
+    this one: a worker forked from a training process keeps every page that process rewrites after the fork
+    (weights, gradients, activations), so at the no-mosaic switch, when the workers start again, each held a
+    copy of most of a multi-GB distillation rank."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["ultralytics.data.dataset"])
+    return context
 
 
 def training_batches(cfg: LoopConfig, hyp, model: nn.Module, count: int) -> list[dict]:
@@ -325,10 +341,9 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
         if distributed.share_from_main(schedule.done(history), ctx):  # also a resumed run that stopped flat
             job.stage(stage, None, f"val mAP50-95 flat after {len(history)} epochs: stopping before {cfg.epochs}")
             break
-        if not schedule.mosaic(epoch):
+        if not schedule.mosaic(epoch) and hyp.mosaic:  # once: close_mosaic sets it to 0
             dataset.close_mosaic(hyp)
-            if hasattr(loader, "reset"):  # loader workers hold their own copy of the dataset
-                loader.reset()
+            loader.reset()  # the workers hold their own copy of the dataset
         epoch_sums = _train_epoch(model, loader, optimizer, ema, schedule, epoch, cfg.epochs, job, stage, step)
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
     return _result(cfg, distributed.share_from_main(history, ctx), trained())  # every rank: rank 0's history
