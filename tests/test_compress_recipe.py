@@ -91,7 +91,7 @@ def test_an_existing_run_is_continued_only_with_resume(cli, tiny_pair, tmp_path)
 
 
 @pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0", "obb-ablations/qat-8-bits-only",
-                                 "obb-ablations/qat-inner-grids"])
+                                 "obb-ablations/qat-inner-grids", "obb-ablations/distill-no-teacher"])
 def test_a_bundled_recipe_report_renders_from_its_json_byte_for_byte(run):
     """assets/reports/...: the Markdown is exactly what the report code makes of the JSON beside it."""
     import json
@@ -220,6 +220,18 @@ def test_the_no_teacher_ablation_recipe_is_the_obb_recipes_prune_and_distillatio
     assert (raw["imgsz"], raw["prune"], raw["verify"]["split"]) == (main["imgsz"], main["prune"], "test")
     assert raw["distill"] == {**main["distill"], "kd": "none", "seed": 0} and main["distill"]["kd"] != "none"
     assert "qat" not in raw and plan_problem(raw) is None
+
+
+def test_the_unpruned_control_recipe_is_the_no_teacher_recipe_without_pruning():
+    """assets/recipes/ablations/obb-unpruned-finetune.yaml: the same schedule on the labels, the student not pruned."""
+    from studio.core.compress.recipe import plan_problem
+
+    no_teacher = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
+    raw = _bundled("ablations/obb-unpruned-finetune.yaml")[1]
+    assert all(Path(raw[k]).resolve() == Path(no_teacher[k]).resolve() for k in ("model", "data"))
+    assert {k: v for k, v in raw.items() if k not in ("model", "data", "verify")} == {
+        k: v for k, v in no_teacher.items() if k not in ("model", "data", "verify", "prune")}
+    assert raw["verify"] == {**no_teacher["verify"], "original": True} and plan_problem(raw) is None
 
 
 @pytest.mark.parametrize("kd, refused", [("none", False), ([], False), ("response", True), (None, True)])
