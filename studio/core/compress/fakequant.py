@@ -13,11 +13,12 @@ Quantizing only conv inputs would be simpler but leaves the activations between 
 float: rknn-toolkit2 then runs those convs in float16 with a data conversion on each
 side (measured: 57 of 64 convs of yolov8n), which is neither the int8 model nor fast.
 It fuses conv + SiLU into one int8 op only when the QDQ graph also rounds the
-pre-activation sum and the sigmoid, and then drops those inner grids (measured: its
-simulator is closer to a torch model without them, cosine 0.996 against 0.992); so
-by default they are export-only here: they track their range in training and round only
-in the exported graph. Where the exported graph loses more than that to them, a model
-can train with them rounding as well (`inner_grids`), learning those grids like the rest.
+pre-activation sum and the sigmoid; whether the fused op applies those inner grids, the
+measurements leave open (its simulator sat closer to a torch model without them on the
+detect student, slightly closer to one with them on the OBB student). By default they are
+export-only here: they track their range in training and round only in the exported
+graph. Where the exported graph loses to them, a model can train with them rounding as
+well (`inner_grids`), learning those grids like the rest.
 
 Scales start from observed ranges (min/max over calibration batches, as RKNN's
 `normal` algorithm does), then train with LSQ (a straight-through rounding whose
