@@ -90,8 +90,9 @@ def test_an_existing_run_is_continued_only_with_resume(cli, tiny_pair, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["prune"]  # nothing written, nothing removed
 
 
-@pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0", "obb-ablations/qat-8-bits-only",
-                                 "obb-ablations/qat-inner-grids", "obb-ablations/distill-no-teacher"])
+@pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0", "obb-int8-recipe/seed-1",
+                                 "obb-ablations/qat-8-bits-only", "obb-ablations/qat-inner-grids",
+                                 "obb-ablations/distill-no-teacher"])
 def test_a_bundled_recipe_report_renders_from_its_json_byte_for_byte(run):
     """assets/reports/...: the Markdown is exactly what the report code makes of the JSON beside it."""
     import json
@@ -101,6 +102,21 @@ def test_a_bundled_recipe_report_renders_from_its_json_byte_for_byte(run):
     folder = Path(__file__).resolve().parent.parent / "assets" / "reports" / run
     report = json.loads((folder / "compress_report.json").read_text())
     assert _markdown(report) == (folder / "compress_report.md").read_text()
+
+
+def test_the_bundled_two_seed_report_renders_from_its_json_byte_for_byte():
+    """assets/reports/obb-int8-recipe: the seeds' side-by-side Markdown is what the report code makes of its JSON,
+    and each seed's column is that seed's own bundled report."""
+    import json
+
+    from studio.core.compress.seeds import seeds_markdown
+
+    folder = Path(__file__).resolve().parent.parent / "assets" / "reports" / "obb-int8-recipe"
+    summary = json.loads((folder / "compress_report.json").read_text())
+    assert seeds_markdown(summary) == (folder / "compress_report.md").read_text() and summary["seeds"] == ["0", "1"]
+    for seed in summary["seeds"]:
+        own = json.loads((folder / f"seed-{seed}" / "compress_report.json").read_text())["rows"]
+        assert [row["map50_95"][seed] for row in summary["rows"]] == [row["map50_95"] for row in own]
 
 
 def test_relative_paths_start_at_the_recipe_files_folder(tiny_pair, tmp_path, monkeypatch):
