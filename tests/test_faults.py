@@ -164,7 +164,8 @@ def _wait_for_staging(parent: Path, process: subprocess.Popen, seconds: float = 
 
 def test_ctrl_c_leaves_nothing_and_a_killed_runs_leftovers_go_with_the_next_run(tmp_path):
     out = tmp_path / "synth"
-    args = [*STUDIO, "data", "synth", "--out", str(out), "--images", 400, "--size", 128]
+    # 4000 images: ~10 s uninterrupted, so a loaded machine cannot finish them between the first file and the signal
+    args = [*STUDIO, "data", "synth", "--out", str(out), "--images", 4000, "--size", 128]
     interrupted = _spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_staging(tmp_path, interrupted)
     interrupted.send_signal(signal.SIGINT)
