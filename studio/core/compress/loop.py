@@ -336,14 +336,16 @@ def fit(model: nn.Module, cfg: LoopConfig, job: Job | None = None, extra_loss: E
 
     end_epoch = _EpochEnd(model, ema, optimizer, extra_modules, hyp, cfg, checkpoint_extra, history, best_fitness,
                           trained)
+    mosaic_on = True
     for epoch in range(start_epoch, cfg.epochs):
         schedule = distributed.share_from_main(Schedule.of(cfg, history), ctx)  # rank 0 holds the history
         if distributed.share_from_main(schedule.done(history), ctx):  # also a resumed run that stopped flat
             job.stage(stage, None, f"val mAP50-95 flat after {len(history)} epochs: stopping before {cfg.epochs}")
             break
-        if not schedule.mosaic(epoch) and hyp.mosaic:  # once: close_mosaic sets it to 0
+        if mosaic_on and not schedule.mosaic(epoch):  # once, also where the hyper-parameters had no mosaic
             dataset.close_mosaic(hyp)
             loader.reset()  # the workers hold their own copy of the dataset
+            mosaic_on = False
         epoch_sums = _train_epoch(model, loader, optimizer, ema, schedule, epoch, cfg.epochs, job, stage, step)
         distributed.on_main(ctx, end_epoch, epoch, epoch_sums, job, stage, batches, ctx.world)
     return _result(cfg, distributed.share_from_main(history, ctx), trained())  # every rank: rank 0's history
