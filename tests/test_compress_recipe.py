@@ -92,7 +92,7 @@ def test_an_existing_run_is_continued_only_with_resume(cli, tiny_pair, tmp_path)
 
 @pytest.mark.parametrize("run", ["int8-recipe", "obb-int8-recipe/seed-0", "obb-int8-recipe/seed-1",
                                  "obb-ablations/qat-8-bits-only", "obb-ablations/qat-inner-grids",
-                                 "obb-ablations/distill-no-teacher"])
+                                 "obb-ablations/distill-no-teacher", "obb-ablations/unpruned-finetune"])
 def test_a_bundled_recipe_report_renders_from_its_json_byte_for_byte(run):
     """assets/reports/...: the Markdown is exactly what the report code makes of the JSON beside it."""
     import json
