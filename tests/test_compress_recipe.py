@@ -250,6 +250,24 @@ def test_the_unpruned_control_recipe_is_the_no_teacher_recipe_without_pruning():
     assert raw["verify"] == {**no_teacher["verify"], "original": True} and plan_problem(raw) is None
 
 
+def test_the_unpruned_teacher_recipe_is_the_obb_recipes_distillation_with_the_controls_model_as_teacher():
+    """assets/recipes/ablations/obb-distill-unpruned-teacher.yaml: the no-teacher recipe plus obb-int8's terms,
+    taught by the model the unpruned control trains (read from that recipe's documented --out)."""
+    from studio.core.compress.recipe import plan_problem
+
+    main = _bundled("obb-int8.yaml")[1]
+    no_teacher = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
+    control_path, control = _bundled("ablations/obb-unpruned-finetune.yaml")
+    raw = _bundled("ablations/obb-distill-unpruned-teacher.yaml")[1]
+    assert all(Path(raw[k]).resolve() == Path(no_teacher[k]).resolve() for k in ("model", "data"))
+    assert {k: v for k, v in raw.items() if k not in ("model", "data", "teacher", "distill")} == {
+        k: v for k, v in no_teacher.items() if k not in ("model", "data", "distill")}
+    assert raw["distill"] == {**no_teacher["distill"], "kd": main["distill"]["kd"]}
+    control_out = control_path.read_text().split("--out ")[1].split()[0]
+    assert Path(raw["teacher"]).resolve() == (control_path.parents[3] / control_out / "distill" / "best.pt").resolve()
+    assert plan_problem(raw) is None
+
+
 @pytest.mark.parametrize("kd, refused", [("none", False), ([], False), ("response", True), (None, True)])
 def test_only_a_distill_section_with_teacher_terms_needs_a_teacher(kd, refused):
     from studio.core.compress.recipe import plan_problem
