@@ -226,13 +226,23 @@ def test_a_seeded_recipe_changes_the_training_stages_seed_and_nothing_else(tiny_
     assert load_recipe(_recipe(tmp_path, tiny_pair, qat=None)).seeded(1).qat is None
 
 
+def _same_files(recipe: dict, other: dict) -> bool:
+    """Two bundled recipes start from the same model file and read the same data, wherever their folders are."""
+    return all(Path(recipe[k]).resolve() == Path(other[k]).resolve() for k in ("model", "data"))
+
+
+def _without(recipe: dict, *keys: str) -> dict:
+    """A recipe's sections and options but its files and the given keys: what two ablations must share."""
+    return {k: v for k, v in recipe.items() if k not in ("model", "data", *keys)}
+
+
 def test_the_no_teacher_ablation_recipe_is_the_obb_recipes_prune_and_distillation_without_teacher_terms():
     """assets/recipes/ablations/obb-distill-no-teacher.yaml: the same model, data, pruning and schedule, kd none."""
     from studio.core.compress.recipe import plan_problem
 
     main = _bundled("obb-int8.yaml")[1]
     raw = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
-    assert all(Path(raw[k]).resolve() == Path(main[k]).resolve() for k in ("model", "data")) and "teacher" not in raw
+    assert _same_files(raw, main) and "teacher" not in raw
     assert (raw["imgsz"], raw["prune"], raw["verify"]["split"]) == (main["imgsz"], main["prune"], "test")
     assert raw["distill"] == {**main["distill"], "kd": "none", "seed": 0} and main["distill"]["kd"] != "none"
     assert "qat" not in raw and plan_problem(raw) is None
@@ -244,9 +254,8 @@ def test_the_unpruned_control_recipe_is_the_no_teacher_recipe_without_pruning():
 
     no_teacher = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
     raw = _bundled("ablations/obb-unpruned-finetune.yaml")[1]
-    assert all(Path(raw[k]).resolve() == Path(no_teacher[k]).resolve() for k in ("model", "data"))
-    assert {k: v for k, v in raw.items() if k not in ("model", "data", "verify")} == {
-        k: v for k, v in no_teacher.items() if k not in ("model", "data", "verify", "prune")}
+    assert _same_files(raw, no_teacher)
+    assert _without(raw, "verify") == _without(no_teacher, "verify", "prune")
     assert raw["verify"] == {**no_teacher["verify"], "original": True} and plan_problem(raw) is None
 
 
@@ -257,11 +266,10 @@ def test_the_unpruned_teacher_recipe_is_the_obb_recipes_distillation_with_the_co
 
     main = _bundled("obb-int8.yaml")[1]
     no_teacher = _bundled("ablations/obb-distill-no-teacher.yaml")[1]
-    control_path, control = _bundled("ablations/obb-unpruned-finetune.yaml")
+    control_path = _bundled("ablations/obb-unpruned-finetune.yaml")[0]
     raw = _bundled("ablations/obb-distill-unpruned-teacher.yaml")[1]
-    assert all(Path(raw[k]).resolve() == Path(no_teacher[k]).resolve() for k in ("model", "data"))
-    assert {k: v for k, v in raw.items() if k not in ("model", "data", "teacher", "distill")} == {
-        k: v for k, v in no_teacher.items() if k not in ("model", "data", "distill")}
+    assert _same_files(raw, no_teacher)
+    assert _without(raw, "teacher", "distill") == _without(no_teacher, "distill")
     assert raw["distill"] == {**no_teacher["distill"], "kd": main["distill"]["kd"]}
     control_out = control_path.read_text().split("--out ")[1].split()[0]
     assert Path(raw["teacher"]).resolve() == (control_path.parents[3] / control_out / "distill" / "best.pt").resolve()
